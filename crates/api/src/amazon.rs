@@ -1,0 +1,124 @@
+//! Amazon-owned documents that ship with ssmd (owner `Amazon`, readable by every account in
+//! every region). Their content is written for ssmd and validated by the same parser as users'
+//! documents when first used; a unit test proves they all parse.
+
+use ssmd_core::document::{self, Format};
+use ssmd_store::{DocumentRow, VersionRow};
+use std::sync::LazyLock;
+
+/// One built-in document.
+pub struct AmazonDoc {
+    /// The document.
+    pub doc: DocumentRow,
+    /// Its only version.
+    pub version: VersionRow,
+}
+
+/// (name, type, format, content).
+const SOURCES: &[(&str, &str, Format, &str)] = &[
+    (
+        "AWS-RequestApproval",
+        "Automation",
+        Format::Yaml,
+        include_str!("../amazon/AWS-RequestApproval.yaml"),
+    ),
+    (
+        "AWS-RunPythonScript",
+        "Automation",
+        Format::Yaml,
+        include_str!("../amazon/AWS-RunPythonScript.yaml"),
+    ),
+    (
+        "AWS-RunShellScript",
+        "Command",
+        Format::Json,
+        include_str!("../amazon/AWS-RunShellScript.json"),
+    ),
+    (
+        "AWS-Sleep",
+        "Automation",
+        Format::Yaml,
+        include_str!("../amazon/AWS-Sleep.yaml"),
+    ),
+];
+
+/// 2026-01-01T00:00:00Z, the creation date the built-in documents report.
+const CREATED_MS: i64 = 1_767_225_600_000;
+
+static DOCS: LazyLock<Vec<AmazonDoc>> = LazyLock::new(|| {
+    SOURCES
+        .iter()
+        .filter_map(|(name, doc_type, format, content)| {
+            let parsed = match document::parse(content, *format, doc_type) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(name, error = %e, "a built-in document does not parse; it is not served");
+                    return None;
+                }
+            };
+            let params: Vec<serde_json::Value> = parsed
+                .parameters
+                .iter()
+                .map(|p| {
+                    let mut o = serde_json::json!({"Name": p.name, "Type": p.kind});
+                    if let Some(d) = &p.description {
+                        o["Description"] = d.clone().into();
+                    }
+                    if let Some(d) = &p.default_value {
+                        o["DefaultValue"] = d.clone().into();
+                    }
+                    o
+                })
+                .collect();
+            let platforms = if *doc_type == "Command" { r#"["Linux","MacOS"]"# } else { r#"["Windows","Linux","MacOS"]"# };
+            Some(AmazonDoc {
+                doc: DocumentRow {
+                    account: String::new(),
+                    region: String::new(),
+                    name: name.to_string(),
+                    doc_type: doc_type.to_string(),
+                    target_type: None,
+                    default_version: 1,
+                    latest_version: 1,
+                    created_ms: CREATED_MS,
+                },
+                version: VersionRow {
+                    version: 1,
+                    content: content.to_string(),
+                    format: format.as_wire().to_string(),
+                    hash: document::sha256_hex(content),
+                    schema_version: parsed.schema_version,
+                    description: parsed.description,
+                    parameters: serde_json::Value::Array(params).to_string(),
+                    platform_types: platforms.to_string(),
+                    created_ms: CREATED_MS,
+                    ..Default::default()
+                },
+            })
+        })
+        .collect()
+});
+
+/// Every built-in document, by name.
+pub fn all() -> &'static [AmazonDoc] {
+    &DOCS
+}
+
+/// The built-in document with this name.
+pub fn find(name: &str) -> Option<&'static AmazonDoc> {
+    DOCS.iter().find(|d| d.doc.name == name)
+}
+
+/// The names of the built-in documents.
+pub fn amazon_documents() -> Vec<&'static str> {
+    SOURCES.iter().map(|s| s.0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_builtin_document_parses() {
+        assert_eq!(super::all().len(), super::SOURCES.len());
+        assert!(super::find("AWS-RunShellScript").is_some());
+    }
+}

@@ -1,0 +1,1265 @@
+//! The Documents API: create, read, describe, list, update, versions, delete, review metadata
+//! and sharing. Documents are owned by an (account, region); Amazon-owned documents ship with
+//! ssmd and are readable by everyone; shared documents are readable by the accounts they are
+//! shared with, by ARN.
+
+use crate::errors::{doc_error, validation};
+use crate::pagination::page_size;
+use crate::{Service, amazon, store_error};
+use serde_json::{Value, json};
+use ssmd_core::clock::epoch_seconds;
+use ssmd_core::document::{self, Format, Parsed};
+use ssmd_model::shapes::*;
+use ssmd_model::{ApiError, Caller, ErrorCode};
+use ssmd_store::{DocumentRow, ReviewRow, ShareRow, StoreError, Tag, VersionRow};
+
+/// Name prefixes reserved for AWS (compared case-insensitively).
+const RESERVED_PREFIXES: &[&str] = &["aws", "amazon", "amzn"];
+/// Versions one document may have.
+const MAX_VERSIONS: i64 = 1000;
+/// Accounts one document may be shared with.
+const MAX_SHARES: usize = 1000;
+/// The tag resource type of documents.
+pub(crate) const RESOURCE_TYPE: &str = "Document";
+
+/// Who owns a document, as seen by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// The caller's own document.
+    Own,
+    /// Shipped with ssmd.
+    Amazon,
+    /// Another account's document shared with the caller.
+    Shared,
+}
+
+/// A document version resolved for a caller.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Whose it is.
+    pub ownership: Ownership,
+    /// The document.
+    pub doc: DocumentRow,
+    /// The version asked for.
+    pub version: VersionRow,
+}
+
+impl Resolved {
+    /// The name as SSM reports it to this caller (the ARN for shared documents).
+    pub fn reported_name(&self) -> String {
+        match self.ownership {
+            Ownership::Shared => {
+                ssmd_core::arn::document(&self.doc.region, &self.doc.account, &self.doc.name)
+            }
+            _ => self.doc.name.clone(),
+        }
+    }
+
+    /// The `Owner` field.
+    pub fn owner(&self) -> String {
+        match self.ownership {
+            Ownership::Amazon => "Amazon".into(),
+            _ => self.doc.account.clone(),
+        }
+    }
+}
+
+fn invalid_document() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidDocument,
+        "The specified document does not exist.",
+    )
+}
+
+fn invalid_version() -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidDocumentVersion,
+        "The document version is not valid or does not exist.",
+    )
+}
+
+/// A requested DocumentVersion.
+enum VersionSel {
+    Default,
+    Latest,
+    Number(i64),
+}
+
+fn version_sel(v: Option<&str>) -> Result<VersionSel, ApiError> {
+    match v {
+        None | Some("$DEFAULT") => Ok(VersionSel::Default),
+        Some("$LATEST") => Ok(VersionSel::Latest),
+        Some(n) => n
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(VersionSel::Number)
+            .ok_or_else(invalid_version),
+    }
+}
+
+impl Service {
+    /// Finds a document (by name or ARN) and one of its versions, as the caller may see it.
+    pub async fn resolve_document(
+        &self,
+        caller: &Caller,
+        reference: &str,
+        version: Option<&str>,
+        version_name: Option<&str>,
+    ) -> Result<Resolved, ApiError> {
+        let (owner, name) = match ssmd_core::arn::parse_document(reference) {
+            Some(arn) if arn.region != caller.region => return Err(invalid_document()),
+            Some(arn) if arn.account.is_empty() => (None, arn.name),
+            Some(arn) if arn.account != caller.account => (Some(arn.account), arn.name),
+            Some(arn) => (None, arn.name),
+            None => (None, reference.to_string()),
+        };
+        let sel = version_sel(version)?;
+        if owner.is_none()
+            && let Some(a) = amazon::find(&name)
+        {
+            let version = match sel {
+                VersionSel::Number(n) if n != a.version.version => return Err(invalid_version()),
+                _ => a.version.clone(),
+            };
+            if version_name.is_some_and(|vn| version.version_name.as_deref() != Some(vn)) {
+                return Err(invalid_version());
+            }
+            return Ok(Resolved {
+                ownership: Ownership::Amazon,
+                doc: a.doc.clone(),
+                version,
+            });
+        }
+        let (account, ownership) = match &owner {
+            Some(o) => (o.as_str(), Ownership::Shared),
+            None => (caller.account.as_str(), Ownership::Own),
+        };
+        let share = if ownership == Ownership::Shared {
+            let s = self
+                .store
+                .share_for(account, &caller.region, &name, &caller.account)
+                .await
+                .map_err(store_error)?;
+            Some(s.ok_or_else(invalid_document)?)
+        } else {
+            None
+        };
+        let number = match sel {
+            VersionSel::Number(n) => Some(n),
+            _ => None,
+        };
+        let found = if let (Some(vn), None) = (version_name, number) {
+            // A VersionName alone selects that version.
+            let doc = self
+                .store
+                .document(account, &caller.region, &name)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(invalid_document)?;
+            let v = self
+                .store
+                .document_version_named(account, &caller.region, &name, vn)
+                .await
+                .map_err(store_error)?;
+            (doc, v)
+        } else {
+            let latest = matches!(sel, VersionSel::Latest);
+            let (doc, v) = self
+                .store
+                .document_with_version(account, &caller.region, &name, number)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(invalid_document)?;
+            if latest && doc.latest_version != doc.default_version {
+                let v = self
+                    .store
+                    .document_version(account, &caller.region, &name, doc.latest_version)
+                    .await
+                    .map_err(store_error)?;
+                (doc, v)
+            } else {
+                (doc, v)
+            }
+        };
+        let (doc, version) = found;
+        let version = version.ok_or_else(invalid_version)?;
+        if version_name.is_some_and(|vn| version.version_name.as_deref() != Some(vn)) {
+            return Err(invalid_version());
+        }
+        if let Some(share) = share
+            && let Ok(n) = share.shared_version.parse::<i64>()
+            && n != version.version
+        {
+            return Err(invalid_version());
+        }
+        Ok(Resolved {
+            ownership,
+            doc,
+            version,
+        })
+    }
+
+    /// The caller's own document, or `InvalidDocument`.
+    async fn own_document(&self, caller: &Caller, name: &str) -> Result<DocumentRow, ApiError> {
+        if amazon::find(name).is_some() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidDocumentOperation,
+                format!("The Amazon-owned document {name} can't be changed."),
+            ));
+        }
+        self.store
+            .document(&caller.account, &caller.region, name)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(invalid_document)
+    }
+
+    async fn document_tags(&self, r: &Resolved) -> Result<Vec<Tag>, ApiError> {
+        if r.ownership == Ownership::Amazon {
+            return Ok(vec![]);
+        }
+        self.store
+            .tags(&r.doc.account, &r.doc.region, RESOURCE_TYPE, &r.doc.name)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn description(&self, r: &Resolved) -> Result<DocumentDescription, ApiError> {
+        let tags = self.document_tags(r).await?;
+        let reviews =
+            if r.doc.doc_type == "Automation.ChangeTemplate" && r.ownership != Ownership::Amazon {
+                self.store
+                    .document_reviews(
+                        &r.doc.account,
+                        &r.doc.region,
+                        &r.doc.name,
+                        r.version.version,
+                        0,
+                        1000,
+                    )
+                    .await
+                    .map_err(store_error)?
+            } else {
+                vec![]
+            };
+        Ok(describe_version(r, tags, &reviews))
+    }
+}
+
+fn tag_list(tags: Vec<Tag>) -> Vec<ssmd_model::shapes::Tag> {
+    tags.into_iter()
+        .map(|t| ssmd_model::shapes::Tag {
+            key: t.key,
+            value: t.value,
+        })
+        .collect()
+}
+
+fn json_list<T: serde::de::DeserializeOwned>(text: &str) -> Option<Vec<T>> {
+    serde_json::from_str::<Vec<T>>(text)
+        .ok()
+        .filter(|l| !l.is_empty())
+}
+
+fn describe_version(r: &Resolved, tags: Vec<Tag>, reviews: &[ReviewRow]) -> DocumentDescription {
+    let v = &r.version;
+    let is_template = r.doc.doc_type == "Automation.ChangeTemplate";
+    DocumentDescription {
+        hash: Some(v.hash.clone()),
+        hash_type: Some("Sha256".into()),
+        name: Some(r.reported_name()),
+        display_name: v.display_name.clone(),
+        version_name: v.version_name.clone(),
+        owner: Some(r.owner()),
+        created_date: Some(epoch_seconds(v.created_ms)),
+        status: Some("Active".into()),
+        document_version: Some(v.version.to_string()),
+        description: v.description.clone(),
+        parameters: json_list(&v.parameters),
+        platform_types: json_list(&v.platform_types),
+        document_type: Some(r.doc.doc_type.clone()),
+        schema_version: v.schema_version.clone(),
+        latest_version: Some(r.doc.latest_version.to_string()),
+        default_version: Some(r.doc.default_version.to_string()),
+        document_format: Some(v.format.clone()),
+        target_type: r.doc.target_type.clone(),
+        tags: Some(tag_list(tags)),
+        attachments_information: v.attachments.as_deref().and_then(json_list),
+        requires: v.requires.as_deref().and_then(json_list),
+        review_information: (!reviews.is_empty()).then(|| {
+            reviews
+                .iter()
+                .map(|rv| ReviewInformation {
+                    reviewed_time: Some(epoch_seconds(rv.created_ms)),
+                    status: Some(rv.status.clone()),
+                    reviewer: Some(rv.reviewer.clone()),
+                })
+                .collect()
+        }),
+        approved_version: (v.review_status.as_deref() == Some("APPROVED"))
+            .then(|| v.version.to_string()),
+        pending_review_version: (v.review_status.as_deref() == Some("PENDING"))
+            .then(|| v.version.to_string()),
+        review_status: if is_template {
+            Some(
+                v.review_status
+                    .clone()
+                    .unwrap_or_else(|| "NOT_REVIEWED".into()),
+            )
+        } else {
+            None
+        },
+        ..Default::default()
+    }
+}
+
+/// The platforms a document runs on, derived from its actions as SSM does.
+fn platform_types(doc_type: &str, parsed: &Parsed) -> Vec<String> {
+    let all = || {
+        vec![
+            "Windows".to_string(),
+            "Linux".to_string(),
+            "MacOS".to_string(),
+        ]
+    };
+    if doc_type != "Command" {
+        return all();
+    }
+    let mut actions: Vec<String> = Vec::new();
+    if let Some(steps) = parsed.value.get("mainSteps").and_then(Value::as_array) {
+        actions.extend(
+            steps
+                .iter()
+                .filter_map(|s| s.get("action").and_then(Value::as_str))
+                .map(str::to_string),
+        );
+    }
+    if let Some(cfg) = parsed.value.get("runtimeConfig").and_then(Value::as_object) {
+        actions.extend(cfg.keys().cloned());
+    }
+    let mut out: Vec<String> = Vec::new();
+    for a in actions {
+        let p: &[&str] = match a.as_str() {
+            "aws:runShellScript" => &["Linux", "MacOS"],
+            "aws:runPowerShellScript" => &["Windows"],
+            _ => &["Windows", "Linux", "MacOS"],
+        };
+        for x in p {
+            if !out.iter().any(|o| o == x) {
+                out.push(x.to_string());
+            }
+        }
+    }
+    if out.is_empty() { all() } else { out }
+}
+
+/// Validates content for a type and builds the version row.
+fn build_version(
+    content: &str,
+    format: Format,
+    doc_type: &str,
+    version: i64,
+    now_ms: i64,
+    version_name: Option<String>,
+    display_name: Option<String>,
+    requires: Option<&Vec<DocumentRequires>>,
+    attachments: Option<&Vec<AttachmentsSource>>,
+) -> Result<VersionRow, ApiError> {
+    if content.len() > document::MAX_CONTENT_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::MaxDocumentSizeExceeded,
+            format!(
+                "The content of the document is {} bytes; the limit is {} bytes.",
+                content.len(),
+                document::MAX_CONTENT_BYTES
+            ),
+        ));
+    }
+    let parsed = document::parse(content, format, doc_type).map_err(doc_error)?;
+    let params: Vec<Value> = parsed
+        .parameters
+        .iter()
+        .map(|p| {
+            let mut o = json!({"Name": p.name, "Type": p.kind});
+            if let Some(d) = &p.description {
+                o["Description"] = json!(d);
+            }
+            if let Some(d) = &p.default_value {
+                o["DefaultValue"] = json!(d);
+            }
+            o
+        })
+        .collect();
+    let attachments_info = attachments.map(|a| {
+        Value::Array(a.iter().map(|s| json!({"Name": s.name.clone().unwrap_or_else(|| s.key.clone().unwrap_or_default())})).collect())
+            .to_string()
+    });
+    Ok(VersionRow {
+        version,
+        version_name,
+        content: content.to_string(),
+        format: format.as_wire().to_string(),
+        hash: document::sha256_hex(content),
+        schema_version: parsed.schema_version.clone(),
+        description: parsed.description.clone(),
+        parameters: Value::Array(params).to_string(),
+        platform_types: json!(platform_types(doc_type, &parsed)).to_string(),
+        requires: requires.map(|r| serde_json::to_string(r).unwrap_or_default()),
+        attachments: attachments_info,
+        display_name,
+        review_status: (doc_type == "Automation.ChangeTemplate")
+            .then(|| "NOT_REVIEWED".to_string()),
+        created_ms: now_ms,
+    })
+}
+
+fn format_of(wire: Option<&str>) -> Format {
+    wire.and_then(Format::from_wire).unwrap_or(Format::Json)
+}
+
+pub(crate) async fn create(
+    svc: &Service,
+    caller: &Caller,
+    i: CreateDocumentRequest,
+) -> Result<CreateDocumentResult, ApiError> {
+    let lower = i.name.to_ascii_lowercase();
+    if RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p)) {
+        return Err(validation(
+            &i.name,
+            "name",
+            "Member must not start with a reserved prefix (aws, amazon, amzn, AWSEC2, AWSConfigRemediation, AWSSupport)",
+        ));
+    }
+    let doc_type = i.document_type.clone().unwrap_or_else(|| "Command".into());
+    let format = format_of(i.document_format.as_deref());
+    let now = svc.now_ms();
+    let version = build_version(
+        &i.content,
+        format,
+        &doc_type,
+        1,
+        now,
+        i.version_name.clone(),
+        i.display_name.clone(),
+        i.requires.as_ref(),
+        i.attachments.as_ref(),
+    )?;
+    let doc = DocumentRow {
+        account: caller.account.clone(),
+        region: caller.region.clone(),
+        name: i.name.clone(),
+        doc_type,
+        target_type: i.target_type.clone(),
+        default_version: 1,
+        latest_version: 1,
+        created_ms: now,
+    };
+    match svc.store.create_document(&doc, &version).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => {
+            return Err(ApiError::new(
+                ErrorCode::DocumentAlreadyExists,
+                format!("Document with same name {} already exists", i.name),
+            ));
+        }
+        Err(e) => return Err(store_error(e)),
+    }
+    if let Some(tags) = &i.tags {
+        crate::tags::set(svc, caller, RESOURCE_TYPE, &i.name, tags).await?;
+    }
+    let r = Resolved {
+        ownership: Ownership::Own,
+        doc,
+        version,
+    };
+    Ok(CreateDocumentResult {
+        document_description: Some(svc.description(&r).await?),
+    })
+}
+
+pub(crate) async fn get(
+    svc: &Service,
+    caller: &Caller,
+    i: GetDocumentRequest,
+) -> Result<GetDocumentResult, ApiError> {
+    let r = svc
+        .resolve_document(
+            caller,
+            &i.name,
+            i.document_version.as_deref(),
+            i.version_name.as_deref(),
+        )
+        .await?;
+    let stored = format_of(Some(&r.version.format));
+    let wanted = i
+        .document_format
+        .as_deref()
+        .and_then(Format::from_wire)
+        .unwrap_or(stored);
+    if (wanted == Format::Text) != (stored == Format::Text) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidDocumentOperation,
+            format!(
+                "The document is stored as {}; it can't be returned as {}.",
+                stored.as_wire(),
+                wanted.as_wire()
+            ),
+        ));
+    }
+    let content = document::convert(&r.version.content, stored, wanted)
+        .map_err(|e| ApiError::internal(format!("converting content: {e}")))?;
+    let v = &r.version;
+    Ok(GetDocumentResult {
+        name: Some(r.reported_name()),
+        created_date: Some(epoch_seconds(v.created_ms)),
+        display_name: v.display_name.clone(),
+        version_name: v.version_name.clone(),
+        document_version: Some(v.version.to_string()),
+        status: Some("Active".into()),
+        content: Some(content),
+        document_type: Some(r.doc.doc_type.clone()),
+        document_format: Some(wanted.as_wire().into()),
+        requires: v.requires.as_deref().and_then(json_list),
+        review_status: (r.doc.doc_type == "Automation.ChangeTemplate").then(|| {
+            v.review_status
+                .clone()
+                .unwrap_or_else(|| "NOT_REVIEWED".into())
+        }),
+        ..Default::default()
+    })
+}
+
+pub(crate) async fn describe(
+    svc: &Service,
+    caller: &Caller,
+    i: DescribeDocumentRequest,
+) -> Result<DescribeDocumentResult, ApiError> {
+    let r = svc
+        .resolve_document(
+            caller,
+            &i.name,
+            i.document_version.as_deref(),
+            i.version_name.as_deref(),
+        )
+        .await?;
+    Ok(DescribeDocumentResult {
+        document: Some(svc.description(&r).await?),
+    })
+}
+
+/// One ListDocuments filter, normalised from either filter style.
+struct Filter {
+    key: String,
+    values: Vec<String>,
+}
+
+fn identifier(r: &Resolved, tags: Vec<Tag>) -> DocumentIdentifier {
+    let v = &r.version;
+    DocumentIdentifier {
+        name: Some(r.reported_name()),
+        created_date: Some(epoch_seconds(v.created_ms)),
+        display_name: v.display_name.clone(),
+        owner: Some(r.owner()),
+        version_name: v.version_name.clone(),
+        platform_types: json_list(&v.platform_types),
+        document_version: Some(v.version.to_string()),
+        document_type: Some(r.doc.doc_type.clone()),
+        schema_version: v.schema_version.clone(),
+        document_format: Some(v.format.clone()),
+        target_type: r.doc.target_type.clone(),
+        tags: Some(tag_list(tags)),
+        requires: v.requires.as_deref().and_then(json_list),
+        review_status: (r.doc.doc_type == "Automation.ChangeTemplate").then(|| {
+            v.review_status
+                .clone()
+                .unwrap_or_else(|| "NOT_REVIEWED".into())
+        }),
+        ..Default::default()
+    }
+}
+
+fn matches(f: &Filter, r: &Resolved, tags: &[Tag]) -> Result<bool, ApiError> {
+    let any = |pred: &dyn Fn(&str) -> bool| f.values.iter().any(|v| pred(v));
+    Ok(match f.key.as_str() {
+        "Name" => any(&|v| r.doc.name.starts_with(v)),
+        "SearchKeyword" => any(&|v| r.doc.name.to_lowercase().contains(&v.to_lowercase())),
+        "DocumentType" => any(&|v| r.doc.doc_type == v),
+        "TargetType" => any(&|v| r.doc.target_type.as_deref() == Some(v)),
+        "PlatformTypes" => any(&|v| r.version.platform_types.contains(&format!("\"{v}\""))),
+        "Owner" => any(&|v| match v {
+            "Self" => r.ownership == Ownership::Own,
+            "Amazon" | "Public" => r.ownership == Ownership::Amazon,
+            "Private" | "ThirdParty" => r.ownership == Ownership::Shared,
+            "All" => true,
+            _ => false,
+        }),
+        k if k.starts_with("tag:") => {
+            let key = &k[4..];
+            tags.iter()
+                .any(|t| t.key == key && (f.values.is_empty() || f.values.contains(&t.value)))
+        }
+        "tag-key" | "TagKeys" => f.values.iter().any(|v| tags.iter().any(|t| &t.key == v)),
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidFilterKey,
+                format!("The filter key {other} isn't supported by ListDocuments."),
+            ));
+        }
+    })
+}
+
+pub(crate) async fn list(
+    svc: &Service,
+    caller: &Caller,
+    i: ListDocumentsRequest,
+) -> Result<ListDocumentsResult, ApiError> {
+    const OP: &str = "ListDocuments";
+    let mut filters: Vec<Filter> = Vec::new();
+    for f in i.document_filter_list.iter().flatten() {
+        filters.push(Filter {
+            key: f.key.clone(),
+            values: vec![f.value.clone()],
+        });
+    }
+    for f in i.filters.iter().flatten() {
+        let key = f.key.clone().unwrap_or_default();
+        if key.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidFilterKey,
+                "A filter needs a Key.",
+            ));
+        }
+        filters.push(Filter {
+            key,
+            values: f.values.clone().unwrap_or_default(),
+        });
+    }
+    let owners: Vec<&str> = filters
+        .iter()
+        .filter(|f| f.key == "Owner")
+        .flat_map(|f| f.values.iter().map(String::as_str))
+        .collect();
+    let want = |o: &Ownership| {
+        owners.is_empty()
+            || owners.iter().any(|v| match v {
+                &"Self" => *o == Ownership::Own,
+                &"Amazon" | &"Public" => *o == Ownership::Amazon,
+                &"Private" | &"ThirdParty" => *o == Ownership::Shared,
+                &"All" => true,
+                _ => false,
+            })
+    };
+    let limit = page_size(i.max_results, 50) as usize;
+    let after = svc.open_token(caller, OP, i.next_token.as_deref())?;
+    let after_key: (String, String) = match &after {
+        Some(v) => (
+            v[0].as_str().unwrap_or_default().to_string(),
+            v[1].as_str().unwrap_or_default().to_string(),
+        ),
+        None => (String::new(), String::new()),
+    };
+    let mut candidates: Vec<(Resolved, Vec<Tag>)> = Vec::new();
+    let keep = |r: Resolved,
+                tags: Vec<Tag>,
+                out: &mut Vec<(Resolved, Vec<Tag>)>|
+     -> Result<(), ApiError> {
+        if (r.doc.name.clone(), r.owner()) <= after_key {
+            return Ok(());
+        }
+        for f in filters.iter().filter(|f| f.key != "Owner") {
+            if !matches(f, &r, &tags)? {
+                return Ok(());
+            }
+        }
+        out.push((r, tags));
+        Ok(())
+    };
+    if want(&Ownership::Amazon) {
+        for a in amazon::all() {
+            keep(
+                Resolved {
+                    ownership: Ownership::Amazon,
+                    doc: a.doc.clone(),
+                    version: a.version.clone(),
+                },
+                vec![],
+                &mut candidates,
+            )?;
+        }
+    }
+    if want(&Ownership::Shared) {
+        for (doc, version) in svc
+            .store
+            .documents_shared_with(&caller.account, &caller.region)
+            .await
+            .map_err(store_error)?
+        {
+            let r = Resolved {
+                ownership: Ownership::Shared,
+                doc,
+                version,
+            };
+            let tags = svc.document_tags(&r).await?;
+            keep(r, tags, &mut candidates)?;
+        }
+    }
+    if want(&Ownership::Own) {
+        // Own documents are read in name order, a batch at a time, until a page is full.
+        let mut cursor = after_key.0.clone();
+        let mut own = Vec::new();
+        loop {
+            let batch = svc
+                .store
+                .documents_page(&caller.account, &caller.region, &cursor, 200)
+                .await
+                .map_err(store_error)?;
+            let n = batch.len();
+            for (doc, version) in batch {
+                cursor = doc.name.clone();
+                let r = Resolved {
+                    ownership: Ownership::Own,
+                    doc,
+                    version,
+                };
+                let tags = svc.document_tags(&r).await?;
+                keep(r, tags, &mut own)?;
+            }
+            if own.len() > limit || n < 200 {
+                break;
+            }
+        }
+        candidates.extend(own);
+    }
+    candidates.sort_by(|a, b| (&a.0.doc.name, a.0.owner()).cmp(&(&b.0.doc.name, b.0.owner())));
+    let more = candidates.len() > limit;
+    candidates.truncate(limit);
+    let next_token = match (more, candidates.last()) {
+        (true, Some((r, _))) => Some(svc.issue_token(caller, OP, json!([r.doc.name, r.owner()]))),
+        _ => None,
+    };
+    Ok(ListDocumentsResult {
+        document_identifiers: Some(
+            candidates
+                .into_iter()
+                .map(|(r, tags)| identifier(&r, tags))
+                .collect(),
+        ),
+        next_token,
+    })
+}
+
+pub(crate) async fn update(
+    svc: &Service,
+    caller: &Caller,
+    i: UpdateDocumentRequest,
+) -> Result<UpdateDocumentResult, ApiError> {
+    let doc = svc.own_document(caller, &i.name).await?;
+    if let Some(v) = i.document_version.as_deref()
+        && v != "$LATEST"
+        && v != doc.latest_version.to_string()
+    {
+        return Err(ApiError::new(
+            ErrorCode::InvalidDocumentVersion,
+            format!(
+                "Only the latest version of a document can be updated: specify $LATEST or {}.",
+                doc.latest_version
+            ),
+        ));
+    }
+    if doc.latest_version >= MAX_VERSIONS {
+        return Err(ApiError::new(
+            ErrorCode::DocumentVersionLimitExceeded,
+            format!(
+                "The document has reached the limit of {MAX_VERSIONS} versions. Delete one or more versions and try again."
+            ),
+        ));
+    }
+    let latest = svc
+        .store
+        .document_version(&caller.account, &caller.region, &i.name, doc.latest_version)
+        .await
+        .map_err(store_error)?;
+    let format = match i.document_format.as_deref() {
+        Some(f) => format_of(Some(f)),
+        None => latest
+            .as_ref()
+            .map(|l| format_of(Some(&l.format)))
+            .unwrap_or(Format::Json),
+    };
+    let hash = document::sha256_hex(&i.content);
+    if svc
+        .store
+        .document_version_with_hash(&caller.account, &caller.region, &i.name, &hash)
+        .await
+        .map_err(store_error)?
+        .is_some()
+    {
+        return Err(ApiError::new(
+            ErrorCode::DuplicateDocumentContent,
+            "The content of the document matches an existing version of it. Change the content and try again.",
+        ));
+    }
+    if let Some(vn) = &i.version_name
+        && svc
+            .store
+            .document_version_named(&caller.account, &caller.region, &i.name, vn)
+            .await
+            .map_err(store_error)?
+            .is_some()
+    {
+        return Err(ApiError::new(
+            ErrorCode::DuplicateDocumentVersionName,
+            format!(
+                "The version name {vn} has already been used in this document. Specify a different version name, and then try again."
+            ),
+        ));
+    }
+    let display_name = i
+        .display_name
+        .clone()
+        .or_else(|| latest.as_ref().and_then(|l| l.display_name.clone()));
+    let version = build_version(
+        &i.content,
+        format,
+        &doc.doc_type,
+        doc.latest_version + 1,
+        svc.now_ms(),
+        i.version_name.clone(),
+        display_name,
+        None,
+        i.attachments.as_ref(),
+    )?;
+    match svc
+        .store
+        .add_document_version(
+            &caller.account,
+            &caller.region,
+            &i.name,
+            &version,
+            doc.latest_version,
+            i.target_type.as_deref(),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => {
+            return Err(ApiError::new(
+                ErrorCode::TooManyUpdates,
+                "The document was updated concurrently; retry the update.",
+            ));
+        }
+        Err(e) => return Err(store_error(e)),
+    }
+    let doc = DocumentRow {
+        latest_version: version.version,
+        target_type: i.target_type.clone().or(doc.target_type),
+        ..doc
+    };
+    let r = Resolved {
+        ownership: Ownership::Own,
+        doc,
+        version,
+    };
+    Ok(UpdateDocumentResult {
+        document_description: Some(svc.description(&r).await?),
+    })
+}
+
+pub(crate) async fn update_default_version(
+    svc: &Service,
+    caller: &Caller,
+    i: UpdateDocumentDefaultVersionRequest,
+) -> Result<UpdateDocumentDefaultVersionResult, ApiError> {
+    let doc = svc.own_document(caller, &i.name).await?;
+    let VersionSel::Number(n) = version_sel(Some(&i.document_version))? else {
+        return Err(invalid_version());
+    };
+    let v = svc
+        .store
+        .document_version(&caller.account, &caller.region, &doc.name, n)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(invalid_version)?;
+    if !svc
+        .store
+        .set_default_document_version(&caller.account, &caller.region, &doc.name, n)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(invalid_document());
+    }
+    Ok(UpdateDocumentDefaultVersionResult {
+        description: Some(DocumentDefaultVersionDescription {
+            name: Some(doc.name),
+            default_version: Some(n.to_string()),
+            default_version_name: v.version_name,
+        }),
+    })
+}
+
+pub(crate) async fn list_versions(
+    svc: &Service,
+    caller: &Caller,
+    i: ListDocumentVersionsRequest,
+) -> Result<ListDocumentVersionsResult, ApiError> {
+    const OP: &str = "ListDocumentVersions";
+    let limit = page_size(i.max_results, 50);
+    let after = svc
+        .open_token(caller, OP, i.next_token.as_deref())?
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
+    let (doc, versions) = match amazon::find(&i.name) {
+        Some(a) => (
+            a.doc.clone(),
+            if after == 0 {
+                vec![a.version.clone()]
+            } else {
+                vec![]
+            },
+        ),
+        None => {
+            let doc = svc
+                .store
+                .document(&caller.account, &caller.region, &i.name)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(invalid_document)?;
+            let versions = svc
+                .store
+                .document_versions(&caller.account, &caller.region, &i.name, after, limit + 1)
+                .await
+                .map_err(store_error)?;
+            (doc, versions)
+        }
+    };
+    let more = versions.len() as i64 > limit;
+    let page: Vec<VersionRow> = versions.into_iter().take(limit as usize).collect();
+    let next_token = match (more, page.last()) {
+        (true, Some(v)) => Some(svc.issue_token(caller, OP, json!(v.version))),
+        _ => None,
+    };
+    Ok(ListDocumentVersionsResult {
+        document_versions: Some(
+            page.into_iter()
+                .map(|v| DocumentVersionInfo {
+                    name: Some(doc.name.clone()),
+                    display_name: v.display_name.clone(),
+                    document_version: Some(v.version.to_string()),
+                    version_name: v.version_name.clone(),
+                    created_date: Some(epoch_seconds(v.created_ms)),
+                    is_default_version: Some(v.version == doc.default_version),
+                    document_format: Some(v.format.clone()),
+                    status: Some("Active".into()),
+                    review_status: (doc.doc_type == "Automation.ChangeTemplate").then(|| {
+                        v.review_status
+                            .clone()
+                            .unwrap_or_else(|| "NOT_REVIEWED".into())
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
+        next_token,
+    })
+}
+
+pub(crate) async fn delete(
+    svc: &Service,
+    caller: &Caller,
+    i: DeleteDocumentRequest,
+) -> Result<DeleteDocumentResult, ApiError> {
+    let doc = svc.own_document(caller, &i.name).await?;
+    let shares = svc
+        .store
+        .document_shares(&caller.account, &caller.region, &doc.name)
+        .await
+        .map_err(store_error)?;
+    if !shares.is_empty() && i.document_version.is_none() && i.version_name.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidDocumentOperation,
+            "The document is shared with other accounts. Stop sharing it (ModifyDocumentPermission) before you delete it.",
+        ));
+    }
+    if i.document_version.is_none() && i.version_name.is_none() {
+        svc.store
+            .delete_document(&caller.account, &caller.region, &doc.name)
+            .await
+            .map_err(store_error)?;
+        return Ok(DeleteDocumentResult {});
+    }
+    let r = svc
+        .resolve_document(
+            caller,
+            &doc.name,
+            i.document_version.as_deref(),
+            i.version_name.as_deref(),
+        )
+        .await?;
+    if r.version.version == r.doc.default_version {
+        return Err(ApiError::new(
+            ErrorCode::InvalidDocumentOperation,
+            "You can't delete the default version of a document. Make another version the default, or delete the whole document.",
+        ));
+    }
+    if !svc
+        .store
+        .delete_document_version(
+            &caller.account,
+            &caller.region,
+            &doc.name,
+            r.version.version,
+        )
+        .await
+        .map_err(store_error)?
+    {
+        return Err(invalid_version());
+    }
+    Ok(DeleteDocumentResult {})
+}
+
+pub(crate) async fn update_metadata(
+    svc: &Service,
+    caller: &Caller,
+    i: UpdateDocumentMetadataRequest,
+) -> Result<UpdateDocumentMetadataResponse, ApiError> {
+    let doc = svc.own_document(caller, &i.name).await?;
+    if doc.doc_type != "Automation.ChangeTemplate" {
+        return Err(ApiError::new(
+            ErrorCode::InvalidDocumentOperation,
+            format!(
+                "Review metadata applies to Automation.ChangeTemplate documents; {} is a {} document.",
+                doc.name, doc.doc_type
+            ),
+        ));
+    }
+    let r = svc
+        .resolve_document(
+            caller,
+            &doc.name,
+            i.document_version.as_deref().or(Some("$LATEST")),
+            None,
+        )
+        .await?;
+    let current = r
+        .version
+        .review_status
+        .clone()
+        .unwrap_or_else(|| "NOT_REVIEWED".into());
+    let status = match i.document_reviews.action.as_str() {
+        "SendForReview" => "PENDING".to_string(),
+        "Approve" => "APPROVED".to_string(),
+        "Reject" => "REJECTED".to_string(),
+        _ => current,
+    };
+    let comment = i
+        .document_reviews
+        .comment
+        .as_ref()
+        .and_then(|c| c.iter().find_map(|c| c.content.clone()));
+    let review = ReviewRow {
+        version: r.version.version,
+        seq: 0,
+        reviewer: caller.arn.clone(),
+        status,
+        comment,
+        created_ms: svc.now_ms(),
+    };
+    svc.store
+        .add_document_review(&caller.account, &caller.region, &doc.name, &review)
+        .await
+        .map_err(store_error)?;
+    Ok(UpdateDocumentMetadataResponse {})
+}
+
+pub(crate) async fn metadata_history(
+    svc: &Service,
+    caller: &Caller,
+    i: ListDocumentMetadataHistoryRequest,
+) -> Result<ListDocumentMetadataHistoryResponse, ApiError> {
+    const OP: &str = "ListDocumentMetadataHistory";
+    let r = svc
+        .resolve_document(
+            caller,
+            &i.name,
+            i.document_version.as_deref().or(Some("$LATEST")),
+            None,
+        )
+        .await?;
+    if r.ownership != Ownership::Own {
+        return Err(invalid_document());
+    }
+    let limit = page_size(i.max_results, 50);
+    let after = svc
+        .open_token(caller, OP, i.next_token.as_deref())?
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0);
+    let rows = svc
+        .store
+        .document_reviews(
+            &caller.account,
+            &caller.region,
+            &r.doc.name,
+            r.version.version,
+            after,
+            limit + 1,
+        )
+        .await
+        .map_err(store_error)?;
+    let more = rows.len() as i64 > limit;
+    let page: Vec<ReviewRow> = rows.into_iter().take(limit as usize).collect();
+    let next_token = match (more, page.last()) {
+        (true, Some(rv)) => Some(svc.issue_token(caller, OP, json!(rv.seq))),
+        _ => None,
+    };
+    Ok(ListDocumentMetadataHistoryResponse {
+        name: Some(r.doc.name.clone()),
+        document_version: Some(r.version.version.to_string()),
+        author: Some(caller.arn.clone()),
+        metadata: Some(DocumentMetadataResponseInfo {
+            reviewer_response: Some(
+                page.into_iter()
+                    .map(|rv| DocumentReviewerResponseSource {
+                        create_time: Some(epoch_seconds(rv.created_ms)),
+                        updated_time: Some(epoch_seconds(rv.created_ms)),
+                        review_status: Some(rv.status),
+                        comment: rv.comment.map(|c| {
+                            vec![DocumentReviewCommentSource {
+                                r#type: Some("Comment".into()),
+                                content: Some(c),
+                            }]
+                        }),
+                        reviewer: Some(rv.reviewer),
+                    })
+                    .collect(),
+            ),
+        }),
+        next_token,
+    })
+}
+
+fn check_permission_type(t: &str) -> Result<(), ApiError> {
+    if t == "Share" {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidPermissionType,
+            format!("The permission type {t} isn't supported; use Share."),
+        ))
+    }
+}
+
+pub(crate) async fn describe_permission(
+    svc: &Service,
+    caller: &Caller,
+    i: DescribeDocumentPermissionRequest,
+) -> Result<DescribeDocumentPermissionResponse, ApiError> {
+    const OP: &str = "DescribeDocumentPermission";
+    check_permission_type(&i.permission_type)?;
+    let doc = svc.own_document(caller, &i.name).await?;
+    let shares = svc
+        .store
+        .document_shares(&caller.account, &caller.region, &doc.name)
+        .await
+        .map_err(store_error)?;
+    let limit = page_size(i.max_results, 50) as usize;
+    let after = svc
+        .open_token(caller, OP, i.next_token.as_deref())?
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let rest: Vec<ShareRow> = shares
+        .into_iter()
+        .filter(|s| s.shared_with > after)
+        .collect();
+    let more = rest.len() > limit;
+    let page: Vec<ShareRow> = rest.into_iter().take(limit).collect();
+    let next_token = match (more, page.last()) {
+        (true, Some(s)) => Some(svc.issue_token(caller, OP, json!(s.shared_with))),
+        _ => None,
+    };
+    Ok(DescribeDocumentPermissionResponse {
+        account_ids: Some(page.iter().map(|s| s.shared_with.clone()).collect()),
+        account_sharing_info_list: Some(
+            page.iter()
+                .map(|s| AccountSharingInfo {
+                    account_id: Some(s.shared_with.clone()),
+                    shared_document_version: Some(s.shared_version.clone()),
+                })
+                .collect(),
+        ),
+        next_token,
+    })
+}
+
+/// `all` in any case means every account.
+fn normalise_account(a: &str) -> String {
+    if a.eq_ignore_ascii_case("all") {
+        "All".into()
+    } else {
+        a.to_string()
+    }
+}
+
+pub(crate) async fn modify_permission(
+    svc: &Service,
+    caller: &Caller,
+    i: ModifyDocumentPermissionRequest,
+) -> Result<ModifyDocumentPermissionResponse, ApiError> {
+    check_permission_type(&i.permission_type)?;
+    let doc = svc.own_document(caller, &i.name).await?;
+    let shared_version = i
+        .shared_document_version
+        .clone()
+        .unwrap_or_else(|| "$DEFAULT".into());
+    if let Ok(n) = shared_version.parse::<i64>()
+        && svc
+            .store
+            .document_version(&caller.account, &caller.region, &doc.name, n)
+            .await
+            .map_err(store_error)?
+            .is_none()
+    {
+        return Err(invalid_version());
+    }
+    let add: Vec<ShareRow> = i
+        .account_ids_to_add
+        .iter()
+        .flatten()
+        .map(|a| ShareRow {
+            shared_with: normalise_account(a),
+            shared_version: shared_version.clone(),
+        })
+        .collect();
+    let remove: Vec<String> = i
+        .account_ids_to_remove
+        .iter()
+        .flatten()
+        .map(|a| normalise_account(a))
+        .collect();
+    let existing = svc
+        .store
+        .document_shares(&caller.account, &caller.region, &doc.name)
+        .await
+        .map_err(store_error)?;
+    let mut after: Vec<&str> = existing
+        .iter()
+        .map(|s| s.shared_with.as_str())
+        .filter(|a| !remove.iter().any(|r| r == a))
+        .collect();
+    for a in &add {
+        if !after.contains(&a.shared_with.as_str()) {
+            after.push(&a.shared_with);
+        }
+    }
+    if after.len() > MAX_SHARES {
+        return Err(ApiError::new(
+            ErrorCode::DocumentPermissionLimit,
+            format!("A document can be shared with at most {MAX_SHARES} accounts."),
+        ));
+    }
+    svc.store
+        .change_document_shares(&caller.account, &caller.region, &doc.name, &add, &remove)
+        .await
+        .map_err(store_error)?;
+    Ok(ModifyDocumentPermissionResponse {})
+}

@@ -1,0 +1,178 @@
+//! The SSM operations ssmd implements, one module per capability, behind one entry point:
+//! `Service::call` validates the input against the model, applies ClientToken idempotency and
+//! dispatches to the typed operation. The HTTP layer, the local runbook runner and runbook
+//! steps that call the SSM API all go through `call`, so every caller sees the same rules.
+
+mod amazon;
+mod documents;
+mod errors;
+mod idempotency;
+mod pagination;
+mod tags;
+
+pub use amazon::amazon_documents;
+pub use errors::store_error;
+
+use ssmd_core::Clock;
+use ssmd_core::token::TokenSigner;
+use ssmd_model::shapes::*;
+use ssmd_model::{ApiError, Caller, Operation, Ssm};
+use ssmd_store::Store;
+use std::sync::Arc;
+
+/// The SSM service over a store and a clock.
+pub struct Service {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    tokens: TokenSigner,
+}
+
+impl Service {
+    /// Builds the service; the pagination-token key is read from (or created in) the store so
+    /// that every replica accepts every other replica's tokens.
+    pub async fn new(store: Store, clock: Arc<dyn Clock>) -> Result<Service, ApiError> {
+        let secret = store
+            .server_secret("next-token-key", || {
+                ssmd_core::ids::random_from(b"abcdefghijklmnopqrstuvwxyz0123456789", 48)
+            })
+            .await
+            .map_err(store_error)?;
+        Ok(Service {
+            store,
+            clock,
+            tokens: TokenSigner::new(secret.into_bytes()),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Milliseconds since the epoch, from the service's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Runs one operation for `caller` with a JSON input, returning the JSON output.
+    pub async fn call(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        input: serde_json::Value,
+    ) -> Result<Vec<u8>, ApiError> {
+        ssmd_model::validate::validate(op.info().input, &input)?;
+        idempotency::run(self, caller, op, input, |input| {
+            ssmd_model::dispatch(self, caller, op, input)
+        })
+        .await
+    }
+}
+
+impl Ssm for Service {
+    async fn create_document(
+        &self,
+        c: &Caller,
+        i: CreateDocumentRequest,
+    ) -> Result<CreateDocumentResult, ApiError> {
+        documents::create(self, c, i).await
+    }
+    async fn get_document(
+        &self,
+        c: &Caller,
+        i: GetDocumentRequest,
+    ) -> Result<GetDocumentResult, ApiError> {
+        documents::get(self, c, i).await
+    }
+    async fn describe_document(
+        &self,
+        c: &Caller,
+        i: DescribeDocumentRequest,
+    ) -> Result<DescribeDocumentResult, ApiError> {
+        documents::describe(self, c, i).await
+    }
+    async fn list_documents(
+        &self,
+        c: &Caller,
+        i: ListDocumentsRequest,
+    ) -> Result<ListDocumentsResult, ApiError> {
+        documents::list(self, c, i).await
+    }
+    async fn update_document(
+        &self,
+        c: &Caller,
+        i: UpdateDocumentRequest,
+    ) -> Result<UpdateDocumentResult, ApiError> {
+        documents::update(self, c, i).await
+    }
+    async fn update_document_default_version(
+        &self,
+        c: &Caller,
+        i: UpdateDocumentDefaultVersionRequest,
+    ) -> Result<UpdateDocumentDefaultVersionResult, ApiError> {
+        documents::update_default_version(self, c, i).await
+    }
+    async fn list_document_versions(
+        &self,
+        c: &Caller,
+        i: ListDocumentVersionsRequest,
+    ) -> Result<ListDocumentVersionsResult, ApiError> {
+        documents::list_versions(self, c, i).await
+    }
+    async fn delete_document(
+        &self,
+        c: &Caller,
+        i: DeleteDocumentRequest,
+    ) -> Result<DeleteDocumentResult, ApiError> {
+        documents::delete(self, c, i).await
+    }
+    async fn update_document_metadata(
+        &self,
+        c: &Caller,
+        i: UpdateDocumentMetadataRequest,
+    ) -> Result<UpdateDocumentMetadataResponse, ApiError> {
+        documents::update_metadata(self, c, i).await
+    }
+    async fn list_document_metadata_history(
+        &self,
+        c: &Caller,
+        i: ListDocumentMetadataHistoryRequest,
+    ) -> Result<ListDocumentMetadataHistoryResponse, ApiError> {
+        documents::metadata_history(self, c, i).await
+    }
+    async fn describe_document_permission(
+        &self,
+        c: &Caller,
+        i: DescribeDocumentPermissionRequest,
+    ) -> Result<DescribeDocumentPermissionResponse, ApiError> {
+        documents::describe_permission(self, c, i).await
+    }
+    async fn modify_document_permission(
+        &self,
+        c: &Caller,
+        i: ModifyDocumentPermissionRequest,
+    ) -> Result<ModifyDocumentPermissionResponse, ApiError> {
+        documents::modify_permission(self, c, i).await
+    }
+    async fn add_tags_to_resource(
+        &self,
+        c: &Caller,
+        i: AddTagsToResourceRequest,
+    ) -> Result<AddTagsToResourceResult, ApiError> {
+        tags::add(self, c, i).await
+    }
+    async fn remove_tags_from_resource(
+        &self,
+        c: &Caller,
+        i: RemoveTagsFromResourceRequest,
+    ) -> Result<RemoveTagsFromResourceResult, ApiError> {
+        tags::remove(self, c, i).await
+    }
+    async fn list_tags_for_resource(
+        &self,
+        c: &Caller,
+        i: ListTagsForResourceRequest,
+    ) -> Result<ListTagsForResourceResult, ApiError> {
+        tags::list(self, c, i).await
+    }
+}

@@ -1,0 +1,156 @@
+//! Tags on every resource type ssmd holds: AddTagsToResource, RemoveTagsFromResource,
+//! ListTagsForResource. A resource type ssmd does not hold yet is `InvalidResourceType`; a
+//! resource that does not exist (or belongs to another account) is `InvalidResourceId`.
+
+use crate::{Service, amazon, documents, store_error};
+use ssmd_model::shapes::*;
+use ssmd_model::{ApiError, Caller, ErrorCode};
+
+/// Tags one resource may carry.
+pub(crate) const MAX_TAGS: usize = 50;
+
+async fn check_resource(
+    svc: &Service,
+    caller: &Caller,
+    rtype: &str,
+    rid: &str,
+) -> Result<(), ApiError> {
+    let exists = match rtype {
+        documents::RESOURCE_TYPE => {
+            amazon::find(rid).is_none()
+                && svc
+                    .store
+                    .document(&caller.account, &caller.region, rid)
+                    .await
+                    .map_err(store_error)?
+                    .is_some()
+        }
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidResourceType,
+                format!(
+                    "ssmd does not hold resources of type {other} yet; tags can be set on: Document."
+                ),
+            ));
+        }
+    };
+    if exists {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::InvalidResourceId,
+            format!("The {rtype} {rid} does not exist."),
+        ))
+    }
+}
+
+fn too_many() -> ApiError {
+    ApiError::new(
+        ErrorCode::TooManyTagsError,
+        format!("A resource can have at most {MAX_TAGS} tags."),
+    )
+}
+
+fn check_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Result<(), ApiError> {
+    for k in keys {
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(crate::errors::validation(
+                k,
+                "tags.member.key",
+                "Tag keys must not start with the reserved prefix aws:",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Sets tags on a resource the caller just created or owns (no existence check).
+pub(crate) async fn set(
+    svc: &Service,
+    caller: &Caller,
+    rtype: &str,
+    rid: &str,
+    tags: &[Tag],
+) -> Result<(), ApiError> {
+    check_keys(tags.iter().map(|t| &t.key))?;
+    let rows: Vec<ssmd_store::Tag> = tags
+        .iter()
+        .map(|t| ssmd_store::Tag {
+            key: t.key.clone(),
+            value: t.value.clone(),
+        })
+        .collect();
+    let ok = svc
+        .store
+        .change_tags(
+            &caller.account,
+            &caller.region,
+            rtype,
+            rid,
+            &rows,
+            &[],
+            MAX_TAGS,
+        )
+        .await
+        .map_err(store_error)?;
+    if ok { Ok(()) } else { Err(too_many()) }
+}
+
+pub(crate) async fn add(
+    svc: &Service,
+    caller: &Caller,
+    i: AddTagsToResourceRequest,
+) -> Result<AddTagsToResourceResult, ApiError> {
+    check_resource(svc, caller, &i.resource_type, &i.resource_id).await?;
+    set(svc, caller, &i.resource_type, &i.resource_id, &i.tags).await?;
+    Ok(AddTagsToResourceResult {})
+}
+
+pub(crate) async fn remove(
+    svc: &Service,
+    caller: &Caller,
+    i: RemoveTagsFromResourceRequest,
+) -> Result<RemoveTagsFromResourceResult, ApiError> {
+    check_resource(svc, caller, &i.resource_type, &i.resource_id).await?;
+    svc.store
+        .change_tags(
+            &caller.account,
+            &caller.region,
+            &i.resource_type,
+            &i.resource_id,
+            &[],
+            &i.tag_keys,
+            MAX_TAGS,
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(RemoveTagsFromResourceResult {})
+}
+
+pub(crate) async fn list(
+    svc: &Service,
+    caller: &Caller,
+    i: ListTagsForResourceRequest,
+) -> Result<ListTagsForResourceResult, ApiError> {
+    check_resource(svc, caller, &i.resource_type, &i.resource_id).await?;
+    let tags = svc
+        .store
+        .tags(
+            &caller.account,
+            &caller.region,
+            &i.resource_type,
+            &i.resource_id,
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(ListTagsForResourceResult {
+        tag_list: Some(
+            tags.into_iter()
+                .map(|t| Tag {
+                    key: t.key,
+                    value: t.value,
+                })
+                .collect(),
+        ),
+    })
+}

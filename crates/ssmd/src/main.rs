@@ -1,0 +1,202 @@
+//! The `ssmd` binary: command-line parsing, configuration, logging, metrics and wiring of the
+//! store, the service and the HTTP server, plus key management commands.
+
+mod keys;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use ssmd_core::{Clock, SystemClock};
+use ssmd_protocol::{AppState, Authenticator};
+use ssmd_store::Store;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The address ssmd listens on unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4590";
+
+#[derive(Parser)]
+#[command(
+    name = "ssmd",
+    version,
+    about = "A self-hosted implementation of the operations half of AWS Systems Manager (SSM).",
+    long_about = "ssmd speaks the SSM API (AWS JSON 1.1 + SigV4), so the aws CLI, boto3 and the AWS SDKs work against it \
+                  with an endpoint URL. It keeps its state in an embedded SQLite database by default, or in PostgreSQL \
+                  for several replicas."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the database is, shared by every subcommand that opens it.
+#[derive(clap::Args, Clone)]
+struct DbArgs {
+    /// Directory for the embedded SQLite database (ssmd.db) when no --database-url is given.
+    #[arg(long, env = "SSMD_DATA_DIR", default_value = "./ssmd-data")]
+    data_dir: PathBuf,
+    /// Database URL: postgres://user@host/db selects PostgreSQL; sqlite://PATH an SQLite file.
+    #[arg(long, env = "SSMD_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl DbArgs {
+    fn url(&self) -> Result<String> {
+        if let Some(u) = &self.database_url {
+            return Ok(u.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        Ok(format!(
+            "sqlite://{}",
+            self.data_dir.join("ssmd.db").display()
+        ))
+    }
+
+    async fn open(&self) -> Result<Store> {
+        let url = self.url()?;
+        Store::open(&url)
+            .await
+            .with_context(|| format!("opening the database at {url}"))
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the SSM API server.
+    Serve {
+        /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+        #[arg(long, env = "SSMD_LISTEN", default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        #[command(flatten)]
+        db: DbArgs,
+        /// Log format.
+        #[arg(long, env = "SSMD_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// Accept any well-formed signature, mapping unknown access keys to --default-account
+        /// (for test suites written against mocks; never in production).
+        #[arg(long, env = "SSMD_ACCEPT_ANY_CREDENTIALS")]
+        accept_any_credentials: bool,
+        /// The account unknown keys map to with --accept-any-credentials.
+        #[arg(long, env = "SSMD_DEFAULT_ACCOUNT", default_value = "123456789012")]
+        default_account: String,
+    },
+    /// Manage access keys and the accounts they belong to.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SSMD_LOG")
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn serve(
+    listen: SocketAddr,
+    db: DbArgs,
+    accept_any: bool,
+    default_account: String,
+) -> Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = db.open().await?;
+    let root = keys::ensure_root_key(&store, clock.now_ms()).await?;
+    let metrics = PrometheusBuilder::new()
+        .set_buckets(&[
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ])
+        .context("configuring metrics")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let service = Arc::new(
+        ssmd_api::Service::new(store.clone(), clock.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let auth = Authenticator::new(store.clone(), accept_any.then_some(default_account));
+    let state = Arc::new(AppState {
+        auth,
+        service,
+        clock,
+        metrics: Some(metrics),
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    if let Some(key) = root {
+        println!("# ssmd generated a root access key (shown once; it is kept in the database):");
+        println!("export AWS_ACCESS_KEY_ID={}", key.access_key_id);
+        println!("export AWS_SECRET_ACCESS_KEY={}", key.secret_access_key);
+        println!("export AWS_DEFAULT_REGION=us-east-1");
+        println!("export AWS_ENDPOINT_URL=http://{addr}");
+    }
+    println!("ssmd listening on http://{addr}");
+    tracing::info!(%addr, backend = ?store.backend(), "ssmd ready");
+    axum::serve(listener, ssmd_protocol::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            listen,
+            db,
+            log_format,
+            accept_any_credentials,
+            default_account,
+        } => {
+            init_logging(log_format);
+            serve(listen, db, accept_any_credentials, default_account).await
+        }
+        Command::Keys { command, db } => {
+            init_logging(LogFormat::Text);
+            let store = db.open().await?;
+            let r = keys::run(&store, command, SystemClock.now_ms()).await;
+            store.close().await;
+            r
+        }
+    }
+}

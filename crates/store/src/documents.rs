@@ -1,0 +1,666 @@
+//! Documents, their versions, sharing permissions and review history.
+
+use crate::{Result, Store, StoreError, opt_str, timed};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use std::sync::LazyLock;
+
+/// A document: what is common to all its versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRow {
+    /// Owning account.
+    pub account: String,
+    /// Region.
+    pub region: String,
+    /// Name.
+    pub name: String,
+    /// DocumentType.
+    pub doc_type: String,
+    /// TargetType.
+    pub target_type: Option<String>,
+    /// The default version number.
+    pub default_version: i64,
+    /// The latest version number.
+    pub latest_version: i64,
+    /// When the document was created.
+    pub created_ms: i64,
+}
+
+/// One version of a document.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VersionRow {
+    /// The version number (1, 2, ...).
+    pub version: i64,
+    /// The optional VersionName.
+    pub version_name: Option<String>,
+    /// The content exactly as written.
+    pub content: String,
+    /// The format it was written in (JSON, YAML, TEXT).
+    pub format: String,
+    /// SHA-256 of the content.
+    pub hash: String,
+    /// The schemaVersion.
+    pub schema_version: Option<String>,
+    /// The document's description.
+    pub description: Option<String>,
+    /// Declared parameters, as JSON (a list of DocumentParameter objects).
+    pub parameters: String,
+    /// PlatformTypes, as a JSON list.
+    pub platform_types: String,
+    /// Requires, as JSON.
+    pub requires: Option<String>,
+    /// Attachments information, as JSON.
+    pub attachments: Option<String>,
+    /// DisplayName.
+    pub display_name: Option<String>,
+    /// ReviewStatus (change templates).
+    pub review_status: Option<String>,
+    /// When this version was created.
+    pub created_ms: i64,
+}
+
+/// One account (or `All`) a document is shared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRow {
+    /// The account id, or `All`.
+    pub shared_with: String,
+    /// The version shared (a number or `$DEFAULT`/`$LATEST`).
+    pub shared_version: String,
+}
+
+/// One review action on a document version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewRow {
+    /// Version reviewed.
+    pub version: i64,
+    /// Order of the action.
+    pub seq: i64,
+    /// Who acted.
+    pub reviewer: String,
+    /// The resulting ReviewStatus.
+    pub status: String,
+    /// The comment, if any.
+    pub comment: Option<String>,
+    /// When.
+    pub created_ms: i64,
+}
+
+const VERSION_COLS: &str = "version, version_name, content, format, hash, schema_version, description, parameters, platform_types, requires, attachments, display_name, review_status, created_ms";
+const DOC_COLS: &str =
+    "account, region, name, doc_type, target_type, default_version, latest_version, created_ms";
+
+static D_COLS: LazyLock<String> = LazyLock::new(|| prefixed("d", DOC_COLS));
+static V_COLS: LazyLock<String> = LazyLock::new(|| prefixed("v", VERSION_COLS));
+
+fn prefixed(alias: &str, cols: &str) -> String {
+    cols.split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn doc_from(r: &AnyRow) -> Result<DocumentRow> {
+    Ok(DocumentRow {
+        account: r.try_get("account")?,
+        region: r.try_get("region")?,
+        name: r.try_get("name")?,
+        doc_type: r.try_get("doc_type")?,
+        target_type: opt_str(r, "target_type")?,
+        default_version: r.try_get("default_version")?,
+        latest_version: r.try_get("latest_version")?,
+        created_ms: r.try_get("created_ms")?,
+    })
+}
+
+fn version_from(r: &AnyRow) -> Result<VersionRow> {
+    Ok(VersionRow {
+        version: r.try_get("version")?,
+        version_name: opt_str(r, "version_name")?,
+        content: r.try_get("content")?,
+        format: r.try_get("format")?,
+        hash: r.try_get("hash")?,
+        schema_version: opt_str(r, "schema_version")?,
+        description: opt_str(r, "description")?,
+        parameters: r.try_get("parameters")?,
+        platform_types: r.try_get("platform_types")?,
+        requires: opt_str(r, "requires")?,
+        attachments: opt_str(r, "attachments")?,
+        display_name: opt_str(r, "display_name")?,
+        review_status: opt_str(r, "review_status")?,
+        created_ms: r.try_get("created_ms")?,
+    })
+}
+
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    account: &str,
+    region: &str,
+    name: &str,
+    v: &VersionRow,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO document_versions (account, region, name, version, version_name, content, format, hash, schema_version, description, \
+         parameters, platform_types, requires, attachments, display_name, review_status, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(account)
+    .bind(region)
+    .bind(name)
+    .bind(v.version)
+    .bind(&v.version_name)
+    .bind(&v.content)
+    .bind(&v.format)
+    .bind(&v.hash)
+    .bind(&v.schema_version)
+    .bind(&v.description)
+    .bind(&v.parameters)
+    .bind(&v.platform_types)
+    .bind(&v.requires)
+    .bind(&v.attachments)
+    .bind(&v.display_name)
+    .bind(&v.review_status)
+    .bind(v.created_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from_write)?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a document with its first version; `Conflict` if the name is taken.
+    pub async fn create_document(&self, doc: &DocumentRow, v: &VersionRow) -> Result<()> {
+        timed("create_document", async {
+            let mut tx = self.write.begin().await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO documents ({DOC_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            )))
+            .bind(&doc.account)
+            .bind(&doc.region)
+            .bind(&doc.name)
+            .bind(&doc.doc_type)
+            .bind(&doc.target_type)
+            .bind(doc.default_version)
+            .bind(doc.latest_version)
+            .bind(doc.created_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from_write)?;
+            insert_version(&mut tx, &doc.account, &doc.region, &doc.name, v).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A document by name.
+    pub async fn document(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<DocumentRow>> {
+        timed("document", async {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {DOC_COLS} FROM documents WHERE account = $1 AND region = $2 AND name = $3"
+            )))
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+            row.as_ref().map(doc_from).transpose()
+        })
+        .await
+    }
+
+    /// One version by number.
+    pub async fn document_version(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<Option<VersionRow>> {
+        timed("document_version", async {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {VERSION_COLS} FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version = $4"
+            )))
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .bind(version)
+            .fetch_optional(&self.read)
+            .await?;
+            row.as_ref().map(version_from).transpose()
+        })
+        .await
+    }
+
+    /// The document and one of its versions in one query: `version` None means the default.
+    pub async fn document_with_version(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<Option<(DocumentRow, Option<VersionRow>)>> {
+        timed("document_with_version", async {
+            let (dcols, cols) = (&*D_COLS, &*V_COLS);
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {dcols}, {cols}, v.name AS vname FROM documents d LEFT JOIN document_versions v \
+                 ON v.account = d.account AND v.region = d.region AND v.name = d.name AND v.version = COALESCE($1, d.default_version) \
+                 WHERE d.account = $2 AND d.region = $3 AND d.name = $4"
+            )))
+            .bind(version)
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+            let Some(r) = row else { return Ok(None) };
+            let doc = doc_from(&r)?;
+            let has_version = opt_str(&r, "vname")?.is_some();
+            Ok(Some((doc, if has_version { Some(version_from(&r)?) } else { None })))
+        })
+        .await
+    }
+
+    /// The version with this VersionName.
+    pub async fn document_version_named(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version_name: &str,
+    ) -> Result<Option<VersionRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version_name = $4"
+        )))
+        .bind(account)
+        .bind(region)
+        .bind(name)
+        .bind(version_name)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(version_from).transpose()
+    }
+
+    /// The number of a version whose content hash is `hash`, if any.
+    pub async fn document_version_with_hash(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        hash: &str,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT version FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND hash = $4")
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .bind(hash)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    /// Adds version `v.version`, which must be `expected_latest + 1`; `Conflict` if another
+    /// update got there first or the VersionName is taken. A target type, if given, is updated.
+    pub async fn add_document_version(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        v: &VersionRow,
+        expected_latest: i64,
+        target_type: Option<&str>,
+    ) -> Result<()> {
+        timed("add_document_version", async {
+            let mut tx = self.write.begin().await?;
+            let r = sqlx::query(
+                "UPDATE documents SET latest_version = $1, target_type = COALESCE($2, target_type) \
+                 WHERE account = $3 AND region = $4 AND name = $5 AND latest_version = $6",
+            )
+            .bind(v.version)
+            .bind(target_type)
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .bind(expected_latest)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+            insert_version(&mut tx, account, region, name, v).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Sets the default version; false if the document does not exist.
+    pub async fn set_default_document_version(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query("UPDATE documents SET default_version = $1 WHERE account = $2 AND region = $3 AND name = $4")
+            .bind(version)
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .execute(&self.write)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Versions in ascending order after `after`, at most `limit`.
+    pub async fn document_versions(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<VersionRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {VERSION_COLS} FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version > $4 ORDER BY version LIMIT $5"
+        )))
+        .bind(account)
+        .bind(region)
+        .bind(name)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(version_from).collect()
+    }
+
+    /// Documents of an account ordered by name, after `after`, each with its default version.
+    pub async fn documents_page(
+        &self,
+        account: &str,
+        region: &str,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(DocumentRow, VersionRow)>> {
+        timed("documents_page", async {
+            let (dcols, cols) = (&*D_COLS, &*V_COLS);
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {dcols}, {cols} FROM documents d JOIN document_versions v \
+                 ON v.account = d.account AND v.region = d.region AND v.name = d.name AND v.version = d.default_version \
+                 WHERE d.account = $1 AND d.region = $2 AND d.name > $3 ORDER BY d.name LIMIT $4"
+            )))
+            .bind(account)
+            .bind(region)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+            rows.iter().map(|r| Ok((doc_from(r)?, version_from(r)?))).collect()
+        })
+        .await
+    }
+
+    /// Number of documents an account holds in a region.
+    pub async fn document_count(&self, account: &str, region: &str) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE account = $1 AND region = $2")
+                .bind(account)
+                .bind(region)
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
+    /// Deletes a whole document with its versions, shares, reviews and tags.
+    pub async fn delete_document(&self, account: &str, region: &str, name: &str) -> Result<bool> {
+        timed("delete_document", async {
+            let mut tx = self.write.begin().await?;
+            let r = sqlx::query(
+                "DELETE FROM documents WHERE account = $1 AND region = $2 AND name = $3",
+            )
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            for table in ["document_versions", "document_shares", "document_reviews"] {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE account = $1 AND region = $2 AND name = $3"
+                )))
+                .bind(account)
+                .bind(region)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Store::drop_tags(&mut tx, account, region, "Document", name).await?;
+            tx.commit().await?;
+            Ok(r.rows_affected() > 0)
+        })
+        .await
+    }
+
+    /// Deletes one version (never the default: the caller checks, and the guard here makes a
+    /// concurrent default change safe). Returns false if nothing was deleted.
+    pub async fn delete_document_version(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let default: Option<i64> = sqlx::query_scalar("SELECT default_version FROM documents WHERE account = $1 AND region = $2 AND name = $3")
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if default.is_none() || default == Some(version) {
+            return Ok(false);
+        }
+        let r = sqlx::query("DELETE FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version = $4")
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// The accounts a document is shared with.
+    pub async fn document_shares(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Vec<ShareRow>> {
+        let rows = sqlx::query("SELECT shared_with, shared_version FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 ORDER BY shared_with")
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ShareRow {
+                    shared_with: r.try_get("shared_with")?,
+                    shared_version: r.try_get("shared_version")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds and removes shares in one transaction.
+    pub async fn change_document_shares(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        add: &[ShareRow],
+        remove: &[String],
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        for s in add {
+            sqlx::query(
+                "INSERT INTO document_shares (account, region, name, shared_with, shared_version) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (account, region, name, shared_with) DO UPDATE SET shared_version = excluded.shared_version",
+            )
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .bind(&s.shared_with)
+            .bind(&s.shared_version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for who in remove {
+            sqlx::query("DELETE FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 AND shared_with = $4")
+                .bind(account)
+                .bind(region)
+                .bind(name)
+                .bind(who)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The share, if any, that gives `reader` access to another account's document.
+    pub async fn share_for(
+        &self,
+        owner: &str,
+        region: &str,
+        name: &str,
+        reader: &str,
+    ) -> Result<Option<ShareRow>> {
+        let row = sqlx::query(
+            "SELECT shared_with, shared_version FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 \
+             AND (shared_with = $4 OR shared_with = 'All') ORDER BY CASE WHEN shared_with = 'All' THEN 1 ELSE 0 END LIMIT 1",
+        )
+        .bind(owner)
+        .bind(region)
+        .bind(name)
+        .bind(reader)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(ShareRow {
+                shared_with: r.try_get("shared_with")?,
+                shared_version: r.try_get("shared_version")?,
+            }),
+            None => None,
+        })
+    }
+
+    /// Documents other accounts share with `reader` (or with All), by name, each with its
+    /// default version.
+    pub async fn documents_shared_with(
+        &self,
+        reader: &str,
+        region: &str,
+    ) -> Result<Vec<(DocumentRow, VersionRow)>> {
+        let (dcols, cols) = (&*D_COLS, &*V_COLS);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT {dcols}, {cols} FROM document_shares s \
+             JOIN documents d ON d.account = s.account AND d.region = s.region AND d.name = s.name \
+             JOIN document_versions v ON v.account = d.account AND v.region = d.region AND v.name = d.name AND v.version = d.default_version \
+             WHERE (s.shared_with = $1 OR s.shared_with = 'All') AND s.region = $2 AND s.account <> $3 ORDER BY d.name"
+        )))
+        .bind(reader)
+        .bind(region)
+        .bind(reader)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((doc_from(r)?, version_from(r)?)))
+            .collect()
+    }
+
+    /// Records a review action and sets the version's ReviewStatus.
+    pub async fn add_document_review(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        review: &ReviewRow,
+    ) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let seq: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM document_reviews WHERE account = $1 AND region = $2 AND name = $3 AND version = $4",
+        )
+        .bind(account)
+        .bind(region)
+        .bind(name)
+        .bind(review.version)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO document_reviews (account, region, name, version, seq, reviewer, status, comment, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(account)
+        .bind(region)
+        .bind(name)
+        .bind(review.version)
+        .bind(seq)
+        .bind(&review.reviewer)
+        .bind(&review.status)
+        .bind(&review.comment)
+        .bind(review.created_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE document_versions SET review_status = $1 WHERE account = $2 AND region = $3 AND name = $4 AND version = $5")
+            .bind(&review.status)
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .bind(review.version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Review actions on a version, oldest first, after `after_seq`.
+    pub async fn document_reviews(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: i64,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<ReviewRow>> {
+        let rows = sqlx::query(
+            "SELECT version, seq, reviewer, status, comment, created_ms FROM document_reviews \
+             WHERE account = $1 AND region = $2 AND name = $3 AND version = $4 AND seq > $5 ORDER BY seq LIMIT $6",
+        )
+        .bind(account)
+        .bind(region)
+        .bind(name)
+        .bind(version)
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReviewRow {
+                    version: r.try_get("version")?,
+                    seq: r.try_get("seq")?,
+                    reviewer: r.try_get("reviewer")?,
+                    status: r.try_get("status")?,
+                    comment: opt_str(r, "comment")?,
+                    created_ms: r.try_get("created_ms")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,137 @@
+//! Versioned schema migrations, applied in order at start-up and recorded in
+//! `ssmd_migrations`. The SQL is written once for both backends (types both accept); on
+//! PostgreSQL an advisory lock makes concurrent replicas apply them one at a time.
+
+use crate::{Backend, Result, Store};
+
+/// (version, SQL statements). Append only: never edit a migration that has shipped.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE access_keys (
+    access_key_id TEXT PRIMARY KEY,
+    secret_access_key TEXT NOT NULL,
+    account TEXT NOT NULL,
+    session_token TEXT,
+    expires_ms BIGINT,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE server_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE documents (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    doc_type TEXT NOT NULL,
+    target_type TEXT,
+    default_version BIGINT NOT NULL,
+    latest_version BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (account, region, name)
+);
+CREATE TABLE document_versions (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    version_name TEXT,
+    content TEXT NOT NULL,
+    format TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    schema_version TEXT,
+    description TEXT,
+    parameters TEXT NOT NULL,
+    platform_types TEXT NOT NULL,
+    requires TEXT,
+    attachments TEXT,
+    display_name TEXT,
+    review_status TEXT,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (account, region, name, version)
+);
+CREATE UNIQUE INDEX document_versions_by_name ON document_versions (account, region, name, version_name);
+CREATE INDEX document_versions_by_hash ON document_versions (account, region, name, hash);
+CREATE TABLE document_shares (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    shared_with TEXT NOT NULL,
+    shared_version TEXT NOT NULL,
+    PRIMARY KEY (account, region, name, shared_with)
+);
+CREATE INDEX document_shares_by_target ON document_shares (shared_with, region);
+CREATE TABLE document_reviews (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    reviewer TEXT NOT NULL,
+    status TEXT NOT NULL,
+    comment TEXT,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (account, region, name, version, seq)
+);
+CREATE TABLE tags (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    tag_key TEXT NOT NULL,
+    tag_value TEXT NOT NULL,
+    PRIMARY KEY (account, region, resource_type, resource_id, tag_key)
+);
+CREATE TABLE idempotency (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    token TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    response TEXT,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (account, region, operation, token)
+);
+"#,
+)];
+
+pub(crate) async fn run(store: &Store) -> Result<()> {
+    let mut conn = store.write.acquire().await?;
+    if store.backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_lock(7437146)")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = apply(&mut conn).await;
+    if store.backend == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_unlock(7437146)")
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
+}
+
+async fn apply(conn: &mut sqlx::AnyConnection) -> Result<()> {
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS ssmd_migrations (version BIGINT PRIMARY KEY)")
+        .execute(&mut *conn)
+        .await?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM ssmd_migrations")
+        .fetch_all(&mut *conn)
+        .await?;
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO ssmd_migrations (version) VALUES ($1)")
+            .bind(*version)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}

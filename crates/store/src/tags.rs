@@ -1,0 +1,116 @@
+//! Tags on any resource, keyed by (account, region, resource type, resource id).
+
+use crate::{Result, Store, timed};
+use sqlx::Row;
+
+/// One tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: String,
+}
+
+impl Store {
+    /// The tags of a resource, ordered by key.
+    pub async fn tags(
+        &self,
+        account: &str,
+        region: &str,
+        rtype: &str,
+        rid: &str,
+    ) -> Result<Vec<Tag>> {
+        timed("tags", async {
+            let rows = sqlx::query(
+                "SELECT tag_key, tag_value FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4 ORDER BY tag_key",
+            )
+            .bind(account)
+            .bind(region)
+            .bind(rtype)
+            .bind(rid)
+            .fetch_all(&self.read)
+            .await?;
+            Ok(rows
+                .iter()
+                .map(|r| Ok(Tag { key: r.try_get("tag_key")?, value: r.try_get("tag_value")? }))
+                .collect::<std::result::Result<_, sqlx::Error>>()?)
+        })
+        .await
+    }
+
+    /// Adds or overwrites tags and removes `remove` keys, in one transaction, refusing (with
+    /// `Ok(false)`, nothing written) if the resource would end up with more than `limit` tags.
+    pub async fn change_tags(
+        &self,
+        account: &str,
+        region: &str,
+        rtype: &str,
+        rid: &str,
+        set: &[Tag],
+        remove: &[String],
+        limit: usize,
+    ) -> Result<bool> {
+        timed("change_tags", async {
+            let mut tx = self.write.begin().await?;
+            for t in set {
+                sqlx::query(
+                    "INSERT INTO tags (account, region, resource_type, resource_id, tag_key, tag_value) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (account, region, resource_type, resource_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+                )
+                .bind(account)
+                .bind(region)
+                .bind(rtype)
+                .bind(rid)
+                .bind(&t.key)
+                .bind(&t.value)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for k in remove {
+                sqlx::query("DELETE FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4 AND tag_key = $5")
+                    .bind(account)
+                    .bind(region)
+                    .bind(rtype)
+                    .bind(rid)
+                    .bind(k)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4",
+            )
+            .bind(account)
+            .bind(region)
+            .bind(rtype)
+            .bind(rid)
+            .fetch_one(&mut *tx)
+            .await?;
+            if n as usize > limit {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Removes every tag of a resource (when the resource is deleted).
+    pub(crate) async fn drop_tags(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        account: &str,
+        region: &str,
+        rtype: &str,
+        rid: &str,
+    ) -> Result<()> {
+        sqlx::query("DELETE FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4")
+            .bind(account)
+            .bind(region)
+            .bind(rtype)
+            .bind(rid)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
