@@ -22,11 +22,11 @@ const HEADER: &str =
 const PROTOCOL_ERRORS: &[(&str, u16)] = &[
     ("UnknownOperationException", 400),
     ("SerializationException", 400),
-    ("MissingAuthenticationTokenException", 403),
-    ("IncompleteSignatureException", 403),
-    ("InvalidSignatureException", 403),
-    ("UnrecognizedClientException", 403),
-    ("ExpiredTokenException", 403),
+    ("MissingAuthenticationTokenException", 400),
+    ("IncompleteSignatureException", 400),
+    ("InvalidSignatureException", 400),
+    ("UnrecognizedClientException", 400),
+    ("ExpiredTokenException", 400),
     ("RequestEntityTooLargeException", 413),
 ];
 

@@ -154,7 +154,7 @@ async fn api(
     let start = Instant::now();
     let (op_name, result) = handle(&state, &uri, &headers, body).await;
     let (status, code, resp) = match result {
-        Ok(bytes) => (200, "", response(200, bytes, &request_id)),
+        Ok(bytes) => (200, "OK", response(200, bytes, &request_id)),
         Err(err) => {
             if let Some(detail) = err.internal_detail() {
                 tracing::error!(request_id, operation = op_name, detail, "internal error");

@@ -90,7 +90,14 @@ const DOC_COLS: &str =
     "account, region, name, doc_type, target_type, default_version, latest_version, created_ms";
 
 static D_COLS: LazyLock<String> = LazyLock::new(|| prefixed("d", DOC_COLS));
-static V_COLS: LazyLock<String> = LazyLock::new(|| prefixed("v", VERSION_COLS));
+/// Version columns in joins are renamed `v_*`, since documents share some column names.
+static V_COLS: LazyLock<String> = LazyLock::new(|| {
+    VERSION_COLS
+        .split(", ")
+        .map(|c| format!("v.{c} AS v_{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
 
 fn prefixed(alias: &str, cols: &str) -> String {
     cols.split(", ")
@@ -113,21 +120,30 @@ fn doc_from(r: &AnyRow) -> Result<DocumentRow> {
 }
 
 fn version_from(r: &AnyRow) -> Result<VersionRow> {
+    version_cols(r, "")
+}
+
+fn joined_version(r: &AnyRow) -> Result<VersionRow> {
+    version_cols(r, "v_")
+}
+
+fn version_cols(r: &AnyRow, p: &str) -> Result<VersionRow> {
+    let c = |name: &str| format!("{p}{name}");
     Ok(VersionRow {
-        version: r.try_get("version")?,
-        version_name: opt_str(r, "version_name")?,
-        content: r.try_get("content")?,
-        format: r.try_get("format")?,
-        hash: r.try_get("hash")?,
-        schema_version: opt_str(r, "schema_version")?,
-        description: opt_str(r, "description")?,
-        parameters: r.try_get("parameters")?,
-        platform_types: r.try_get("platform_types")?,
-        requires: opt_str(r, "requires")?,
-        attachments: opt_str(r, "attachments")?,
-        display_name: opt_str(r, "display_name")?,
-        review_status: opt_str(r, "review_status")?,
-        created_ms: r.try_get("created_ms")?,
+        version: r.try_get(c("version").as_str())?,
+        version_name: opt_str(r, &c("version_name"))?,
+        content: r.try_get(c("content").as_str())?,
+        format: r.try_get(c("format").as_str())?,
+        hash: r.try_get(c("hash").as_str())?,
+        schema_version: opt_str(r, &c("schema_version"))?,
+        description: opt_str(r, &c("description"))?,
+        parameters: r.try_get(c("parameters").as_str())?,
+        platform_types: r.try_get(c("platform_types").as_str())?,
+        requires: opt_str(r, &c("requires"))?,
+        attachments: opt_str(r, &c("attachments"))?,
+        display_name: opt_str(r, &c("display_name"))?,
+        review_status: opt_str(r, &c("review_status"))?,
+        created_ms: r.try_get(c("created_ms").as_str())?,
     })
 }
 
@@ -260,7 +276,7 @@ impl Store {
             let Some(r) = row else { return Ok(None) };
             let doc = doc_from(&r)?;
             let has_version = opt_str(&r, "vname")?.is_some();
-            Ok(Some((doc, if has_version { Some(version_from(&r)?) } else { None })))
+            Ok(Some((doc, if has_version { Some(joined_version(&r)?) } else { None })))
         })
         .await
     }
@@ -398,7 +414,7 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.read)
             .await?;
-            rows.iter().map(|r| Ok((doc_from(r)?, version_from(r)?))).collect()
+            rows.iter().map(|r| Ok((doc_from(r)?, joined_version(r)?))).collect()
         })
         .await
     }
@@ -579,7 +595,7 @@ impl Store {
         .fetch_all(&self.read)
         .await?;
         rows.iter()
-            .map(|r| Ok((doc_from(r)?, version_from(r)?)))
+            .map(|r| Ok((doc_from(r)?, joined_version(r)?)))
             .collect()
     }
 
