@@ -6,9 +6,9 @@
 //! effect within that time, even in a running server), and derived signing keys are cached per
 //! (key, day, region, service), so a request costs two SHA-256 digests and one HMAC.
 
-use crate::sigv4;
 use http::HeaderMap;
 use ssmd_model::{ApiError, Caller, ErrorCode};
+use ssmd_sigv4 as sigv4;
 use ssmd_store::{AccessKey, Store};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -43,6 +43,16 @@ pub struct RequestParts<'a> {
     pub headers: &'a HeaderMap,
     /// The whole body.
     pub body: &'a [u8],
+}
+
+/// The SSM error for a signature failure.
+pub fn sig_error(e: sigv4::SigError) -> ApiError {
+    let code = match e.kind {
+        sigv4::SigErrorKind::Missing => ErrorCode::MissingAuthenticationTokenException,
+        sigv4::SigErrorKind::Incomplete => ErrorCode::IncompleteSignatureException,
+        sigv4::SigErrorKind::Invalid => ErrorCode::InvalidSignatureException,
+    };
+    ApiError::new(code, e.message)
 }
 
 fn unrecognized() -> ApiError {
@@ -112,14 +122,14 @@ impl Authenticator {
         req: &RequestParts<'_>,
         now_ms: i64,
     ) -> Result<Caller, ApiError> {
-        let auth = sigv4::parse(req.headers)?;
+        let auth = sigv4::parse(req.headers).map_err(sig_error)?;
         if auth.service != SERVICE {
             return Err(ApiError::new(
                 ErrorCode::InvalidSignatureException,
                 format!("Credential should be scoped to correct service: '{SERVICE}'."),
             ));
         }
-        sigv4::check_time(&auth, now_ms.div_euclid(1000))?;
+        sigv4::check_time(&auth, now_ms.div_euclid(1000)).map_err(sig_error)?;
         let key = self.key(&auth.access_key_id).await?;
         let account = match (key, &self.accept_any) {
             (Some(key), Some(_)) => key.account,
@@ -149,7 +159,8 @@ impl Authenticator {
                     req.query,
                     req.headers,
                     req.body,
-                )?;
+                )
+                .map_err(sig_error)?;
                 key.account
             }
         };

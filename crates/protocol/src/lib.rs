@@ -10,7 +10,8 @@
 //! `GET /health` answers 200 once the server is ready; `GET /metrics` serves Prometheus text.
 
 pub mod auth;
-pub mod sigv4;
+
+pub use ssmd_sigv4 as sigv4;
 
 use axum::Router;
 use axum::body::Body;

@@ -47,7 +47,7 @@ fn amz_now(offset_secs: i64) -> String {
         .unwrap()
         .as_secs() as i64
         + offset_secs;
-    ssmd_protocol::sigv4::format_amz_date(now)
+    ssmd_sigv4::format_amz_date(now)
 }
 
 /// Builds a signed awsJson1_1 request. `chunked` sends the body with chunked encoding.
@@ -75,8 +75,7 @@ fn signed(
             v.parse().unwrap(),
         );
     }
-    let auth =
-        ssmd_protocol::sigv4::sign(key, secret, "us-east-1", "ssm", date, "POST", "/", &h, body);
+    let auth = ssmd_sigv4::sign(key, secret, "us-east-1", "ssm", date, "POST", "/", &h, body);
     let mut req = String::from("POST / HTTP/1.1\r\n");
     for (k, v) in &h {
         req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
@@ -368,7 +367,7 @@ fn signature_failures_use_aws_codes() {
     h.insert("host", format!("127.0.0.1:{port}").parse().unwrap());
     h.insert("x-amz-date", date.parse().unwrap());
     h.insert("x-amz-target", target.parse().unwrap());
-    let auth = ssmd_protocol::sigv4::sign(
+    let auth = ssmd_sigv4::sign(
         ACCESS_KEY,
         SECRET_KEY,
         "us-east-1",
