@@ -13,10 +13,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn main() -> Result<()> {
@@ -47,10 +44,7 @@ fn main() -> Result<()> {
                 }
             }
             if !stale.is_empty() {
-                bail!(
-                    "generated code is stale ({}); run `cargo xtask codegen`",
-                    stale.join(", ")
-                );
+                bail!("generated code is stale ({}); run `cargo xtask codegen`", stale.join(", "));
             }
             Ok(())
         }
@@ -60,8 +54,7 @@ fn main() -> Result<()> {
 
 fn load_model() -> Result<Value> {
     let path = root().join("model/ssm-2014-11-06.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(serde_json::from_str(&text)?)
 }
 
@@ -84,10 +77,7 @@ fn vendor(src: &Path, version: &str) -> Result<()> {
     strip_docs(&mut model);
     let dir = root().join("model");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("ssm-2014-11-06.json"),
-        serde_json::to_string_pretty(&model)? + "\n",
-    )?;
+    std::fs::write(dir.join("ssm-2014-11-06.json"), serde_json::to_string_pretty(&model)? + "\n")?;
     std::fs::write(dir.join("BOTOCORE_VERSION"), format!("{version}\n"))?;
     println!("vendored botocore {version} SSM model into model/");
     Ok(())

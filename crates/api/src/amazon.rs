@@ -16,30 +16,10 @@ pub struct AmazonDoc {
 
 /// (name, type, format, content).
 const SOURCES: &[(&str, &str, Format, &str)] = &[
-    (
-        "AWS-RequestApproval",
-        "Automation",
-        Format::Yaml,
-        include_str!("../amazon/AWS-RequestApproval.yaml"),
-    ),
-    (
-        "AWS-RunPythonScript",
-        "Automation",
-        Format::Yaml,
-        include_str!("../amazon/AWS-RunPythonScript.yaml"),
-    ),
-    (
-        "AWS-RunShellScript",
-        "Command",
-        Format::Json,
-        include_str!("../amazon/AWS-RunShellScript.json"),
-    ),
-    (
-        "AWS-Sleep",
-        "Automation",
-        Format::Yaml,
-        include_str!("../amazon/AWS-Sleep.yaml"),
-    ),
+    ("AWS-RequestApproval", "Automation", Format::Yaml, include_str!("../amazon/AWS-RequestApproval.yaml")),
+    ("AWS-RunPythonScript", "Automation", Format::Yaml, include_str!("../amazon/AWS-RunPythonScript.yaml")),
+    ("AWS-RunShellScript", "Command", Format::Json, include_str!("../amazon/AWS-RunShellScript.json")),
+    ("AWS-Sleep", "Automation", Format::Yaml, include_str!("../amazon/AWS-Sleep.yaml")),
 ];
 
 /// 2026-01-01T00:00:00Z, the creation date the built-in documents report.
@@ -70,7 +50,8 @@ static DOCS: LazyLock<Vec<AmazonDoc>> = LazyLock::new(|| {
                     o
                 })
                 .collect();
-            let platforms = if *doc_type == "Command" { r#"["Linux","MacOS"]"# } else { r#"["Windows","Linux","MacOS"]"# };
+            let platforms =
+                if *doc_type == "Command" { r#"["Linux","MacOS"]"# } else { r#"["Windows","Linux","MacOS"]"# };
             Some(AmazonDoc {
                 doc: DocumentRow {
                     account: String::new(),

@@ -48,9 +48,7 @@ impl Resolved {
     /// The name as SSM reports it to this caller (the ARN for shared documents).
     pub fn reported_name(&self) -> String {
         match self.ownership {
-            Ownership::Shared => {
-                ssmd_core::arn::document(&self.doc.region, &self.doc.account, &self.doc.name)
-            }
+            Ownership::Shared => ssmd_core::arn::document(&self.doc.region, &self.doc.account, &self.doc.name),
             _ => self.doc.name.clone(),
         }
     }
@@ -65,17 +63,11 @@ impl Resolved {
 }
 
 fn invalid_document() -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidDocument,
-        "The specified document does not exist.",
-    )
+    ApiError::new(ErrorCode::InvalidDocument, "The specified document does not exist.")
 }
 
 fn invalid_version() -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidDocumentVersion,
-        "The document version is not valid or does not exist.",
-    )
+    ApiError::new(ErrorCode::InvalidDocumentVersion, "The document version is not valid or does not exist.")
 }
 
 /// A requested DocumentVersion.
@@ -89,12 +81,7 @@ fn version_sel(v: Option<&str>) -> Result<VersionSel, ApiError> {
     match v {
         None | Some("$DEFAULT") => Ok(VersionSel::Default),
         Some("$LATEST") => Ok(VersionSel::Latest),
-        Some(n) => n
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(VersionSel::Number)
-            .ok_or_else(invalid_version),
+        Some(n) => n.parse::<i64>().ok().filter(|n| *n > 0).map(VersionSel::Number).ok_or_else(invalid_version),
     }
 }
 
@@ -125,22 +112,14 @@ impl Service {
             if version_name.is_some_and(|vn| version.version_name.as_deref() != Some(vn)) {
                 return Err(invalid_version());
             }
-            return Ok(Resolved {
-                ownership: Ownership::Amazon,
-                doc: a.doc.clone(),
-                version,
-            });
+            return Ok(Resolved { ownership: Ownership::Amazon, doc: a.doc.clone(), version });
         }
         let (account, ownership) = match &owner {
             Some(o) => (o.as_str(), Ownership::Shared),
             None => (caller.account.as_str(), Ownership::Own),
         };
         let share = if ownership == Ownership::Shared {
-            let s = self
-                .store
-                .share_for(account, &caller.region, &name, &caller.account)
-                .await
-                .map_err(store_error)?;
+            let s = self.store.share_for(account, &caller.region, &name, &caller.account).await.map_err(store_error)?;
             Some(s.ok_or_else(invalid_document)?)
         } else {
             None
@@ -157,11 +136,7 @@ impl Service {
                 .await
                 .map_err(store_error)?
                 .ok_or_else(invalid_document)?;
-            let v = self
-                .store
-                .document_version_named(account, &caller.region, &name, vn)
-                .await
-                .map_err(store_error)?;
+            let v = self.store.document_version_named(account, &caller.region, &name, vn).await.map_err(store_error)?;
             (doc, v)
         } else {
             let latest = matches!(sel, VersionSel::Latest);
@@ -193,11 +168,7 @@ impl Service {
         {
             return Err(invalid_version());
         }
-        Ok(Resolved {
-            ownership,
-            doc,
-            version,
-        })
+        Ok(Resolved { ownership, doc, version })
     }
 
     /// The caller's own document, or `InvalidDocument`.
@@ -219,47 +190,29 @@ impl Service {
         if r.ownership == Ownership::Amazon {
             return Ok(vec![]);
         }
-        self.store
-            .tags(&r.doc.account, &r.doc.region, RESOURCE_TYPE, &r.doc.name)
-            .await
-            .map_err(store_error)
+        self.store.tags(&r.doc.account, &r.doc.region, RESOURCE_TYPE, &r.doc.name).await.map_err(store_error)
     }
 
     async fn description(&self, r: &Resolved) -> Result<DocumentDescription, ApiError> {
         let tags = self.document_tags(r).await?;
-        let reviews =
-            if r.doc.doc_type == "Automation.ChangeTemplate" && r.ownership != Ownership::Amazon {
-                self.store
-                    .document_reviews(
-                        &r.doc.account,
-                        &r.doc.region,
-                        &r.doc.name,
-                        r.version.version,
-                        0,
-                        1000,
-                    )
-                    .await
-                    .map_err(store_error)?
-            } else {
-                vec![]
-            };
+        let reviews = if r.doc.doc_type == "Automation.ChangeTemplate" && r.ownership != Ownership::Amazon {
+            self.store
+                .document_reviews(&r.doc.account, &r.doc.region, &r.doc.name, r.version.version, 0, 1000)
+                .await
+                .map_err(store_error)?
+        } else {
+            vec![]
+        };
         Ok(describe_version(r, tags, &reviews))
     }
 }
 
 fn tag_list(tags: Vec<Tag>) -> Vec<ssmd_model::shapes::Tag> {
-    tags.into_iter()
-        .map(|t| ssmd_model::shapes::Tag {
-            key: t.key,
-            value: t.value,
-        })
-        .collect()
+    tags.into_iter().map(|t| ssmd_model::shapes::Tag { key: t.key, value: t.value }).collect()
 }
 
 fn json_list<T: serde::de::DeserializeOwned>(text: &str) -> Option<Vec<T>> {
-    serde_json::from_str::<Vec<T>>(text)
-        .ok()
-        .filter(|l| !l.is_empty())
+    serde_json::from_str::<Vec<T>>(text).ok().filter(|l| !l.is_empty())
 }
 
 fn describe_version(r: &Resolved, tags: Vec<Tag>, reviews: &[ReviewRow]) -> DocumentDescription {
@@ -297,16 +250,10 @@ fn describe_version(r: &Resolved, tags: Vec<Tag>, reviews: &[ReviewRow]) -> Docu
                 })
                 .collect()
         }),
-        approved_version: (v.review_status.as_deref() == Some("APPROVED"))
-            .then(|| v.version.to_string()),
-        pending_review_version: (v.review_status.as_deref() == Some("PENDING"))
-            .then(|| v.version.to_string()),
+        approved_version: (v.review_status.as_deref() == Some("APPROVED")).then(|| v.version.to_string()),
+        pending_review_version: (v.review_status.as_deref() == Some("PENDING")).then(|| v.version.to_string()),
         review_status: if is_template {
-            Some(
-                v.review_status
-                    .clone()
-                    .unwrap_or_else(|| "NOT_REVIEWED".into()),
-            )
+            Some(v.review_status.clone().unwrap_or_else(|| "NOT_REVIEWED".into()))
         } else {
             None
         },
@@ -316,24 +263,13 @@ fn describe_version(r: &Resolved, tags: Vec<Tag>, reviews: &[ReviewRow]) -> Docu
 
 /// The platforms a document runs on, derived from its actions as SSM does.
 fn platform_types(doc_type: &str, parsed: &Parsed) -> Vec<String> {
-    let all = || {
-        vec![
-            "Windows".to_string(),
-            "Linux".to_string(),
-            "MacOS".to_string(),
-        ]
-    };
+    let all = || vec!["Windows".to_string(), "Linux".to_string(), "MacOS".to_string()];
     if doc_type != "Command" {
         return all();
     }
     let mut actions: Vec<String> = Vec::new();
     if let Some(steps) = parsed.value.get("mainSteps").and_then(Value::as_array) {
-        actions.extend(
-            steps
-                .iter()
-                .filter_map(|s| s.get("action").and_then(Value::as_str))
-                .map(str::to_string),
-        );
+        actions.extend(steps.iter().filter_map(|s| s.get("action").and_then(Value::as_str)).map(str::to_string));
     }
     if let Some(cfg) = parsed.value.get("runtimeConfig").and_then(Value::as_object) {
         actions.extend(cfg.keys().cloned());
@@ -392,8 +328,12 @@ fn build_version(
         })
         .collect();
     let attachments_info = attachments.map(|a| {
-        Value::Array(a.iter().map(|s| json!({"Name": s.name.clone().unwrap_or_else(|| s.key.clone().unwrap_or_default())})).collect())
-            .to_string()
+        Value::Array(
+            a.iter()
+                .map(|s| json!({"Name": s.name.clone().unwrap_or_else(|| s.key.clone().unwrap_or_default())}))
+                .collect(),
+        )
+        .to_string()
     });
     Ok(VersionRow {
         version,
@@ -408,8 +348,7 @@ fn build_version(
         requires: requires.map(|r| serde_json::to_string(r).unwrap_or_default()),
         attachments: attachments_info,
         display_name,
-        review_status: (doc_type == "Automation.ChangeTemplate")
-            .then(|| "NOT_REVIEWED".to_string()),
+        review_status: (doc_type == "Automation.ChangeTemplate").then(|| "NOT_REVIEWED".to_string()),
         created_ms: now_ms,
     })
 }
@@ -468,43 +407,18 @@ pub(crate) async fn create(
     if let Some(tags) = &i.tags {
         crate::tags::set(svc, caller, RESOURCE_TYPE, &i.name, tags).await?;
     }
-    let r = Resolved {
-        ownership: Ownership::Own,
-        doc,
-        version,
-    };
-    Ok(CreateDocumentResult {
-        document_description: Some(svc.description(&r).await?),
-    })
+    let r = Resolved { ownership: Ownership::Own, doc, version };
+    Ok(CreateDocumentResult { document_description: Some(svc.description(&r).await?) })
 }
 
-pub(crate) async fn get(
-    svc: &Service,
-    caller: &Caller,
-    i: GetDocumentRequest,
-) -> Result<GetDocumentResult, ApiError> {
-    let r = svc
-        .resolve_document(
-            caller,
-            &i.name,
-            i.document_version.as_deref(),
-            i.version_name.as_deref(),
-        )
-        .await?;
+pub(crate) async fn get(svc: &Service, caller: &Caller, i: GetDocumentRequest) -> Result<GetDocumentResult, ApiError> {
+    let r = svc.resolve_document(caller, &i.name, i.document_version.as_deref(), i.version_name.as_deref()).await?;
     let stored = format_of(Some(&r.version.format));
-    let wanted = i
-        .document_format
-        .as_deref()
-        .and_then(Format::from_wire)
-        .unwrap_or(stored);
+    let wanted = i.document_format.as_deref().and_then(Format::from_wire).unwrap_or(stored);
     if (wanted == Format::Text) != (stored == Format::Text) {
         return Err(ApiError::new(
             ErrorCode::InvalidDocumentOperation,
-            format!(
-                "The document is stored as {}; it can't be returned as {}.",
-                stored.as_wire(),
-                wanted.as_wire()
-            ),
+            format!("The document is stored as {}; it can't be returned as {}.", stored.as_wire(), wanted.as_wire()),
         ));
     }
     let content = document::convert(&r.version.content, stored, wanted)
@@ -521,11 +435,8 @@ pub(crate) async fn get(
         document_type: Some(r.doc.doc_type.clone()),
         document_format: Some(wanted.as_wire().into()),
         requires: v.requires.as_deref().and_then(json_list),
-        review_status: (r.doc.doc_type == "Automation.ChangeTemplate").then(|| {
-            v.review_status
-                .clone()
-                .unwrap_or_else(|| "NOT_REVIEWED".into())
-        }),
+        review_status: (r.doc.doc_type == "Automation.ChangeTemplate")
+            .then(|| v.review_status.clone().unwrap_or_else(|| "NOT_REVIEWED".into())),
         ..Default::default()
     })
 }
@@ -535,17 +446,8 @@ pub(crate) async fn describe(
     caller: &Caller,
     i: DescribeDocumentRequest,
 ) -> Result<DescribeDocumentResult, ApiError> {
-    let r = svc
-        .resolve_document(
-            caller,
-            &i.name,
-            i.document_version.as_deref(),
-            i.version_name.as_deref(),
-        )
-        .await?;
-    Ok(DescribeDocumentResult {
-        document: Some(svc.description(&r).await?),
-    })
+    let r = svc.resolve_document(caller, &i.name, i.document_version.as_deref(), i.version_name.as_deref()).await?;
+    Ok(DescribeDocumentResult { document: Some(svc.description(&r).await?) })
 }
 
 /// One ListDocuments filter, normalised from either filter style.
@@ -570,11 +472,8 @@ fn identifier(r: &Resolved, tags: Vec<Tag>) -> DocumentIdentifier {
         target_type: r.doc.target_type.clone(),
         tags: Some(tag_list(tags)),
         requires: v.requires.as_deref().and_then(json_list),
-        review_status: (r.doc.doc_type == "Automation.ChangeTemplate").then(|| {
-            v.review_status
-                .clone()
-                .unwrap_or_else(|| "NOT_REVIEWED".into())
-        }),
+        review_status: (r.doc.doc_type == "Automation.ChangeTemplate")
+            .then(|| v.review_status.clone().unwrap_or_else(|| "NOT_REVIEWED".into())),
         ..Default::default()
     }
 }
@@ -596,8 +495,7 @@ fn matches(f: &Filter, r: &Resolved, tags: &[Tag]) -> Result<bool, ApiError> {
         }),
         k if k.starts_with("tag:") => {
             let key = &k[4..];
-            tags.iter()
-                .any(|t| t.key == key && (f.values.is_empty() || f.values.contains(&t.value)))
+            tags.iter().any(|t| t.key == key && (f.values.is_empty() || f.values.contains(&t.value)))
         }
         "tag-key" | "TagKeys" => f.values.iter().any(|v| tags.iter().any(|t| &t.key == v)),
         other => {
@@ -617,29 +515,17 @@ pub(crate) async fn list(
     const OP: &str = "ListDocuments";
     let mut filters: Vec<Filter> = Vec::new();
     for f in i.document_filter_list.iter().flatten() {
-        filters.push(Filter {
-            key: f.key.clone(),
-            values: vec![f.value.clone()],
-        });
+        filters.push(Filter { key: f.key.clone(), values: vec![f.value.clone()] });
     }
     for f in i.filters.iter().flatten() {
         let key = f.key.clone().unwrap_or_default();
         if key.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::InvalidFilterKey,
-                "A filter needs a Key.",
-            ));
+            return Err(ApiError::new(ErrorCode::InvalidFilterKey, "A filter needs a Key."));
         }
-        filters.push(Filter {
-            key,
-            values: f.values.clone().unwrap_or_default(),
-        });
+        filters.push(Filter { key, values: f.values.clone().unwrap_or_default() });
     }
-    let owners: Vec<&str> = filters
-        .iter()
-        .filter(|f| f.key == "Owner")
-        .flat_map(|f| f.values.iter().map(String::as_str))
-        .collect();
+    let owners: Vec<&str> =
+        filters.iter().filter(|f| f.key == "Owner").flat_map(|f| f.values.iter().map(String::as_str)).collect();
     let want = |o: &Ownership| {
         owners.is_empty()
             || owners.iter().any(|v| match v {
@@ -653,17 +539,11 @@ pub(crate) async fn list(
     let limit = page_size(i.max_results, 50) as usize;
     let after = svc.open_token(caller, OP, i.next_token.as_deref())?;
     let after_key: (String, String) = match &after {
-        Some(v) => (
-            v[0].as_str().unwrap_or_default().to_string(),
-            v[1].as_str().unwrap_or_default().to_string(),
-        ),
+        Some(v) => (v[0].as_str().unwrap_or_default().to_string(), v[1].as_str().unwrap_or_default().to_string()),
         None => (String::new(), String::new()),
     };
     let mut candidates: Vec<(Resolved, Vec<Tag>)> = Vec::new();
-    let keep = |r: Resolved,
-                tags: Vec<Tag>,
-                out: &mut Vec<(Resolved, Vec<Tag>)>|
-     -> Result<(), ApiError> {
+    let keep = |r: Resolved, tags: Vec<Tag>, out: &mut Vec<(Resolved, Vec<Tag>)>| -> Result<(), ApiError> {
         if (r.doc.name.clone(), r.owner()) <= after_key {
             return Ok(());
         }
@@ -678,28 +558,17 @@ pub(crate) async fn list(
     if want(&Ownership::Amazon) {
         for a in amazon::all() {
             keep(
-                Resolved {
-                    ownership: Ownership::Amazon,
-                    doc: a.doc.clone(),
-                    version: a.version.clone(),
-                },
+                Resolved { ownership: Ownership::Amazon, doc: a.doc.clone(), version: a.version.clone() },
                 vec![],
                 &mut candidates,
             )?;
         }
     }
     if want(&Ownership::Shared) {
-        for (doc, version) in svc
-            .store
-            .documents_shared_with(&caller.account, &caller.region)
-            .await
-            .map_err(store_error)?
+        for (doc, version) in
+            svc.store.documents_shared_with(&caller.account, &caller.region).await.map_err(store_error)?
         {
-            let r = Resolved {
-                ownership: Ownership::Shared,
-                doc,
-                version,
-            };
+            let r = Resolved { ownership: Ownership::Shared, doc, version };
             let tags = svc.document_tags(&r).await?;
             keep(r, tags, &mut candidates)?;
         }
@@ -709,21 +578,19 @@ pub(crate) async fn list(
         let mut cursor = after_key.0.clone();
         let mut own = Vec::new();
         loop {
-            let batch = svc
+            let batch =
+                svc.store.documents_page(&caller.account, &caller.region, &cursor, 200).await.map_err(store_error)?;
+            let n = batch.len();
+            let names: Vec<String> = batch.iter().map(|(d, _)| d.name.clone()).collect();
+            let mut tags = svc
                 .store
-                .documents_page(&caller.account, &caller.region, &cursor, 200)
+                .tags_of_many(&caller.account, &caller.region, RESOURCE_TYPE, &names)
                 .await
                 .map_err(store_error)?;
-            let n = batch.len();
             for (doc, version) in batch {
                 cursor = doc.name.clone();
-                let r = Resolved {
-                    ownership: Ownership::Own,
-                    doc,
-                    version,
-                };
-                let tags = svc.document_tags(&r).await?;
-                keep(r, tags, &mut own)?;
+                let t = tags.remove(&doc.name).unwrap_or_default();
+                keep(Resolved { ownership: Ownership::Own, doc, version }, t, &mut own)?;
             }
             if own.len() > limit || n < 200 {
                 break;
@@ -739,12 +606,7 @@ pub(crate) async fn list(
         _ => None,
     };
     Ok(ListDocumentsResult {
-        document_identifiers: Some(
-            candidates
-                .into_iter()
-                .map(|(r, tags)| identifier(&r, tags))
-                .collect(),
-        ),
+        document_identifiers: Some(candidates.into_iter().map(|(r, tags)| identifier(&r, tags)).collect()),
         next_token,
     })
 }
@@ -761,10 +623,7 @@ pub(crate) async fn update(
     {
         return Err(ApiError::new(
             ErrorCode::InvalidDocumentVersion,
-            format!(
-                "Only the latest version of a document can be updated: specify $LATEST or {}.",
-                doc.latest_version
-            ),
+            format!("Only the latest version of a document can be updated: specify $LATEST or {}.", doc.latest_version),
         ));
     }
     if doc.latest_version >= MAX_VERSIONS {
@@ -782,10 +641,7 @@ pub(crate) async fn update(
         .map_err(store_error)?;
     let format = match i.document_format.as_deref() {
         Some(f) => format_of(Some(f)),
-        None => latest
-            .as_ref()
-            .map(|l| format_of(Some(&l.format)))
-            .unwrap_or(Format::Json),
+        None => latest.as_ref().map(|l| format_of(Some(&l.format))).unwrap_or(Format::Json),
     };
     let hash = document::sha256_hex(&i.content);
     if svc
@@ -815,10 +671,7 @@ pub(crate) async fn update(
             ),
         ));
     }
-    let display_name = i
-        .display_name
-        .clone()
-        .or_else(|| latest.as_ref().and_then(|l| l.display_name.clone()));
+    let display_name = i.display_name.clone().or_else(|| latest.as_ref().and_then(|l| l.display_name.clone()));
     let version = build_version(
         &i.content,
         format,
@@ -851,19 +704,10 @@ pub(crate) async fn update(
         }
         Err(e) => return Err(store_error(e)),
     }
-    let doc = DocumentRow {
-        latest_version: version.version,
-        target_type: i.target_type.clone().or(doc.target_type),
-        ..doc
-    };
-    let r = Resolved {
-        ownership: Ownership::Own,
-        doc,
-        version,
-    };
-    Ok(UpdateDocumentResult {
-        document_description: Some(svc.description(&r).await?),
-    })
+    let doc =
+        DocumentRow { latest_version: version.version, target_type: i.target_type.clone().or(doc.target_type), ..doc };
+    let r = Resolved { ownership: Ownership::Own, doc, version };
+    Ok(UpdateDocumentResult { document_description: Some(svc.description(&r).await?) })
 }
 
 pub(crate) async fn update_default_version(
@@ -905,19 +749,9 @@ pub(crate) async fn list_versions(
 ) -> Result<ListDocumentVersionsResult, ApiError> {
     const OP: &str = "ListDocumentVersions";
     let limit = page_size(i.max_results, 50);
-    let after = svc
-        .open_token(caller, OP, i.next_token.as_deref())?
-        .and_then(|v| v.as_i64())
-        .unwrap_or(0);
+    let after = svc.open_token(caller, OP, i.next_token.as_deref())?.and_then(|v| v.as_i64()).unwrap_or(0);
     let (doc, versions) = match amazon::find(&i.name) {
-        Some(a) => (
-            a.doc.clone(),
-            if after == 0 {
-                vec![a.version.clone()]
-            } else {
-                vec![]
-            },
-        ),
+        Some(a) => (a.doc.clone(), if after == 0 { vec![a.version.clone()] } else { vec![] }),
         None => {
             let doc = svc
                 .store
@@ -951,11 +785,8 @@ pub(crate) async fn list_versions(
                     is_default_version: Some(v.version == doc.default_version),
                     document_format: Some(v.format.clone()),
                     status: Some("Active".into()),
-                    review_status: (doc.doc_type == "Automation.ChangeTemplate").then(|| {
-                        v.review_status
-                            .clone()
-                            .unwrap_or_else(|| "NOT_REVIEWED".into())
-                    }),
+                    review_status: (doc.doc_type == "Automation.ChangeTemplate")
+                        .then(|| v.review_status.clone().unwrap_or_else(|| "NOT_REVIEWED".into())),
                     ..Default::default()
                 })
                 .collect(),
@@ -970,11 +801,7 @@ pub(crate) async fn delete(
     i: DeleteDocumentRequest,
 ) -> Result<DeleteDocumentResult, ApiError> {
     let doc = svc.own_document(caller, &i.name).await?;
-    let shares = svc
-        .store
-        .document_shares(&caller.account, &caller.region, &doc.name)
-        .await
-        .map_err(store_error)?;
+    let shares = svc.store.document_shares(&caller.account, &caller.region, &doc.name).await.map_err(store_error)?;
     if !shares.is_empty() && i.document_version.is_none() && i.version_name.is_none() {
         return Err(ApiError::new(
             ErrorCode::InvalidDocumentOperation,
@@ -982,20 +809,10 @@ pub(crate) async fn delete(
         ));
     }
     if i.document_version.is_none() && i.version_name.is_none() {
-        svc.store
-            .delete_document(&caller.account, &caller.region, &doc.name)
-            .await
-            .map_err(store_error)?;
+        svc.store.delete_document(&caller.account, &caller.region, &doc.name).await.map_err(store_error)?;
         return Ok(DeleteDocumentResult {});
     }
-    let r = svc
-        .resolve_document(
-            caller,
-            &doc.name,
-            i.document_version.as_deref(),
-            i.version_name.as_deref(),
-        )
-        .await?;
+    let r = svc.resolve_document(caller, &doc.name, i.document_version.as_deref(), i.version_name.as_deref()).await?;
     if r.version.version == r.doc.default_version {
         return Err(ApiError::new(
             ErrorCode::InvalidDocumentOperation,
@@ -1004,12 +821,7 @@ pub(crate) async fn delete(
     }
     if !svc
         .store
-        .delete_document_version(
-            &caller.account,
-            &caller.region,
-            &doc.name,
-            r.version.version,
-        )
+        .delete_document_version(&caller.account, &caller.region, &doc.name, r.version.version)
         .await
         .map_err(store_error)?
     {
@@ -1033,30 +845,15 @@ pub(crate) async fn update_metadata(
             ),
         ));
     }
-    let r = svc
-        .resolve_document(
-            caller,
-            &doc.name,
-            i.document_version.as_deref().or(Some("$LATEST")),
-            None,
-        )
-        .await?;
-    let current = r
-        .version
-        .review_status
-        .clone()
-        .unwrap_or_else(|| "NOT_REVIEWED".into());
+    let r = svc.resolve_document(caller, &doc.name, i.document_version.as_deref().or(Some("$LATEST")), None).await?;
+    let current = r.version.review_status.clone().unwrap_or_else(|| "NOT_REVIEWED".into());
     let status = match i.document_reviews.action.as_str() {
         "SendForReview" => "PENDING".to_string(),
         "Approve" => "APPROVED".to_string(),
         "Reject" => "REJECTED".to_string(),
         _ => current,
     };
-    let comment = i
-        .document_reviews
-        .comment
-        .as_ref()
-        .and_then(|c| c.iter().find_map(|c| c.content.clone()));
+    let comment = i.document_reviews.comment.as_ref().and_then(|c| c.iter().find_map(|c| c.content.clone()));
     let review = ReviewRow {
         version: r.version.version,
         seq: 0,
@@ -1065,10 +862,7 @@ pub(crate) async fn update_metadata(
         comment,
         created_ms: svc.now_ms(),
     };
-    svc.store
-        .add_document_review(&caller.account, &caller.region, &doc.name, &review)
-        .await
-        .map_err(store_error)?;
+    svc.store.add_document_review(&caller.account, &caller.region, &doc.name, &review).await.map_err(store_error)?;
     Ok(UpdateDocumentMetadataResponse {})
 }
 
@@ -1078,32 +872,15 @@ pub(crate) async fn metadata_history(
     i: ListDocumentMetadataHistoryRequest,
 ) -> Result<ListDocumentMetadataHistoryResponse, ApiError> {
     const OP: &str = "ListDocumentMetadataHistory";
-    let r = svc
-        .resolve_document(
-            caller,
-            &i.name,
-            i.document_version.as_deref().or(Some("$LATEST")),
-            None,
-        )
-        .await?;
+    let r = svc.resolve_document(caller, &i.name, i.document_version.as_deref().or(Some("$LATEST")), None).await?;
     if r.ownership != Ownership::Own {
         return Err(invalid_document());
     }
     let limit = page_size(i.max_results, 50);
-    let after = svc
-        .open_token(caller, OP, i.next_token.as_deref())?
-        .and_then(|v| v.as_i64())
-        .unwrap_or(0);
+    let after = svc.open_token(caller, OP, i.next_token.as_deref())?.and_then(|v| v.as_i64()).unwrap_or(0);
     let rows = svc
         .store
-        .document_reviews(
-            &caller.account,
-            &caller.region,
-            &r.doc.name,
-            r.version.version,
-            after,
-            limit + 1,
-        )
+        .document_reviews(&caller.account, &caller.region, &r.doc.name, r.version.version, after, limit + 1)
         .await
         .map_err(store_error)?;
     let more = rows.len() as i64 > limit;
@@ -1124,10 +901,7 @@ pub(crate) async fn metadata_history(
                         updated_time: Some(epoch_seconds(rv.created_ms)),
                         review_status: Some(rv.status),
                         comment: rv.comment.map(|c| {
-                            vec![DocumentReviewCommentSource {
-                                r#type: Some("Comment".into()),
-                                content: Some(c),
-                            }]
+                            vec![DocumentReviewCommentSource { r#type: Some("Comment".into()), content: Some(c) }]
                         }),
                         reviewer: Some(rv.reviewer),
                     })
@@ -1157,20 +931,13 @@ pub(crate) async fn describe_permission(
     const OP: &str = "DescribeDocumentPermission";
     check_permission_type(&i.permission_type)?;
     let doc = svc.own_document(caller, &i.name).await?;
-    let shares = svc
-        .store
-        .document_shares(&caller.account, &caller.region, &doc.name)
-        .await
-        .map_err(store_error)?;
+    let shares = svc.store.document_shares(&caller.account, &caller.region, &doc.name).await.map_err(store_error)?;
     let limit = page_size(i.max_results, 50) as usize;
     let after = svc
         .open_token(caller, OP, i.next_token.as_deref())?
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    let rest: Vec<ShareRow> = shares
-        .into_iter()
-        .filter(|s| s.shared_with > after)
-        .collect();
+    let rest: Vec<ShareRow> = shares.into_iter().filter(|s| s.shared_with > after).collect();
     let more = rest.len() > limit;
     let page: Vec<ShareRow> = rest.into_iter().take(limit).collect();
     let next_token = match (more, page.last()) {
@@ -1193,11 +960,7 @@ pub(crate) async fn describe_permission(
 
 /// `all` in any case means every account.
 fn normalise_account(a: &str) -> String {
-    if a.eq_ignore_ascii_case("all") {
-        "All".into()
-    } else {
-        a.to_string()
-    }
+    if a.eq_ignore_ascii_case("all") { "All".into() } else { a.to_string() }
 }
 
 pub(crate) async fn modify_permission(
@@ -1207,10 +970,7 @@ pub(crate) async fn modify_permission(
 ) -> Result<ModifyDocumentPermissionResponse, ApiError> {
     check_permission_type(&i.permission_type)?;
     let doc = svc.own_document(caller, &i.name).await?;
-    let shared_version = i
-        .shared_document_version
-        .clone()
-        .unwrap_or_else(|| "$DEFAULT".into());
+    let shared_version = i.shared_document_version.clone().unwrap_or_else(|| "$DEFAULT".into());
     if let Ok(n) = shared_version.parse::<i64>()
         && svc
             .store
@@ -1225,27 +985,12 @@ pub(crate) async fn modify_permission(
         .account_ids_to_add
         .iter()
         .flatten()
-        .map(|a| ShareRow {
-            shared_with: normalise_account(a),
-            shared_version: shared_version.clone(),
-        })
+        .map(|a| ShareRow { shared_with: normalise_account(a), shared_version: shared_version.clone() })
         .collect();
-    let remove: Vec<String> = i
-        .account_ids_to_remove
-        .iter()
-        .flatten()
-        .map(|a| normalise_account(a))
-        .collect();
-    let existing = svc
-        .store
-        .document_shares(&caller.account, &caller.region, &doc.name)
-        .await
-        .map_err(store_error)?;
-    let mut after: Vec<&str> = existing
-        .iter()
-        .map(|s| s.shared_with.as_str())
-        .filter(|a| !remove.iter().any(|r| r == a))
-        .collect();
+    let remove: Vec<String> = i.account_ids_to_remove.iter().flatten().map(|a| normalise_account(a)).collect();
+    let existing = svc.store.document_shares(&caller.account, &caller.region, &doc.name).await.map_err(store_error)?;
+    let mut after: Vec<&str> =
+        existing.iter().map(|s| s.shared_with.as_str()).filter(|a| !remove.iter().any(|r| r == a)).collect();
     for a in &add {
         if !after.contains(&a.shared_with.as_str()) {
             after.push(&a.shared_with);

@@ -14,9 +14,7 @@ pub fn store_error(e: StoreError) -> ApiError {
 pub fn doc_error(e: DocError) -> ApiError {
     match e {
         DocError::InvalidContent(m) => ApiError::new(ErrorCode::InvalidDocumentContent, m),
-        DocError::InvalidSchemaVersion(m) => {
-            ApiError::new(ErrorCode::InvalidDocumentSchemaVersion, m)
-        }
+        DocError::InvalidSchemaVersion(m) => ApiError::new(ErrorCode::InvalidDocumentSchemaVersion, m),
     }
 }
 
@@ -24,8 +22,6 @@ pub fn doc_error(e: DocError) -> ApiError {
 pub fn validation(value: &str, path: &str, rule: &str) -> ApiError {
     ApiError::new(
         ErrorCode::ValidationException,
-        format!(
-            "1 validation error detected: Value '{value}' at '{path}' failed to satisfy constraint: {rule}"
-        ),
+        format!("1 validation error detected: Value '{value}' at '{path}' failed to satisfy constraint: {rule}"),
     )
 }

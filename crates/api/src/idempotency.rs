@@ -13,15 +13,10 @@ use std::future::Future;
 
 /// Operations whose `ClientToken` the model does not mark as an idempotency token but SSM
 /// still treats as one.
-const EXTRA_TOKEN_OPS: &[Operation] = &[
-    Operation::StartAutomationExecution,
-    Operation::StartChangeRequestExecution,
-];
+const EXTRA_TOKEN_OPS: &[Operation] = &[Operation::StartAutomationExecution, Operation::StartChangeRequestExecution];
 
 fn token_member(op: Operation) -> Option<&'static str> {
-    op.info()
-        .idempotency_token
-        .or_else(|| EXTRA_TOKEN_OPS.contains(&op).then_some("ClientToken"))
+    op.info().idempotency_token.or_else(|| EXTRA_TOKEN_OPS.contains(&op).then_some("ClientToken"))
 }
 
 fn mismatch() -> ApiError {
@@ -46,33 +41,17 @@ where
     let Some(member) = token_member(op) else {
         return f(input).await;
     };
-    let Some(token) = input
-        .get(member)
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    else {
+    let Some(token) = input.get(member).and_then(Value::as_str).map(str::to_string) else {
         return f(input).await;
     };
     // Automation tokens are UUIDs and compare case-insensitively.
-    let token = if EXTRA_TOKEN_OPS.contains(&op) {
-        token.to_ascii_lowercase()
-    } else {
-        token
-    };
+    let token = if EXTRA_TOKEN_OPS.contains(&op) { token.to_ascii_lowercase() } else { token };
     let (account, region, name) = (&caller.account, &caller.region, op.info().name);
     let fingerprint = ssmd_core::fingerprint::of_request(&input, member);
-    match svc
-        .store
-        .reserve_token(account, region, name, &token, &fingerprint, svc.now_ms())
-        .await
-    {
+    match svc.store.reserve_token(account, region, name, &token, &fingerprint, svc.now_ms()).await {
         Ok(()) => {}
         Err(StoreError::Conflict) => {
-            let record = svc
-                .store
-                .token_record(account, region, name, &token)
-                .await
-                .map_err(store_error)?;
+            let record = svc.store.token_record(account, region, name, &token).await.map_err(store_error)?;
             return match record {
                 Some(r) if r.fingerprint != fingerprint => Err(mismatch()),
                 Some(r) => match r.response {
@@ -82,10 +61,7 @@ where
                         "A request with this client token is still in progress; retry shortly.",
                     )),
                 },
-                None => Err(ApiError::new(
-                    ErrorCode::TooManyUpdates,
-                    "Retry the request.",
-                )),
+                None => Err(ApiError::new(ErrorCode::TooManyUpdates, "Retry the request.")),
             };
         }
         Err(e) => return Err(store_error(e)),
@@ -93,17 +69,11 @@ where
     match f(input).await {
         Ok(resp) => {
             let text = String::from_utf8_lossy(&resp).into_owned();
-            svc.store
-                .complete_token(account, region, name, &token, &text)
-                .await
-                .map_err(store_error)?;
+            svc.store.complete_token(account, region, name, &token, &text).await.map_err(store_error)?;
             Ok(resp)
         }
         Err(e) => {
-            svc.store
-                .release_token(account, region, name, &token)
-                .await
-                .map_err(store_error)?;
+            svc.store.release_token(account, region, name, &token).await.map_err(store_error)?;
             Err(e)
         }
     }

@@ -37,11 +37,7 @@ impl Service {
             })
             .await
             .map_err(store_error)?;
-        Ok(Service {
-            store,
-            clock,
-            tokens: TokenSigner::new(secret.into_bytes()),
-        })
+        Ok(Service { store, clock, tokens: TokenSigner::new(secret.into_bytes()) })
     }
 
     /// The store.
@@ -55,33 +51,17 @@ impl Service {
     }
 
     /// Runs one operation for `caller` with a JSON input, returning the JSON output.
-    pub async fn call(
-        &self,
-        caller: &Caller,
-        op: Operation,
-        input: serde_json::Value,
-    ) -> Result<Vec<u8>, ApiError> {
+    pub async fn call(&self, caller: &Caller, op: Operation, input: serde_json::Value) -> Result<Vec<u8>, ApiError> {
         ssmd_model::validate::validate(op.info().input, &input)?;
-        idempotency::run(self, caller, op, input, |input| {
-            ssmd_model::dispatch(self, caller, op, input)
-        })
-        .await
+        idempotency::run(self, caller, op, input, |input| ssmd_model::dispatch(self, caller, op, input)).await
     }
 }
 
 impl Ssm for Service {
-    async fn create_document(
-        &self,
-        c: &Caller,
-        i: CreateDocumentRequest,
-    ) -> Result<CreateDocumentResult, ApiError> {
+    async fn create_document(&self, c: &Caller, i: CreateDocumentRequest) -> Result<CreateDocumentResult, ApiError> {
         documents::create(self, c, i).await
     }
-    async fn get_document(
-        &self,
-        c: &Caller,
-        i: GetDocumentRequest,
-    ) -> Result<GetDocumentResult, ApiError> {
+    async fn get_document(&self, c: &Caller, i: GetDocumentRequest) -> Result<GetDocumentResult, ApiError> {
         documents::get(self, c, i).await
     }
     async fn describe_document(
@@ -91,18 +71,10 @@ impl Ssm for Service {
     ) -> Result<DescribeDocumentResult, ApiError> {
         documents::describe(self, c, i).await
     }
-    async fn list_documents(
-        &self,
-        c: &Caller,
-        i: ListDocumentsRequest,
-    ) -> Result<ListDocumentsResult, ApiError> {
+    async fn list_documents(&self, c: &Caller, i: ListDocumentsRequest) -> Result<ListDocumentsResult, ApiError> {
         documents::list(self, c, i).await
     }
-    async fn update_document(
-        &self,
-        c: &Caller,
-        i: UpdateDocumentRequest,
-    ) -> Result<UpdateDocumentResult, ApiError> {
+    async fn update_document(&self, c: &Caller, i: UpdateDocumentRequest) -> Result<UpdateDocumentResult, ApiError> {
         documents::update(self, c, i).await
     }
     async fn update_document_default_version(
@@ -119,11 +91,7 @@ impl Ssm for Service {
     ) -> Result<ListDocumentVersionsResult, ApiError> {
         documents::list_versions(self, c, i).await
     }
-    async fn delete_document(
-        &self,
-        c: &Caller,
-        i: DeleteDocumentRequest,
-    ) -> Result<DeleteDocumentResult, ApiError> {
+    async fn delete_document(&self, c: &Caller, i: DeleteDocumentRequest) -> Result<DeleteDocumentResult, ApiError> {
         documents::delete(self, c, i).await
     }
     async fn update_document_metadata(

@@ -9,46 +9,28 @@ use ssmd_model::{ApiError, Caller, ErrorCode};
 /// Tags one resource may carry.
 pub(crate) const MAX_TAGS: usize = 50;
 
-async fn check_resource(
-    svc: &Service,
-    caller: &Caller,
-    rtype: &str,
-    rid: &str,
-) -> Result<(), ApiError> {
+async fn check_resource(svc: &Service, caller: &Caller, rtype: &str, rid: &str) -> Result<(), ApiError> {
     let exists = match rtype {
         documents::RESOURCE_TYPE => {
             amazon::find(rid).is_none()
-                && svc
-                    .store
-                    .document(&caller.account, &caller.region, rid)
-                    .await
-                    .map_err(store_error)?
-                    .is_some()
+                && svc.store.document(&caller.account, &caller.region, rid).await.map_err(store_error)?.is_some()
         }
         other => {
             return Err(ApiError::new(
                 ErrorCode::InvalidResourceType,
-                format!(
-                    "ssmd does not hold resources of type {other} yet; tags can be set on: Document."
-                ),
+                format!("ssmd does not hold resources of type {other} yet; tags can be set on: Document."),
             ));
         }
     };
     if exists {
         Ok(())
     } else {
-        Err(ApiError::new(
-            ErrorCode::InvalidResourceId,
-            format!("The {rtype} {rid} does not exist."),
-        ))
+        Err(ApiError::new(ErrorCode::InvalidResourceId, format!("The {rtype} {rid} does not exist.")))
     }
 }
 
 fn too_many() -> ApiError {
-    ApiError::new(
-        ErrorCode::TooManyTagsError,
-        format!("A resource can have at most {MAX_TAGS} tags."),
-    )
+    ApiError::new(ErrorCode::TooManyTagsError, format!("A resource can have at most {MAX_TAGS} tags."))
 }
 
 fn check_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Result<(), ApiError> {
@@ -65,32 +47,13 @@ fn check_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Result<(), ApiError
 }
 
 /// Sets tags on a resource the caller just created or owns (no existence check).
-pub(crate) async fn set(
-    svc: &Service,
-    caller: &Caller,
-    rtype: &str,
-    rid: &str,
-    tags: &[Tag],
-) -> Result<(), ApiError> {
+pub(crate) async fn set(svc: &Service, caller: &Caller, rtype: &str, rid: &str, tags: &[Tag]) -> Result<(), ApiError> {
     check_keys(tags.iter().map(|t| &t.key))?;
-    let rows: Vec<ssmd_store::Tag> = tags
-        .iter()
-        .map(|t| ssmd_store::Tag {
-            key: t.key.clone(),
-            value: t.value.clone(),
-        })
-        .collect();
+    let rows: Vec<ssmd_store::Tag> =
+        tags.iter().map(|t| ssmd_store::Tag { key: t.key.clone(), value: t.value.clone() }).collect();
     let ok = svc
         .store
-        .change_tags(
-            &caller.account,
-            &caller.region,
-            rtype,
-            rid,
-            &rows,
-            &[],
-            MAX_TAGS,
-        )
+        .change_tags(&caller.account, &caller.region, rtype, rid, &rows, &[], MAX_TAGS)
         .await
         .map_err(store_error)?;
     if ok { Ok(()) } else { Err(too_many()) }
@@ -113,15 +76,7 @@ pub(crate) async fn remove(
 ) -> Result<RemoveTagsFromResourceResult, ApiError> {
     check_resource(svc, caller, &i.resource_type, &i.resource_id).await?;
     svc.store
-        .change_tags(
-            &caller.account,
-            &caller.region,
-            &i.resource_type,
-            &i.resource_id,
-            &[],
-            &i.tag_keys,
-            MAX_TAGS,
-        )
+        .change_tags(&caller.account, &caller.region, &i.resource_type, &i.resource_id, &[], &i.tag_keys, MAX_TAGS)
         .await
         .map_err(store_error)?;
     Ok(RemoveTagsFromResourceResult {})
@@ -133,24 +88,9 @@ pub(crate) async fn list(
     i: ListTagsForResourceRequest,
 ) -> Result<ListTagsForResourceResult, ApiError> {
     check_resource(svc, caller, &i.resource_type, &i.resource_id).await?;
-    let tags = svc
-        .store
-        .tags(
-            &caller.account,
-            &caller.region,
-            &i.resource_type,
-            &i.resource_id,
-        )
-        .await
-        .map_err(store_error)?;
+    let tags =
+        svc.store.tags(&caller.account, &caller.region, &i.resource_type, &i.resource_id).await.map_err(store_error)?;
     Ok(ListTagsForResourceResult {
-        tag_list: Some(
-            tags.into_iter()
-                .map(|t| Tag {
-                    key: t.key,
-                    value: t.value,
-                })
-                .collect(),
-        ),
+        tag_list: Some(tags.into_iter().map(|t| Tag { key: t.key, value: t.value }).collect()),
     })
 }

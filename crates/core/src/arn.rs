@@ -37,11 +37,7 @@ pub fn parse_document(reference: &str) -> Option<DocumentArn> {
     let region = parts.next()?.to_string();
     let account = parts.next()?.to_string();
     let name = parts.next()?.strip_prefix("document/")?.to_string();
-    Some(DocumentArn {
-        region,
-        account,
-        name,
-    })
+    Some(DocumentArn { region, account, name })
 }
 
 #[cfg(test)]
@@ -51,10 +47,7 @@ mod tests {
         let arn = super::document("us-east-1", "123456789012", "MyDoc");
         assert_eq!(arn, "arn:aws:ssm:us-east-1:123456789012:document/MyDoc");
         let p = super::parse_document(&arn).unwrap();
-        assert_eq!(
-            (p.region.as_str(), p.account.as_str(), p.name.as_str()),
-            ("us-east-1", "123456789012", "MyDoc")
-        );
+        assert_eq!((p.region.as_str(), p.account.as_str(), p.name.as_str()), ("us-east-1", "123456789012", "MyDoc"));
         assert!(super::parse_document("MyDoc").is_none());
     }
 }

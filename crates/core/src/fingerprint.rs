@@ -52,14 +52,8 @@ mod tests {
 
     #[test]
     fn ignores_token_and_key_order() {
-        let a = super::of_request(
-            &json!({"ClientToken": "a", "Name": "x", "B": [1, 2]}),
-            "ClientToken",
-        );
-        let b = super::of_request(
-            &json!({"B": [1, 2], "Name": "x", "ClientToken": "b"}),
-            "ClientToken",
-        );
+        let a = super::of_request(&json!({"ClientToken": "a", "Name": "x", "B": [1, 2]}), "ClientToken");
+        let b = super::of_request(&json!({"B": [1, 2], "Name": "x", "ClientToken": "b"}), "ClientToken");
         let c = super::of_request(&json!({"B": [2, 1], "Name": "x"}), "ClientToken");
         assert_eq!(a, b);
         assert_ne!(a, c);

@@ -21,35 +21,23 @@ pub fn prefixed_hex(prefix: &str, n: usize) -> String {
 /// A random 12-digit account id that does not start with 0.
 pub fn account_id() -> String {
     let mut rng = rand::thread_rng();
-    format!(
-        "{}{:011}",
-        rng.gen_range(1..10),
-        rng.gen_range(0..100_000_000_000u64)
-    )
+    format!("{}{:011}", rng.gen_range(1..10), rng.gen_range(0..100_000_000_000u64))
 }
 
 /// Random alphanumeric text from the given alphabet.
 pub fn random_from(alphabet: &[u8], n: usize) -> String {
     let mut rng = rand::thread_rng();
-    (0..n)
-        .map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char)
-        .collect()
+    (0..n).map(|_| alphabet[rng.gen_range(0..alphabet.len())] as char).collect()
 }
 
 /// A new access key id (`AKIA` + 16 upper-case letters and digits).
 pub fn access_key_id() -> String {
-    format!(
-        "AKIA{}",
-        random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
-    )
+    format!("AKIA{}", random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16))
 }
 
 /// A new 40-character secret access key.
 pub fn secret_access_key() -> String {
-    random_from(
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-        40,
-    )
+    random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 40)
 }
 
 #[cfg(test)]

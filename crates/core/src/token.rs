@@ -41,15 +41,9 @@ impl TokenSigner {
 
     /// Issues a token that resumes after `position`.
     pub fn issue(&self, scope: &Scope, position: Value) -> String {
-        let payload =
-            json!({"a": scope.account, "r": scope.region, "o": scope.operation, "p": position})
-                .to_string();
+        let payload = json!({"a": scope.account, "r": scope.region, "o": scope.operation, "p": position}).to_string();
         let sig = self.mac(payload.as_bytes());
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(payload),
-            URL_SAFE_NO_PAD.encode(sig)
-        )
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(sig))
     }
 
     /// Returns the position of a token issued for `scope`, or `None` if the token is forged,
@@ -81,17 +75,10 @@ mod tests {
     #[test]
     fn round_trip_and_refusals() {
         let s = TokenSigner::new(b"k".to_vec());
-        let scope = Scope {
-            account: "111111111111",
-            region: "us-east-1",
-            operation: "ListDocuments",
-        };
+        let scope = Scope { account: "111111111111", region: "us-east-1", operation: "ListDocuments" };
         let t = s.issue(&scope, json!(["doc", 3]));
         assert_eq!(s.open(&scope, &t), Some(json!(["doc", 3])));
-        let other = Scope {
-            account: "222222222222",
-            ..scope
-        };
+        let other = Scope { account: "222222222222", ..scope };
         assert_eq!(s.open(&other, &t), None);
         let mut bad = t.clone();
         bad.insert(2, 'x');

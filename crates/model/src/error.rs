@@ -20,20 +20,12 @@ struct Inner {
 impl ApiError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError(Box::new(Inner {
-            code,
-            message: message.into(),
-            extra: Map::new(),
-            internal: None,
-        }))
+        ApiError(Box::new(Inner { code, message: message.into(), extra: Map::new(), internal: None }))
     }
 
     /// An opaque `InternalServerError`; `detail` goes to the log, never to the client.
     pub fn internal(detail: impl Into<String>) -> Self {
-        let mut e = Self::new(
-            ErrorCode::InternalServerError,
-            "An internal error occurred.",
-        );
+        let mut e = Self::new(ErrorCode::InternalServerError, "An internal error occurred.");
         e.0.internal = Some(detail.into());
         e
     }

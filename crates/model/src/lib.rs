@@ -37,12 +37,8 @@ impl Caller {
 
 /// Deserializes a validated input value into its typed shape.
 pub fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(value).map_err(|e| {
-        ApiError::new(
-            ErrorCode::SerializationException,
-            format!("Could not read the request: {e}"),
-        )
-    })
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::new(ErrorCode::SerializationException, format!("Could not read the request: {e}")))
 }
 
 /// Serializes an output shape to JSON bytes.

@@ -23,23 +23,14 @@ enum Matcher {
 impl Matcher {
     fn compile(pattern: &str) -> Matcher {
         // Java reads `[\w-/]` as a class holding `-`; Rust needs the dash escaped.
-        let pattern = &pattern
-            .replace("\\w-", "\\w\\-")
-            .replace("\\d-", "\\d\\-")
-            .replace("\\s-", "\\s\\-");
-        if let Ok(r) = regex::RegexBuilder::new(pattern)
-            .size_limit(64 << 20)
-            .build()
-        {
+        let pattern = &pattern.replace("\\w-", "\\w\\-").replace("\\d-", "\\d\\-").replace("\\s-", "\\s\\-");
+        if let Ok(r) = regex::RegexBuilder::new(pattern).size_limit(64 << 20).build() {
             return Matcher::Std(r);
         }
         // Counted repetitions beyond the engine's limit (`.{1,100000}`) become open-ended; the
         // model's min/max length constraints still bound the value.
         let relaxed = relax_large_counts(pattern);
-        if let Ok(r) = regex::RegexBuilder::new(&relaxed)
-            .size_limit(64 << 20)
-            .build()
-        {
+        if let Ok(r) = regex::RegexBuilder::new(&relaxed).size_limit(64 << 20).build() {
             return Matcher::Std(r);
         }
         match fancy_regex::Regex::new(pattern) {
@@ -63,11 +54,7 @@ fn relax_large_counts(pattern: &str) -> String {
     let re = COUNT.get_or_init(|| regex::Regex::new(r"\{(\d+),(\d+)\}").expect("static pattern"));
     re.replace_all(pattern, |c: &regex::Captures| {
         let (lo, hi): (u64, u64) = (c[1].parse().unwrap_or(0), c[2].parse().unwrap_or(0));
-        if hi <= 1000 {
-            c[0].to_string()
-        } else {
-            format!("{{{lo},}}")
-        }
+        if hi <= 1000 { c[0].to_string() } else { format!("{{{lo},}}") }
     })
     .into_owned()
 }
@@ -97,15 +84,9 @@ pub fn validate(input: ShapeId, value: &Value) -> Result<(), ApiError> {
         return Ok(());
     }
     let n = errors.len();
-    let head = if n == 1 {
-        "1 validation error detected: ".to_string()
-    } else {
-        format!("{n} validation errors detected: ")
-    };
-    Err(ApiError::new(
-        ErrorCode::ValidationException,
-        head + &errors.join("; "),
-    ))
+    let head =
+        if n == 1 { "1 validation error detected: ".to_string() } else { format!("{n} validation errors detected: ") };
+    Err(ApiError::new(ErrorCode::ValidationException, head + &errors.join("; ")))
 }
 
 fn serialization(msg: impl Into<String>) -> ApiError {
@@ -124,32 +105,17 @@ fn lower_first(name: &str) -> String {
 fn render(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(render).collect::<Vec<_>>().join(", ")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(render).collect::<Vec<_>>().join(", ")),
         Value::Object(map) => {
-            format!(
-                "{{{}}}",
-                map.iter()
-                    .map(|(k, v)| format!("{k}={}", render(v)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+            format!("{{{}}}", map.iter().map(|(k, v)| format!("{k}={}", render(v))).collect::<Vec<_>>().join(", "))
         }
         other => other.to_string(),
     }
 }
 
 fn violation(errors: &mut Vec<String>, id: ShapeId, value: &Value, path: &str, rule: String) {
-    let shown = if shape(id).sensitive {
-        "Value '***'".to_string()
-    } else {
-        format!("Value '{}'", render(value))
-    };
-    errors.push(format!(
-        "{shown} at '{path}' failed to satisfy constraint: {rule}"
-    ));
+    let shown = if shape(id).sensitive { "Value '***'".to_string() } else { format!("Value '{}'", render(value)) };
+    errors.push(format!("{shown} at '{path}' failed to satisfy constraint: {rule}"));
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -164,37 +130,18 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn wrong_type(expected: &str, v: &Value, path: &str) -> ApiError {
-    let at = if path.is_empty() {
-        String::new()
-    } else {
-        format!(" at '{path}'")
-    };
-    serialization(format!(
-        "Expected {expected}{at} but found {}.",
-        type_name(v)
-    ))
+    let at = if path.is_empty() { String::new() } else { format!(" at '{path}'") };
+    serialization(format!("Expected {expected}{at} but found {}.", type_name(v)))
 }
 
 fn check_len(id: ShapeId, len: usize, value: &Value, path: &str, errors: &mut Vec<String>) {
     let s = shape(id);
     let len = len as i64;
     if let Some(max) = s.max.filter(|m| len > *m) {
-        violation(
-            errors,
-            id,
-            value,
-            path,
-            format!("Member must have length less than or equal to {max}"),
-        );
+        violation(errors, id, value, path, format!("Member must have length less than or equal to {max}"));
     }
     if let Some(min) = s.min.filter(|m| len < *m) {
-        violation(
-            errors,
-            id,
-            value,
-            path,
-            format!("Member must have length greater than or equal to {min}"),
-        );
+        violation(errors, id, value, path, format!("Member must have length greater than or equal to {min}"));
     }
 }
 
@@ -206,11 +153,8 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) -> Re
                 return Err(wrong_type("an object", value, path));
             };
             for m in members {
-                let child = if path.is_empty() {
-                    lower_first(m.name)
-                } else {
-                    format!("{path}.{}", lower_first(m.name))
-                };
+                let child =
+                    if path.is_empty() { lower_first(m.name) } else { format!("{path}.{}", lower_first(m.name)) };
                 match obj.get(m.name) {
                     None | Some(Value::Null) => {
                         if m.required {
@@ -256,13 +200,7 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) -> Re
             if let Some(p) = s.pattern
                 && !matcher(id, p).is_match(text)
             {
-                violation(
-                    errors,
-                    id,
-                    value,
-                    path,
-                    format!("Member must satisfy regular expression pattern: {p}"),
-                );
+                violation(errors, id, value, path, format!("Member must satisfy regular expression pattern: {p}"));
             }
             if !s.enum_values.is_empty() && !s.enum_values.contains(&text) {
                 violation(
@@ -270,10 +208,7 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) -> Re
                     id,
                     value,
                     path,
-                    format!(
-                        "Member must satisfy enum value set: [{}]",
-                        s.enum_values.join(", ")
-                    ),
+                    format!("Member must satisfy enum value set: [{}]", s.enum_values.join(", ")),
                 );
             }
         }
@@ -283,22 +218,10 @@ fn check(id: ShapeId, value: &Value, path: &str, errors: &mut Vec<String>) -> Re
                 _ => return Err(wrong_type("an integer", value, path)),
             };
             if let Some(max) = s.max.filter(|m| n > *m) {
-                violation(
-                    errors,
-                    id,
-                    value,
-                    path,
-                    format!("Member must have value less than or equal to {max}"),
-                );
+                violation(errors, id, value, path, format!("Member must have value less than or equal to {max}"));
             }
             if let Some(min) = s.min.filter(|m| n < *m) {
-                violation(
-                    errors,
-                    id,
-                    value,
-                    path,
-                    format!("Member must have value greater than or equal to {min}"),
-                );
+                violation(errors, id, value, path, format!("Member must have value greater than or equal to {min}"));
             }
         }
         Kind::Boolean => {
@@ -325,11 +248,7 @@ mod tests {
     fn every_model_pattern_compiles() {
         for (i, s) in SHAPES.iter().enumerate() {
             if let Some(p) = s.pattern {
-                assert!(
-                    !matches!(matcher(i, p), Matcher::Unsupported),
-                    "pattern of {} does not compile: {p}",
-                    s.name
-                );
+                assert!(!matches!(matcher(i, p), Matcher::Unsupported), "pattern of {} does not compile: {p}", s.name);
             }
         }
     }
@@ -360,28 +279,17 @@ mod tests {
 
     #[test]
     fn wrong_types_are_serialization_errors() {
-        for body in [
-            json!({"Name": 5, "Content": "x"}),
-            json!({"Name": "abc", "Content": ["x"]}),
-            json!([]),
-        ] {
+        for body in [json!({"Name": 5, "Content": "x"}), json!({"Name": "abc", "Content": ["x"]}), json!([])] {
             let err = validate(ids::CreateDocumentRequest, &body).unwrap_err();
             assert_eq!(err.code(), ErrorCode::SerializationException, "{body}");
         }
-        let err = validate(
-            ids::ListDocumentsRequest,
-            &json!({"MaxResults": 5_000_000_000i64}),
-        )
-        .unwrap_err();
+        let err = validate(ids::ListDocumentsRequest, &json!({"MaxResults": 5_000_000_000i64})).unwrap_err();
         assert_eq!(err.code(), ErrorCode::SerializationException);
     }
 
     #[test]
     fn valid_input_passes() {
-        validate(
-            ids::CreateDocumentRequest,
-            &json!({"Name": "my-doc", "Content": "{}", "DocumentType": "Command"}),
-        )
-        .unwrap();
+        validate(ids::CreateDocumentRequest, &json!({"Name": "my-doc", "Content": "{}", "DocumentType": "Command"}))
+            .unwrap();
     }
 }

@@ -56,21 +56,13 @@ pub fn sig_error(e: sigv4::SigError) -> ApiError {
 }
 
 fn unrecognized() -> ApiError {
-    ApiError::new(
-        ErrorCode::UnrecognizedClientException,
-        "The security token included in the request is invalid.",
-    )
+    ApiError::new(ErrorCode::UnrecognizedClientException, "The security token included in the request is invalid.")
 }
 
 impl Authenticator {
     /// An authenticator over the store's keys.
     pub fn new(store: Store, accept_any: Option<String>) -> Self {
-        Authenticator {
-            store,
-            accept_any,
-            keys: Mutex::new(HashMap::new()),
-            signing: Mutex::new(HashMap::new()),
-        }
+        Authenticator { store, accept_any, keys: Mutex::new(HashMap::new()), signing: Mutex::new(HashMap::new()) }
     }
 
     async fn key(&self, id: &str) -> Result<Option<AccessKey>, ApiError> {
@@ -79,11 +71,7 @@ impl Authenticator {
         {
             return Ok(k.clone());
         }
-        let k = self
-            .store
-            .access_key(id)
-            .await
-            .map_err(|e| ApiError::internal(format!("reading access key: {e}")))?;
+        let k = self.store.access_key(id).await.map_err(|e| ApiError::internal(format!("reading access key: {e}")))?;
         let mut cache = self.keys.lock().unwrap();
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
@@ -93,22 +81,14 @@ impl Authenticator {
     }
 
     fn signing_key(&self, key: &AccessKey, auth: &sigv4::Authorization) -> [u8; 32] {
-        let id = format!(
-            "{}/{}/{}/{}",
-            key.access_key_id, auth.date, auth.region, auth.service
-        );
+        let id = format!("{}/{}/{}/{}", key.access_key_id, auth.date, auth.region, auth.service);
         let mut cache = self.signing.lock().unwrap();
         if let Some((secret, k)) = cache.get(&id)
             && *secret == key.secret_access_key
         {
             return *k;
         }
-        let k = sigv4::signing_key(
-            &key.secret_access_key,
-            &auth.date,
-            &auth.region,
-            &auth.service,
-        );
+        let k = sigv4::signing_key(&key.secret_access_key, &auth.date, &auth.region, &auth.service);
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }
@@ -117,11 +97,7 @@ impl Authenticator {
     }
 
     /// Authenticates a request at `now_ms`.
-    pub async fn authenticate(
-        &self,
-        req: &RequestParts<'_>,
-        now_ms: i64,
-    ) -> Result<Caller, ApiError> {
+    pub async fn authenticate(&self, req: &RequestParts<'_>, now_ms: i64) -> Result<Caller, ApiError> {
         let auth = sigv4::parse(req.headers).map_err(sig_error)?;
         if auth.service != SERVICE {
             return Err(ApiError::new(
@@ -138,9 +114,7 @@ impl Authenticator {
             (Some(key), None) => {
                 match (&key.session_token, &auth.security_token) {
                     (None, None) => {}
-                    (Some(expected), Some(sent))
-                        if bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) =>
-                    {
+                    (Some(expected), Some(sent)) if bool::from(expected.as_bytes().ct_eq(sent.as_bytes())) => {
                         if key.expires_ms.is_some_and(|e| e <= now_ms) {
                             return Err(ApiError::new(
                                 ErrorCode::ExpiredTokenException,
@@ -151,16 +125,8 @@ impl Authenticator {
                     _ => return Err(unrecognized()),
                 }
                 let signing_key = self.signing_key(&key, &auth);
-                sigv4::verify(
-                    &auth,
-                    &signing_key,
-                    req.method,
-                    req.path,
-                    req.query,
-                    req.headers,
-                    req.body,
-                )
-                .map_err(sig_error)?;
+                sigv4::verify(&auth, &signing_key, req.method, req.path, req.query, req.headers, req.body)
+                    .map_err(sig_error)?;
                 key.account
             }
         };

@@ -59,24 +59,14 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let text = state
-        .metrics
-        .as_ref()
-        .map(|h| h.render())
-        .unwrap_or_default();
+    let text = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     let mut r = Response::new(Body::from(text));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4"),
-    );
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
-    let err = ApiError::new(
-        ErrorCode::UnknownOperationException,
-        format!("No route for {method} {}.", uri.path()),
-    );
+    let err = ApiError::new(ErrorCode::UnknownOperationException, format!("No route for {method} {}.", uri.path()));
     let mut r = error_response(&err, &ssmd_core::ids::uuid());
     *r.status_mut() = StatusCode::NOT_FOUND;
     r
@@ -86,10 +76,7 @@ fn response(status: u16, body: Vec<u8>, request_id: &str) -> Response {
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(CONTENT_TYPE),
-    );
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-amzn-RequestId", v);
     }
@@ -104,53 +91,27 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::new(
-                ErrorCode::RequestEntityTooLargeException,
-                format!("The request body exceeds the limit of {MAX_BODY_BYTES} bytes."),
-            ))
-        }
-        Err(_) => Err(ApiError::new(
-            ErrorCode::SerializationException,
-            "The request body could not be read.",
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::new(
+            ErrorCode::RequestEntityTooLargeException,
+            format!("The request body exceeds the limit of {MAX_BODY_BYTES} bytes."),
         )),
+        Err(_) => Err(ApiError::new(ErrorCode::SerializationException, "The request body could not be read.")),
     }
 }
 
 fn operation(headers: &HeaderMap) -> Result<Operation, ApiError> {
-    let target = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let prefix = ssmd_model::generated::schema::TARGET_PREFIX;
-    target
-        .strip_prefix(prefix)
-        .and_then(|t| t.strip_prefix('.'))
-        .and_then(Operation::from_name)
-        .ok_or_else(|| {
-            if target.is_empty() {
-                ApiError::new(
-                    ErrorCode::UnknownOperationException,
-                    "The request has no X-Amz-Target header.",
-                )
-            } else {
-                ApiError::new(
-                    ErrorCode::UnknownOperationException,
-                    format!("Unknown operation {target}."),
-                )
-            }
-        })
+    target.strip_prefix(prefix).and_then(|t| t.strip_prefix('.')).and_then(Operation::from_name).ok_or_else(|| {
+        if target.is_empty() {
+            ApiError::new(ErrorCode::UnknownOperationException, "The request has no X-Amz-Target header.")
+        } else {
+            ApiError::new(ErrorCode::UnknownOperationException, format!("Unknown operation {target}."))
+        }
+    })
 }
 
-async fn api(
-    State(state): State<Arc<AppState>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn api(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let request_id = ssmd_core::ids::uuid();
     let start = Instant::now();
     let (op_name, result) = handle(&state, &uri, &headers, body).await;
@@ -162,16 +123,11 @@ async fn api(
             } else {
                 tracing::debug!(request_id, operation = op_name, error = %err, "request refused");
             }
-            (
-                err.code().status(),
-                err.code().name(),
-                error_response(&err, &request_id),
-            )
+            (err.code().status(), err.code().name(), error_response(&err, &request_id))
         }
     };
     metrics::counter!("ssmd_requests_total", "operation" => op_name, "code" => code).increment(1);
-    metrics::histogram!("ssmd_request_seconds", "operation" => op_name)
-        .record(start.elapsed().as_secs_f64());
+    metrics::histogram!("ssmd_request_seconds", "operation" => op_name).record(start.elapsed().as_secs_f64());
     tracing::trace!(request_id, operation = op_name, status, "request served");
     resp
 }
@@ -191,13 +147,8 @@ async fn handle(
         Err(e) => return ("unknown", Err(e)),
     };
     let name = op.info().name;
-    let parts = auth::RequestParts {
-        method: "POST",
-        path: uri.path(),
-        query: uri.query().unwrap_or(""),
-        headers,
-        body: &body,
-    };
+    let parts =
+        auth::RequestParts { method: "POST", path: uri.path(), query: uri.query().unwrap_or(""), headers, body: &body };
     let caller = match state.auth.authenticate(&parts, state.clock.now_ms()).await {
         Ok(c) => c,
         Err(e) => return (name, Err(e)),

@@ -34,10 +34,7 @@ pub struct SigError {
 
 impl SigError {
     fn new(kind: SigErrorKind, message: impl Into<String>) -> Self {
-        SigError {
-            kind,
-            message: message.into(),
-        }
+        SigError { kind, message: message.into() }
     }
     /// The message (for tests and logs).
     pub fn message(&self) -> &str {
@@ -80,14 +77,9 @@ fn invalid(msg: impl Into<String>) -> SigError {
 /// Parses the `Authorization` and `X-Amz-Date` headers.
 pub fn parse(headers: &HeaderMap) -> Result<Authorization, SigError> {
     let Some(auth) = headers.get(http::header::AUTHORIZATION) else {
-        return Err(SigError::new(
-            SigErrorKind::Missing,
-            "Missing Authentication Token",
-        ));
+        return Err(SigError::new(SigErrorKind::Missing, "Missing Authentication Token"));
     };
-    let auth = auth
-        .to_str()
-        .map_err(|_| incomplete("The Authorization header is not valid text."))?;
+    let auth = auth.to_str().map_err(|_| incomplete("The Authorization header is not valid text."))?;
     let Some(rest) = auth.strip_prefix("AWS4-HMAC-SHA256 ") else {
         return Err(incomplete(format!(
             "Authorization header requires the AWS4-HMAC-SHA256 algorithm. Authorization={auth}"
@@ -105,30 +97,17 @@ pub fn parse(headers: &HeaderMap) -> Result<Authorization, SigError> {
         }
     }
     let mut missing = Vec::new();
-    for (name, v) in [
-        ("Credential", credential),
-        ("Signature", signature),
-        ("SignedHeaders", signed),
-    ] {
+    for (name, v) in [("Credential", credential), ("Signature", signature), ("SignedHeaders", signed)] {
         if v.is_none_or(str::is_empty) {
             missing.push(format!("Authorization header requires '{name}' parameter."));
         }
     }
-    let amz_date = headers
-        .get("x-amz-date")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let amz_date = headers.get("x-amz-date").and_then(|v| v.to_str().ok()).map(str::to_string);
     if amz_date.is_none() {
-        missing.push(
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
-                .into(),
-        );
+        missing.push("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.".into());
     }
     if !missing.is_empty() {
-        return Err(incomplete(format!(
-            "{} Authorization={auth}",
-            missing.join(" ")
-        )));
+        return Err(incomplete(format!("{} Authorization={auth}", missing.join(" "))));
     }
     let (credential, signed, signature, amz_date) = (
         credential.unwrap_or_default(),
@@ -143,20 +122,13 @@ pub fn parse(headers: &HeaderMap) -> Result<Authorization, SigError> {
         )));
     }
     if parse_amz_date(&amz_date).is_none() {
-        return Err(incomplete(format!(
-            "X-Amz-Date must be in the form YYYYMMDD'T'HHMMSS'Z'. X-Amz-Date={amz_date}"
-        )));
+        return Err(incomplete(format!("X-Amz-Date must be in the form YYYYMMDD'T'HHMMSS'Z'. X-Amz-Date={amz_date}")));
     }
     let signed_headers: Vec<String> = signed.split(';').map(|h| h.to_ascii_lowercase()).collect();
     if !signed_headers.iter().any(|h| h == "host") {
-        return Err(incomplete(
-            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
-        ));
+        return Err(incomplete("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."));
     }
-    let security_token = headers
-        .get("x-amz-security-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let security_token = headers.get("x-amz-security-token").and_then(|v| v.to_str().ok()).map(str::to_string);
     Ok(Authorization {
         access_key_id: scope[0].to_string(),
         date: scope[1].to_string(),
@@ -187,20 +159,9 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) {
-            t.parse().ok()
-        } else {
-            None
-        }
+        if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
     };
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(4..6)?,
-        num(6..8)?,
-        num(9..11)?,
-        num(11..13)?,
-        num(13..15)?,
-    );
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(4..6)?, num(6..8)?, num(9..11)?, num(11..13)?, num(13..15)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -221,12 +182,7 @@ pub fn format_amz_date(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Checks the date against the server clock and the credential scope.
@@ -277,9 +233,7 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 fn uri_encode(s: &str, keep_slash: bool, out: &mut String) {
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
             b'/' if keep_slash => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -317,11 +271,7 @@ fn canonical_query(query: &str) -> String {
         })
         .collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
 /// The canonical request of SigV4 for the given request parts.
@@ -351,12 +301,7 @@ pub fn canonical_request(
         let values: Vec<String> = headers
             .get_all(name.as_str())
             .iter()
-            .map(|v| {
-                String::from_utf8_lossy(v.as_bytes())
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).split_whitespace().collect::<Vec<_>>().join(" "))
             .collect();
         s.push_str(&values.join(","));
         s.push('\n');
@@ -364,10 +309,7 @@ pub fn canonical_request(
     s.push('\n');
     s.push_str(&signed.join(";"));
     s.push('\n');
-    match headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-    {
+    match headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()) {
         Some(h) => s.push_str(h),
         None => s.push_str(&hex::encode(Sha256::digest(body))),
     }
@@ -384,26 +326,15 @@ pub fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), SigError> {
-    if let Some(h) = headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
+    if let Some(h) = headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok())
         && h != "UNSIGNED-PAYLOAD"
         && h != hex::encode(Sha256::digest(body))
     {
-        return Err(invalid(
-            "The provided 'x-amz-content-sha256' header does not match what was computed.",
-        ));
+        return Err(invalid("The provided 'x-amz-content-sha256' header does not match what was computed."));
     }
     let creq = canonical_request(method, path, query, headers, &auth.signed_headers, body);
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let sts = format!(
-        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
-        auth.amz_date,
-        hex::encode(Sha256::digest(creq.as_bytes()))
-    );
+    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let sts = format!("AWS4-HMAC-SHA256\n{}\n{scope}\n{}", auth.amz_date, hex::encode(Sha256::digest(creq.as_bytes())));
     let expected = hex::encode(hmac(key, sts.as_bytes()));
     if expected.as_bytes().ct_eq(auth.signature.as_bytes()).into() {
         Ok(())
@@ -428,27 +359,15 @@ pub fn sign(
     headers: &HeaderMap,
     body: &[u8],
 ) -> String {
-    let mut signed: Vec<String> = headers
-        .keys()
-        .map(|k| k.as_str().to_ascii_lowercase())
-        .collect();
+    let mut signed: Vec<String> = headers.keys().map(|k| k.as_str().to_ascii_lowercase()).collect();
     signed.sort();
     signed.dedup();
     let date = &amz_date[..8];
     let creq = canonical_request(method, path, "", headers, &signed, body);
     let scope = format!("{date}/{region}/{service}/aws4_request");
-    let sts = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(creq.as_bytes()))
-    );
-    let sig = hex::encode(hmac(
-        &signing_key(secret, date, region, service),
-        sts.as_bytes(),
-    ));
-    format!(
-        "AWS4-HMAC-SHA256 Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={sig}",
-        signed.join(";")
-    )
+    let sts = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(creq.as_bytes())));
+    let sig = hex::encode(hmac(&signing_key(secret, date, region, service), sts.as_bytes()));
+    format!("AWS4-HMAC-SHA256 Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={sig}", signed.join(";"))
 }
 
 #[cfg(test)]
@@ -459,10 +378,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
         }
         h
     }
@@ -471,16 +387,8 @@ mod tests {
     /// published signature).
     #[test]
     fn aws_get_vanilla_vector() {
-        let mut h = headers(&[
-            ("host", "example.amazonaws.com"),
-            ("x-amz-date", "20150830T123600Z"),
-        ]);
-        let key = signing_key(
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            "20150830",
-            "us-east-1",
-            "service",
-        );
+        let mut h = headers(&[("host", "example.amazonaws.com"), ("x-amz-date", "20150830T123600Z")]);
+        let key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20150830", "us-east-1", "service");
         h.insert(
             http::header::AUTHORIZATION,
             HeaderValue::from_static(
@@ -489,16 +397,8 @@ mod tests {
         );
         let auth = parse(&h).unwrap();
         verify(&auth, &key, "GET", "/", "", &h, b"").unwrap();
-        let bad = Authorization {
-            signature: "0".repeat(64),
-            ..auth
-        };
-        assert_eq!(
-            verify(&bad, &key, "GET", "/", "", &h, b"")
-                .unwrap_err()
-                .kind,
-            SigErrorKind::Invalid
-        );
+        let bad = Authorization { signature: "0".repeat(64), ..auth };
+        assert_eq!(verify(&bad, &key, "GET", "/", "", &h, b"").unwrap_err().kind, SigErrorKind::Invalid);
     }
 
     #[test]
@@ -510,26 +410,10 @@ mod tests {
             ("x-amz-target", "AmazonSSM.GetDocument"),
             ("content-type", "application/x-amz-json-1.1"),
         ]);
-        let a = sign(
-            "AK",
-            "SECRET",
-            "eu-west-1",
-            "ssm",
-            "20260101T000000Z",
-            "POST",
-            "/",
-            &h,
-            body,
-        );
-        h.insert(
-            http::header::AUTHORIZATION,
-            HeaderValue::from_str(&a).unwrap(),
-        );
+        let a = sign("AK", "SECRET", "eu-west-1", "ssm", "20260101T000000Z", "POST", "/", &h, body);
+        h.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&a).unwrap());
         let auth = parse(&h).unwrap();
-        assert_eq!(
-            (auth.region.as_str(), auth.service.as_str()),
-            ("eu-west-1", "ssm")
-        );
+        assert_eq!((auth.region.as_str(), auth.service.as_str()), ("eu-west-1", "ssm"));
         let key = signing_key("SECRET", "20260101", "eu-west-1", "ssm");
         verify(&auth, &key, "POST", "/", "", &h, body).unwrap();
         assert!(verify(&auth, &key, "POST", "/", "", &h, br#"{"Name":"y"}"#).is_err());
@@ -539,15 +423,9 @@ mod tests {
 
     #[test]
     fn parse_errors_have_aws_codes() {
-        assert_eq!(
-            parse(&headers(&[])).unwrap_err().kind,
-            SigErrorKind::Missing
-        );
+        assert_eq!(parse(&headers(&[])).unwrap_err().kind, SigErrorKind::Missing);
         let h = headers(&[
-            (
-                "authorization",
-                "AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/ssm/aws4_request",
-            ),
+            ("authorization", "AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/ssm/aws4_request"),
             ("x-amz-date", "20260101T000000Z"),
         ]);
         let e = parse(&h).unwrap_err();
@@ -574,9 +452,7 @@ mod tests {
         check_time(&auth("20260101T114600Z"), now).unwrap();
         let e = check_time(&auth("20260101T114400Z"), now).unwrap_err();
         assert!(
-            e.message().starts_with(
-                "Signature expired: 20260101T114400Z is now earlier than 20260101T114500Z"
-            ),
+            e.message().starts_with("Signature expired: 20260101T114400Z is now earlier than 20260101T114500Z"),
             "{}",
             e.message()
         );

@@ -49,15 +49,12 @@ fn check_account(a: &str) -> Result<()> {
 /// Makes sure a root key exists. Returns the key when it was generated just now (so that it
 /// is printed once); a key from `SSMD_ACCESS_KEY_ID`/`SSMD_SECRET_ACCESS_KEY` is stored if new.
 pub async fn ensure_root_key(store: &Store, now_ms: i64) -> Result<Option<AccessKey>> {
-    if let (Ok(id), Ok(secret)) = (
-        std::env::var("SSMD_ACCESS_KEY_ID"),
-        std::env::var("SSMD_SECRET_ACCESS_KEY"),
-    ) {
+    if let (Ok(id), Ok(secret)) = (std::env::var("SSMD_ACCESS_KEY_ID"), std::env::var("SSMD_SECRET_ACCESS_KEY")) {
         match store.access_key(&id).await? {
             Some(k) if k.secret_access_key == secret => {}
-            Some(_) => bail!(
-                "SSMD_ACCESS_KEY_ID {id} exists with another secret; delete it with `ssmd keys delete` first"
-            ),
+            Some(_) => {
+                bail!("SSMD_ACCESS_KEY_ID {id} exists with another secret; delete it with `ssmd keys delete` first")
+            }
             None => {
                 let account = root_account(store).await?;
                 let key = AccessKey {
@@ -88,11 +85,7 @@ pub async fn ensure_root_key(store: &Store, now_ms: i64) -> Result<Option<Access
 
 pub async fn run(store: &Store, cmd: KeysCommand, now_ms: i64) -> Result<()> {
     match cmd {
-        KeysCommand::Create {
-            account,
-            access_key_id,
-            secret_access_key,
-        } => {
+        KeysCommand::Create { account, access_key_id, secret_access_key } => {
             let account = match account {
                 Some(a) => {
                     check_account(&a)?;

@@ -46,19 +46,13 @@ impl DbArgs {
         if let Some(u) = &self.database_url {
             return Ok(u.clone());
         }
-        std::fs::create_dir_all(&self.data_dir)
-            .with_context(|| format!("creating {}", self.data_dir.display()))?;
-        Ok(format!(
-            "sqlite://{}",
-            self.data_dir.join("ssmd.db").display()
-        ))
+        std::fs::create_dir_all(&self.data_dir).with_context(|| format!("creating {}", self.data_dir.display()))?;
+        Ok(format!("sqlite://{}", self.data_dir.join("ssmd.db").display()))
     }
 
     async fn open(&self) -> Result<Store> {
         let url = self.url()?;
-        Store::open(&url)
-            .await
-            .with_context(|| format!("opening the database at {url}"))
+        Store::open(&url).await.with_context(|| format!("opening the database at {url}"))
     }
 }
 
@@ -98,11 +92,8 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SSMD_LOG")
-        .unwrap_or_else(|_| "info,sqlx=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SSMD_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -128,37 +119,20 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-async fn serve(
-    listen: SocketAddr,
-    db: DbArgs,
-    accept_any: bool,
-    default_account: String,
-) -> Result<()> {
+async fn serve(listen: SocketAddr, db: DbArgs, accept_any: bool, default_account: String) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = db.open().await?;
     let root = keys::ensure_root_key(&store, clock.now_ms()).await?;
     let metrics = PrometheusBuilder::new()
-        .set_buckets(&[
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        ])
+        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
         .context("configuring metrics")?
         .install_recorder()
         .context("installing the metrics recorder")?;
-    let service = Arc::new(
-        ssmd_api::Service::new(store.clone(), clock.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-    );
+    let service =
+        Arc::new(ssmd_api::Service::new(store.clone(), clock.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?);
     let auth = Authenticator::new(store.clone(), accept_any.then_some(default_account));
-    let state = Arc::new(AppState {
-        auth,
-        service,
-        clock,
-        metrics: Some(metrics),
-    });
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
+    let state = Arc::new(AppState { auth, service, clock, metrics: Some(metrics) });
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     if let Some(key) = root {
         println!("# ssmd generated a root access key (shown once; it is kept in the database):");
@@ -169,9 +143,7 @@ async fn serve(
     }
     println!("ssmd listening on http://{addr}");
     tracing::info!(%addr, backend = ?store.backend(), "ssmd ready");
-    axum::serve(listener, ssmd_protocol::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, ssmd_protocol::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -181,13 +153,7 @@ async fn serve(
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve {
-            listen,
-            db,
-            log_format,
-            accept_any_credentials,
-            default_account,
-        } => {
+        Command::Serve { listen, db, log_format, accept_any_credentials, default_account } => {
             init_logging(log_format);
             serve(listen, db, accept_any_credentials, default_account).await
         }

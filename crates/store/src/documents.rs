@@ -86,24 +86,33 @@ pub struct ReviewRow {
 }
 
 const VERSION_COLS: &str = "version, version_name, content, format, hash, schema_version, description, parameters, platform_types, requires, attachments, display_name, review_status, created_ms";
-const DOC_COLS: &str =
-    "account, region, name, doc_type, target_type, default_version, latest_version, created_ms";
+const DOC_COLS: &str = "account, region, name, doc_type, target_type, default_version, latest_version, created_ms";
 
 static D_COLS: LazyLock<String> = LazyLock::new(|| prefixed("d", DOC_COLS));
 /// Version columns in joins are renamed `v_*`, since documents share some column names.
-static V_COLS: LazyLock<String> = LazyLock::new(|| {
+static V_COLS: LazyLock<String> =
+    LazyLock::new(|| VERSION_COLS.split(", ").map(|c| format!("v.{c} AS v_{c}")).collect::<Vec<_>>().join(", "));
+
+/// Version columns for listings: everything but the content, which listings never show.
+static V_COLS_NO_CONTENT: LazyLock<String> = LazyLock::new(|| {
     VERSION_COLS
         .split(", ")
-        .map(|c| format!("v.{c} AS v_{c}"))
+        .map(|c| if c == "content" { "'' AS v_content".to_string() } else { format!("v.{c} AS v_{c}") })
         .collect::<Vec<_>>()
         .join(", ")
 });
 
+static DOC_WITH_VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {}, v.name AS vname FROM documents d LEFT JOIN document_versions v \
+         ON v.account = d.account AND v.region = d.region AND v.name = d.name AND v.version = COALESCE($1, d.default_version) \
+         WHERE d.account = $2 AND d.region = $3 AND d.name = $4",
+        *D_COLS, *V_COLS
+    )
+});
+
 fn prefixed(alias: &str, cols: &str) -> String {
-    cols.split(", ")
-        .map(|c| format!("{alias}.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    cols.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
 }
 
 fn doc_from(r: &AnyRow) -> Result<DocumentRow> {
@@ -203,18 +212,14 @@ impl Store {
             .map_err(StoreError::from_write)?;
             insert_version(&mut tx, &doc.account, &doc.region, &doc.name, v).await?;
             tx.commit().await?;
+            self.invalidate_document(&doc.account, &doc.region, &doc.name);
             Ok(())
         })
         .await
     }
 
     /// A document by name.
-    pub async fn document(
-        &self,
-        account: &str,
-        region: &str,
-        name: &str,
-    ) -> Result<Option<DocumentRow>> {
+    pub async fn document(&self, account: &str, region: &str, name: &str) -> Result<Option<DocumentRow>> {
         timed("document", async {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {DOC_COLS} FROM documents WHERE account = $1 AND region = $2 AND name = $3"
@@ -260,25 +265,30 @@ impl Store {
         name: &str,
         version: Option<i64>,
     ) -> Result<Option<(DocumentRow, Option<VersionRow>)>> {
-        timed("document_with_version", async {
-            let (dcols, cols) = (&*D_COLS, &*V_COLS);
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {dcols}, {cols}, v.name AS vname FROM documents d LEFT JOIN document_versions v \
-                 ON v.account = d.account AND v.region = d.region AND v.name = d.name AND v.version = COALESCE($1, d.default_version) \
-                 WHERE d.account = $2 AND d.region = $3 AND d.name = $4"
-            )))
-            .bind(version)
-            .bind(account)
-            .bind(region)
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await?;
-            let Some(r) = row else { return Ok(None) };
+        if let Some(cache) = &self.doc_cache
+            && let Some(hit) = cache.get(account, region, name, version)
+        {
+            return Ok(hit);
+        }
+        let seen = self.doc_cache.as_ref().map(|c| c.generation());
+        let found: Option<(DocumentRow, Option<VersionRow>)> = timed("document_with_version", async {
+            let row = sqlx::query(sqlx::AssertSqlSafe(DOC_WITH_VERSION.as_str()))
+                .bind(version)
+                .bind(account)
+                .bind(region)
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await?;
+            let Some(r) = row else { return Ok::<_, StoreError>(None) };
             let doc = doc_from(&r)?;
             let has_version = opt_str(&r, "vname")?.is_some();
             Ok(Some((doc, if has_version { Some(joined_version(&r)?) } else { None })))
         })
-        .await
+        .await?;
+        if let (Some(cache), Some(seen)) = (&self.doc_cache, seen) {
+            cache.put(seen, account, region, name, version, found.clone());
+        }
+        Ok(found)
     }
 
     /// The version with this VersionName.
@@ -309,13 +319,15 @@ impl Store {
         name: &str,
         hash: &str,
     ) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT version FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND hash = $4")
-            .bind(account)
-            .bind(region)
-            .bind(name)
-            .bind(hash)
-            .fetch_optional(&self.read)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT version FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND hash = $4",
+        )
+        .bind(account)
+        .bind(region)
+        .bind(name)
+        .bind(hash)
+        .fetch_optional(&self.read)
+        .await?)
     }
 
     /// Adds version `v.version`, which must be `expected_latest + 1`; `Conflict` if another
@@ -348,6 +360,7 @@ impl Store {
             }
             insert_version(&mut tx, account, region, name, v).await?;
             tx.commit().await?;
+            self.invalidate_document(account, region, name);
             Ok(())
         })
         .await
@@ -361,13 +374,15 @@ impl Store {
         name: &str,
         version: i64,
     ) -> Result<bool> {
-        let r = sqlx::query("UPDATE documents SET default_version = $1 WHERE account = $2 AND region = $3 AND name = $4")
-            .bind(version)
-            .bind(account)
-            .bind(region)
-            .bind(name)
-            .execute(&self.write)
-            .await?;
+        let r =
+            sqlx::query("UPDATE documents SET default_version = $1 WHERE account = $2 AND region = $3 AND name = $4")
+                .bind(version)
+                .bind(account)
+                .bind(region)
+                .bind(name)
+                .execute(&self.write)
+                .await?;
+        self.invalidate_document(account, region, name);
         Ok(r.rows_affected() == 1)
     }
 
@@ -393,7 +408,8 @@ impl Store {
         rows.iter().map(version_from).collect()
     }
 
-    /// Documents of an account ordered by name, after `after`, each with its default version.
+    /// Documents of an account ordered by name, after `after`, each with its default version
+    /// (without its content).
     pub async fn documents_page(
         &self,
         account: &str,
@@ -402,7 +418,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<(DocumentRow, VersionRow)>> {
         timed("documents_page", async {
-            let (dcols, cols) = (&*D_COLS, &*V_COLS);
+            let (dcols, cols) = (&*D_COLS, &*V_COLS_NO_CONTENT);
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {dcols}, {cols} FROM documents d JOIN document_versions v \
                  ON v.account = d.account AND v.region = d.region AND v.name = d.name AND v.version = d.default_version \
@@ -421,27 +437,23 @@ impl Store {
 
     /// Number of documents an account holds in a region.
     pub async fn document_count(&self, account: &str, region: &str) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE account = $1 AND region = $2")
-                .bind(account)
-                .bind(region)
-                .fetch_one(&self.read)
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE account = $1 AND region = $2")
+            .bind(account)
+            .bind(region)
+            .fetch_one(&self.read)
+            .await?)
     }
 
     /// Deletes a whole document with its versions, shares, reviews and tags.
     pub async fn delete_document(&self, account: &str, region: &str, name: &str) -> Result<bool> {
         timed("delete_document", async {
             let mut tx = self.write.begin().await?;
-            let r = sqlx::query(
-                "DELETE FROM documents WHERE account = $1 AND region = $2 AND name = $3",
-            )
-            .bind(account)
-            .bind(region)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+            let r = sqlx::query("DELETE FROM documents WHERE account = $1 AND region = $2 AND name = $3")
+                .bind(account)
+                .bind(region)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
             for table in ["document_versions", "document_shares", "document_reviews"] {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DELETE FROM {table} WHERE account = $1 AND region = $2 AND name = $3"
@@ -454,6 +466,7 @@ impl Store {
             }
             Store::drop_tags(&mut tx, account, region, "Document", name).await?;
             tx.commit().await?;
+            self.invalidate_document(account, region, name);
             Ok(r.rows_affected() > 0)
         })
         .await
@@ -461,41 +474,35 @@ impl Store {
 
     /// Deletes one version (never the default: the caller checks, and the guard here makes a
     /// concurrent default change safe). Returns false if nothing was deleted.
-    pub async fn delete_document_version(
-        &self,
-        account: &str,
-        region: &str,
-        name: &str,
-        version: i64,
-    ) -> Result<bool> {
+    pub async fn delete_document_version(&self, account: &str, region: &str, name: &str, version: i64) -> Result<bool> {
         let mut tx = self.write.begin().await?;
-        let default: Option<i64> = sqlx::query_scalar("SELECT default_version FROM documents WHERE account = $1 AND region = $2 AND name = $3")
-            .bind(account)
-            .bind(region)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let default: Option<i64> = sqlx::query_scalar(
+            "SELECT default_version FROM documents WHERE account = $1 AND region = $2 AND name = $3",
+        )
+        .bind(account)
+        .bind(region)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
         if default.is_none() || default == Some(version) {
             return Ok(false);
         }
-        let r = sqlx::query("DELETE FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version = $4")
-            .bind(account)
-            .bind(region)
-            .bind(name)
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
+        let r = sqlx::query(
+            "DELETE FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version = $4",
+        )
+        .bind(account)
+        .bind(region)
+        .bind(name)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
+        self.invalidate_document(account, region, name);
         Ok(r.rows_affected() > 0)
     }
 
     /// The accounts a document is shared with.
-    pub async fn document_shares(
-        &self,
-        account: &str,
-        region: &str,
-        name: &str,
-    ) -> Result<Vec<ShareRow>> {
+    pub async fn document_shares(&self, account: &str, region: &str, name: &str) -> Result<Vec<ShareRow>> {
         let rows = sqlx::query("SELECT shared_with, shared_version FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 ORDER BY shared_with")
             .bind(account)
             .bind(region)
@@ -504,10 +511,7 @@ impl Store {
             .await?;
         rows.iter()
             .map(|r| {
-                Ok(ShareRow {
-                    shared_with: r.try_get("shared_with")?,
-                    shared_version: r.try_get("shared_version")?,
-                })
+                Ok(ShareRow { shared_with: r.try_get("shared_with")?, shared_version: r.try_get("shared_version")? })
             })
             .collect()
     }
@@ -536,26 +540,22 @@ impl Store {
             .await?;
         }
         for who in remove {
-            sqlx::query("DELETE FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 AND shared_with = $4")
-                .bind(account)
-                .bind(region)
-                .bind(name)
-                .bind(who)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 AND shared_with = $4",
+            )
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .bind(who)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     /// The share, if any, that gives `reader` access to another account's document.
-    pub async fn share_for(
-        &self,
-        owner: &str,
-        region: &str,
-        name: &str,
-        reader: &str,
-    ) -> Result<Option<ShareRow>> {
+    pub async fn share_for(&self, owner: &str, region: &str, name: &str, reader: &str) -> Result<Option<ShareRow>> {
         let row = sqlx::query(
             "SELECT shared_with, shared_version FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 \
              AND (shared_with = $4 OR shared_with = 'All') ORDER BY CASE WHEN shared_with = 'All' THEN 1 ELSE 0 END LIMIT 1",
@@ -567,21 +567,16 @@ impl Store {
         .fetch_optional(&self.read)
         .await?;
         Ok(match row {
-            Some(r) => Some(ShareRow {
-                shared_with: r.try_get("shared_with")?,
-                shared_version: r.try_get("shared_version")?,
-            }),
+            Some(r) => {
+                Some(ShareRow { shared_with: r.try_get("shared_with")?, shared_version: r.try_get("shared_version")? })
+            }
             None => None,
         })
     }
 
     /// Documents other accounts share with `reader` (or with All), by name, each with its
     /// default version.
-    pub async fn documents_shared_with(
-        &self,
-        reader: &str,
-        region: &str,
-    ) -> Result<Vec<(DocumentRow, VersionRow)>> {
+    pub async fn documents_shared_with(&self, reader: &str, region: &str) -> Result<Vec<(DocumentRow, VersionRow)>> {
         let (dcols, cols) = (&*D_COLS, &*V_COLS);
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT DISTINCT {dcols}, {cols} FROM document_shares s \
@@ -594,19 +589,11 @@ impl Store {
         .bind(reader)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| Ok((doc_from(r)?, joined_version(r)?)))
-            .collect()
+        rows.iter().map(|r| Ok((doc_from(r)?, joined_version(r)?))).collect()
     }
 
     /// Records a review action and sets the version's ReviewStatus.
-    pub async fn add_document_review(
-        &self,
-        account: &str,
-        region: &str,
-        name: &str,
-        review: &ReviewRow,
-    ) -> Result<()> {
+    pub async fn add_document_review(&self, account: &str, region: &str, name: &str, review: &ReviewRow) -> Result<()> {
         let mut tx = self.write.begin().await?;
         let seq: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM document_reviews WHERE account = $1 AND region = $2 AND name = $3 AND version = $4",
@@ -641,6 +628,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.invalidate_document(account, region, name);
         Ok(())
     }
 

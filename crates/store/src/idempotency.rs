@@ -57,10 +57,9 @@ impl Store {
             .fetch_optional(&self.write)
             .await?;
         Ok(match row {
-            Some(r) => Some(IdempotencyRecord {
-                fingerprint: r.try_get("fingerprint")?,
-                response: r.try_get("response")?,
-            }),
+            Some(r) => {
+                Some(IdempotencyRecord { fingerprint: r.try_get("fingerprint")?, response: r.try_get("response")? })
+            }
             None => None,
         })
     }
@@ -74,25 +73,21 @@ impl Store {
         token: &str,
         response: &str,
     ) -> Result<()> {
-        sqlx::query("UPDATE idempotency SET response = $1 WHERE account = $2 AND region = $3 AND operation = $4 AND token = $5")
-            .bind(response)
-            .bind(account)
-            .bind(region)
-            .bind(op)
-            .bind(token)
-            .execute(&self.write)
-            .await?;
+        sqlx::query(
+            "UPDATE idempotency SET response = $1 WHERE account = $2 AND region = $3 AND operation = $4 AND token = $5",
+        )
+        .bind(response)
+        .bind(account)
+        .bind(region)
+        .bind(op)
+        .bind(token)
+        .execute(&self.write)
+        .await?;
         Ok(())
     }
 
     /// Frees a reservation whose operation failed, so the token can be used again.
-    pub async fn release_token(
-        &self,
-        account: &str,
-        region: &str,
-        op: &str,
-        token: &str,
-    ) -> Result<()> {
+    pub async fn release_token(&self, account: &str, region: &str, op: &str, token: &str) -> Result<()> {
         sqlx::query("DELETE FROM idempotency WHERE account = $1 AND region = $2 AND operation = $3 AND token = $4 AND response IS NULL")
             .bind(account)
             .bind(region)

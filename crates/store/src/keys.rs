@@ -54,18 +54,12 @@ impl Store {
         let rows = sqlx::query("SELECT access_key_id, secret_access_key, account, session_token, expires_ms FROM access_keys ORDER BY created_ms, access_key_id")
             .fetch_all(&self.read)
             .await?;
-        Ok(rows
-            .iter()
-            .map(key_from)
-            .collect::<std::result::Result<_, _>>()?)
+        Ok(rows.iter().map(key_from).collect::<std::result::Result<_, _>>()?)
     }
 
     /// Deletes a key; true if it existed.
     pub async fn delete_access_key(&self, id: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
-            .bind(id)
-            .execute(&self.write)
-            .await?;
+        let r = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1").bind(id).execute(&self.write).await?;
         Ok(r.rows_affected() > 0)
     }
 

@@ -10,6 +10,7 @@
 //! On SQLite, writes go through a single-connection pool so writers queue in-process instead of
 //! failing with `SQLITE_BUSY`; reads use a separate pool. On PostgreSQL both are one pool.
 
+mod cache;
 mod documents;
 mod idempotency;
 mod keys;
@@ -67,6 +68,8 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    /// Present only on SQLite, where this process is the only writer.
+    doc_cache: Option<std::sync::Arc<cache::DocCache>>,
 }
 
 impl Store {
@@ -83,11 +86,7 @@ impl Store {
         };
         let (read, write) = match backend {
             Backend::Sqlite => {
-                let url = if url.contains('?') {
-                    url.to_string()
-                } else {
-                    format!("{url}?mode=rwc")
-                };
+                let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
                 let opts = || {
                     AnyPoolOptions::new().after_connect(|conn, _| {
                         Box::pin(async move {
@@ -100,16 +99,8 @@ impl Store {
                         })
                     })
                 };
-                let write = opts()
-                    .max_connections(1)
-                    .min_connections(1)
-                    .connect(&url)
-                    .await?;
-                let read = opts()
-                    .max_connections(8)
-                    .min_connections(1)
-                    .connect(&url)
-                    .await?;
+                let write = opts().max_connections(1).min_connections(1).connect(&url).await?;
+                let read = opts().max_connections(8).min_connections(1).connect(&url).await?;
                 (read, write)
             }
             Backend::Postgres => {
@@ -121,11 +112,8 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        let store = Store {
-            read,
-            write,
-            backend,
-        };
+        let doc_cache = (backend == Backend::Sqlite).then(Default::default);
+        let store = Store { read, write, backend, doc_cache };
         migrations::run(&store).await?;
         Ok(store)
     }
@@ -133,6 +121,13 @@ impl Store {
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Drops cached reads of a document after a committed write to it.
+    fn invalidate_document(&self, account: &str, region: &str, name: &str) {
+        if let Some(c) = &self.doc_cache {
+            c.invalidate(account, region, name);
+        }
     }
 
     /// Closes both pools, waiting for in-flight queries.

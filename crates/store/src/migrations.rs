@@ -99,15 +99,11 @@ CREATE TABLE idempotency (
 pub(crate) async fn run(store: &Store) -> Result<()> {
     let mut conn = store.write.acquire().await?;
     if store.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_lock(7437146)")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_lock(7437146)").execute(&mut *conn).await?;
     }
     let result = apply(&mut conn).await;
     if store.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_unlock(7437146)")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("SELECT pg_advisory_unlock(7437146)").execute(&mut *conn).await?;
     }
     result
 }
@@ -116,21 +112,14 @@ async fn apply(conn: &mut sqlx::AnyConnection) -> Result<()> {
     sqlx::raw_sql("CREATE TABLE IF NOT EXISTS ssmd_migrations (version BIGINT PRIMARY KEY)")
         .execute(&mut *conn)
         .await?;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM ssmd_migrations")
-        .fetch_all(&mut *conn)
-        .await?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM ssmd_migrations").fetch_all(&mut *conn).await?;
     for (version, sql) in MIGRATIONS {
         if applied.contains(version) {
             continue;
         }
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO ssmd_migrations (version) VALUES ($1)")
-            .bind(*version)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO ssmd_migrations (version) VALUES ($1)").bind(*version).execute(&mut *tx).await?;
         tx.commit().await?;
     }
     Ok(())

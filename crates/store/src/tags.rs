@@ -14,13 +14,7 @@ pub struct Tag {
 
 impl Store {
     /// The tags of a resource, ordered by key.
-    pub async fn tags(
-        &self,
-        account: &str,
-        region: &str,
-        rtype: &str,
-        rid: &str,
-    ) -> Result<Vec<Tag>> {
+    pub async fn tags(&self, account: &str, region: &str, rtype: &str, rid: &str) -> Result<Vec<Tag>> {
         timed("tags", async {
             let rows = sqlx::query(
                 "SELECT tag_key, tag_value FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4 ORDER BY tag_key",
@@ -35,6 +29,38 @@ impl Store {
                 .iter()
                 .map(|r| Ok(Tag { key: r.try_get("tag_key")?, value: r.try_get("tag_value")? }))
                 .collect::<std::result::Result<_, sqlx::Error>>()?)
+        })
+        .await
+    }
+
+    /// The tags of several resources of one type, by resource id, in one query.
+    pub async fn tags_of_many(
+        &self,
+        account: &str,
+        region: &str,
+        rtype: &str,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<Tag>>> {
+        let mut out: std::collections::HashMap<String, Vec<Tag>> = std::collections::HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "SELECT resource_id, tag_key, tag_value FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 \
+             AND resource_id IN ({}) ORDER BY resource_id, tag_key",
+            placeholders.join(", ")
+        );
+        timed("tags_of_many", async {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account).bind(region).bind(rtype);
+            for id in ids {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.read).await? {
+                let id: String = r.try_get("resource_id")?;
+                out.entry(id).or_default().push(Tag { key: r.try_get("tag_key")?, value: r.try_get("tag_value")? });
+            }
+            Ok(out)
         })
         .await
     }

@@ -36,9 +36,7 @@ pub fn ssmd_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
     target.join("debug/ssmd")
 }
 
@@ -50,12 +48,7 @@ fn pg_base() -> String {
 pub fn fresh_pg_database() -> String {
     let name = format!("ssmd_test_{}", uuid::Uuid::new_v4().simple());
     let status = Command::new("psql")
-        .args([
-            &format!("{}/postgres", pg_base()),
-            "-q",
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
+        .args([&format!("{}/postgres", pg_base()), "-q", "-c", &format!("CREATE DATABASE {name}")])
         .status()
         .expect("psql runs");
     assert!(status.success(), "creating database {name}");
@@ -79,8 +72,7 @@ mod tempdir {
     pub struct Dir(pub std::path::PathBuf);
     impl Dir {
         pub fn new() -> Dir {
-            let p =
-                std::env::temp_dir().join(format!("ssmd-e2e-{}", uuid::Uuid::new_v4().simple()));
+            let p = std::env::temp_dir().join(format!("ssmd-e2e-{}", uuid::Uuid::new_v4().simple()));
             std::fs::create_dir_all(&p).expect("temp dir");
             Dir(p)
         }
@@ -118,11 +110,7 @@ impl Server {
 
     fn spawn(&mut self, listen: &str) {
         let mut cmd = Command::new(ssmd_bin());
-        cmd.arg("serve")
-            .arg("--listen")
-            .arg(listen)
-            .arg("--data-dir")
-            .arg(&self.data_dir.0);
+        cmd.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(&self.data_dir.0);
         if let Some(url) = &self.database_url {
             cmd.arg("--database-url").arg(url);
         }
@@ -133,9 +121,7 @@ impl Server {
             .env_remove("SSMD_DATABASE_URL")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", ssmd_bin().display()));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", ssmd_bin().display()));
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -145,20 +131,14 @@ impl Server {
                 }
             }
         });
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("ssmd did not start within 30 s");
+        let url = rx.recv_timeout(Duration::from_secs(30)).expect("ssmd did not start within 30 s");
         self.endpoint = url;
         self.child = Some(child);
     }
 
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
-        self.endpoint
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port")
+        self.endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")
     }
 
     /// Kills the server with SIGKILL (no chance to flush or clean up).
@@ -217,41 +197,21 @@ impl Server {
             cmd.arg("--database-url").arg(url);
         }
         cmd.args(args);
-        let out = cmd
-            .env_remove("SSMD_DATABASE_URL")
-            .output()
-            .expect("ssmd keys");
-        assert!(
-            out.status.success(),
-            "ssmd keys failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = cmd.env_remove("SSMD_DATABASE_URL").output().expect("ssmd keys");
+        assert!(out.status.success(), "ssmd keys failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Creates a key for a new account; returns (key id, secret, account).
     pub fn new_account(&self) -> (String, String, String) {
         let out = self.keys(&["create"]);
-        let field = |p: &str| {
-            out.lines()
-                .find_map(|l| l.strip_prefix(p))
-                .expect("key output")
-                .trim()
-                .to_string()
-        };
-        (
-            field("export AWS_ACCESS_KEY_ID="),
-            field("export AWS_SECRET_ACCESS_KEY="),
-            field("# account "),
-        )
+        let field = |p: &str| out.lines().find_map(|l| l.strip_prefix(p)).expect("key output").trim().to_string();
+        (field("export AWS_ACCESS_KEY_ID="), field("export AWS_SECRET_ACCESS_KEY="), field("# account "))
     }
 }
 
 fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 
 impl Drop for Server {
@@ -279,9 +239,7 @@ where
     R: std::fmt::Debug,
 {
     match err {
-        aws_sdk_ssm::error::SdkError::ServiceError(e) => {
-            e.err().message().unwrap_or("").to_string()
-        }
+        aws_sdk_ssm::error::SdkError::ServiceError(e) => e.err().message().unwrap_or("").to_string(),
         other => format!("{other:?}"),
     }
 }

@@ -29,24 +29,12 @@ fn send_raw(port: u16, request: &[u8]) -> Resp {
     s.read_to_end(&mut buf).unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Resp {
-        status,
-        head: head.to_ascii_lowercase(),
-        body: body.to_string(),
-    }
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Resp { status, head: head.to_ascii_lowercase(), body: body.to_string() }
 }
 
 fn amz_now(offset_secs: i64) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-        + offset_secs;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64 + offset_secs;
     ssmd_sigv4::format_amz_date(now)
 }
 
@@ -65,15 +53,9 @@ fn signed(
     h.insert("host", format!("127.0.0.1:{port}").parse().unwrap());
     h.insert("x-amz-date", date.parse().unwrap());
     h.insert("x-amz-target", target.parse().unwrap());
-    h.insert(
-        "content-type",
-        "application/x-amz-json-1.1".parse().unwrap(),
-    );
+    h.insert("content-type", "application/x-amz-json-1.1".parse().unwrap());
     for (k, v) in extra {
-        h.insert(
-            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
+        h.insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
     }
     let auth = ssmd_sigv4::sign(key, secret, "us-east-1", "ssm", date, "POST", "/", &h, body);
     let mut req = String::from("POST / HTTP/1.1\r\n");
@@ -98,19 +80,7 @@ fn signed(
 }
 
 fn call(port: u16, target: &str, body: &[u8]) -> Resp {
-    send_raw(
-        port,
-        &signed(
-            port,
-            target,
-            body,
-            ACCESS_KEY,
-            SECRET_KEY,
-            &amz_now(0),
-            &[],
-            false,
-        ),
-    )
+    send_raw(port, &signed(port, target, body, ACCESS_KEY, SECRET_KEY, &amz_now(0), &[], false))
 }
 
 #[test]
@@ -125,29 +95,16 @@ fn routing_envelopes_and_serialization() {
     assert_eq!(call(port, "AmazonSSM.ListDocuments", b"").status, 200);
 
     let r = call(port, "AmazonSSM.NoSuchThing", b"{}");
-    assert_eq!(
-        (r.status, r.error_type().as_str()),
-        (400, "UnknownOperationException")
-    );
+    assert_eq!((r.status, r.error_type().as_str()), (400, "UnknownOperationException"));
     assert!(r.head.contains("x-amzn-requestid: "));
     let r = call(port, "Other.ListDocuments", b"{}");
     assert_eq!(r.error_type(), "UnknownOperationException");
 
-    for body in [
-        &b"{not json"[..],
-        b"[1,2]",
-        b"\xff\xfe",
-        b"{\"Name\": 5}",
-        b"{\"Name\": \"Doc\", \"DocumentVersion\": [1]}",
-    ] {
+    for body in
+        [&b"{not json"[..], b"[1,2]", b"\xff\xfe", b"{\"Name\": 5}", b"{\"Name\": \"Doc\", \"DocumentVersion\": [1]}"]
+    {
         let r = call(port, "AmazonSSM.GetDocument", body);
-        assert_eq!(
-            (r.status, r.error_type().as_str()),
-            (400, "SerializationException"),
-            "{:?} -> {}",
-            body,
-            r.body
-        );
+        assert_eq!((r.status, r.error_type().as_str()), (400, "SerializationException"), "{:?} -> {}", body, r.body);
         assert!(r.json()["message"].is_string());
     }
     let deep = "[".repeat(100_000);
@@ -155,10 +112,7 @@ fn routing_envelopes_and_serialization() {
     assert_eq!(r.error_type(), "SerializationException");
 
     let r = call(port, "AmazonSSM.GetDocument", b"{}");
-    assert_eq!(
-        (r.status, r.error_type().as_str()),
-        (400, "ValidationException")
-    );
+    assert_eq!((r.status, r.error_type().as_str()), (400, "ValidationException"));
     assert_eq!(
         r.json()["Message"],
         "1 validation error detected: Value null at 'name' failed to satisfy constraint: Member must not be null"
@@ -172,12 +126,7 @@ fn routing_envelopes_and_serialization() {
 
     let r = call(port, "AmazonSSM.GetParameter", br#"{"Name":"x"}"#);
     assert_eq!(r.error_type(), "UnsupportedOperationException");
-    assert!(
-        r.json()["Message"]
-            .as_str()
-            .unwrap()
-            .contains("GetParameter")
-    );
+    assert!(r.json()["Message"].as_str().unwrap().contains("GetParameter"));
 }
 
 #[test]
@@ -188,30 +137,15 @@ fn body_limit_and_chunked_bodies() {
     let body = serde_json::json!({"Name": "Chunked", "Content": content}).to_string();
     let r = send_raw(
         port,
-        &signed(
-            port,
-            "AmazonSSM.CreateDocument",
-            body.as_bytes(),
-            ACCESS_KEY,
-            SECRET_KEY,
-            &amz_now(0),
-            &[],
-            true,
-        ),
+        &signed(port, "AmazonSSM.CreateDocument", body.as_bytes(), ACCESS_KEY, SECRET_KEY, &amz_now(0), &[], true),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let r = call(port, "AmazonSSM.GetDocument", br#"{"Name":"Chunked"}"#);
     assert_eq!(r.json()["Content"], content);
 
-    let big = format!(
-        r#"{{"Name":"Big","Content":"{}"}}"#,
-        "x".repeat(2 * 1024 * 1024)
-    );
+    let big = format!(r#"{{"Name":"Big","Content":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
     let r = call(port, "AmazonSSM.CreateDocument", big.as_bytes());
-    assert_eq!(
-        (r.status, r.error_type().as_str()),
-        (413, "RequestEntityTooLargeException")
-    );
+    assert_eq!((r.status, r.error_type().as_str()), (413, "RequestEntityTooLargeException"));
     // The server is still fine.
     assert_eq!(call(port, "AmazonSSM.ListDocuments", b"{}").status, 200);
 }
@@ -227,130 +161,34 @@ fn signature_failures_use_aws_codes() {
         "POST / HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nx-amz-target: {target}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
     );
     let r = send_raw(port, unsigned.as_bytes());
-    assert_eq!(
-        (r.status, r.error_type().as_str()),
-        (400, "MissingAuthenticationTokenException")
-    );
+    assert_eq!((r.status, r.error_type().as_str()), (400, "MissingAuthenticationTokenException"));
 
-    let r = send_raw(
-        port,
-        &signed(
-            port,
-            target,
-            body,
-            ACCESS_KEY,
-            "wrong-secret",
-            &amz_now(0),
-            &[],
-            false,
-        ),
-    );
+    let r = send_raw(port, &signed(port, target, body, ACCESS_KEY, "wrong-secret", &amz_now(0), &[], false));
     assert_eq!(r.error_type(), "InvalidSignatureException");
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("does not match")
-    );
+    assert!(r.json()["message"].as_str().unwrap().contains("does not match"));
 
-    let r = send_raw(
-        port,
-        &signed(
-            port,
-            target,
-            body,
-            "AKIAUNKNOWN000000000",
-            SECRET_KEY,
-            &amz_now(0),
-            &[],
-            false,
-        ),
-    );
+    let r = send_raw(port, &signed(port, target, body, "AKIAUNKNOWN000000000", SECRET_KEY, &amz_now(0), &[], false));
     assert_eq!(r.error_type(), "UnrecognizedClientException");
 
-    let r = send_raw(
-        port,
-        &signed(
-            port,
-            target,
-            body,
-            ACCESS_KEY,
-            SECRET_KEY,
-            &amz_now(-20 * 60),
-            &[],
-            false,
-        ),
-    );
+    let r = send_raw(port, &signed(port, target, body, ACCESS_KEY, SECRET_KEY, &amz_now(-20 * 60), &[], false));
     assert_eq!(r.error_type(), "InvalidSignatureException");
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Signature expired"),
-        "{}",
-        r.body
-    );
-    let r = send_raw(
-        port,
-        &signed(
-            port,
-            target,
-            body,
-            ACCESS_KEY,
-            SECRET_KEY,
-            &amz_now(20 * 60),
-            &[],
-            false,
-        ),
-    );
+    assert!(r.json()["message"].as_str().unwrap().starts_with("Signature expired"), "{}", r.body);
+    let r = send_raw(port, &signed(port, target, body, ACCESS_KEY, SECRET_KEY, &amz_now(20 * 60), &[], false));
     assert_eq!(r.error_type(), "InvalidSignatureException");
     // Within 15 minutes is fine.
-    let r = send_raw(
-        port,
-        &signed(
-            port,
-            target,
-            body,
-            ACCESS_KEY,
-            SECRET_KEY,
-            &amz_now(-10 * 60),
-            &[],
-            false,
-        ),
-    );
+    let r = send_raw(port, &signed(port, target, body, ACCESS_KEY, SECRET_KEY, &amz_now(-10 * 60), &[], false));
     assert_eq!(r.status, 200, "{}", r.body);
 
     // A body changed after signing.
-    let mut req = signed(
-        port,
-        target,
-        br#"{"MaxResults":1}"#,
-        ACCESS_KEY,
-        SECRET_KEY,
-        &amz_now(0),
-        &[],
-        false,
-    );
+    let mut req = signed(port, target, br#"{"MaxResults":1}"#, ACCESS_KEY, SECRET_KEY, &amz_now(0), &[], false);
     let n = req.len();
     req[n - 2] = b'2';
-    assert_eq!(
-        send_raw(port, &req).error_type(),
-        "InvalidSignatureException"
-    );
+    assert_eq!(send_raw(port, &req).error_type(), "InvalidSignatureException");
 
     // A session token on a long-term key.
     let r = send_raw(
         port,
-        &signed(
-            port,
-            target,
-            body,
-            ACCESS_KEY,
-            SECRET_KEY,
-            &amz_now(0),
-            &[("x-amz-security-token", "abc")],
-            false,
-        ),
+        &signed(port, target, body, ACCESS_KEY, SECRET_KEY, &amz_now(0), &[("x-amz-security-token", "abc")], false),
     );
     assert_eq!(r.error_type(), "UnrecognizedClientException");
 
@@ -367,24 +205,11 @@ fn signature_failures_use_aws_codes() {
     h.insert("host", format!("127.0.0.1:{port}").parse().unwrap());
     h.insert("x-amz-date", date.parse().unwrap());
     h.insert("x-amz-target", target.parse().unwrap());
-    let auth = ssmd_sigv4::sign(
-        ACCESS_KEY,
-        SECRET_KEY,
-        "us-east-1",
-        "ec2",
-        &date,
-        "POST",
-        "/",
-        &h,
-        body,
-    );
+    let auth = ssmd_sigv4::sign(ACCESS_KEY, SECRET_KEY, "us-east-1", "ec2", &date, "POST", "/", &h, body);
     let req = format!(
         "POST / HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nx-amz-date: {date}\r\nx-amz-target: {target}\r\nauthorization: {auth}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
     );
-    assert_eq!(
-        send_raw(port, req.as_bytes()).error_type(),
-        "InvalidSignatureException"
-    );
+    assert_eq!(send_raw(port, req.as_bytes()).error_type(), "InvalidSignatureException");
 }
 
 #[test]
@@ -398,12 +223,8 @@ fn hostile_input_never_breaks_the_server() {
         seed ^= seed << 17;
         seed
     };
-    let targets = [
-        "AmazonSSM.CreateDocument",
-        "AmazonSSM.GetDocument",
-        "AmazonSSM.ListDocuments",
-        "AmazonSSM.AddTagsToResource",
-    ];
+    let targets =
+        ["AmazonSSM.CreateDocument", "AmazonSSM.GetDocument", "AmazonSSM.ListDocuments", "AmazonSSM.AddTagsToResource"];
     let samples = [
         r#"{"Name":"ab","Content":""}"#,
         r#"{"Name":null,"Content":{"a":1}}"#,
@@ -440,24 +261,13 @@ fn hostile_input_never_breaks_the_server() {
 fn health_and_metrics() {
     let server = Server::start(Backend::Sqlite);
     let port = server.port();
-    let r = send_raw(
-        port,
-        format!("GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
-    );
+    let r = send_raw(port, format!("GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes());
     assert_eq!(r.status, 200);
     call(port, "AmazonSSM.ListDocuments", b"{}");
     call(port, "AmazonSSM.GetDocument", br#"{"Name":"Missing"}"#);
-    let r = send_raw(
-        port,
-        b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
-    );
+    let r = send_raw(port, b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
-    assert!(
-        r.body
-            .contains(r#"ssmd_requests_total{operation="ListDocuments",code="OK"}"#),
-        "{}",
-        r.body
-    );
+    assert!(r.body.contains(r#"ssmd_requests_total{operation="ListDocuments",code="OK"}"#), "{}", r.body);
     assert!(r.body.contains(r#"code="InvalidDocument""#), "{}", r.body);
     assert!(r.body.contains("ssmd_request_seconds_bucket"), "{}", r.body);
     assert!(r.body.contains("ssmd_store_seconds_bucket"), "{}", r.body);
@@ -465,29 +275,14 @@ fn health_and_metrics() {
 
 #[test]
 fn accept_any_credentials_maps_unknown_keys_to_one_account() {
-    let server = Server::start_with(
-        Backend::Sqlite,
-        &[
-            "--accept-any-credentials",
-            "--default-account",
-            "222222222222",
-        ],
-    );
+    let server =
+        Server::start_with(Backend::Sqlite, &["--accept-any-credentials", "--default-account", "222222222222"]);
     let port = server.port();
     let content = r#"{"schemaVersion":"2.2","mainSteps":[{"action":"aws:runShellScript","name":"s","inputs":{"runCommand":["true"]}}]}"#;
     let body = serde_json::json!({"Name": "Any", "Content": content}).to_string();
     let r = send_raw(
         port,
-        &signed(
-            port,
-            "AmazonSSM.CreateDocument",
-            body.as_bytes(),
-            "AKIAANYTHING",
-            "whatever",
-            &amz_now(0),
-            &[],
-            false,
-        ),
+        &signed(port, "AmazonSSM.CreateDocument", body.as_bytes(), "AKIAANYTHING", "whatever", &amz_now(0), &[], false),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["DocumentDescription"]["Owner"], "222222222222");
@@ -495,10 +290,7 @@ fn accept_any_credentials_maps_unknown_keys_to_one_account() {
     let unsigned = format!(
         "POST / HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nx-amz-target: AmazonSSM.ListDocuments\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
     );
-    assert_eq!(
-        send_raw(port, unsigned.as_bytes()).error_type(),
-        "MissingAuthenticationTokenException"
-    );
+    assert_eq!(send_raw(port, unsigned.as_bytes()).error_type(), "MissingAuthenticationTokenException");
     // The root key still maps to its own account, which does not see the document.
     let r = call(port, "AmazonSSM.GetDocument", br#"{"Name":"Any"}"#);
     assert_eq!(r.error_type(), "InvalidDocument");
@@ -507,13 +299,7 @@ fn accept_any_credentials_maps_unknown_keys_to_one_account() {
 #[tokio::test]
 async fn unimplemented_operations_say_so_through_the_sdk() {
     let server = Server::start(Backend::Sqlite);
-    let e = server
-        .client()
-        .get_parameter()
-        .name("x")
-        .send()
-        .await
-        .unwrap_err();
+    let e = server.client().get_parameter().name("x").send().await.unwrap_err();
     assert_eq!(code(&e), "UnsupportedOperationException");
     assert!(message(&e).contains("GetParameter"));
 }

@@ -11,13 +11,7 @@ fn tag(k: &str, v: &str) -> Tag {
 
 both_backends!(add_list_remove, |server: Server| async move {
     let c = server.client();
-    c.create_document()
-        .name("Tagged")
-        .content(CMD)
-        .document_type(DocumentType::Command)
-        .send()
-        .await
-        .unwrap();
+    c.create_document().name("Tagged").content(CMD).document_type(DocumentType::Command).send().await.unwrap();
     let rt = ResourceTypeForTagging::Document;
     c.add_tags_to_resource()
         .resource_type(rt.clone())
@@ -34,54 +28,21 @@ both_backends!(add_list_remove, |server: Server| async move {
         .send()
         .await
         .unwrap();
-    let list = c
-        .list_tags_for_resource()
-        .resource_type(rt.clone())
-        .resource_id("Tagged")
-        .send()
-        .await
-        .unwrap();
-    let pairs: Vec<(String, String)> = list
-        .tag_list()
-        .iter()
-        .map(|t| (t.key().to_string(), t.value().to_string()))
-        .collect();
-    assert_eq!(
-        pairs,
-        vec![("a".into(), "one".into()), ("b".into(), "2".into())]
-    );
-    c.remove_tags_from_resource()
-        .resource_type(rt.clone())
-        .resource_id("Tagged")
-        .tag_keys("a")
-        .send()
-        .await
-        .unwrap();
-    let list = c
-        .list_tags_for_resource()
-        .resource_type(rt.clone())
-        .resource_id("Tagged")
-        .send()
-        .await
-        .unwrap();
+    let list = c.list_tags_for_resource().resource_type(rt.clone()).resource_id("Tagged").send().await.unwrap();
+    let pairs: Vec<(String, String)> =
+        list.tag_list().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect();
+    assert_eq!(pairs, vec![("a".into(), "one".into()), ("b".into(), "2".into())]);
+    c.remove_tags_from_resource().resource_type(rt.clone()).resource_id("Tagged").tag_keys("a").send().await.unwrap();
+    let list = c.list_tags_for_resource().resource_type(rt.clone()).resource_id("Tagged").send().await.unwrap();
     assert_eq!(list.tag_list().len(), 1);
 
     // 50 tags at most: the 51st is refused and nothing is written.
-    let mut req = c
-        .add_tags_to_resource()
-        .resource_type(rt.clone())
-        .resource_id("Tagged");
+    let mut req = c.add_tags_to_resource().resource_type(rt.clone()).resource_id("Tagged");
     for i in 0..50 {
         req = req.tags(tag(&format!("k{i}"), "v"));
     }
     assert_eq!(code(&req.send().await.unwrap_err()), "TooManyTagsError");
-    let list = c
-        .list_tags_for_resource()
-        .resource_type(rt.clone())
-        .resource_id("Tagged")
-        .send()
-        .await
-        .unwrap();
+    let list = c.list_tags_for_resource().resource_type(rt.clone()).resource_id("Tagged").send().await.unwrap();
     assert_eq!(list.tag_list().len(), 1);
 
     let e = c
@@ -131,29 +92,12 @@ both_backends!(add_list_remove, |server: Server| async move {
     // Another account cannot see or change them.
     let (k, s, _) = server.new_account();
     let other = server.client_with(&k, &s, "us-east-1");
-    let e = other
-        .list_tags_for_resource()
-        .resource_type(rt.clone())
-        .resource_id("Tagged")
-        .send()
-        .await
-        .unwrap_err();
+    let e = other.list_tags_for_resource().resource_type(rt.clone()).resource_id("Tagged").send().await.unwrap_err();
     assert_eq!(code(&e), "InvalidResourceId");
 
     // Deleting the document deletes its tags.
     c.delete_document().name("Tagged").send().await.unwrap();
-    c.create_document()
-        .name("Tagged")
-        .content(CMD)
-        .send()
-        .await
-        .unwrap();
-    let list = c
-        .list_tags_for_resource()
-        .resource_type(rt)
-        .resource_id("Tagged")
-        .send()
-        .await
-        .unwrap();
+    c.create_document().name("Tagged").content(CMD).send().await.unwrap();
+    let list = c.list_tags_for_resource().resource_type(rt).resource_id("Tagged").send().await.unwrap();
     assert!(list.tag_list().is_empty());
 });

@@ -56,17 +56,11 @@ pub fn parse(text: &str) -> Result<Calendar, DocError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines = unfold(text);
     let Some(first) = lines.first() else {
-        return Err(err(
-            1,
-            "The calendar is empty; it must start with BEGIN:VCALENDAR.",
-        ));
+        return Err(err(1, "The calendar is empty; it must start with BEGIN:VCALENDAR."));
     };
 
     let mut stack: Vec<(String, usize)> = Vec::new();
-    let mut calendar = Calendar {
-        default_open: true,
-        events: vec![],
-    };
+    let mut calendar = Calendar { default_open: true, events: vec![] };
     let mut version_seen = false;
     let mut calendar_type_line: Option<usize> = None;
     let mut event: Option<EventBuilder> = None;
@@ -75,23 +69,12 @@ pub fn parse(text: &str) -> Result<Calendar, DocError> {
     for (no, raw) in &lines {
         let no = *no;
         if closed {
-            return Err(err(
-                no,
-                "Content follows END:VCALENDAR; END:VCALENDAR must be the last line.",
-            ));
+            return Err(err(no, "Content follows END:VCALENDAR; END:VCALENDAR must be the last line."));
         }
         let line = ContentLine::parse(raw).map_err(|msg| err(no, &msg))?;
-        if stack.is_empty()
-            && !(line.name == "BEGIN" && line.value.eq_ignore_ascii_case("VCALENDAR"))
-        {
+        if stack.is_empty() && !(line.name == "BEGIN" && line.value.eq_ignore_ascii_case("VCALENDAR")) {
             return Err(if no == first.0 {
-                err(
-                    no,
-                    &format!(
-                        "The calendar must start with BEGIN:VCALENDAR, not '{}'.",
-                        clip(raw)
-                    ),
-                )
+                err(no, &format!("The calendar must start with BEGIN:VCALENDAR, not '{}'.", clip(raw)))
             } else {
                 err(no, &format!("'{}' is outside the VCALENDAR.", clip(raw)))
             });
@@ -100,16 +83,10 @@ pub fn parse(text: &str) -> Result<Calendar, DocError> {
             "BEGIN" => {
                 let component = line.value.to_ascii_uppercase();
                 if !is_component_name(&component) {
-                    return Err(err(
-                        no,
-                        &format!("BEGIN:{} does not name a component.", line.value),
-                    ));
+                    return Err(err(no, &format!("BEGIN:{} does not name a component.", line.value)));
                 }
                 if component == "VCALENDAR" && !stack.is_empty() {
-                    return Err(err(
-                        no,
-                        "A VCALENDAR can't be nested inside another component.",
-                    ));
+                    return Err(err(no, "A VCALENDAR can't be nested inside another component."));
                 }
                 if component == "VEVENT" {
                     if stack.len() != 1 {
@@ -122,18 +99,12 @@ pub fn parse(text: &str) -> Result<Calendar, DocError> {
             "END" => {
                 let component = line.value.to_ascii_uppercase();
                 let Some((open, open_line)) = stack.pop() else {
-                    return Err(err(
-                        no,
-                        &format!("END:{} has no matching BEGIN.", line.value),
-                    ));
+                    return Err(err(no, &format!("END:{} has no matching BEGIN.", line.value)));
                 };
                 if open != component {
                     return Err(err(
                         no,
-                        &format!(
-                            "END:{} does not match BEGIN:{open} on line {open_line}.",
-                            line.value
-                        ),
+                        &format!("END:{} does not match BEGIN:{open} on line {open_line}.", line.value),
                     ));
                 }
                 if component == "VEVENT"
@@ -155,9 +126,7 @@ pub fn parse(text: &str) -> Result<Calendar, DocError> {
                             if let Some(previous) = calendar_type_line {
                                 return Err(err(
                                     no,
-                                    &format!(
-                                        "X-CALENDAR-TYPE appears again (first on line {previous})."
-                                    ),
+                                    &format!("X-CALENDAR-TYPE appears again (first on line {previous})."),
                                 ));
                             }
                             calendar_type_line = Some(no);
@@ -187,16 +156,11 @@ pub fn parse(text: &str) -> Result<Calendar, DocError> {
     if let Some((open, open_line)) = stack.last() {
         return Err(err(
             last_line,
-            &format!(
-                "BEGIN:{open} on line {open_line} is never closed; the calendar must end with END:VCALENDAR."
-            ),
+            &format!("BEGIN:{open} on line {open_line} is never closed; the calendar must end with END:VCALENDAR."),
         ));
     }
     if !version_seen {
-        return Err(err(
-            first.0,
-            "The VCALENDAR has no VERSION property (VERSION:2.0).",
-        ));
+        return Err(err(first.0, "The VCALENDAR has no VERSION property (VERSION:2.0)."));
     }
     Ok(calendar)
 }
@@ -208,11 +172,7 @@ fn err(line: usize, msg: &str) -> DocError {
 /// Shortens a line quoted in a message.
 fn clip(s: &str) -> String {
     const MAX: usize = 60;
-    if s.chars().count() <= MAX {
-        s.to_string()
-    } else {
-        format!("{}...", s.chars().take(MAX).collect::<String>())
-    }
+    if s.chars().count() <= MAX { s.to_string() } else { format!("{}...", s.chars().take(MAX).collect::<String>()) }
 }
 
 /// Unfolds continuation lines (a line starting with a space or tab continues the previous one,
@@ -261,47 +221,29 @@ impl ContentLine {
             }
         }
         let Some(colon) = colon else {
-            return Err(format!(
-                "'{}' is not a content line of the form NAME:VALUE.",
-                clip(line)
-            ));
+            return Err(format!("'{}' is not a content line of the form NAME:VALUE.", clip(line)));
         };
         let (head, value) = (&line[..colon], &line[colon + 1..]);
         let mut parts = split_outside_quotes(head, ';').into_iter();
         let name = parts.next().unwrap_or_default();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(format!(
-                "'{}' does not start with a property name.",
-                clip(line)
-            ));
+            return Err(format!("'{}' does not start with a property name.", clip(line)));
         }
         let mut params = Vec::new();
         for part in parts {
             let Some((pname, pvalue)) = part.split_once('=') else {
-                return Err(format!(
-                    "Parameter '{part}' of {name} is not of the form NAME=VALUE."
-                ));
+                return Err(format!("Parameter '{part}' of {name} is not of the form NAME=VALUE."));
             };
             if pname.is_empty() {
                 return Err(format!("A parameter of {name} has no name."));
             }
-            params.push((
-                pname.to_ascii_uppercase(),
-                pvalue.trim_matches('"').to_string(),
-            ));
+            params.push((pname.to_ascii_uppercase(), pvalue.trim_matches('"').to_string()));
         }
-        Ok(ContentLine {
-            name: name.to_ascii_uppercase(),
-            params,
-            value: value.to_string(),
-        })
+        Ok(ContentLine { name: name.to_ascii_uppercase(), params, value: value.to_string() })
     }
 
     fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -325,15 +267,7 @@ fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
 fn is_component_name(name: &str) -> bool {
     matches!(
         name,
-        "VCALENDAR"
-            | "VEVENT"
-            | "VTODO"
-            | "VJOURNAL"
-            | "VFREEBUSY"
-            | "VTIMEZONE"
-            | "STANDARD"
-            | "DAYLIGHT"
-            | "VALARM"
+        "VCALENDAR" | "VEVENT" | "VTODO" | "VJOURNAL" | "VFREEBUSY" | "VTIMEZONE" | "STANDARD" | "DAYLIGHT" | "VALARM"
     ) || (name.starts_with("X-") && name.len() > 2)
         || (name.starts_with("IANA-") && name.len() > 5)
 }
@@ -392,14 +326,7 @@ struct EventBuilder {
 
 impl EventBuilder {
     fn new(begin_line: usize) -> EventBuilder {
-        EventBuilder {
-            begin_line,
-            uid: None,
-            summary: None,
-            start: None,
-            end: None,
-            rrule: None,
-        }
+        EventBuilder { begin_line, uid: None, summary: None, start: None, end: None, rrule: None }
     }
 
     fn property(&mut self, no: usize, line: &ContentLine) -> Result<(), DocError> {
@@ -436,19 +363,11 @@ impl EventBuilder {
                     let (k, v) = part.split_once('=')?;
                     k.eq_ignore_ascii_case("FREQ").then_some(v)
                 });
-                const FREQS: [&str; 7] = [
-                    "SECONDLY", "MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY",
-                ];
+                const FREQS: [&str; 7] = ["SECONDLY", "MINUTELY", "HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"];
                 match freq {
                     Some(f) if FREQS.contains(&f.to_ascii_uppercase().as_str()) => {}
                     Some(f) => {
-                        return Err(err(
-                            no,
-                            &format!(
-                                "RRULE has FREQ={f}; FREQ must be one of {}.",
-                                FREQS.join(", ")
-                            ),
-                        ));
+                        return Err(err(no, &format!("RRULE has FREQ={f}; FREQ must be one of {}.", FREQS.join(", "))));
                     }
                     None => return Err(err(no, &format!("RRULE '{value}' has no FREQ part."))),
                 }
@@ -464,10 +383,7 @@ impl EventBuilder {
 
     fn finish(self) -> Result<Event, DocError> {
         let Some((start, start_form, start_tz)) = self.start else {
-            return Err(err(
-                self.begin_line,
-                "The VEVENT that begins here has no DTSTART.",
-            ));
+            return Err(err(self.begin_line, "The VEVENT that begins here has no DTSTART."));
         };
         let mut tzid = start_tz;
         let end = match self.end {
@@ -475,10 +391,7 @@ impl EventBuilder {
             Some((end, end_form, end_tz, end_line)) => {
                 // Same form and zone: the text compares like the time it denotes.
                 if end_form == start_form && end_tz == tzid && end.as_str() < start.as_str() {
-                    return Err(err(
-                        end_line,
-                        &format!("DTEND {end} is before DTSTART {start}."),
-                    ));
+                    return Err(err(end_line, &format!("DTEND {end} is before DTSTART {start}.")));
                 }
                 if tzid.is_none() {
                     tzid = end_tz;
@@ -486,14 +399,7 @@ impl EventBuilder {
                 Some(end)
             }
         };
-        Ok(Event {
-            uid: self.uid,
-            summary: self.summary,
-            start,
-            end,
-            tzid,
-            rrule: self.rrule,
-        })
+        Ok(Event { uid: self.uid, summary: self.summary, start, end, tzid, rrule: self.rrule })
     }
 }
 
@@ -521,11 +427,7 @@ mod tests {
 
     /// Wraps body lines in a minimal valid calendar, joined with CRLF.
     fn cal(body: &[&str]) -> String {
-        let mut lines = vec![
-            "BEGIN:VCALENDAR",
-            "PRODID:-//AWS//Change Calendar 1.0//EN",
-            "VERSION:2.0",
-        ];
+        let mut lines = vec!["BEGIN:VCALENDAR", "PRODID:-//AWS//Change Calendar 1.0//EN", "VERSION:2.0"];
         lines.extend_from_slice(body);
         lines.push("END:VCALENDAR");
         lines.join("\r\n") + "\r\n"
@@ -535,14 +437,8 @@ mod tests {
         match parse(text) {
             Err(DocError::InvalidContent(msg)) => {
                 assert!(msg.contains(fragment), "message {msg:?} lacks {fragment:?}");
-                assert!(
-                    msg.starts_with("Line "),
-                    "message {msg:?} does not name a line"
-                );
-                assert!(
-                    msg.ends_with('.'),
-                    "message {msg:?} does not end with a period"
-                );
+                assert!(msg.starts_with("Line "), "message {msg:?} does not name a line");
+                assert!(msg.ends_with('.'), "message {msg:?} does not end with a period");
             }
             other => panic!("expected InvalidContent containing {fragment:?}, got {other:?}"),
         }
@@ -630,13 +526,7 @@ END:VCALENDAR\r\n";
     #[test]
     fn explicit_default_open_and_empty_calendar() {
         let c = parse(&cal(&["X-CALENDAR-TYPE:DEFAULT_OPEN"])).unwrap();
-        assert_eq!(
-            c,
-            Calendar {
-                default_open: true,
-                events: vec![]
-            }
-        );
+        assert_eq!(c, Calendar { default_open: true, events: vec![] });
     }
 
     #[test]
@@ -655,24 +545,14 @@ END:VCALENDAR\r\n";
 
     #[test]
     fn tzid_falls_back_to_dtend() {
-        let text = cal(&[
-            "BEGIN:VEVENT",
-            "DTSTART:20250101T100000",
-            "DTEND;TZID=Asia/Tokyo:20250101T110000",
-            "END:VEVENT",
-        ]);
-        assert_eq!(
-            parse(&text).unwrap().events[0].tzid.as_deref(),
-            Some("Asia/Tokyo")
-        );
+        let text =
+            cal(&["BEGIN:VEVENT", "DTSTART:20250101T100000", "DTEND;TZID=Asia/Tokyo:20250101T110000", "END:VEVENT"]);
+        assert_eq!(parse(&text).unwrap().events[0].tzid.as_deref(), Some("Asia/Tokyo"));
     }
 
     #[test]
     fn byte_order_mark_and_blank_lines_are_tolerated() {
-        let text = format!(
-            "\u{feff}{}\r\n\r\n",
-            cal(&["", "BEGIN:VEVENT", "DTSTART:20250101", "END:VEVENT"])
-        );
+        let text = format!("\u{feff}{}\r\n\r\n", cal(&["", "BEGIN:VEVENT", "DTSTART:20250101", "END:VEVENT"]));
         assert_eq!(parse(&text).unwrap().events.len(), 1);
     }
 
@@ -680,10 +560,7 @@ END:VCALENDAR\r\n";
     fn unfolding_keeps_line_numbers_of_the_first_physical_line() {
         // The bad DTSTART starts on line 5 and continues on line 6.
         let text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:x\r\nDTSTART:2025\r\n 0101T10\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
-        refused(
-            text,
-            "Line 5: DTSTART value '20250101T10' is not of the form",
-        );
+        refused(text, "Line 5: DTSTART value '20250101T10' is not of the form");
     }
 
     #[test]
@@ -698,28 +575,19 @@ END:VCALENDAR\r\n";
             "VERSION:2.0\r\nEND:VCALENDAR\r\n",
             "Line 1: The calendar must start with BEGIN:VCALENDAR, not 'VERSION:2.0'",
         );
-        refused(
-            "BEGIN:VEVENT\r\nEND:VEVENT\r\n",
-            "must start with BEGIN:VCALENDAR",
-        );
+        refused("BEGIN:VEVENT\r\nEND:VEVENT\r\n", "must start with BEGIN:VCALENDAR");
     }
 
     #[test]
     fn must_end_with_end_vcalendar() {
-        refused(
-            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\n",
-            "Line 2: BEGIN:VCALENDAR on line 1 is never closed",
-        );
+        refused("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n", "Line 2: BEGIN:VCALENDAR on line 1 is never closed");
         let trailing = format!("{}X-EXTRA:1\r\n", cal(&[]));
         refused(&trailing, "Line 5: Content follows END:VCALENDAR");
     }
 
     #[test]
     fn version_is_required() {
-        refused(
-            "BEGIN:VCALENDAR\r\nPRODID:x\r\nEND:VCALENDAR\r\n",
-            "Line 1: The VCALENDAR has no VERSION property",
-        );
+        refused("BEGIN:VCALENDAR\r\nPRODID:x\r\nEND:VCALENDAR\r\n", "Line 1: The VCALENDAR has no VERSION property");
         // A VERSION inside an event doesn't count.
         refused(
             "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nVERSION:2.0\r\nDTSTART:20250101\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
@@ -733,61 +601,28 @@ END:VCALENDAR\r\n";
             &cal(&["BEGIN:VEVENT", "DTSTART:20250101", "END:VTODO"]),
             "Line 6: END:VTODO does not match BEGIN:VEVENT on line 4",
         );
+        refused(&cal(&["BEGIN:VEVENT", "DTSTART:20250101"]), "END:VCALENDAR does not match BEGIN:VEVENT on line 4");
+        refused(&cal(&["END:VEVENT"]), "Line 4: END:VEVENT does not match BEGIN:VCALENDAR on line 1");
+        refused(&cal(&["BEGIN:VCALENDAR"]), "Line 4: A VCALENDAR can't be nested");
+        refused(&cal(&["BEGIN:"]), "Line 4: BEGIN: does not name a component");
         refused(
-            &cal(&["BEGIN:VEVENT", "DTSTART:20250101"]),
-            "END:VCALENDAR does not match BEGIN:VEVENT on line 4",
-        );
-        refused(
-            &cal(&["END:VEVENT"]),
-            "Line 4: END:VEVENT does not match BEGIN:VCALENDAR on line 1",
-        );
-        refused(
-            &cal(&["BEGIN:VCALENDAR"]),
-            "Line 4: A VCALENDAR can't be nested",
-        );
-        refused(
-            &cal(&["BEGIN:"]),
-            "Line 4: BEGIN: does not name a component",
-        );
-        refused(
-            &cal(&[
-                "BEGIN:VTODO",
-                "BEGIN:VEVENT",
-                "DTSTART:20250101",
-                "END:VEVENT",
-                "END:VTODO",
-            ]),
+            &cal(&["BEGIN:VTODO", "BEGIN:VEVENT", "DTSTART:20250101", "END:VEVENT", "END:VTODO"]),
             "A VEVENT must be directly inside the VCALENDAR",
         );
     }
 
     #[test]
     fn malformed_content_lines_are_refused() {
-        refused(
-            &cal(&["NOCOLON"]),
-            "Line 4: 'NOCOLON' is not a content line of the form NAME:VALUE",
-        );
-        refused(
-            &cal(&[":value"]),
-            "Line 4: ':value' does not start with a property name",
-        );
+        refused(&cal(&["NOCOLON"]), "Line 4: 'NOCOLON' is not a content line of the form NAME:VALUE");
+        refused(&cal(&[":value"]), "Line 4: ':value' does not start with a property name");
         refused(&cal(&["BAD NAME:x"]), "does not start with a property name");
-        refused(
-            &cal(&["DESCRIPTION;LANGUAGE:x"]),
-            "Parameter 'LANGUAGE' of DESCRIPTION is not of the form NAME=VALUE",
-        );
-        refused(
-            &cal(&["DESCRIPTION;=en:x"]),
-            "A parameter of DESCRIPTION has no name",
-        );
+        refused(&cal(&["DESCRIPTION;LANGUAGE:x"]), "Parameter 'LANGUAGE' of DESCRIPTION is not of the form NAME=VALUE");
+        refused(&cal(&["DESCRIPTION;=en:x"]), "A parameter of DESCRIPTION has no name");
     }
 
     #[test]
     fn event_needs_dtstart() {
-        refused(
-            &cal(&["BEGIN:VEVENT", "UID:x", "END:VEVENT"]),
-            "Line 4: The VEVENT that begins here has no DTSTART",
-        );
+        refused(&cal(&["BEGIN:VEVENT", "UID:x", "END:VEVENT"]), "Line 4: The VEVENT that begins here has no DTSTART");
     }
 
     #[test]
@@ -805,58 +640,30 @@ END:VCALENDAR\r\n";
         ] {
             refused(
                 &cal(&["BEGIN:VEVENT", &format!("DTSTART:{bad}"), "END:VEVENT"]),
-                &format!(
-                    "Line 5: DTSTART value '{bad}' is not of the form YYYYMMDD or YYYYMMDDTHHMMSS"
-                ),
+                &format!("Line 5: DTSTART value '{bad}' is not of the form YYYYMMDD or YYYYMMDDTHHMMSS"),
             );
         }
         refused(
-            &cal(&[
-                "BEGIN:VEVENT",
-                "DTSTART:20250101T090000Z",
-                "DTEND:tomorrow",
-                "END:VEVENT",
-            ]),
+            &cal(&["BEGIN:VEVENT", "DTSTART:20250101T090000Z", "DTEND:tomorrow", "END:VEVENT"]),
             "Line 6: DTEND value 'tomorrow' is not of the form",
         );
         for good in ["20250101", "20250101T090000", "20250101T235960Z"] {
-            parse(&cal(&[
-                "BEGIN:VEVENT",
-                &format!("DTSTART:{good}"),
-                "END:VEVENT",
-            ]))
-            .unwrap();
+            parse(&cal(&["BEGIN:VEVENT", &format!("DTSTART:{good}"), "END:VEVENT"])).unwrap();
         }
     }
 
     #[test]
     fn duplicate_times_and_reversed_events_are_refused() {
         refused(
-            &cal(&[
-                "BEGIN:VEVENT",
-                "DTSTART:20250101",
-                "DTSTART:20250102",
-                "END:VEVENT",
-            ]),
+            &cal(&["BEGIN:VEVENT", "DTSTART:20250101", "DTSTART:20250102", "END:VEVENT"]),
             "Line 6: The VEVENT has more than one DTSTART",
         );
         refused(
-            &cal(&[
-                "BEGIN:VEVENT",
-                "DTSTART:20250101",
-                "DTEND:20250102",
-                "DTEND:20250103",
-                "END:VEVENT",
-            ]),
+            &cal(&["BEGIN:VEVENT", "DTSTART:20250101", "DTEND:20250102", "DTEND:20250103", "END:VEVENT"]),
             "more than one DTEND",
         );
         refused(
-            &cal(&[
-                "BEGIN:VEVENT",
-                "DTSTART:20250102T000000Z",
-                "DTEND:20250101T000000Z",
-                "END:VEVENT",
-            ]),
+            &cal(&["BEGIN:VEVENT", "DTSTART:20250102T000000Z", "DTEND:20250101T000000Z", "END:VEVENT"]),
             "Line 6: DTEND 20250101T000000Z is before DTSTART 20250102T000000Z",
         );
         // Different zones can't be compared textually, so they are accepted.
@@ -872,31 +679,15 @@ END:VCALENDAR\r\n";
     #[test]
     fn rrule_needs_a_valid_freq() {
         refused(
-            &cal(&[
-                "BEGIN:VEVENT",
-                "DTSTART:20250101",
-                "RRULE:INTERVAL=2",
-                "END:VEVENT",
-            ]),
+            &cal(&["BEGIN:VEVENT", "DTSTART:20250101", "RRULE:INTERVAL=2", "END:VEVENT"]),
             "Line 6: RRULE 'INTERVAL=2' has no FREQ part",
         );
         refused(
-            &cal(&[
-                "BEGIN:VEVENT",
-                "DTSTART:20250101",
-                "RRULE:FREQ=FORTNIGHTLY",
-                "END:VEVENT",
-            ]),
+            &cal(&["BEGIN:VEVENT", "DTSTART:20250101", "RRULE:FREQ=FORTNIGHTLY", "END:VEVENT"]),
             "RRULE has FREQ=FORTNIGHTLY",
         );
         refused(
-            &cal(&[
-                "BEGIN:VEVENT",
-                "DTSTART:20250101",
-                "RRULE:FREQ=DAILY",
-                "RRULE:FREQ=WEEKLY",
-                "END:VEVENT",
-            ]),
+            &cal(&["BEGIN:VEVENT", "DTSTART:20250101", "RRULE:FREQ=DAILY", "RRULE:FREQ=WEEKLY", "END:VEVENT"]),
             "more than one RRULE",
         );
     }
@@ -908,10 +699,7 @@ END:VCALENDAR\r\n";
             "Line 4: X-CALENDAR-TYPE is 'ALWAYS_OPEN'; it must be DEFAULT_OPEN or DEFAULT_CLOSED",
         );
         refused(
-            &cal(&[
-                "X-CALENDAR-TYPE:DEFAULT_OPEN",
-                "X-CALENDAR-TYPE:DEFAULT_CLOSED",
-            ]),
+            &cal(&["X-CALENDAR-TYPE:DEFAULT_OPEN", "X-CALENDAR-TYPE:DEFAULT_CLOSED"]),
             "Line 5: X-CALENDAR-TYPE appears again (first on line 4)",
         );
     }
@@ -927,11 +715,7 @@ END:VCALENDAR\r\n";
     fn document_parse_uses_this_module() {
         use crate::document::{Format, parse as parse_doc};
         parse_doc(AWS_STYLE, Format::Text, "ChangeCalendar").unwrap();
-        match parse_doc(
-            "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
-            Format::Text,
-            "ChangeCalendar",
-        ) {
+        match parse_doc("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", Format::Text, "ChangeCalendar") {
             Err(DocError::InvalidContent(msg)) => assert!(msg.contains("no VERSION"), "{msg}"),
             other => panic!("unexpected {other:?}"),
         }

@@ -85,8 +85,7 @@ pub fn parse(content: &str, format: Format, doc_type: &str) -> Result<Parsed, Do
     if doc_type == "ChangeCalendar" {
         if format != Format::Text {
             return Err(DocError::InvalidContent(
-                "ChangeCalendar documents must use DocumentFormat TEXT with iCalendar content."
-                    .into(),
+                "ChangeCalendar documents must use DocumentFormat TEXT with iCalendar content.".into(),
             ));
         }
         calendar::validate(content)?;
@@ -114,16 +113,8 @@ pub fn parse(content: &str, format: Format, doc_type: &str) -> Result<Parsed, Do
     }
     validate::validate(doc_type, &value)?;
     let schema_version = value.get("schemaVersion").map(scalar_text);
-    let description = value
-        .get("description")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    Ok(Parsed {
-        schema_version,
-        parameters: parameters(&value),
-        description,
-        value,
-    })
+    let description = value.get("description").and_then(Value::as_str).map(str::to_string);
+    Ok(Parsed { schema_version, parameters: parameters(&value), description, value })
 }
 
 fn parse_yaml(content: &str) -> Result<Value, DocError> {
@@ -147,15 +138,8 @@ fn parameters(doc: &Value) -> Vec<DocParameter> {
         .iter()
         .map(|(name, def)| DocParameter {
             name: name.clone(),
-            kind: def
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("String")
-                .to_string(),
-            description: def
-                .get("description")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            kind: def.get("type").and_then(Value::as_str).unwrap_or("String").to_string(),
+            description: def.get("description").and_then(Value::as_str).map(str::to_string),
             default_value: def.get("default").map(|d| match d {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
@@ -171,13 +155,11 @@ pub fn convert(original: &str, from: Format, to: Format) -> Result<String, DocEr
         return Ok(original.to_string());
     }
     let value = match from {
-        Format::Json => serde_json::from_str::<Value>(original)
-            .map_err(|e| DocError::InvalidContent(e.to_string()))?,
+        Format::Json => serde_json::from_str::<Value>(original).map_err(|e| DocError::InvalidContent(e.to_string()))?,
         _ => parse_yaml(original)?,
     };
     match to {
-        Format::Json => serde_json::to_string_pretty(&value)
-            .map_err(|e| DocError::InvalidContent(e.to_string())),
+        Format::Json => serde_json::to_string_pretty(&value).map_err(|e| DocError::InvalidContent(e.to_string())),
         _ => serde_saphyr::to_string(&value).map_err(|e| DocError::InvalidContent(e.to_string())),
     }
 }

@@ -46,39 +46,14 @@ fn bad(msg: impl Into<String>) -> DocError {
 }
 
 /// Parameter and variable types runbooks and Command documents accept.
-const PARAM_TYPES: [&str; 6] = [
-    "String",
-    "StringList",
-    "Integer",
-    "Boolean",
-    "StringMap",
-    "MapList",
-];
+const PARAM_TYPES: [&str; 6] = ["String", "StringList", "Integer", "Boolean", "StringMap", "MapList"];
 /// Types a step output may declare.
-const OUTPUT_TYPES: [&str; 6] = [
-    "String",
-    "Integer",
-    "Boolean",
-    "StringList",
-    "StringMap",
-    "MapList",
-];
+const OUTPUT_TYPES: [&str; 6] = ["String", "Integer", "Boolean", "StringList", "StringMap", "MapList"];
 /// Operators that compare `Variable` with a string.
-const STRING_OPS: [&str; 5] = [
-    "StringEquals",
-    "EqualsIgnoreCase",
-    "StartsWith",
-    "EndsWith",
-    "Contains",
-];
+const STRING_OPS: [&str; 5] = ["StringEquals", "EqualsIgnoreCase", "StartsWith", "EndsWith", "Contains"];
 /// Operators that compare `Variable` with a number.
-const NUMERIC_OPS: [&str; 5] = [
-    "NumericEquals",
-    "NumericGreater",
-    "NumericLesser",
-    "NumericGreaterOrEquals",
-    "NumericLesserOrEquals",
-];
+const NUMERIC_OPS: [&str; 5] =
+    ["NumericEquals", "NumericGreater", "NumericLesser", "NumericGreaterOrEquals", "NumericLesserOrEquals"];
 /// Operators that combine nested conditions and take no `Variable`.
 const LOGICAL_OPS: [&str; 3] = ["And", "Or", "Not"];
 /// Actions an `onCancel` step may not be (the cancellation workflow has at most two minutes).
@@ -106,8 +81,7 @@ const MAX_LOOP_ITERATIONS: u64 = 100;
 static STEP_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_]{1,128}$").unwrap());
 static ACTION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^aws:[A-Za-z]+$").unwrap());
 static SSM_REF: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\{\{\s*ssm:").unwrap());
-static WHOLE_SSM_REF: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\{\{\s*ssm:[^{}]+\}\}$").unwrap());
+static WHOLE_SSM_REF: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\{\{\s*ssm:[^{}]+\}\}$").unwrap());
 
 // ---------------------------------------------------------------------------------------------
 // schemaVersion
@@ -120,9 +94,7 @@ fn schema_version(obj: &Map<String, Value>, doc_type: &str) -> Result<String, Do
         ))),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(_) => Err(DocError::InvalidSchemaVersion(
-            "The schemaVersion must be a string or a number.".into(),
-        )),
+        Some(_) => Err(DocError::InvalidSchemaVersion("The schemaVersion must be a string or a number.".into())),
     }
 }
 
@@ -154,11 +126,7 @@ struct Runbook<'a> {
 }
 
 fn automation(obj: &Map<String, Value>, template: bool) -> Result<(), DocError> {
-    let kind = if template {
-        "Automation.ChangeTemplate"
-    } else {
-        "Automation"
-    };
+    let kind = if template { "Automation.ChangeTemplate" } else { "Automation" };
     let version = schema_version(obj, kind)?;
     if version != "0.3" {
         return Err(DocError::InvalidSchemaVersion(format!(
@@ -168,9 +136,7 @@ fn automation(obj: &Map<String, Value>, template: bool) -> Result<(), DocError> 
     optional_string(obj, "description", "The document's description")?;
     if let Some(role) = obj.get("assumeRole") {
         let Some(role) = role.as_str() else {
-            return Err(bad(
-                "The assumeRole must be a string (a role ARN or a {{ parameter }} reference).",
-            ));
+            return Err(bad("The assumeRole must be a string (a role ARN or a {{ parameter }} reference)."));
         };
         if SSM_REF.is_match(role) {
             return Err(bad(
@@ -191,23 +157,13 @@ fn automation(obj: &Map<String, Value>, template: bool) -> Result<(), DocError> 
     if let Some(files) = obj.get("files")
         && !files.is_object()
     {
-        return Err(bad(
-            "The files member must be a map of file name to file details.",
-        ));
+        return Err(bad("The files member must be a map of file name to file details."));
     }
 
     let Some(main) = obj.get("mainSteps") else {
-        return Err(bad(
-            "The document has no mainSteps; an Automation document needs at least one step.",
-        ));
+        return Err(bad("The document has no mainSteps; an Automation document needs at least one step."));
     };
-    let mut book = Runbook {
-        scopes: vec![],
-        steps: vec![],
-        by_name: HashMap::new(),
-        variables,
-        template,
-    };
+    let mut book = Runbook { scopes: vec![], steps: vec![], by_name: HashMap::new(), variables, template };
     collect_steps(main, None, &mut book)?;
     for i in 0..book.steps.len() {
         check_step(&book, i)?;
@@ -215,9 +171,7 @@ fn automation(obj: &Map<String, Value>, template: bool) -> Result<(), DocError> 
 
     if let Some(outputs) = obj.get("outputs") {
         let Some(list) = outputs.as_array() else {
-            return Err(bad(
-                "The document's outputs must be a list of strings of the form stepName.outputName.",
-            ));
+            return Err(bad("The document's outputs must be a list of strings of the form stepName.outputName."));
         };
         for out in list {
             let Some(s) = out.as_str() else {
@@ -226,14 +180,10 @@ fn automation(obj: &Map<String, Value>, template: bool) -> Result<(), DocError> 
                 )));
             };
             let Some((step, name)) = s.split_once('.') else {
-                return Err(bad(format!(
-                    "The document output '{s}' must have the form stepName.outputName."
-                )));
+                return Err(bad(format!("The document output '{s}' must have the form stepName.outputName.")));
             };
             if name.is_empty() {
-                return Err(bad(format!(
-                    "The document output '{s}' has no output name after the step name."
-                )));
+                return Err(bad(format!("The document output '{s}' has no output name after the step name.")));
             }
             if !book.by_name.contains_key(step) {
                 return Err(bad(format!(
@@ -250,11 +200,7 @@ fn automation(obj: &Map<String, Value>, template: bool) -> Result<(), DocError> 
 
 /// Walks a step list (and the bodies of loops inside it), checking each entry is an object
 /// with a valid, unique `name` and a valid `action`, and records where each step lives.
-fn collect_steps<'a>(
-    list: &'a Value,
-    owner: Option<(&'a str, usize)>,
-    book: &mut Runbook<'a>,
-) -> Result<(), DocError> {
+fn collect_steps<'a>(list: &'a Value, owner: Option<(&'a str, usize)>, book: &mut Runbook<'a>) -> Result<(), DocError> {
     let place = match owner {
         None => "mainSteps".to_string(),
         Some((loop_name, _)) => format!("the inputs.Steps of aws:loop step '{loop_name}'"),
@@ -262,25 +208,21 @@ fn collect_steps<'a>(
     let Some(items) = list.as_array() else {
         return Err(bad(match owner {
             None => "The mainSteps member must be a list of steps.".to_string(),
-            Some((loop_name, _)) => format!(
-                "Step '{loop_name}' (aws:loop) has inputs.Steps that is not a list of steps."
-            ),
+            Some((loop_name, _)) => {
+                format!("Step '{loop_name}' (aws:loop) has inputs.Steps that is not a list of steps.")
+            }
         }));
     };
     if items.is_empty() {
         return Err(bad(match owner {
-            None => "The mainSteps list is empty; an Automation document needs at least one step."
-                .to_string(),
-            Some((loop_name, _)) => format!(
-                "Step '{loop_name}' (aws:loop) has an empty inputs.Steps list; a loop needs at least one step."
-            ),
+            None => "The mainSteps list is empty; an Automation document needs at least one step.".to_string(),
+            Some((loop_name, _)) => {
+                format!("Step '{loop_name}' (aws:loop) has an empty inputs.Steps list; a loop needs at least one step.")
+            }
         }));
     }
     let scope = book.scopes.len();
-    book.scopes.push(Scope {
-        parent: owner.map(|(_, s)| s),
-        owner: owner.map(|(n, _)| n.to_string()),
-    });
+    book.scopes.push(Scope { parent: owner.map(|(_, s)| s), owner: owner.map(|(n, _)| n.to_string()) });
     for (i, item) in items.iter().enumerate() {
         let Some(step) = item.as_object() else {
             return Err(bad(format!("Step {} in {place} must be an object.", i + 1)));
@@ -289,10 +231,7 @@ fn collect_steps<'a>(
             None => return Err(bad(format!("Step {} in {place} has no name.", i + 1))),
             Some(Value::String(s)) => s.as_str(),
             Some(_) => {
-                return Err(bad(format!(
-                    "Step {} in {place} has a name that is not a string.",
-                    i + 1
-                )));
+                return Err(bad(format!("Step {} in {place} has a name that is not a string.", i + 1)));
             }
         };
         if !STEP_NAME.is_match(name) {
@@ -309,23 +248,14 @@ fn collect_steps<'a>(
             None => return Err(bad(format!("Step '{name}' has no action."))),
             Some(Value::String(s)) => s.as_str(),
             Some(_) => {
-                return Err(bad(format!(
-                    "Step '{name}' has an action that is not a string."
-                )));
+                return Err(bad(format!("Step '{name}' has an action that is not a string.")));
             }
         };
         if !ACTION.is_match(action) {
-            return Err(bad(format!(
-                "Step '{name}' has action '{action}', which is not of the form aws:actionName."
-            )));
+            return Err(bad(format!("Step '{name}' has action '{action}', which is not of the form aws:actionName.")));
         }
         book.by_name.insert(name, book.steps.len());
-        book.steps.push(StepInfo {
-            name,
-            action,
-            scope,
-            step,
-        });
+        book.steps.push(StepInfo { name, action, scope, step });
         if action == "aws:loop" {
             let inputs = step.get("inputs").and_then(Value::as_object);
             match inputs.and_then(|m| m.get("Steps")) {
@@ -353,10 +283,7 @@ impl Runbook<'_> {
                     "Step '{}' has {field} 'step:{target}', but '{target}' is not a step of this document.",
                     step.name
                 ),
-                _ => format!(
-                    "Step '{}' has {field} '{target}', which is not a step of this document.",
-                    step.name
-                ),
+                _ => format!("Step '{}' has {field} '{target}', which is not a step of this document.", step.name),
             }));
         };
         let target_scope = self.steps[idx].scope;
@@ -376,29 +303,19 @@ impl Runbook<'_> {
 }
 
 fn check_step(book: &Runbook<'_>, idx: usize) -> Result<(), DocError> {
-    let StepInfo {
-        name, action, step, ..
-    } = book.steps[idx];
+    let StepInfo { name, action, step, .. } = book.steps[idx];
     let inputs = match step.get("inputs") {
         None => None,
         Some(Value::Object(m)) => Some(m),
         Some(_) => {
-            return Err(bad(format!(
-                "Step '{name}' has inputs that are not a map of input name to value."
-            )));
+            return Err(bad(format!("Step '{name}' has inputs that are not a map of input name to value.")));
         }
     };
-    optional_string(
-        step,
-        "description",
-        &format!("Step '{name}' has a description that"),
-    )?;
+    optional_string(step, "description", &format!("Step '{name}' has a description that"))?;
 
     if let Some(next) = step.get("nextStep") {
         let Some(next) = next.as_str() else {
-            return Err(bad(format!(
-                "Step '{name}' has a nextStep that is not a string."
-            )));
+            return Err(bad(format!("Step '{name}' has a nextStep that is not a string.")));
         };
         book.check_target(idx, "nextStep", next)?;
     }
@@ -422,20 +339,14 @@ fn check_step(book: &Runbook<'_>, idx: usize) -> Result<(), DocError> {
     }
     if let Some(on_cancel) = step.get("onCancel") {
         if action == "aws:loop" || action == "aws:updateVariable" {
-            return Err(bad(format!(
-                "Step '{name}' uses onCancel, which is not supported for {action} steps."
-            )));
+            return Err(bad(format!("Step '{name}' uses onCancel, which is not supported for {action} steps.")));
         }
         let Some(v) = on_cancel.as_str() else {
-            return Err(bad(format!(
-                "Step '{name}' has an onCancel that is not a string; use Abort or step:<name>."
-            )));
+            return Err(bad(format!("Step '{name}' has an onCancel that is not a string; use Abort or step:<name>.")));
         };
         if v != "Abort" {
             let Some(target) = v.strip_prefix("step:") else {
-                return Err(bad(format!(
-                    "Step '{name}' has onCancel '{v}'; the value must be Abort or step:<name>."
-                )));
+                return Err(bad(format!("Step '{name}' has onCancel '{v}'; the value must be Abort or step:<name>.")));
             };
             book.check_target(idx, "onCancel", target)?;
             let target_action = book.steps[book.by_name[target]].action;
@@ -450,18 +361,14 @@ fn check_step(book: &Runbook<'_>, idx: usize) -> Result<(), DocError> {
         if let Some(v) = step.get(flag)
             && !v.is_boolean()
         {
-            return Err(bad(format!(
-                "Step '{name}' has {flag} {v}; {flag} must be true or false."
-            )));
+            return Err(bad(format!("Step '{name}' has {flag} {v}; {flag} must be true or false.")));
         }
     }
     for field in ["maxAttempts", "timeoutSeconds"] {
         if let Some(v) = step.get(field)
             && v.as_u64().is_none_or(|n| n == 0)
         {
-            return Err(bad(format!(
-                "Step '{name}' has {field} {v}; {field} must be a positive integer."
-            )));
+            return Err(bad(format!("Step '{name}' has {field} {v}; {field} must be a positive integer.")));
         }
     }
     if let Some(outputs) = step.get("outputs") {
@@ -489,10 +396,7 @@ fn check_step(book: &Runbook<'_>, idx: usize) -> Result<(), DocError> {
         "aws:loop" => check_loop(name, inputs)?,
         "aws:approve" => check_approve(name, inputs, book.template)?,
         "aws:sleep" => {
-            let n = ["Duration", "Timestamp"]
-                .iter()
-                .filter(|k| inputs.contains_key(**k))
-                .count();
+            let n = ["Duration", "Timestamp"].iter().filter(|k| inputs.contains_key(**k)).count();
             if n != 1 {
                 return Err(bad(format!(
                     "Step '{name}' (aws:sleep) needs exactly one of the inputs Duration and Timestamp."
@@ -507,23 +411,17 @@ fn check_step(book: &Runbook<'_>, idx: usize) -> Result<(), DocError> {
 
 fn check_step_outputs(name: &str, outputs: &Value) -> Result<(), DocError> {
     let Some(list) = outputs.as_array() else {
-        return Err(bad(format!(
-            "Step '{name}' has outputs that are not a list of {{Name, Selector, Type}} entries."
-        )));
+        return Err(bad(format!("Step '{name}' has outputs that are not a list of {{Name, Selector, Type}} entries.")));
     };
     for (i, out) in list.iter().enumerate() {
         let n = i + 1;
         let Some(out) = out.as_object() else {
-            return Err(bad(format!(
-                "Step '{name}' output {n} must be an object with Name, Selector and Type."
-            )));
+            return Err(bad(format!("Step '{name}' output {n} must be an object with Name, Selector and Type.")));
         };
         let out_name = match out.get("Name") {
             Some(Value::String(s)) if !s.is_empty() => s.as_str(),
             _ => {
-                return Err(bad(format!(
-                    "Step '{name}' output {n} needs a Name that is a non-empty string."
-                )));
+                return Err(bad(format!("Step '{name}' output {n} needs a Name that is a non-empty string.")));
             }
         };
         match out.get("Selector") {
@@ -557,28 +455,18 @@ fn contains_ssm_ref(v: &Value) -> bool {
     match v {
         Value::String(s) => SSM_REF.is_match(s),
         Value::Array(items) => items.iter().any(contains_ssm_ref),
-        Value::Object(m) => m
-            .iter()
-            .any(|(k, v)| SSM_REF.is_match(k) || contains_ssm_ref(v)),
+        Value::Object(m) => m.iter().any(|(k, v)| SSM_REF.is_match(k) || contains_ssm_ref(v)),
         _ => false,
     }
 }
 
-fn check_branch(
-    book: &Runbook<'_>,
-    idx: usize,
-    inputs: &Map<String, Value>,
-) -> Result<(), DocError> {
+fn check_branch(book: &Runbook<'_>, idx: usize, inputs: &Map<String, Value>) -> Result<(), DocError> {
     let name = book.steps[idx].name;
     let Some(choices) = inputs.get("Choices") else {
-        return Err(bad(format!(
-            "Step '{name}' (aws:branch) has no inputs.Choices."
-        )));
+        return Err(bad(format!("Step '{name}' (aws:branch) has no inputs.Choices.")));
     };
     let Some(choices) = choices.as_array() else {
-        return Err(bad(format!(
-            "Step '{name}' (aws:branch) has inputs.Choices that is not a list."
-        )));
+        return Err(bad(format!("Step '{name}' (aws:branch) has inputs.Choices that is not a list.")));
     };
     if choices.is_empty() {
         return Err(bad(format!(
@@ -592,18 +480,14 @@ fn check_branch(
         };
         match obj.get("NextStep") {
             None => return Err(bad(format!("{place} has no NextStep."))),
-            Some(Value::String(next)) => {
-                book.check_target(idx, &format!("choice {} NextStep", i + 1), next)?
-            }
+            Some(Value::String(next)) => book.check_target(idx, &format!("choice {} NextStep", i + 1), next)?,
             Some(_) => return Err(bad(format!("{place} has a NextStep that is not a string."))),
         }
         check_condition(obj, &place, true)?;
     }
     if let Some(default) = inputs.get("Default") {
         let Some(default) = default.as_str() else {
-            return Err(bad(format!(
-                "Step '{name}' (aws:branch) has a Default that is not a string."
-            )));
+            return Err(bad(format!("Step '{name}' (aws:branch) has a Default that is not a string.")));
         };
         book.check_target(idx, "Default", default)?;
     }
@@ -614,16 +498,11 @@ fn check_branch(
 /// comparison operator, or exactly one of `And` / `Or` (lists of conditions) / `Not` (one
 /// condition). `is_choice` allows the `NextStep` key a branch choice carries.
 fn check_condition(obj: &Map<String, Value>, place: &str, is_choice: bool) -> Result<(), DocError> {
-    let ops: Vec<&str> = obj
-        .keys()
-        .map(String::as_str)
-        .filter(|k| *k != "Variable" && !(is_choice && *k == "NextStep"))
-        .collect();
+    let ops: Vec<&str> =
+        obj.keys().map(String::as_str).filter(|k| *k != "Variable" && !(is_choice && *k == "NextStep")).collect();
     if let Some(unknown) = ops.iter().find(|k| !is_operator(k)) {
         if !is_choice && *unknown == "NextStep" {
-            return Err(bad(format!(
-                "{place} has NextStep, which only a top-level branch choice may have."
-            )));
+            return Err(bad(format!("{place} has NextStep, which only a top-level branch choice may have.")));
         }
         return Err(bad(format!(
             "{place} uses unknown operator '{unknown}'; the operators are {}, {}, BooleanEquals, And, Or and Not.",
@@ -648,22 +527,16 @@ fn check_condition(obj: &Map<String, Value>, place: &str, is_choice: bool) -> Re
     let operand = &obj[op];
     if LOGICAL_OPS.contains(&op) {
         if obj.contains_key("Variable") {
-            return Err(bad(format!(
-                "{place} uses {op}, which takes nested conditions instead of a Variable."
-            )));
+            return Err(bad(format!("{place} uses {op}, which takes nested conditions instead of a Variable.")));
         }
         if op == "Not" {
             let Some(inner) = operand.as_object() else {
-                return Err(bad(format!(
-                    "{place} has a Not whose value is not a single condition object."
-                )));
+                return Err(bad(format!("{place} has a Not whose value is not a single condition object.")));
             };
             return check_condition(inner, &format!("{place} Not"), false);
         }
         let Some(list) = operand.as_array().filter(|l| !l.is_empty()) else {
-            return Err(bad(format!(
-                "{place} has an {op} whose value is not a non-empty list of conditions."
-            )));
+            return Err(bad(format!("{place} has an {op} whose value is not a non-empty list of conditions.")));
         };
         for (i, inner) in list.iter().enumerate() {
             let inner_place = format!("{place} {op} condition {}", i + 1);
@@ -678,16 +551,11 @@ fn check_condition(obj: &Map<String, Value>, place: &str, is_choice: bool) -> Re
         Some(Value::String(_)) => {}
         Some(_) => return Err(bad(format!("{place} has a Variable that is not a string."))),
         None => {
-            return Err(bad(format!(
-                "{place} uses {op} but has no Variable to compare."
-            )));
+            return Err(bad(format!("{place} uses {op} but has no Variable to compare.")));
         }
     }
     let ok = if STRING_OPS.contains(&op) {
-        matches!(
-            operand,
-            Value::String(_) | Value::Number(_) | Value::Bool(_)
-        )
+        matches!(operand, Value::String(_) | Value::Number(_) | Value::Bool(_))
     } else if NUMERIC_OPS.contains(&op) {
         matches!(operand, Value::Number(_) | Value::String(_))
     } else {
@@ -701,18 +569,13 @@ fn check_condition(obj: &Map<String, Value>, place: &str, is_choice: bool) -> Re
         } else {
             "true or false"
         };
-        return Err(bad(format!(
-            "{place} compares with {op} {operand}, but {op} needs {wanted}."
-        )));
+        return Err(bad(format!("{place} compares with {op} {operand}, but {op} needs {wanted}.")));
     }
     Ok(())
 }
 
 fn is_operator(k: &str) -> bool {
-    STRING_OPS.contains(&k)
-        || NUMERIC_OPS.contains(&k)
-        || LOGICAL_OPS.contains(&k)
-        || k == "BooleanEquals"
+    STRING_OPS.contains(&k) || NUMERIC_OPS.contains(&k) || LOGICAL_OPS.contains(&k) || k == "BooleanEquals"
 }
 
 fn check_loop(name: &str, inputs: &Map<String, Value>) -> Result<(), DocError> {
@@ -759,20 +622,12 @@ fn check_loop(name: &str, inputs: &Map<String, Value>) -> Result<(), DocError> {
     }
     if let Some(condition) = condition {
         let Some(obj) = condition.as_object() else {
-            return Err(bad(format!(
-                "Step '{name}' (aws:loop) has a LoopCondition that is not a condition object."
-            )));
+            return Err(bad(format!("Step '{name}' (aws:loop) has a LoopCondition that is not a condition object.")));
         };
-        check_condition(
-            obj,
-            &format!("Step '{name}' (aws:loop) LoopCondition"),
-            false,
-        )?;
+        check_condition(obj, &format!("Step '{name}' (aws:loop) LoopCondition"), false)?;
     }
     if let Some(max) = inputs.get("MaxIterations")
-        && max
-            .as_u64()
-            .is_none_or(|n| n == 0 || n > MAX_LOOP_ITERATIONS)
+        && max.as_u64().is_none_or(|n| n == 0 || n > MAX_LOOP_ITERATIONS)
     {
         return Err(bad(format!(
             "Step '{name}' (aws:loop) has MaxIterations {max}; it must be an integer from 1 to {MAX_LOOP_ITERATIONS}."
@@ -782,17 +637,11 @@ fn check_loop(name: &str, inputs: &Map<String, Value>) -> Result<(), DocError> {
 }
 
 fn check_approve(name: &str, inputs: &Map<String, Value>, template: bool) -> Result<(), DocError> {
-    let max = if template {
-        MAX_TEMPLATE_APPROVERS
-    } else {
-        MAX_APPROVERS
-    };
+    let max = if template { MAX_TEMPLATE_APPROVERS } else { MAX_APPROVERS };
     let approvers = inputs.get("Approvers");
     let enhanced = inputs.get("EnhancedApprovals");
     if approvers.is_none() && enhanced.is_none() {
-        return Err(bad(format!(
-            "Step '{name}' (aws:approve) needs Approvers (or EnhancedApprovals) in its inputs."
-        )));
+        return Err(bad(format!("Step '{name}' (aws:approve) needs Approvers (or EnhancedApprovals) in its inputs.")));
     }
     let mut literal_count = None;
     if let Some(approvers) = approvers {
@@ -806,16 +655,12 @@ fn check_approve(name: &str, inputs: &Map<String, Value>, template: bool) -> Res
                     )));
                 }
                 if list.iter().any(|a| !a.is_string()) {
-                    return Err(bad(format!(
-                        "Step '{name}' (aws:approve) has Approvers that are not all strings."
-                    )));
+                    return Err(bad(format!("Step '{name}' (aws:approve) has Approvers that are not all strings.")));
                 }
                 literal_count = Some(list.len() as u64);
             }
             _ => {
-                return Err(bad(format!(
-                    "Step '{name}' (aws:approve) has Approvers that are not a list of strings."
-                )));
+                return Err(bad(format!("Step '{name}' (aws:approve) has Approvers that are not a list of strings.")));
             }
         }
     }
@@ -840,14 +685,10 @@ fn check_approve(name: &str, inputs: &Map<String, Value>, template: bool) -> Res
     }
     if let Some(enhanced) = enhanced {
         let Some(enhanced) = enhanced.as_object() else {
-            return Err(bad(format!(
-                "Step '{name}' (aws:approve) has EnhancedApprovals that is not an object."
-            )));
+            return Err(bad(format!("Step '{name}' (aws:approve) has EnhancedApprovals that is not an object.")));
         };
         let Some(list) = enhanced.get("Approvers").and_then(Value::as_array) else {
-            return Err(bad(format!(
-                "Step '{name}' (aws:approve) has EnhancedApprovals without an Approvers list."
-            )));
+            return Err(bad(format!("Step '{name}' (aws:approve) has EnhancedApprovals without an Approvers list.")));
         };
         if list.is_empty() || list.len() > max {
             return Err(bad(format!(
@@ -856,55 +697,37 @@ fn check_approve(name: &str, inputs: &Map<String, Value>, template: bool) -> Res
             )));
         }
         for (i, entry) in list.iter().enumerate() {
-            let place = format!(
-                "Step '{name}' (aws:approve) EnhancedApprovals approver {}",
-                i + 1
-            );
+            let place = format!("Step '{name}' (aws:approve) EnhancedApprovals approver {}", i + 1);
             let Some(entry) = entry.as_object() else {
-                return Err(bad(format!(
-                    "{place} must be an object with approver and type."
-                )));
+                return Err(bad(format!("{place} must be an object with approver and type.")));
             };
             if !non_empty_str(entry.get("approver")) {
-                return Err(bad(format!(
-                    "{place} needs an approver that is a non-empty string."
-                )));
+                return Err(bad(format!("{place} needs an approver that is a non-empty string.")));
             }
             match entry.get("type").and_then(Value::as_str) {
                 Some(t) if APPROVER_TYPES.contains(&t) => {}
                 _ => {
-                    return Err(bad(format!(
-                        "{place} needs a type, one of {}.",
-                        APPROVER_TYPES.join(", ")
-                    )));
+                    return Err(bad(format!("{place} needs a type, one of {}.", APPROVER_TYPES.join(", "))));
                 }
             }
             if let Some(min) = entry.get("minRequiredApprovals")
                 && min.as_u64().is_none()
             {
-                return Err(bad(format!(
-                    "{place} has minRequiredApprovals {min}; it must be a non-negative integer."
-                )));
+                return Err(bad(format!("{place} has minRequiredApprovals {min}; it must be a non-negative integer.")));
             }
         }
     }
     Ok(())
 }
 
-fn check_update_variable(
-    book: &Runbook<'_>,
-    name: &str,
-    inputs: &Map<String, Value>,
-) -> Result<(), DocError> {
+fn check_update_variable(book: &Runbook<'_>, name: &str, inputs: &Map<String, Value>) -> Result<(), DocError> {
     let Some(var) = inputs.get("Name") else {
         return Err(bad(format!(
             "Step '{name}' (aws:updateVariable) has no Name input naming the variable:<name> to update."
         )));
     };
     let Some(var) = var.as_str() else {
-        return Err(bad(format!(
-            "Step '{name}' (aws:updateVariable) has a Name input that is not a string."
-        )));
+        return Err(bad(format!("Step '{name}' (aws:updateVariable) has a Name input that is not a string.")));
     };
     if !var.contains("{{") {
         let Some(var_name) = var.strip_prefix("variable:") else {
@@ -919,9 +742,7 @@ fn check_update_variable(
         }
     }
     if !inputs.contains_key("Value") {
-        return Err(bad(format!(
-            "Step '{name}' (aws:updateVariable) has no Value input."
-        )));
+        return Err(bad(format!("Step '{name}' (aws:updateVariable) has no Value input.")));
     }
     Ok(())
 }
@@ -933,16 +754,12 @@ fn change_template(obj: &Map<String, Value>, book: &Runbook<'_>) -> Result<(), D
         if let Some(v) = obj.get(flag)
             && !v.is_boolean()
         {
-            return Err(bad(format!(
-                "The {flag} member is {v}; it must be true or false."
-            )));
+            return Err(bad(format!("The {flag} member is {v}; it must be true or false.")));
         }
     }
     if let Some(runbooks) = obj.get("executableRunBooks") {
         let Some(list) = runbooks.as_array() else {
-            return Err(bad(
-                "The executableRunBooks member must be a list of {name, version} entries.",
-            ));
+            return Err(bad("The executableRunBooks member must be a list of {name, version} entries."));
         };
         if list.is_empty() {
             return Err(bad(
@@ -952,14 +769,10 @@ fn change_template(obj: &Map<String, Value>, book: &Runbook<'_>) -> Result<(), D
         for (i, rb) in list.iter().enumerate() {
             let n = i + 1;
             let Some(rb) = rb.as_object() else {
-                return Err(bad(format!(
-                    "Entry {n} of executableRunBooks must be an object with name and version."
-                )));
+                return Err(bad(format!("Entry {n} of executableRunBooks must be an object with name and version.")));
             };
             if !non_empty_str(rb.get("name")) {
-                return Err(bad(format!(
-                    "Entry {n} of executableRunBooks needs a name that is a non-empty string."
-                )));
+                return Err(bad(format!("Entry {n} of executableRunBooks needs a name that is a non-empty string.")));
             }
             if let Some(v) = rb.get("version")
                 && !(v.is_string() || v.is_u64())
@@ -993,28 +806,16 @@ fn change_template(obj: &Map<String, Value>, book: &Runbook<'_>) -> Result<(), D
 
 /// Checks a `parameters` (or `variables`) map. `what` names one entry in messages ("Parameter",
 /// "Variable"); `allow_ssm_default` lets a default be a whole `{{ssm:name}}` reference.
-fn check_definitions(
-    defs: &Value,
-    member: &str,
-    what: &str,
-    allow_ssm_default: bool,
-) -> Result<(), DocError> {
+fn check_definitions(defs: &Value, member: &str, what: &str, allow_ssm_default: bool) -> Result<(), DocError> {
     let Some(defs) = defs.as_object() else {
-        return Err(bad(format!(
-            "The {member} member must be a map of name to definition."
-        )));
+        return Err(bad(format!("The {member} member must be a map of name to definition.")));
     };
     for (name, def) in defs {
         if name.is_empty() {
-            return Err(bad(format!(
-                "A {} in {member} has an empty name.",
-                what.to_lowercase()
-            )));
+            return Err(bad(format!("A {} in {member} has an empty name.", what.to_lowercase())));
         }
         let Some(def) = def.as_object() else {
-            return Err(bad(format!(
-                "{what} '{name}' must be defined by an object with at least a type."
-            )));
+            return Err(bad(format!("{what} '{name}' must be defined by an object with at least a type.")));
         };
         let kind = match def.get("type") {
             None => {
@@ -1031,51 +832,35 @@ fn check_definitions(
                 )));
             }
         };
-        optional_string(
-            def,
-            "description",
-            &format!("{what} '{name}' has a description that"),
-        )?;
+        optional_string(def, "description", &format!("{what} '{name}' has a description that"))?;
         if let Some(v) = def.get("allowedValues")
             && !v.is_array()
         {
-            return Err(bad(format!(
-                "{what} '{name}' has allowedValues that is not a list."
-            )));
+            return Err(bad(format!("{what} '{name}' has allowedValues that is not a list.")));
         }
         if let Some(p) = def.get("allowedPattern") {
             let Some(p) = p.as_str() else {
-                return Err(bad(format!(
-                    "{what} '{name}' has an allowedPattern that is not a string."
-                )));
+                return Err(bad(format!("{what} '{name}' has an allowedPattern that is not a string.")));
             };
             check_pattern(what, name, p)?;
         }
         if let Some(d) = def.get("displayType")
             && !matches!(d.as_str(), Some("textfield" | "textarea"))
         {
-            return Err(bad(format!(
-                "{what} '{name}' has displayType {d}; it must be textfield or textarea."
-            )));
+            return Err(bad(format!("{what} '{name}' has displayType {d}; it must be textfield or textarea.")));
         }
         for field in ["minItems", "maxItems", "minChars", "maxChars"] {
             if let Some(v) = def.get(field)
                 && v.as_u64().is_none()
             {
-                return Err(bad(format!(
-                    "{what} '{name}' has {field} {v}; it must be a non-negative integer."
-                )));
+                return Err(bad(format!("{what} '{name}' has {field} {v}; it must be a non-negative integer.")));
             }
         }
         for (min, max) in [("minItems", "maxItems"), ("minChars", "maxChars")] {
-            if let (Some(lo), Some(hi)) = (
-                def.get(min).and_then(Value::as_u64),
-                def.get(max).and_then(Value::as_u64),
-            ) && lo > hi
+            if let (Some(lo), Some(hi)) = (def.get(min).and_then(Value::as_u64), def.get(max).and_then(Value::as_u64))
+                && lo > hi
             {
-                return Err(bad(format!(
-                    "{what} '{name}' has {min} {lo} greater than {max} {hi}."
-                )));
+                return Err(bad(format!("{what} '{name}' has {min} {lo} greater than {max} {hi}.")));
             }
         }
         if let Some(default) = def.get("default") {
@@ -1108,13 +893,7 @@ fn check_pattern(what: &str, name: &str, pattern: &str) -> Result<(), DocError> 
     }
 }
 
-fn check_default(
-    what: &str,
-    name: &str,
-    kind: &str,
-    default: &Value,
-    allow_ssm: bool,
-) -> Result<(), DocError> {
+fn check_default(what: &str, name: &str, kind: &str, default: &Value, allow_ssm: bool) -> Result<(), DocError> {
     if let Value::String(s) = default
         && SSM_REF.is_match(s)
     {
@@ -1132,13 +911,9 @@ fn check_default(
         "String" => default.is_string(),
         "Integer" => default.is_i64() || default.is_u64(),
         "Boolean" => default.is_boolean(),
-        "StringList" => default
-            .as_array()
-            .is_some_and(|l| l.iter().all(Value::is_string)),
+        "StringList" => default.as_array().is_some_and(|l| l.iter().all(Value::is_string)),
         "StringMap" => default.is_object(),
-        "MapList" => default
-            .as_array()
-            .is_some_and(|l| l.iter().all(Value::is_object)),
+        "MapList" => default.as_array().is_some_and(|l| l.iter().all(Value::is_object)),
         _ => true,
     };
     if ok {
@@ -1152,9 +927,7 @@ fn check_default(
         "StringMap" => "a map",
         _ => "a list of maps",
     };
-    Err(bad(format!(
-        "{what} '{name}' has type {kind} but its default {default} is not {wanted}."
-    )))
+    Err(bad(format!("{what} '{name}' has type {kind} but its default {default} is not {wanted}.")))
 }
 
 fn non_empty_str(v: Option<&Value>) -> bool {
@@ -1191,30 +964,20 @@ fn command(obj: &Map<String, Value>) -> Result<(), DocError> {
 
 fn command_v12(obj: &Map<String, Value>) -> Result<(), DocError> {
     let Some(runtime) = obj.get("runtimeConfig") else {
-        return Err(bad(
-            "The document has no runtimeConfig; a schemaVersion 1.2 Command document needs one.",
-        ));
+        return Err(bad("The document has no runtimeConfig; a schemaVersion 1.2 Command document needs one."));
     };
     let Some(runtime) = runtime.as_object() else {
-        return Err(bad(
-            "The runtimeConfig must be a map of plugin name to plugin configuration.",
-        ));
+        return Err(bad("The runtimeConfig must be a map of plugin name to plugin configuration."));
     };
     if runtime.is_empty() {
-        return Err(bad(
-            "The runtimeConfig is empty; it needs at least one plugin.",
-        ));
+        return Err(bad("The runtimeConfig is empty; it needs at least one plugin."));
     }
     for (plugin, cfg) in runtime {
         if !ACTION.is_match(plugin) {
-            return Err(bad(format!(
-                "The runtimeConfig plugin '{plugin}' is not of the form aws:pluginName."
-            )));
+            return Err(bad(format!("The runtimeConfig plugin '{plugin}' is not of the form aws:pluginName.")));
         }
         let Some(cfg) = cfg.as_object() else {
-            return Err(bad(format!(
-                "The runtimeConfig plugin '{plugin}' must be an object with properties."
-            )));
+            return Err(bad(format!("The runtimeConfig plugin '{plugin}' must be an object with properties.")));
         };
         match cfg.get("properties") {
             Some(Value::Object(_) | Value::Array(_)) => {}
@@ -1224,9 +987,7 @@ fn command_v12(obj: &Map<String, Value>) -> Result<(), DocError> {
                 )));
             }
             None => {
-                return Err(bad(format!(
-                    "The runtimeConfig plugin '{plugin}' has no properties."
-                )));
+                return Err(bad(format!("The runtimeConfig plugin '{plugin}' has no properties.")));
             }
         }
     }
@@ -1243,9 +1004,7 @@ fn command_v2(obj: &Map<String, Value>) -> Result<(), DocError> {
         return Err(bad("The mainSteps member must be a list of steps."));
     };
     if steps.is_empty() {
-        return Err(bad(
-            "The mainSteps list is empty; a Command document needs at least one step.",
-        ));
+        return Err(bad("The mainSteps list is empty; a Command document needs at least one step."));
     }
     let mut names = HashSet::new();
     for (i, step) in steps.iter().enumerate() {
@@ -1256,9 +1015,7 @@ fn command_v2(obj: &Map<String, Value>) -> Result<(), DocError> {
         let name = match step.get("name") {
             Some(Value::String(s)) if !s.is_empty() => s.as_str(),
             Some(_) => {
-                return Err(bad(format!(
-                    "Step {n} in mainSteps has a name that is not a non-empty string."
-                )));
+                return Err(bad(format!("Step {n} in mainSteps has a name that is not a non-empty string.")));
             }
             None => return Err(bad(format!("Step {n} in mainSteps has no name."))),
         };
@@ -1270,39 +1027,29 @@ fn command_v2(obj: &Map<String, Value>) -> Result<(), DocError> {
         let action = match step.get("action") {
             Some(Value::String(s)) => s.as_str(),
             Some(_) => {
-                return Err(bad(format!(
-                    "Step '{name}' has an action that is not a string."
-                )));
+                return Err(bad(format!("Step '{name}' has an action that is not a string.")));
             }
             None => return Err(bad(format!("Step '{name}' has no action."))),
         };
         if !ACTION.is_match(action) {
-            return Err(bad(format!(
-                "Step '{name}' has action '{action}', which is not of the form aws:pluginName."
-            )));
+            return Err(bad(format!("Step '{name}' has action '{action}', which is not of the form aws:pluginName.")));
         }
         let inputs = match step.get("inputs") {
             Some(Value::Object(m)) => m,
             Some(_) => {
-                return Err(bad(format!(
-                    "Step '{name}' has inputs that are not a map of input name to value."
-                )));
+                return Err(bad(format!("Step '{name}' has inputs that are not a map of input name to value.")));
             }
             None => return Err(bad(format!("Step '{name}' has no inputs."))),
         };
         if let Some(pre) = step.get("precondition")
             && !pre.is_object()
         {
-            return Err(bad(format!(
-                "Step '{name}' has a precondition that is not an object."
-            )));
+            return Err(bad(format!("Step '{name}' has a precondition that is not an object.")));
         }
         if matches!(action, "aws:runShellScript" | "aws:runPowerShellScript") {
             match inputs.get("runCommand") {
                 None => {
-                    return Err(bad(format!(
-                        "Step '{name}' ({action}) has no inputs.runCommand."
-                    )));
+                    return Err(bad(format!("Step '{name}' ({action}) has no inputs.runCommand.")));
                 }
                 Some(Value::String(_)) => {}
                 Some(Value::Array(lines)) if lines.iter().all(Value::is_string) => {}
@@ -1327,14 +1074,8 @@ mod tests {
         match validate(doc_type, &doc) {
             Err(DocError::InvalidContent(msg)) => {
                 assert!(msg.contains(fragment), "message {msg:?} lacks {fragment:?}");
-                assert!(
-                    msg.ends_with('.'),
-                    "message {msg:?} does not end with a period"
-                );
-                assert!(
-                    msg.starts_with(|c: char| c.is_ascii_uppercase()),
-                    "message {msg:?} is not capitalised"
-                );
+                assert!(msg.ends_with('.'), "message {msg:?} does not end with a period");
+                assert!(msg.starts_with(|c: char| c.is_ascii_uppercase()), "message {msg:?} is not capitalised");
             }
             other => panic!("expected InvalidContent containing {fragment:?}, got {other:?}"),
         }
@@ -1344,10 +1085,7 @@ mod tests {
         match validate(doc_type, &doc) {
             Err(DocError::InvalidSchemaVersion(msg)) => {
                 assert!(msg.contains(fragment), "message {msg:?} lacks {fragment:?}");
-                assert!(
-                    msg.ends_with('.'),
-                    "message {msg:?} does not end with a period"
-                );
+                assert!(msg.ends_with('.'), "message {msg:?} does not end with a period");
             }
             other => panic!("expected InvalidSchemaVersion containing {fragment:?}, got {other:?}"),
         }
@@ -1355,8 +1093,7 @@ mod tests {
 
     /// A runbook with one step `stepOne` plus whatever `extra` fields the test sets on it.
     fn one_step(extra: Value) -> Value {
-        let mut step =
-            json!({"name": "stepOne", "action": "aws:sleep", "inputs": {"Duration": "PT1S"}});
+        let mut step = json!({"name": "stepOne", "action": "aws:sleep", "inputs": {"Duration": "PT1S"}});
         for (k, v) in extra.as_object().unwrap() {
             step[k] = v.clone();
         }
@@ -1614,7 +1351,8 @@ outputs:
 
     #[test]
     fn unknown_action_is_accepted_at_creation() {
-        let doc = json!({"schemaVersion": "0.3", "mainSteps": [{"name": "x", "action": "aws:doesNotExist", "inputs": {}}]});
+        let doc =
+            json!({"schemaVersion": "0.3", "mainSteps": [{"name": "x", "action": "aws:doesNotExist", "inputs": {}}]});
         validate("Automation", &doc).unwrap();
     }
 
@@ -1682,17 +1420,9 @@ outputs:
 
     #[test]
     fn other_types_only_need_a_schema_version() {
-        validate(
-            "Session",
-            &json!({"schemaVersion": "1.0", "sessionType": "Standard_Stream"}),
-        )
-        .unwrap();
+        validate("Session", &json!({"schemaVersion": "1.0", "sessionType": "Standard_Stream"})).unwrap();
         validate("Policy", &json!({"schemaVersion": 1.0})).unwrap();
-        validate(
-            "Package",
-            &json!({"schemaVersion": "2.0", "anything": [1, 2]}),
-        )
-        .unwrap();
+        validate("Package", &json!({"schemaVersion": "2.0", "anything": [1, 2]})).unwrap();
     }
 
     // ---- schemaVersion ---------------------------------------------------------------------
@@ -1715,67 +1445,39 @@ outputs:
     fn change_template_wrong_schema_version_is_refused() {
         let mut doc = change_template();
         doc["schemaVersion"] = json!("1.2");
-        version_err(
-            "Automation.ChangeTemplate",
-            doc,
-            "Automation.ChangeTemplate",
-        );
+        version_err("Automation.ChangeTemplate", doc, "Automation.ChangeTemplate");
     }
 
     #[test]
     fn command_unknown_schema_version_is_refused() {
-        version_err(
-            "Command",
-            json!({"schemaVersion": "0.3", "mainSteps": []}),
-            "use 1.2, 2.0 or 2.2",
-        );
+        version_err("Command", json!({"schemaVersion": "0.3", "mainSteps": []}), "use 1.2, 2.0 or 2.2");
     }
 
     #[test]
     fn other_type_without_schema_version_is_refused() {
-        version_err(
-            "Session",
-            json!({"sessionType": "Standard_Stream"}),
-            "Session documents must declare one",
-        );
+        version_err("Session", json!({"sessionType": "Standard_Stream"}), "Session documents must declare one");
     }
 
     #[test]
     fn other_type_with_object_schema_version_is_refused() {
-        version_err(
-            "Policy",
-            json!({"schemaVersion": {"v": 1}}),
-            "must be a string or a number",
-        );
+        version_err("Policy", json!({"schemaVersion": {"v": 1}}), "must be a string or a number");
     }
 
     // ---- mainSteps and step identity ---------------------------------------------------------
 
     #[test]
     fn missing_main_steps_is_refused() {
-        content_err(
-            "Automation",
-            json!({"schemaVersion": "0.3"}),
-            "has no mainSteps",
-        );
+        content_err("Automation", json!({"schemaVersion": "0.3"}), "has no mainSteps");
     }
 
     #[test]
     fn empty_main_steps_is_refused() {
-        content_err(
-            "Automation",
-            json!({"schemaVersion": "0.3", "mainSteps": []}),
-            "mainSteps list is empty",
-        );
+        content_err("Automation", json!({"schemaVersion": "0.3", "mainSteps": []}), "mainSteps list is empty");
     }
 
     #[test]
     fn main_steps_not_a_list_is_refused() {
-        content_err(
-            "Automation",
-            json!({"schemaVersion": "0.3", "mainSteps": {"a": 1}}),
-            "must be a list of steps",
-        );
+        content_err("Automation", json!({"schemaVersion": "0.3", "mainSteps": {"a": 1}}), "must be a list of steps");
     }
 
     #[test]
@@ -1807,7 +1509,8 @@ outputs:
 
     #[test]
     fn step_name_with_bad_characters_is_refused() {
-        let doc = json!({"schemaVersion": "0.3", "mainSteps": [{"name": "bad-name", "action": "aws:pause", "inputs": {}}]});
+        let doc =
+            json!({"schemaVersion": "0.3", "mainSteps": [{"name": "bad-name", "action": "aws:pause", "inputs": {}}]});
         content_err("Automation", doc, "Step name 'bad-name' is invalid");
     }
 
@@ -1850,22 +1553,15 @@ outputs:
     #[test]
     fn malformed_action_is_refused() {
         let doc = json!({"schemaVersion": "0.3", "mainSteps": [{"name": "x", "action": "runScript", "inputs": {}}]});
-        content_err(
-            "Automation",
-            doc,
-            "Step 'x' has action 'runScript', which is not of the form aws:actionName",
-        );
-        let doc = json!({"schemaVersion": "0.3", "mainSteps": [{"name": "x", "action": "aws:run-script", "inputs": {}}]});
+        content_err("Automation", doc, "Step 'x' has action 'runScript', which is not of the form aws:actionName");
+        let doc =
+            json!({"schemaVersion": "0.3", "mainSteps": [{"name": "x", "action": "aws:run-script", "inputs": {}}]});
         content_err("Automation", doc, "not of the form aws:actionName");
     }
 
     #[test]
     fn inputs_not_a_map_is_refused() {
-        content_err(
-            "Automation",
-            one_step(json!({"inputs": ["a"]})),
-            "Step 'stepOne' has inputs that are not a map",
-        );
+        content_err("Automation", one_step(json!({"inputs": ["a"]})), "Step 'stepOne' has inputs that are not a map");
     }
 
     // ---- control flow ----------------------------------------------------------------------
@@ -1881,11 +1577,7 @@ outputs:
 
     #[test]
     fn next_step_not_string_is_refused() {
-        content_err(
-            "Automation",
-            one_step(json!({"nextStep": 3})),
-            "nextStep that is not a string",
-        );
+        content_err("Automation", one_step(json!({"nextStep": 3})), "nextStep that is not a string");
     }
 
     #[test]
@@ -1908,11 +1600,7 @@ outputs:
             one_step(json!({"onFailure": "step:ghost"})),
             "has onFailure 'step:ghost', but 'ghost' is not a step of this document",
         );
-        content_err(
-            "Automation",
-            one_step(json!({"onFailure": true})),
-            "onFailure that is not a string",
-        );
+        content_err("Automation", one_step(json!({"onFailure": true})), "onFailure that is not a string");
     }
 
     #[test]
@@ -1938,22 +1626,14 @@ outputs:
     #[test]
     fn on_cancel_to_forbidden_action_is_refused() {
         // stepTwo is an aws:sleep, which can't be a cancellation step.
-        content_err(
-            "Automation",
-            one_step(json!({"onCancel": "step:stepTwo"})),
-            "may not use action aws:sleep",
-        );
+        content_err("Automation", one_step(json!({"onCancel": "step:stepTwo"})), "may not use action aws:sleep");
     }
 
     #[test]
     fn on_cancel_on_loop_is_refused() {
         let mut doc = looped(json!({"Iterators": ["a"], "Steps": body()}));
         doc["mainSteps"][0]["onCancel"] = json!("Abort");
-        content_err(
-            "Automation",
-            doc,
-            "Step 'loop' uses onCancel, which is not supported for aws:loop steps",
-        );
+        content_err("Automation", doc, "Step 'loop' uses onCancel, which is not supported for aws:loop steps");
     }
 
     #[test]
@@ -1962,11 +1642,7 @@ outputs:
             {"name": "first", "action": "aws:pause", "inputs": {}, "nextStep": "inner"},
             {"name": "loop", "action": "aws:loop", "inputs": {"Iterators": ["a"], "Steps": body()}}
         ]});
-        content_err(
-            "Automation",
-            doc,
-            "Step 'first' has nextStep 'inner', which is inside aws:loop step 'loop'",
-        );
+        content_err("Automation", doc, "Step 'first' has nextStep 'inner', which is inside aws:loop step 'loop'");
     }
 
     #[test]
@@ -1982,45 +1658,25 @@ outputs:
 
     #[test]
     fn is_end_and_is_critical_must_be_booleans() {
-        validate(
-            "Automation",
-            &one_step(json!({"isEnd": true, "isCritical": false})),
-        )
-        .unwrap();
+        validate("Automation", &one_step(json!({"isEnd": true, "isCritical": false}))).unwrap();
         content_err(
             "Automation",
             one_step(json!({"isEnd": "true"})),
             "Step 'stepOne' has isEnd \"true\"; isEnd must be true or false",
         );
-        content_err(
-            "Automation",
-            one_step(json!({"isCritical": 1})),
-            "isCritical must be true or false",
-        );
+        content_err("Automation", one_step(json!({"isCritical": 1})), "isCritical must be true or false");
     }
 
     #[test]
     fn max_attempts_and_timeout_must_be_positive_integers() {
-        validate(
-            "Automation",
-            &one_step(json!({"maxAttempts": 2, "timeoutSeconds": 600})),
-        )
-        .unwrap();
+        validate("Automation", &one_step(json!({"maxAttempts": 2, "timeoutSeconds": 600}))).unwrap();
         content_err(
             "Automation",
             one_step(json!({"maxAttempts": 0})),
             "Step 'stepOne' has maxAttempts 0; maxAttempts must be a positive integer",
         );
-        content_err(
-            "Automation",
-            one_step(json!({"maxAttempts": 1.5})),
-            "maxAttempts must be a positive integer",
-        );
-        content_err(
-            "Automation",
-            one_step(json!({"timeoutSeconds": -5})),
-            "timeoutSeconds must be a positive integer",
-        );
+        content_err("Automation", one_step(json!({"maxAttempts": 1.5})), "maxAttempts must be a positive integer");
+        content_err("Automation", one_step(json!({"timeoutSeconds": -5})), "timeoutSeconds must be a positive integer");
         content_err(
             "Automation",
             one_step(json!({"timeoutSeconds": "60"})),
@@ -2041,26 +1697,10 @@ outputs:
 
     #[test]
     fn branch_needs_choices() {
-        content_err(
-            "Automation",
-            branch(json!({})),
-            "Step 'choose' (aws:branch) has no inputs.Choices",
-        );
-        content_err(
-            "Automation",
-            branch(json!({"Choices": []})),
-            "empty Choices list",
-        );
-        content_err(
-            "Automation",
-            branch(json!({"Choices": "x"})),
-            "inputs.Choices that is not a list",
-        );
-        content_err(
-            "Automation",
-            branch(json!({"Choices": ["x"]})),
-            "choice 1 must be an object",
-        );
+        content_err("Automation", branch(json!({})), "Step 'choose' (aws:branch) has no inputs.Choices");
+        content_err("Automation", branch(json!({"Choices": []})), "empty Choices list");
+        content_err("Automation", branch(json!({"Choices": "x"})), "inputs.Choices that is not a list");
+        content_err("Automation", branch(json!({"Choices": ["x"]})), "choice 1 must be an object");
     }
 
     #[test]
@@ -2072,18 +1712,15 @@ outputs:
         );
         content_err(
             "Automation",
-            branch(
-                json!({"Choices": [{"NextStep": "zzz", "Variable": "{{ x }}", "StringEquals": "y"}]}),
-            ),
+            branch(json!({"Choices": [{"NextStep": "zzz", "Variable": "{{ x }}", "StringEquals": "y"}]})),
             "Step 'choose' has choice 1 NextStep 'zzz', which is not a step of this document",
         );
     }
 
     #[test]
     fn branch_default_must_exist() {
-        let ok = branch(
-            json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "StringEquals": "y"}], "Default": "b"}),
-        );
+        let ok =
+            branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "StringEquals": "y"}], "Default": "b"}));
         validate("Automation", &ok).unwrap();
         content_err(
             "Automation",
@@ -2109,8 +1746,7 @@ outputs:
             ("NumericLesserOrEquals", json!("{{ n }}")),
             ("BooleanEquals", json!(false)),
         ] {
-            let doc =
-                branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", op: val}]}));
+            let doc = branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", op: val}]}));
             validate("Automation", &doc).unwrap_or_else(|e| panic!("{op}: {e}"));
         }
     }
@@ -2119,9 +1755,7 @@ outputs:
     fn branch_unknown_operator_is_refused() {
         content_err(
             "Automation",
-            branch(
-                json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "StringMatches": "y"}]}),
-            ),
+            branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "StringMatches": "y"}]})),
             "choice 1 uses unknown operator 'StringMatches'",
         );
     }
@@ -2160,23 +1794,17 @@ outputs:
     fn branch_operand_types_are_checked() {
         content_err(
             "Automation",
-            branch(
-                json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "NumericEquals": [1]}]}),
-            ),
+            branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "NumericEquals": [1]}]})),
             "NumericEquals needs a number",
         );
         content_err(
             "Automation",
-            branch(
-                json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "BooleanEquals": 1}]}),
-            ),
+            branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "BooleanEquals": 1}]})),
             "BooleanEquals needs true or false",
         );
         content_err(
             "Automation",
-            branch(
-                json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "StringEquals": {"a": 1}}]}),
-            ),
+            branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "StringEquals": {"a": 1}}]})),
             "StringEquals needs a string",
         );
     }
@@ -2190,9 +1818,7 @@ outputs:
         );
         content_err(
             "Automation",
-            branch(
-                json!({"Choices": [{"NextStep": "a", "Not": [{"Variable": "{{ x }}", "StringEquals": "y"}]}]}),
-            ),
+            branch(json!({"Choices": [{"NextStep": "a", "Not": [{"Variable": "{{ x }}", "StringEquals": "y"}]}]})),
             "Not whose value is not a single condition",
         );
         content_err(
@@ -2204,9 +1830,7 @@ outputs:
         );
         content_err(
             "Automation",
-            branch(
-                json!({"Choices": [{"NextStep": "a", "Or": [{"Variable": "{{ x }}", "Bogus": "y"}]}]}),
-            ),
+            branch(json!({"Choices": [{"NextStep": "a", "Or": [{"Variable": "{{ x }}", "Bogus": "y"}]}]})),
             "choice 1 Or condition 1 uses unknown operator 'Bogus'",
         );
         content_err(
@@ -2222,47 +1846,25 @@ outputs:
 
     #[test]
     fn loop_needs_steps() {
-        content_err(
-            "Automation",
-            looped(json!({"Iterators": ["a"]})),
-            "Step 'loop' (aws:loop) has no inputs.Steps",
-        );
-        content_err(
-            "Automation",
-            looped(json!({"Iterators": ["a"], "Steps": []})),
-            "empty inputs.Steps list",
-        );
-        content_err(
-            "Automation",
-            looped(json!({"Iterators": ["a"], "Steps": {}})),
-            "inputs.Steps that is not a list",
-        );
+        content_err("Automation", looped(json!({"Iterators": ["a"]})), "Step 'loop' (aws:loop) has no inputs.Steps");
+        content_err("Automation", looped(json!({"Iterators": ["a"], "Steps": []})), "empty inputs.Steps list");
+        content_err("Automation", looped(json!({"Iterators": ["a"], "Steps": {}})), "inputs.Steps that is not a list");
     }
 
     #[test]
     fn loop_sub_steps_are_validated_like_steps() {
-        let doc =
-            looped(json!({"Iterators": ["a"], "Steps": [{"name": "inner", "action": "bad"}]}));
+        let doc = looped(json!({"Iterators": ["a"], "Steps": [{"name": "inner", "action": "bad"}]}));
         content_err("Automation", doc, "Step 'inner' has action 'bad'");
         let doc = looped(json!({"Iterators": ["a"], "Steps": [{"action": "aws:pause"}]}));
-        content_err(
-            "Automation",
-            doc,
-            "Step 1 in the inputs.Steps of aws:loop step 'loop' has no name",
-        );
-        let doc = looped(
-            json!({"Iterators": ["a"], "Steps": [{"name": "inner", "action": "aws:pause", "maxAttempts": 0}]}),
-        );
+        content_err("Automation", doc, "Step 1 in the inputs.Steps of aws:loop step 'loop' has no name");
+        let doc =
+            looped(json!({"Iterators": ["a"], "Steps": [{"name": "inner", "action": "aws:pause", "maxAttempts": 0}]}));
         content_err("Automation", doc, "Step 'inner' has maxAttempts 0");
     }
 
     #[test]
     fn loop_needs_exactly_one_of_iterators_and_condition() {
-        content_err(
-            "Automation",
-            looped(json!({"Steps": body()})),
-            "needs either Iterators or LoopCondition",
-        );
+        content_err("Automation", looped(json!({"Steps": body()})), "needs either Iterators or LoopCondition");
         content_err(
             "Automation",
             looped(
@@ -2275,11 +1877,7 @@ outputs:
     #[test]
     fn loop_iterators_and_condition_are_checked() {
         let many: Vec<String> = (0..101).map(|i| i.to_string()).collect();
-        content_err(
-            "Automation",
-            looped(json!({"Steps": body(), "Iterators": many})),
-            "has 101 Iterators",
-        );
+        content_err("Automation", looped(json!({"Steps": body(), "Iterators": many})), "has 101 Iterators");
         content_err(
             "Automation",
             looped(json!({"Steps": body(), "Iterators": 5})),
@@ -2292,9 +1890,7 @@ outputs:
         );
         content_err(
             "Automation",
-            looped(
-                json!({"Steps": body(), "LoopCondition": {"Variable": "{{ x }}", "Matches": "y"}}),
-            ),
+            looped(json!({"Steps": body(), "LoopCondition": {"Variable": "{{ x }}", "Matches": "y"}})),
             "Step 'loop' (aws:loop) LoopCondition uses unknown operator 'Matches'",
         );
         content_err(
@@ -2306,16 +1902,8 @@ outputs:
 
     #[test]
     fn loop_max_iterations_range() {
-        validate(
-            "Automation",
-            &looped(json!({"Steps": body(), "Iterators": ["a"], "MaxIterations": 100})),
-        )
-        .unwrap();
-        validate(
-            "Automation",
-            &looped(json!({"Steps": body(), "Iterators": ["a"], "MaxIterations": 1})),
-        )
-        .unwrap();
+        validate("Automation", &looped(json!({"Steps": body(), "Iterators": ["a"], "MaxIterations": 100}))).unwrap();
+        validate("Automation", &looped(json!({"Steps": body(), "Iterators": ["a"], "MaxIterations": 1}))).unwrap();
         for bad_value in [json!(0), json!(101), json!("5"), json!(2.5)] {
             content_err(
                 "Automation",
@@ -2330,28 +1918,12 @@ outputs:
     #[test]
     fn approve_needs_approvers() {
         let doc = |inputs: Value| json!({"schemaVersion": "0.3", "mainSteps": [{"name": "ok", "action": "aws:approve", "inputs": inputs}]});
-        validate(
-            "Automation",
-            &doc(json!({"Approvers": ["alice", "bob"], "MinRequiredApprovals": 2})),
-        )
-        .unwrap();
+        validate("Automation", &doc(json!({"Approvers": ["alice", "bob"], "MinRequiredApprovals": 2}))).unwrap();
         validate("Automation", &doc(json!({"Approvers": "{{ Approvers }}"}))).unwrap();
-        content_err(
-            "Automation",
-            doc(json!({"Message": "hi"})),
-            "Step 'ok' (aws:approve) needs Approvers",
-        );
-        content_err(
-            "Automation",
-            doc(json!({"Approvers": []})),
-            "lists 0 Approvers; it must list 1 to 10",
-        );
+        content_err("Automation", doc(json!({"Message": "hi"})), "Step 'ok' (aws:approve) needs Approvers");
+        content_err("Automation", doc(json!({"Approvers": []})), "lists 0 Approvers; it must list 1 to 10");
         let eleven: Vec<String> = (0..11).map(|i| format!("u{i}")).collect();
-        content_err(
-            "Automation",
-            doc(json!({"Approvers": eleven})),
-            "lists 11 Approvers",
-        );
+        content_err("Automation", doc(json!({"Approvers": eleven})), "lists 11 Approvers");
         content_err(
             "Automation",
             doc(json!({"Approvers": ["a"], "MinRequiredApprovals": 2})),
@@ -2367,21 +1939,13 @@ outputs:
     #[test]
     fn sleep_needs_exactly_one_of_duration_and_timestamp() {
         let doc = |inputs: Value| json!({"schemaVersion": "0.3", "mainSteps": [{"name": "nap", "action": "aws:sleep", "inputs": inputs}]});
-        validate(
-            "Automation",
-            &doc(json!({"Timestamp": "2030-01-01T00:00:00Z"})),
-        )
-        .unwrap();
+        validate("Automation", &doc(json!({"Timestamp": "2030-01-01T00:00:00Z"}))).unwrap();
         content_err(
             "Automation",
             doc(json!({})),
             "Step 'nap' (aws:sleep) needs exactly one of the inputs Duration and Timestamp",
         );
-        content_err(
-            "Automation",
-            doc(json!({"Duration": "PT1S", "Timestamp": "x"})),
-            "needs exactly one",
-        );
+        content_err("Automation", doc(json!({"Duration": "PT1S", "Timestamp": "x"})), "needs exactly one");
     }
 
     #[test]
@@ -2396,24 +1960,13 @@ outputs:
             doc("variable:Other"),
             "updates variable 'Other', which the document's variables don't declare",
         );
-        content_err(
-            "Automation",
-            doc("Counter"),
-            "must have the form variable:<name>",
-        );
+        content_err("Automation", doc("Counter"), "must have the form variable:<name>");
         let mut no_value = doc("variable:Counter");
-        no_value["mainSteps"][0]["inputs"]
-            .as_object_mut()
-            .unwrap()
-            .remove("Value");
+        no_value["mainSteps"][0]["inputs"].as_object_mut().unwrap().remove("Value");
         content_err("Automation", no_value, "has no Value input");
         let mut cancel = doc("variable:Counter");
         cancel["mainSteps"][0]["onCancel"] = json!("Abort");
-        content_err(
-            "Automation",
-            cancel,
-            "not supported for aws:updateVariable steps",
-        );
+        content_err("Automation", cancel, "not supported for aws:updateVariable steps");
     }
 
     // ---- {{ssm:...}} ----------------------------------------------------------------------
@@ -2423,11 +1976,7 @@ outputs:
         let doc = json!({"schemaVersion": "0.3", "mainSteps": [
             {"name": "call", "action": "aws:executeAwsApi", "inputs": {"Service": "ec2", "Api": "DescribeImages", "ImageIds": ["{{ssm:/golden/ami}}"]}}
         ]});
-        content_err(
-            "Automation",
-            doc,
-            "Step 'call' input 'ImageIds' uses a {{ssm:...}} Parameter Store reference",
-        );
+        content_err("Automation", doc, "Step 'call' input 'ImageIds' uses a {{ssm:...}} Parameter Store reference");
     }
 
     #[test]
@@ -2442,11 +1991,7 @@ outputs:
     fn ssm_reference_in_assume_role_is_refused() {
         let mut doc = one_step(json!({}));
         doc["assumeRole"] = json!("{{ssm:/roles/automation}}");
-        content_err(
-            "Automation",
-            doc,
-            "The assumeRole may not use a {{ssm:...}}",
-        );
+        content_err("Automation", doc, "The assumeRole may not use a {{ssm:...}}");
         let mut doc = one_step(json!({}));
         doc["assumeRole"] = json!(["arn"]);
         content_err("Automation", doc, "The assumeRole must be a string");
@@ -2461,11 +2006,7 @@ outputs:
             one_step(json!({"outputs": {"Name": "x"}})),
             "Step 'stepOne' has outputs that are not a list",
         );
-        content_err(
-            "Automation",
-            one_step(json!({"outputs": ["x"]})),
-            "Step 'stepOne' output 1 must be an object",
-        );
+        content_err("Automation", one_step(json!({"outputs": ["x"]})), "Step 'stepOne' output 1 must be an object");
         content_err(
             "Automation",
             one_step(json!({"outputs": [{"Selector": "$.a", "Type": "String"}]})),
@@ -2502,31 +2043,15 @@ outputs:
             doc["outputs"] = outputs;
             doc
         };
-        validate(
-            "Automation",
-            &with(json!(["stepOne.Foo", "stepTwo.Bar.Baz"])),
-        )
-        .unwrap();
-        content_err(
-            "Automation",
-            with(json!("stepOne.Foo")),
-            "The document's outputs must be a list",
-        );
-        content_err(
-            "Automation",
-            with(json!([5])),
-            "The document output 5 must be a string",
-        );
+        validate("Automation", &with(json!(["stepOne.Foo", "stepTwo.Bar.Baz"]))).unwrap();
+        content_err("Automation", with(json!("stepOne.Foo")), "The document's outputs must be a list");
+        content_err("Automation", with(json!([5])), "The document output 5 must be a string");
         content_err(
             "Automation",
             with(json!(["stepOne"])),
             "The document output 'stepOne' must have the form stepName.outputName",
         );
-        content_err(
-            "Automation",
-            with(json!(["stepOne."])),
-            "has no output name",
-        );
+        content_err("Automation", with(json!(["stepOne."])), "has no output name");
         content_err(
             "Automation",
             with(json!(["ghost.Out"])),
@@ -2538,11 +2063,7 @@ outputs:
     fn description_and_files_types() {
         let mut doc = one_step(json!({}));
         doc["description"] = json!(["x"]);
-        content_err(
-            "Automation",
-            doc,
-            "The document's description must be a string",
-        );
+        content_err("Automation", doc, "The document's description must be a string");
         let mut doc = one_step(json!({}));
         doc["files"] = json!(["x"]);
         content_err("Automation", doc, "The files member must be a map");
@@ -2555,20 +2076,12 @@ outputs:
         let mut doc = one_step(json!({}));
         doc["parameters"] = json!(["a"]);
         content_err("Automation", doc, "The parameters member must be a map");
-        content_err(
-            "Automation",
-            param(json!("String")),
-            "Parameter 'P' must be defined by an object",
-        );
+        content_err("Automation", param(json!("String")), "Parameter 'P' must be defined by an object");
     }
 
     #[test]
     fn parameter_type_is_required_and_known() {
-        content_err(
-            "Automation",
-            param(json!({"default": "x"})),
-            "Parameter 'P' has no type",
-        );
+        content_err("Automation", param(json!({"default": "x"})), "Parameter 'P' has no type");
         content_err(
             "Automation",
             param(json!({"type": "Float"})),
@@ -2602,11 +2115,7 @@ outputs:
             "not a valid regular expression",
         );
         // Java-only features (look-ahead) are accepted rather than refused.
-        validate(
-            "Automation",
-            &param(json!({"type": "String", "allowedPattern": "^(?!root$)[a-z]+$"})),
-        )
-        .unwrap();
+        validate("Automation", &param(json!({"type": "String", "allowedPattern": "^(?!root$)[a-z]+$"}))).unwrap();
     }
 
     #[test]
@@ -2622,11 +2131,7 @@ outputs:
             ("MapList", json!([{"a": "b"}, "c"]), "is not a list of maps"),
         ];
         for (kind, default, fragment) in cases {
-            content_err(
-                "Automation",
-                param(json!({"type": kind, "default": default})),
-                fragment,
-            );
+            content_err("Automation", param(json!({"type": kind, "default": default})), fragment);
         }
         let good = [
             ("String", json!("x")),
@@ -2638,11 +2143,7 @@ outputs:
             ("StringList", json!("{{ssm:/list}}")),
         ];
         for (kind, default) in good {
-            validate(
-                "Automation",
-                &param(json!({"type": kind, "default": default})),
-            )
-            .unwrap();
+            validate("Automation", &param(json!({"type": kind, "default": default}))).unwrap();
         }
     }
 
@@ -2676,11 +2177,7 @@ outputs:
     fn variables_are_checked_like_parameters() {
         let mut doc = one_step(json!({}));
         doc["variables"] = json!({"V": {"type": "Integer", "default": "x"}});
-        content_err(
-            "Automation",
-            doc,
-            "Variable 'V' has type Integer but its default \"x\" is not an integer",
-        );
+        content_err("Automation", doc, "Variable 'V' has type Integer but its default \"x\" is not an integer");
         let mut doc = one_step(json!({}));
         doc["variables"] = json!({"V": {"default": 1}});
         content_err("Automation", doc, "Variable 'V' has no type");
@@ -2695,11 +2192,7 @@ outputs:
     fn change_template_fields_are_typed() {
         let mut doc = change_template();
         doc["templateInformation"] = json!(["x"]);
-        content_err(
-            "Automation.ChangeTemplate",
-            doc,
-            "The templateInformation must be a string",
-        );
+        content_err("Automation.ChangeTemplate", doc, "The templateInformation must be a string");
         let mut doc = change_template();
         doc["emergencyChange"] = json!("yes");
         content_err(
@@ -2709,11 +2202,7 @@ outputs:
         );
         let mut doc = change_template();
         doc["autoApprovable"] = json!(1);
-        content_err(
-            "Automation.ChangeTemplate",
-            doc,
-            "The autoApprovable member is 1",
-        );
+        content_err("Automation.ChangeTemplate", doc, "The autoApprovable member is 1");
     }
 
     #[test]
@@ -2728,16 +2217,8 @@ outputs:
             with(json!("AWS-Restart")),
             "executableRunBooks member must be a list",
         );
-        content_err(
-            "Automation.ChangeTemplate",
-            with(json!([])),
-            "executableRunBooks list is empty",
-        );
-        content_err(
-            "Automation.ChangeTemplate",
-            with(json!(["x"])),
-            "Entry 1 of executableRunBooks must be an object",
-        );
+        content_err("Automation.ChangeTemplate", with(json!([])), "executableRunBooks list is empty");
+        content_err("Automation.ChangeTemplate", with(json!(["x"])), "Entry 1 of executableRunBooks must be an object");
         content_err(
             "Automation.ChangeTemplate",
             with(json!([{"version": "1"}])),
@@ -2786,8 +2267,7 @@ outputs:
     fn change_template_approval_levels_are_checked() {
         let with = |inputs: Value| {
             let mut doc = change_template();
-            doc["mainSteps"] =
-                json!([{"name": "Level", "action": "aws:approve", "inputs": inputs}]);
+            doc["mainSteps"] = json!([{"name": "Level", "action": "aws:approve", "inputs": inputs}]);
             doc
         };
         content_err(
@@ -2843,21 +2323,9 @@ outputs:
 
     #[test]
     fn command_v2_needs_main_steps() {
-        content_err(
-            "Command",
-            json!({"schemaVersion": "2.2"}),
-            "has no mainSteps",
-        );
-        content_err(
-            "Command",
-            json!({"schemaVersion": "2.2", "mainSteps": []}),
-            "mainSteps list is empty",
-        );
-        content_err(
-            "Command",
-            json!({"schemaVersion": "2.0", "mainSteps": "x"}),
-            "must be a list of steps",
-        );
+        content_err("Command", json!({"schemaVersion": "2.2"}), "has no mainSteps");
+        content_err("Command", json!({"schemaVersion": "2.2", "mainSteps": []}), "mainSteps list is empty");
+        content_err("Command", json!({"schemaVersion": "2.0", "mainSteps": "x"}), "must be a list of steps");
         content_err(
             "Command",
             json!({"schemaVersion": "2.2", "mainSteps": [1]}),
@@ -2877,11 +2345,7 @@ outputs:
             command_step(json!({"name": "", "action": "aws:runShellScript"})),
             "not a non-empty string",
         );
-        content_err(
-            "Command",
-            command_step(json!({"name": "s", "inputs": {}})),
-            "Step 's' has no action",
-        );
+        content_err("Command", command_step(json!({"name": "s", "inputs": {}})), "Step 's' has no action");
         content_err(
             "Command",
             command_step(json!({"name": "s", "action": "runShellScript", "inputs": {}})),
@@ -2899,9 +2363,7 @@ outputs:
         );
         content_err(
             "Command",
-            command_step(
-                json!({"name": "s", "action": "aws:runDocument", "inputs": {}, "precondition": "Linux"}),
-            ),
+            command_step(json!({"name": "s", "action": "aws:runDocument", "inputs": {}, "precondition": "Linux"})),
             "Step 's' has a precondition that is not an object",
         );
         let dup = json!({"schemaVersion": "2.2", "mainSteps": [
@@ -2920,37 +2382,21 @@ outputs:
         );
         content_err(
             "Command",
-            command_step(
-                json!({"name": "s", "action": "aws:runPowerShellScript", "inputs": {"runCommand": ["a", 1]}}),
-            ),
+            command_step(json!({"name": "s", "action": "aws:runPowerShellScript", "inputs": {"runCommand": ["a", 1]}})),
             "Step 's' (aws:runPowerShellScript) has inputs.runCommand that is not a string or a list of strings",
         );
         content_err(
             "Command",
-            command_step(
-                json!({"name": "s", "action": "aws:runShellScript", "inputs": {"runCommand": {"a": "b"}}}),
-            ),
+            command_step(json!({"name": "s", "action": "aws:runShellScript", "inputs": {"runCommand": {"a": "b"}}})),
             "not a string or a list of strings",
         );
     }
 
     #[test]
     fn command_v12_needs_runtime_config() {
-        content_err(
-            "Command",
-            json!({"schemaVersion": "1.2"}),
-            "has no runtimeConfig",
-        );
-        content_err(
-            "Command",
-            json!({"schemaVersion": "1.2", "runtimeConfig": []}),
-            "runtimeConfig must be a map",
-        );
-        content_err(
-            "Command",
-            json!({"schemaVersion": "1.2", "runtimeConfig": {}}),
-            "runtimeConfig is empty",
-        );
+        content_err("Command", json!({"schemaVersion": "1.2"}), "has no runtimeConfig");
+        content_err("Command", json!({"schemaVersion": "1.2", "runtimeConfig": []}), "runtimeConfig must be a map");
+        content_err("Command", json!({"schemaVersion": "1.2", "runtimeConfig": {}}), "runtimeConfig is empty");
         content_err(
             "Command",
             json!({"schemaVersion": "1.2", "runtimeConfig": {"aws:runShellScript": "x"}}),
@@ -2977,11 +2423,7 @@ outputs:
     fn command_parameters_are_checked() {
         let doc = json!({"schemaVersion": "2.2", "parameters": {"p": {"type": "Integer", "default": "x"}},
                          "mainSteps": [{"name": "s", "action": "aws:runShellScript", "inputs": {"runCommand": "x"}}]});
-        content_err(
-            "Command",
-            doc,
-            "Parameter 'p' has type Integer but its default",
-        );
+        content_err("Command", doc, "Parameter 'p' has type Integer but its default");
         let doc = json!({"schemaVersion": "1.2", "parameters": {"p": {"type": "Date"}},
                          "runtimeConfig": {"aws:runShellScript": {"properties": []}}});
         content_err("Command", doc, "Parameter 'p' has type \"Date\"");

@@ -314,25 +314,15 @@ impl ErrorCode {
             Self::AssociationExecutionDoesNotExist => "AssociationExecutionDoesNotExist",
             Self::AssociationLimitExceeded => "AssociationLimitExceeded",
             Self::AssociationVersionLimitExceeded => "AssociationVersionLimitExceeded",
-            Self::AutomationDefinitionNotApprovedException => {
-                "AutomationDefinitionNotApprovedException"
-            }
+            Self::AutomationDefinitionNotApprovedException => "AutomationDefinitionNotApprovedException",
             Self::AutomationDefinitionNotFoundException => "AutomationDefinitionNotFoundException",
-            Self::AutomationDefinitionVersionNotFoundException => {
-                "AutomationDefinitionVersionNotFoundException"
-            }
-            Self::AutomationExecutionLimitExceededException => {
-                "AutomationExecutionLimitExceededException"
-            }
+            Self::AutomationDefinitionVersionNotFoundException => "AutomationDefinitionVersionNotFoundException",
+            Self::AutomationExecutionLimitExceededException => "AutomationExecutionLimitExceededException",
             Self::AutomationExecutionNotFoundException => "AutomationExecutionNotFoundException",
             Self::AutomationStepNotFoundException => "AutomationStepNotFoundException",
-            Self::ComplianceTypeCountLimitExceededException => {
-                "ComplianceTypeCountLimitExceededException"
-            }
+            Self::ComplianceTypeCountLimitExceededException => "ComplianceTypeCountLimitExceededException",
             Self::ConflictException => "ConflictException",
-            Self::CustomSchemaCountLimitExceededException => {
-                "CustomSchemaCountLimitExceededException"
-            }
+            Self::CustomSchemaCountLimitExceededException => "CustomSchemaCountLimitExceededException",
             Self::DocumentAlreadyExists => "DocumentAlreadyExists",
             Self::DocumentLimitExceeded => "DocumentLimitExceeded",
             Self::DocumentPermissionLimit => "DocumentPermissionLimit",
@@ -355,17 +345,11 @@ impl ErrorCode {
             Self::InvalidAllowedPatternException => "InvalidAllowedPatternException",
             Self::InvalidAssociation => "InvalidAssociation",
             Self::InvalidAssociationVersion => "InvalidAssociationVersion",
-            Self::InvalidAutomationExecutionParametersException => {
-                "InvalidAutomationExecutionParametersException"
-            }
+            Self::InvalidAutomationExecutionParametersException => "InvalidAutomationExecutionParametersException",
             Self::InvalidAutomationSignalException => "InvalidAutomationSignalException",
-            Self::InvalidAutomationStatusUpdateException => {
-                "InvalidAutomationStatusUpdateException"
-            }
+            Self::InvalidAutomationStatusUpdateException => "InvalidAutomationStatusUpdateException",
             Self::InvalidCommandId => "InvalidCommandId",
-            Self::InvalidDeleteInventoryParametersException => {
-                "InvalidDeleteInventoryParametersException"
-            }
+            Self::InvalidDeleteInventoryParametersException => "InvalidDeleteInventoryParametersException",
             Self::InvalidDeletionIdException => "InvalidDeletionIdException",
             Self::InvalidDocument => "InvalidDocument",
             Self::InvalidDocumentContent => "InvalidDocumentContent",
@@ -409,9 +393,7 @@ impl ErrorCode {
             Self::InvocationDoesNotExist => "InvocationDoesNotExist",
             Self::ItemContentMismatchException => "ItemContentMismatchException",
             Self::ItemSizeLimitExceededException => "ItemSizeLimitExceededException",
-            Self::MalformedResourcePolicyDocumentException => {
-                "MalformedResourcePolicyDocumentException"
-            }
+            Self::MalformedResourcePolicyDocumentException => "MalformedResourcePolicyDocumentException",
             Self::MaxDocumentSizeExceeded => "MaxDocumentSizeExceeded",
             Self::MissingAuthenticationTokenException => "MissingAuthenticationTokenException",
             Self::NoLongerSupportedException => "NoLongerSupportedException",
@@ -421,12 +403,8 @@ impl ErrorCode {
             Self::OpsItemInvalidParameterException => "OpsItemInvalidParameterException",
             Self::OpsItemLimitExceededException => "OpsItemLimitExceededException",
             Self::OpsItemNotFoundException => "OpsItemNotFoundException",
-            Self::OpsItemRelatedItemAlreadyExistsException => {
-                "OpsItemRelatedItemAlreadyExistsException"
-            }
-            Self::OpsItemRelatedItemAssociationNotFoundException => {
-                "OpsItemRelatedItemAssociationNotFoundException"
-            }
+            Self::OpsItemRelatedItemAlreadyExistsException => "OpsItemRelatedItemAlreadyExistsException",
+            Self::OpsItemRelatedItemAssociationNotFoundException => "OpsItemRelatedItemAssociationNotFoundException",
             Self::OpsMetadataAlreadyExistsException => "OpsMetadataAlreadyExistsException",
             Self::OpsMetadataInvalidArgumentException => "OpsMetadataInvalidArgumentException",
             Self::OpsMetadataKeyLimitExceededException => "OpsMetadataKeyLimitExceededException",
@@ -442,24 +420,16 @@ impl ErrorCode {
             Self::ParameterVersionNotFound => "ParameterVersionNotFound",
             Self::PoliciesLimitExceededException => "PoliciesLimitExceededException",
             Self::RequestEntityTooLargeException => "RequestEntityTooLargeException",
-            Self::ResourceDataSyncAlreadyExistsException => {
-                "ResourceDataSyncAlreadyExistsException"
-            }
+            Self::ResourceDataSyncAlreadyExistsException => "ResourceDataSyncAlreadyExistsException",
             Self::ResourceDataSyncConflictException => "ResourceDataSyncConflictException",
-            Self::ResourceDataSyncCountExceededException => {
-                "ResourceDataSyncCountExceededException"
-            }
-            Self::ResourceDataSyncInvalidConfigurationException => {
-                "ResourceDataSyncInvalidConfigurationException"
-            }
+            Self::ResourceDataSyncCountExceededException => "ResourceDataSyncCountExceededException",
+            Self::ResourceDataSyncInvalidConfigurationException => "ResourceDataSyncInvalidConfigurationException",
             Self::ResourceDataSyncNotFoundException => "ResourceDataSyncNotFoundException",
             Self::ResourceInUseException => "ResourceInUseException",
             Self::ResourceLimitExceededException => "ResourceLimitExceededException",
             Self::ResourceNotFoundException => "ResourceNotFoundException",
             Self::ResourcePolicyConflictException => "ResourcePolicyConflictException",
-            Self::ResourcePolicyInvalidParameterException => {
-                "ResourcePolicyInvalidParameterException"
-            }
+            Self::ResourcePolicyInvalidParameterException => "ResourcePolicyInvalidParameterException",
             Self::ResourcePolicyLimitExceededException => "ResourcePolicyLimitExceededException",
             Self::ResourcePolicyNotFoundException => "ResourcePolicyNotFoundException",
             Self::SerializationException => "SerializationException",
@@ -477,12 +447,8 @@ impl ErrorCode {
             Self::UnrecognizedClientException => "UnrecognizedClientException",
             Self::UnsupportedCalendarException => "UnsupportedCalendarException",
             Self::UnsupportedFeatureRequiredException => "UnsupportedFeatureRequiredException",
-            Self::UnsupportedInventoryItemContextException => {
-                "UnsupportedInventoryItemContextException"
-            }
-            Self::UnsupportedInventorySchemaVersionException => {
-                "UnsupportedInventorySchemaVersionException"
-            }
+            Self::UnsupportedInventoryItemContextException => "UnsupportedInventoryItemContextException",
+            Self::UnsupportedInventorySchemaVersionException => "UnsupportedInventorySchemaVersionException",
             Self::UnsupportedOperatingSystem => "UnsupportedOperatingSystem",
             Self::UnsupportedOperationException => "UnsupportedOperationException",
             Self::UnsupportedParameterType => "UnsupportedParameterType",

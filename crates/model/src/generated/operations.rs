@@ -525,61 +525,39 @@ impl Operation {
             "DeletePatchBaseline" => Some(Self::DeletePatchBaseline),
             "DeleteResourceDataSync" => Some(Self::DeleteResourceDataSync),
             "DeleteResourcePolicy" => Some(Self::DeleteResourcePolicy),
-            "DeregisterDefaultHostManagementConfiguration" => {
-                Some(Self::DeregisterDefaultHostManagementConfiguration)
-            }
+            "DeregisterDefaultHostManagementConfiguration" => Some(Self::DeregisterDefaultHostManagementConfiguration),
             "DeregisterManagedInstance" => Some(Self::DeregisterManagedInstance),
-            "DeregisterPatchBaselineForPatchGroup" => {
-                Some(Self::DeregisterPatchBaselineForPatchGroup)
-            }
-            "DeregisterTargetFromMaintenanceWindow" => {
-                Some(Self::DeregisterTargetFromMaintenanceWindow)
-            }
-            "DeregisterTaskFromMaintenanceWindow" => {
-                Some(Self::DeregisterTaskFromMaintenanceWindow)
-            }
+            "DeregisterPatchBaselineForPatchGroup" => Some(Self::DeregisterPatchBaselineForPatchGroup),
+            "DeregisterTargetFromMaintenanceWindow" => Some(Self::DeregisterTargetFromMaintenanceWindow),
+            "DeregisterTaskFromMaintenanceWindow" => Some(Self::DeregisterTaskFromMaintenanceWindow),
             "DescribeActivations" => Some(Self::DescribeActivations),
             "DescribeAssociation" => Some(Self::DescribeAssociation),
-            "DescribeAssociationExecutionTargets" => {
-                Some(Self::DescribeAssociationExecutionTargets)
-            }
+            "DescribeAssociationExecutionTargets" => Some(Self::DescribeAssociationExecutionTargets),
             "DescribeAssociationExecutions" => Some(Self::DescribeAssociationExecutions),
             "DescribeAutomationExecutions" => Some(Self::DescribeAutomationExecutions),
             "DescribeAutomationStepExecutions" => Some(Self::DescribeAutomationStepExecutions),
             "DescribeAvailablePatches" => Some(Self::DescribeAvailablePatches),
             "DescribeDocument" => Some(Self::DescribeDocument),
             "DescribeDocumentPermission" => Some(Self::DescribeDocumentPermission),
-            "DescribeEffectiveInstanceAssociations" => {
-                Some(Self::DescribeEffectiveInstanceAssociations)
-            }
-            "DescribeEffectivePatchesForPatchBaseline" => {
-                Some(Self::DescribeEffectivePatchesForPatchBaseline)
-            }
+            "DescribeEffectiveInstanceAssociations" => Some(Self::DescribeEffectiveInstanceAssociations),
+            "DescribeEffectivePatchesForPatchBaseline" => Some(Self::DescribeEffectivePatchesForPatchBaseline),
             "DescribeInstanceAssociationsStatus" => Some(Self::DescribeInstanceAssociationsStatus),
             "DescribeInstanceInformation" => Some(Self::DescribeInstanceInformation),
             "DescribeInstancePatchStates" => Some(Self::DescribeInstancePatchStates),
-            "DescribeInstancePatchStatesForPatchGroup" => {
-                Some(Self::DescribeInstancePatchStatesForPatchGroup)
-            }
+            "DescribeInstancePatchStatesForPatchGroup" => Some(Self::DescribeInstancePatchStatesForPatchGroup),
             "DescribeInstancePatches" => Some(Self::DescribeInstancePatches),
             "DescribeInstanceProperties" => Some(Self::DescribeInstanceProperties),
             "DescribeInventoryDeletions" => Some(Self::DescribeInventoryDeletions),
             "DescribeMaintenanceWindowExecutionTaskInvocations" => {
                 Some(Self::DescribeMaintenanceWindowExecutionTaskInvocations)
             }
-            "DescribeMaintenanceWindowExecutionTasks" => {
-                Some(Self::DescribeMaintenanceWindowExecutionTasks)
-            }
-            "DescribeMaintenanceWindowExecutions" => {
-                Some(Self::DescribeMaintenanceWindowExecutions)
-            }
+            "DescribeMaintenanceWindowExecutionTasks" => Some(Self::DescribeMaintenanceWindowExecutionTasks),
+            "DescribeMaintenanceWindowExecutions" => Some(Self::DescribeMaintenanceWindowExecutions),
             "DescribeMaintenanceWindowSchedule" => Some(Self::DescribeMaintenanceWindowSchedule),
             "DescribeMaintenanceWindowTargets" => Some(Self::DescribeMaintenanceWindowTargets),
             "DescribeMaintenanceWindowTasks" => Some(Self::DescribeMaintenanceWindowTasks),
             "DescribeMaintenanceWindows" => Some(Self::DescribeMaintenanceWindows),
-            "DescribeMaintenanceWindowsForTarget" => {
-                Some(Self::DescribeMaintenanceWindowsForTarget)
-            }
+            "DescribeMaintenanceWindowsForTarget" => Some(Self::DescribeMaintenanceWindowsForTarget),
             "DescribeOpsItems" => Some(Self::DescribeOpsItems),
             "DescribeParameters" => Some(Self::DescribeParameters),
             "DescribePatchBaselines" => Some(Self::DescribePatchBaselines),
@@ -595,9 +573,7 @@ impl Operation {
             "GetCommandInvocation" => Some(Self::GetCommandInvocation),
             "GetConnectionStatus" => Some(Self::GetConnectionStatus),
             "GetDefaultPatchBaseline" => Some(Self::GetDefaultPatchBaseline),
-            "GetDeployablePatchSnapshotForInstance" => {
-                Some(Self::GetDeployablePatchSnapshotForInstance)
-            }
+            "GetDeployablePatchSnapshotForInstance" => Some(Self::GetDeployablePatchSnapshotForInstance),
             "GetDocument" => Some(Self::GetDocument),
             "GetExecutionPreview" => Some(Self::GetExecutionPreview),
             "GetInventory" => Some(Self::GetInventory),
@@ -605,9 +581,7 @@ impl Operation {
             "GetMaintenanceWindow" => Some(Self::GetMaintenanceWindow),
             "GetMaintenanceWindowExecution" => Some(Self::GetMaintenanceWindowExecution),
             "GetMaintenanceWindowExecutionTask" => Some(Self::GetMaintenanceWindowExecutionTask),
-            "GetMaintenanceWindowExecutionTaskInvocation" => {
-                Some(Self::GetMaintenanceWindowExecutionTaskInvocation)
-            }
+            "GetMaintenanceWindowExecutionTaskInvocation" => Some(Self::GetMaintenanceWindowExecutionTaskInvocation),
             "GetMaintenanceWindowTask" => Some(Self::GetMaintenanceWindowTask),
             "GetOpsItem" => Some(Self::GetOpsItem),
             "GetOpsMetadata" => Some(Self::GetOpsMetadata),
@@ -645,14 +619,10 @@ impl Operation {
             "PutInventory" => Some(Self::PutInventory),
             "PutParameter" => Some(Self::PutParameter),
             "PutResourcePolicy" => Some(Self::PutResourcePolicy),
-            "RegisterDefaultHostManagementConfiguration" => {
-                Some(Self::RegisterDefaultHostManagementConfiguration)
-            }
+            "RegisterDefaultHostManagementConfiguration" => Some(Self::RegisterDefaultHostManagementConfiguration),
             "RegisterDefaultPatchBaseline" => Some(Self::RegisterDefaultPatchBaseline),
             "RegisterPatchBaselineForPatchGroup" => Some(Self::RegisterPatchBaselineForPatchGroup),
-            "RegisterTargetWithMaintenanceWindow" => {
-                Some(Self::RegisterTargetWithMaintenanceWindow)
-            }
+            "RegisterTargetWithMaintenanceWindow" => Some(Self::RegisterTargetWithMaintenanceWindow),
             "RegisterTaskWithMaintenanceWindow" => Some(Self::RegisterTaskWithMaintenanceWindow),
             "RemoveTagsFromResource" => Some(Self::RemoveTagsFromResource),
             "ResetServiceSetting" => Some(Self::ResetServiceSetting),
@@ -734,10 +704,7 @@ impl Operation {
                 name: "CancelMaintenanceWindowExecution",
                 input: 144,
                 output: 145,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::DoesNotExistException,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::DoesNotExistException],
                 idempotency_token: None,
             },
             Self::CreateActivation => &OperationInfo {
@@ -948,10 +915,7 @@ impl Operation {
                 name: "DeleteOpsItem",
                 input: 265,
                 output: 266,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::OpsItemInvalidParameterException,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemInvalidParameterException],
                 idempotency_token: None,
             },
             Self::DeleteOpsMetadata => &OperationInfo {
@@ -983,10 +947,7 @@ impl Operation {
                 name: "DeletePatchBaseline",
                 input: 273,
                 output: 274,
-                errors: &[
-                    ErrorCode::ResourceInUseException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::ResourceInUseException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::DeleteResourceDataSync => &OperationInfo {
@@ -1050,21 +1011,14 @@ impl Operation {
                 name: "DeregisterTaskFromMaintenanceWindow",
                 input: 289,
                 output: 290,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::DescribeActivations => &OperationInfo {
                 name: "DescribeActivations",
                 input: 294,
                 output: 295,
-                errors: &[
-                    ErrorCode::InvalidFilter,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::DescribeAssociation => &OperationInfo {
@@ -1163,11 +1117,7 @@ impl Operation {
                 name: "DescribeEffectiveInstanceAssociations",
                 input: 312,
                 output: 313,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidNextToken,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidNextToken],
                 idempotency_token: None,
             },
             Self::DescribeEffectivePatchesForPatchBaseline => &OperationInfo {
@@ -1186,11 +1136,7 @@ impl Operation {
                 name: "DescribeInstanceAssociationsStatus",
                 input: 316,
                 output: 317,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidNextToken,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidNextToken],
                 idempotency_token: None,
             },
             Self::DescribeInstanceInformation => &OperationInfo {
@@ -1217,11 +1163,7 @@ impl Operation {
                 name: "DescribeInstancePatchStatesForPatchGroup",
                 input: 320,
                 output: 321,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidFilter,
-                    ErrorCode::InvalidNextToken,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken],
                 idempotency_token: None,
             },
             Self::DescribeInstancePatches => &OperationInfo {
@@ -1266,20 +1208,14 @@ impl Operation {
                 name: "DescribeMaintenanceWindowExecutionTaskInvocations",
                 input: 331,
                 output: 332,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::DescribeMaintenanceWindowExecutionTasks => &OperationInfo {
                 name: "DescribeMaintenanceWindowExecutionTasks",
                 input: 333,
                 output: 334,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::DescribeMaintenanceWindowExecutions => &OperationInfo {
@@ -1293,30 +1229,21 @@ impl Operation {
                 name: "DescribeMaintenanceWindowSchedule",
                 input: 337,
                 output: 338,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::DoesNotExistException,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::DoesNotExistException],
                 idempotency_token: None,
             },
             Self::DescribeMaintenanceWindowTargets => &OperationInfo {
                 name: "DescribeMaintenanceWindowTargets",
                 input: 339,
                 output: 340,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::DescribeMaintenanceWindowTasks => &OperationInfo {
                 name: "DescribeMaintenanceWindowTasks",
                 input: 341,
                 output: 342,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::DescribeMaintenanceWindows => &OperationInfo {
@@ -1385,11 +1312,7 @@ impl Operation {
                 name: "DescribeSessions",
                 input: 359,
                 output: 360,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidFilterKey,
-                    ErrorCode::InvalidNextToken,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidFilterKey, ErrorCode::InvalidNextToken],
                 idempotency_token: None,
             },
             Self::DisassociateOpsItemRelatedItem => &OperationInfo {
@@ -1422,10 +1345,7 @@ impl Operation {
                 name: "GetAutomationExecution",
                 input: 457,
                 output: 458,
-                errors: &[
-                    ErrorCode::AutomationExecutionNotFoundException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::AutomationExecutionNotFoundException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::GetCalendarState => &OperationInfo {
@@ -1444,10 +1364,7 @@ impl Operation {
                 name: "GetCloudConnector",
                 input: 461,
                 output: 462,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ResourceNotFoundException,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceNotFoundException],
                 idempotency_token: None,
             },
             Self::GetCommandInvocation => &OperationInfo {
@@ -1503,10 +1420,7 @@ impl Operation {
                 name: "GetExecutionPreview",
                 input: 473,
                 output: 474,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ResourceNotFoundException,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceNotFoundException],
                 idempotency_token: None,
             },
             Self::GetInventory => &OperationInfo {
@@ -1539,50 +1453,35 @@ impl Operation {
                 name: "GetMaintenanceWindow",
                 input: 486,
                 output: 487,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::GetMaintenanceWindowExecution => &OperationInfo {
                 name: "GetMaintenanceWindowExecution",
                 input: 480,
                 output: 481,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::GetMaintenanceWindowExecutionTask => &OperationInfo {
                 name: "GetMaintenanceWindowExecutionTask",
                 input: 484,
                 output: 485,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::GetMaintenanceWindowExecutionTaskInvocation => &OperationInfo {
                 name: "GetMaintenanceWindowExecutionTaskInvocation",
                 input: 482,
                 output: 483,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::GetMaintenanceWindowTask => &OperationInfo {
                 name: "GetMaintenanceWindowTask",
                 input: 488,
                 output: 489,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::GetOpsItem => &OperationInfo {
@@ -1699,10 +1598,7 @@ impl Operation {
                 name: "GetServiceSetting",
                 input: 514,
                 output: 515,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ServiceSettingNotFound,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::ServiceSettingNotFound],
                 idempotency_token: None,
             },
             Self::LabelParameterVersion => &OperationInfo {
@@ -1786,11 +1682,7 @@ impl Operation {
                 name: "ListComplianceSummaries",
                 input: 699,
                 output: 700,
-                errors: &[
-                    ErrorCode::InvalidFilter,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::ListDocumentMetadataHistory => &OperationInfo {
@@ -1809,22 +1701,14 @@ impl Operation {
                 name: "ListDocumentVersions",
                 input: 703,
                 output: 704,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InvalidDocument,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken, ErrorCode::InvalidDocument],
                 idempotency_token: None,
             },
             Self::ListDocuments => &OperationInfo {
                 name: "ListDocuments",
                 input: 705,
                 output: 706,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InvalidFilterKey,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken, ErrorCode::InvalidFilterKey],
                 idempotency_token: None,
             },
             Self::ListInventoryEntries => &OperationInfo {
@@ -1883,31 +1767,21 @@ impl Operation {
                 name: "ListOpsItemRelatedItems",
                 input: 715,
                 output: 716,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::OpsItemInvalidParameterException,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemInvalidParameterException],
                 idempotency_token: None,
             },
             Self::ListOpsMetadata => &OperationInfo {
                 name: "ListOpsMetadata",
                 input: 718,
                 output: 719,
-                errors: &[
-                    ErrorCode::OpsMetadataInvalidArgumentException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::OpsMetadataInvalidArgumentException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::ListResourceComplianceSummaries => &OperationInfo {
                 name: "ListResourceComplianceSummaries",
                 input: 720,
                 output: 721,
-                errors: &[
-                    ErrorCode::InvalidFilter,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::ListResourceDataSync => &OperationInfo {
@@ -1925,11 +1799,7 @@ impl Operation {
                 name: "ListTagsForResource",
                 input: 724,
                 output: 725,
-                errors: &[
-                    ErrorCode::InvalidResourceType,
-                    ErrorCode::InvalidResourceId,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::InvalidResourceType, ErrorCode::InvalidResourceId, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::ModifyDocumentPermission => &OperationInfo {
@@ -2090,21 +1960,14 @@ impl Operation {
                 name: "ResetServiceSetting",
                 input: 1121,
                 output: 1122,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ServiceSettingNotFound,
-                    ErrorCode::TooManyUpdates,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::ServiceSettingNotFound, ErrorCode::TooManyUpdates],
                 idempotency_token: None,
             },
             Self::ResumeSession => &OperationInfo {
                 name: "ResumeSession",
                 input: 1176,
                 output: 1177,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::SendAutomationSignal => &OperationInfo {
@@ -2156,10 +2019,7 @@ impl Operation {
                 name: "StartAssociationsOnce",
                 input: 1237,
                 output: 1238,
-                errors: &[
-                    ErrorCode::InvalidAssociation,
-                    ErrorCode::AssociationDoesNotExist,
-                ],
+                errors: &[ErrorCode::InvalidAssociation, ErrorCode::AssociationDoesNotExist],
                 idempotency_token: None,
             },
             Self::StartAutomationExecution => &OperationInfo {
@@ -2197,21 +2057,14 @@ impl Operation {
                 name: "StartExecutionPreview",
                 input: 1243,
                 output: 1244,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ValidationException,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::ValidationException],
                 idempotency_token: None,
             },
             Self::StartSession => &OperationInfo {
                 name: "StartSession",
                 input: 1245,
                 output: 1246,
-                errors: &[
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::TargetNotConnected,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::InvalidDocument, ErrorCode::TargetNotConnected, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::StopAutomationExecution => &OperationInfo {
@@ -2338,30 +2191,21 @@ impl Operation {
                 name: "UpdateMaintenanceWindow",
                 input: 1326,
                 output: 1327,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::UpdateMaintenanceWindowTarget => &OperationInfo {
                 name: "UpdateMaintenanceWindowTarget",
                 input: 1328,
                 output: 1329,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::UpdateMaintenanceWindowTask => &OperationInfo {
                 name: "UpdateMaintenanceWindowTask",
                 input: 1330,
                 output: 1331,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::UpdateManagedInstanceRole => &OperationInfo {
@@ -2403,10 +2247,7 @@ impl Operation {
                 name: "UpdatePatchBaseline",
                 input: 1338,
                 output: 1339,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
+                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
                 idempotency_token: None,
             },
             Self::UpdateResourceDataSync => &OperationInfo {
@@ -2425,21 +2266,14 @@ impl Operation {
                 name: "UpdateServiceSetting",
                 input: 1342,
                 output: 1343,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ServiceSettingNotFound,
-                    ErrorCode::TooManyUpdates,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::ServiceSettingNotFound, ErrorCode::TooManyUpdates],
                 idempotency_token: None,
             },
             Self::ValidateCloudConnector => &OperationInfo {
                 name: "ValidateCloudConnector",
                 input: 1348,
                 output: 1349,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ResourceNotFoundException,
-                ],
+                errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceNotFoundException],
                 idempotency_token: None,
             },
         }
@@ -2484,11 +2318,7 @@ pub trait Ssm: Sync {
         input: CancelMaintenanceWindowExecutionRequest,
     ) -> impl Future<Output = Result<CancelMaintenanceWindowExecutionResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "CancelMaintenanceWindowExecution",
-            ))
-        }
+        async { Err(ApiError::not_implemented("CancelMaintenanceWindowExecution")) }
     }
     /// `CreateActivation`
     fn create_activation(
@@ -2702,14 +2532,9 @@ pub trait Ssm: Sync {
         &self,
         caller: &Caller,
         input: DeregisterDefaultHostManagementConfigurationRequest,
-    ) -> impl Future<Output = Result<DeregisterDefaultHostManagementConfigurationResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DeregisterDefaultHostManagementConfigurationResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DeregisterDefaultHostManagementConfiguration",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DeregisterDefaultHostManagementConfiguration")) }
     }
     /// `DeregisterManagedInstance`
     fn deregister_managed_instance(
@@ -2725,42 +2550,27 @@ pub trait Ssm: Sync {
         &self,
         caller: &Caller,
         input: DeregisterPatchBaselineForPatchGroupRequest,
-    ) -> impl Future<Output = Result<DeregisterPatchBaselineForPatchGroupResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DeregisterPatchBaselineForPatchGroupResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DeregisterPatchBaselineForPatchGroup",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DeregisterPatchBaselineForPatchGroup")) }
     }
     /// `DeregisterTargetFromMaintenanceWindow`
     fn deregister_target_from_maintenance_window(
         &self,
         caller: &Caller,
         input: DeregisterTargetFromMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<DeregisterTargetFromMaintenanceWindowResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DeregisterTargetFromMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DeregisterTargetFromMaintenanceWindow",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DeregisterTargetFromMaintenanceWindow")) }
     }
     /// `DeregisterTaskFromMaintenanceWindow`
     fn deregister_task_from_maintenance_window(
         &self,
         caller: &Caller,
         input: DeregisterTaskFromMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<DeregisterTaskFromMaintenanceWindowResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DeregisterTaskFromMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DeregisterTaskFromMaintenanceWindow",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DeregisterTaskFromMaintenanceWindow")) }
     }
     /// `DescribeActivations`
     fn describe_activations(
@@ -2785,14 +2595,9 @@ pub trait Ssm: Sync {
         &self,
         caller: &Caller,
         input: DescribeAssociationExecutionTargetsRequest,
-    ) -> impl Future<Output = Result<DescribeAssociationExecutionTargetsResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DescribeAssociationExecutionTargetsResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeAssociationExecutionTargets",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeAssociationExecutionTargets")) }
     }
     /// `DescribeAssociationExecutions`
     fn describe_association_executions(
@@ -2819,11 +2624,7 @@ pub trait Ssm: Sync {
         input: DescribeAutomationStepExecutionsRequest,
     ) -> impl Future<Output = Result<DescribeAutomationStepExecutionsResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeAutomationStepExecutions",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeAutomationStepExecutions")) }
     }
     /// `DescribeAvailablePatches`
     fn describe_available_patches(
@@ -2857,42 +2658,27 @@ pub trait Ssm: Sync {
         &self,
         caller: &Caller,
         input: DescribeEffectiveInstanceAssociationsRequest,
-    ) -> impl Future<Output = Result<DescribeEffectiveInstanceAssociationsResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DescribeEffectiveInstanceAssociationsResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeEffectiveInstanceAssociations",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeEffectiveInstanceAssociations")) }
     }
     /// `DescribeEffectivePatchesForPatchBaseline`
     fn describe_effective_patches_for_patch_baseline(
         &self,
         caller: &Caller,
         input: DescribeEffectivePatchesForPatchBaselineRequest,
-    ) -> impl Future<Output = Result<DescribeEffectivePatchesForPatchBaselineResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DescribeEffectivePatchesForPatchBaselineResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeEffectivePatchesForPatchBaseline",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeEffectivePatchesForPatchBaseline")) }
     }
     /// `DescribeInstanceAssociationsStatus`
     fn describe_instance_associations_status(
         &self,
         caller: &Caller,
         input: DescribeInstanceAssociationsStatusRequest,
-    ) -> impl Future<Output = Result<DescribeInstanceAssociationsStatusResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DescribeInstanceAssociationsStatusResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeInstanceAssociationsStatus",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeInstanceAssociationsStatus")) }
     }
     /// `DescribeInstanceInformation`
     fn describe_instance_information(
@@ -2917,14 +2703,9 @@ pub trait Ssm: Sync {
         &self,
         caller: &Caller,
         input: DescribeInstancePatchStatesForPatchGroupRequest,
-    ) -> impl Future<Output = Result<DescribeInstancePatchStatesForPatchGroupResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DescribeInstancePatchStatesForPatchGroupResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeInstancePatchStatesForPatchGroup",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeInstancePatchStatesForPatchGroup")) }
     }
     /// `DescribeInstancePatches`
     fn describe_instance_patches(
@@ -2958,57 +2739,36 @@ pub trait Ssm: Sync {
         &self,
         caller: &Caller,
         input: DescribeMaintenanceWindowExecutionTaskInvocationsRequest,
-    ) -> impl Future<
-        Output = Result<DescribeMaintenanceWindowExecutionTaskInvocationsResult, ApiError>,
-    > + Send {
+    ) -> impl Future<Output = Result<DescribeMaintenanceWindowExecutionTaskInvocationsResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeMaintenanceWindowExecutionTaskInvocations",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeMaintenanceWindowExecutionTaskInvocations")) }
     }
     /// `DescribeMaintenanceWindowExecutionTasks`
     fn describe_maintenance_window_execution_tasks(
         &self,
         caller: &Caller,
         input: DescribeMaintenanceWindowExecutionTasksRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowExecutionTasksResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DescribeMaintenanceWindowExecutionTasksResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeMaintenanceWindowExecutionTasks",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeMaintenanceWindowExecutionTasks")) }
     }
     /// `DescribeMaintenanceWindowExecutions`
     fn describe_maintenance_window_executions(
         &self,
         caller: &Caller,
         input: DescribeMaintenanceWindowExecutionsRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowExecutionsResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DescribeMaintenanceWindowExecutionsResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeMaintenanceWindowExecutions",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeMaintenanceWindowExecutions")) }
     }
     /// `DescribeMaintenanceWindowSchedule`
     fn describe_maintenance_window_schedule(
         &self,
         caller: &Caller,
         input: DescribeMaintenanceWindowScheduleRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowScheduleResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DescribeMaintenanceWindowScheduleResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeMaintenanceWindowSchedule",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeMaintenanceWindowSchedule")) }
     }
     /// `DescribeMaintenanceWindowTargets`
     fn describe_maintenance_window_targets(
@@ -3017,11 +2777,7 @@ pub trait Ssm: Sync {
         input: DescribeMaintenanceWindowTargetsRequest,
     ) -> impl Future<Output = Result<DescribeMaintenanceWindowTargetsResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeMaintenanceWindowTargets",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeMaintenanceWindowTargets")) }
     }
     /// `DescribeMaintenanceWindowTasks`
     fn describe_maintenance_window_tasks(
@@ -3046,14 +2802,9 @@ pub trait Ssm: Sync {
         &self,
         caller: &Caller,
         input: DescribeMaintenanceWindowsForTargetRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowsForTargetResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<DescribeMaintenanceWindowsForTargetResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "DescribeMaintenanceWindowsForTarget",
-            ))
-        }
+        async { Err(ApiError::not_implemented("DescribeMaintenanceWindowsForTarget")) }
     }
     /// `DescribeOpsItems`
     fn describe_ops_items(
@@ -3195,14 +2946,9 @@ pub trait Ssm: Sync {
         &self,
         caller: &Caller,
         input: GetDeployablePatchSnapshotForInstanceRequest,
-    ) -> impl Future<Output = Result<GetDeployablePatchSnapshotForInstanceResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<GetDeployablePatchSnapshotForInstanceResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "GetDeployablePatchSnapshotForInstance",
-            ))
-        }
+        async { Err(ApiError::not_implemented("GetDeployablePatchSnapshotForInstance")) }
     }
     /// `GetDocument`
     fn get_document(
@@ -3263,28 +3009,18 @@ pub trait Ssm: Sync {
         &self,
         caller: &Caller,
         input: GetMaintenanceWindowExecutionTaskRequest,
-    ) -> impl Future<Output = Result<GetMaintenanceWindowExecutionTaskResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<GetMaintenanceWindowExecutionTaskResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "GetMaintenanceWindowExecutionTask",
-            ))
-        }
+        async { Err(ApiError::not_implemented("GetMaintenanceWindowExecutionTask")) }
     }
     /// `GetMaintenanceWindowExecutionTaskInvocation`
     fn get_maintenance_window_execution_task_invocation(
         &self,
         caller: &Caller,
         input: GetMaintenanceWindowExecutionTaskInvocationRequest,
-    ) -> impl Future<Output = Result<GetMaintenanceWindowExecutionTaskInvocationResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<GetMaintenanceWindowExecutionTaskInvocationResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "GetMaintenanceWindowExecutionTaskInvocation",
-            ))
-        }
+        async { Err(ApiError::not_implemented("GetMaintenanceWindowExecutionTaskInvocation")) }
     }
     /// `GetMaintenanceWindowTask`
     fn get_maintenance_window_task(
@@ -3624,14 +3360,9 @@ pub trait Ssm: Sync {
         &self,
         caller: &Caller,
         input: RegisterDefaultHostManagementConfigurationRequest,
-    ) -> impl Future<Output = Result<RegisterDefaultHostManagementConfigurationResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<RegisterDefaultHostManagementConfigurationResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "RegisterDefaultHostManagementConfiguration",
-            ))
-        }
+        async { Err(ApiError::not_implemented("RegisterDefaultHostManagementConfiguration")) }
     }
     /// `RegisterDefaultPatchBaseline`
     fn register_default_patch_baseline(
@@ -3647,42 +3378,27 @@ pub trait Ssm: Sync {
         &self,
         caller: &Caller,
         input: RegisterPatchBaselineForPatchGroupRequest,
-    ) -> impl Future<Output = Result<RegisterPatchBaselineForPatchGroupResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<RegisterPatchBaselineForPatchGroupResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "RegisterPatchBaselineForPatchGroup",
-            ))
-        }
+        async { Err(ApiError::not_implemented("RegisterPatchBaselineForPatchGroup")) }
     }
     /// `RegisterTargetWithMaintenanceWindow`
     fn register_target_with_maintenance_window(
         &self,
         caller: &Caller,
         input: RegisterTargetWithMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<RegisterTargetWithMaintenanceWindowResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<RegisterTargetWithMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "RegisterTargetWithMaintenanceWindow",
-            ))
-        }
+        async { Err(ApiError::not_implemented("RegisterTargetWithMaintenanceWindow")) }
     }
     /// `RegisterTaskWithMaintenanceWindow`
     fn register_task_with_maintenance_window(
         &self,
         caller: &Caller,
         input: RegisterTaskWithMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<RegisterTaskWithMaintenanceWindowResult, ApiError>> + Send
-    {
+    ) -> impl Future<Output = Result<RegisterTaskWithMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
-        async {
-            Err(ApiError::not_implemented(
-                "RegisterTaskWithMaintenanceWindow",
-            ))
-        }
+        async { Err(ApiError::not_implemented("RegisterTaskWithMaintenanceWindow")) }
     }
     /// `RemoveTagsFromResource`
     fn remove_tags_from_resource(
@@ -3964,591 +3680,363 @@ pub async fn dispatch<S: Ssm>(
     input: serde_json::Value,
 ) -> Result<Vec<u8>, ApiError> {
     match op {
-        Operation::AddTagsToResource => crate::encode(
-            &svc.add_tags_to_resource(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::AssociateOpsItemRelatedItem => crate::encode(
-            &svc.associate_ops_item_related_item(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::CancelCommand => {
-            crate::encode(&svc.cancel_command(caller, crate::decode(input)?).await?)
+        Operation::AddTagsToResource => crate::encode(&svc.add_tags_to_resource(caller, crate::decode(input)?).await?),
+        Operation::AssociateOpsItemRelatedItem => {
+            crate::encode(&svc.associate_ops_item_related_item(caller, crate::decode(input)?).await?)
         }
-        Operation::CancelMaintenanceWindowExecution => crate::encode(
-            &svc.cancel_maintenance_window_execution(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::CreateActivation => {
-            crate::encode(&svc.create_activation(caller, crate::decode(input)?).await?)
+        Operation::CancelCommand => crate::encode(&svc.cancel_command(caller, crate::decode(input)?).await?),
+        Operation::CancelMaintenanceWindowExecution => {
+            crate::encode(&svc.cancel_maintenance_window_execution(caller, crate::decode(input)?).await?)
         }
-        Operation::CreateAssociation => crate::encode(
-            &svc.create_association(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::CreateAssociationBatch => crate::encode(
-            &svc.create_association_batch(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::CreateCloudConnector => crate::encode(
-            &svc.create_cloud_connector(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::CreateDocument => {
-            crate::encode(&svc.create_document(caller, crate::decode(input)?).await?)
+        Operation::CreateActivation => crate::encode(&svc.create_activation(caller, crate::decode(input)?).await?),
+        Operation::CreateAssociation => crate::encode(&svc.create_association(caller, crate::decode(input)?).await?),
+        Operation::CreateAssociationBatch => {
+            crate::encode(&svc.create_association_batch(caller, crate::decode(input)?).await?)
         }
-        Operation::CreateMaintenanceWindow => crate::encode(
-            &svc.create_maintenance_window(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::CreateOpsItem => {
-            crate::encode(&svc.create_ops_item(caller, crate::decode(input)?).await?)
+        Operation::CreateCloudConnector => {
+            crate::encode(&svc.create_cloud_connector(caller, crate::decode(input)?).await?)
         }
-        Operation::CreateOpsMetadata => crate::encode(
-            &svc.create_ops_metadata(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::CreatePatchBaseline => crate::encode(
-            &svc.create_patch_baseline(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::CreateResourceDataSync => crate::encode(
-            &svc.create_resource_data_sync(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeleteActivation => {
-            crate::encode(&svc.delete_activation(caller, crate::decode(input)?).await?)
+        Operation::CreateDocument => crate::encode(&svc.create_document(caller, crate::decode(input)?).await?),
+        Operation::CreateMaintenanceWindow => {
+            crate::encode(&svc.create_maintenance_window(caller, crate::decode(input)?).await?)
         }
-        Operation::DeleteAssociation => crate::encode(
-            &svc.delete_association(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeleteCloudConnector => crate::encode(
-            &svc.delete_cloud_connector(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeleteDocument => {
-            crate::encode(&svc.delete_document(caller, crate::decode(input)?).await?)
+        Operation::CreateOpsItem => crate::encode(&svc.create_ops_item(caller, crate::decode(input)?).await?),
+        Operation::CreateOpsMetadata => crate::encode(&svc.create_ops_metadata(caller, crate::decode(input)?).await?),
+        Operation::CreatePatchBaseline => {
+            crate::encode(&svc.create_patch_baseline(caller, crate::decode(input)?).await?)
         }
-        Operation::DeleteInventory => {
-            crate::encode(&svc.delete_inventory(caller, crate::decode(input)?).await?)
+        Operation::CreateResourceDataSync => {
+            crate::encode(&svc.create_resource_data_sync(caller, crate::decode(input)?).await?)
         }
-        Operation::DeleteMaintenanceWindow => crate::encode(
-            &svc.delete_maintenance_window(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeleteOpsItem => {
-            crate::encode(&svc.delete_ops_item(caller, crate::decode(input)?).await?)
+        Operation::DeleteActivation => crate::encode(&svc.delete_activation(caller, crate::decode(input)?).await?),
+        Operation::DeleteAssociation => crate::encode(&svc.delete_association(caller, crate::decode(input)?).await?),
+        Operation::DeleteCloudConnector => {
+            crate::encode(&svc.delete_cloud_connector(caller, crate::decode(input)?).await?)
         }
-        Operation::DeleteOpsMetadata => crate::encode(
-            &svc.delete_ops_metadata(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeleteParameter => {
-            crate::encode(&svc.delete_parameter(caller, crate::decode(input)?).await?)
+        Operation::DeleteDocument => crate::encode(&svc.delete_document(caller, crate::decode(input)?).await?),
+        Operation::DeleteInventory => crate::encode(&svc.delete_inventory(caller, crate::decode(input)?).await?),
+        Operation::DeleteMaintenanceWindow => {
+            crate::encode(&svc.delete_maintenance_window(caller, crate::decode(input)?).await?)
         }
-        Operation::DeleteParameters => {
-            crate::encode(&svc.delete_parameters(caller, crate::decode(input)?).await?)
+        Operation::DeleteOpsItem => crate::encode(&svc.delete_ops_item(caller, crate::decode(input)?).await?),
+        Operation::DeleteOpsMetadata => crate::encode(&svc.delete_ops_metadata(caller, crate::decode(input)?).await?),
+        Operation::DeleteParameter => crate::encode(&svc.delete_parameter(caller, crate::decode(input)?).await?),
+        Operation::DeleteParameters => crate::encode(&svc.delete_parameters(caller, crate::decode(input)?).await?),
+        Operation::DeletePatchBaseline => {
+            crate::encode(&svc.delete_patch_baseline(caller, crate::decode(input)?).await?)
         }
-        Operation::DeletePatchBaseline => crate::encode(
-            &svc.delete_patch_baseline(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeleteResourceDataSync => crate::encode(
-            &svc.delete_resource_data_sync(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeleteResourcePolicy => crate::encode(
-            &svc.delete_resource_policy(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeregisterDefaultHostManagementConfiguration => crate::encode(
-            &svc.deregister_default_host_management_configuration(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeregisterManagedInstance => crate::encode(
-            &svc.deregister_managed_instance(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeregisterPatchBaselineForPatchGroup => crate::encode(
-            &svc.deregister_patch_baseline_for_patch_group(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeregisterTargetFromMaintenanceWindow => crate::encode(
-            &svc.deregister_target_from_maintenance_window(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DeregisterTaskFromMaintenanceWindow => crate::encode(
-            &svc.deregister_task_from_maintenance_window(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeActivations => crate::encode(
-            &svc.describe_activations(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeAssociation => crate::encode(
-            &svc.describe_association(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeAssociationExecutionTargets => crate::encode(
-            &svc.describe_association_execution_targets(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeAssociationExecutions => crate::encode(
-            &svc.describe_association_executions(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeAutomationExecutions => crate::encode(
-            &svc.describe_automation_executions(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeAutomationStepExecutions => crate::encode(
-            &svc.describe_automation_step_executions(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeAvailablePatches => crate::encode(
-            &svc.describe_available_patches(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeDocument => {
-            crate::encode(&svc.describe_document(caller, crate::decode(input)?).await?)
+        Operation::DeleteResourceDataSync => {
+            crate::encode(&svc.delete_resource_data_sync(caller, crate::decode(input)?).await?)
         }
-        Operation::DescribeDocumentPermission => crate::encode(
-            &svc.describe_document_permission(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeEffectiveInstanceAssociations => crate::encode(
-            &svc.describe_effective_instance_associations(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeEffectivePatchesForPatchBaseline => crate::encode(
-            &svc.describe_effective_patches_for_patch_baseline(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeInstanceAssociationsStatus => crate::encode(
-            &svc.describe_instance_associations_status(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeInstanceInformation => crate::encode(
-            &svc.describe_instance_information(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeInstancePatchStates => crate::encode(
-            &svc.describe_instance_patch_states(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeInstancePatchStatesForPatchGroup => crate::encode(
-            &svc.describe_instance_patch_states_for_patch_group(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeInstancePatches => crate::encode(
-            &svc.describe_instance_patches(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeInstanceProperties => crate::encode(
-            &svc.describe_instance_properties(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeInventoryDeletions => crate::encode(
-            &svc.describe_inventory_deletions(caller, crate::decode(input)?)
-                .await?,
-        ),
+        Operation::DeleteResourcePolicy => {
+            crate::encode(&svc.delete_resource_policy(caller, crate::decode(input)?).await?)
+        }
+        Operation::DeregisterDefaultHostManagementConfiguration => {
+            crate::encode(&svc.deregister_default_host_management_configuration(caller, crate::decode(input)?).await?)
+        }
+        Operation::DeregisterManagedInstance => {
+            crate::encode(&svc.deregister_managed_instance(caller, crate::decode(input)?).await?)
+        }
+        Operation::DeregisterPatchBaselineForPatchGroup => {
+            crate::encode(&svc.deregister_patch_baseline_for_patch_group(caller, crate::decode(input)?).await?)
+        }
+        Operation::DeregisterTargetFromMaintenanceWindow => {
+            crate::encode(&svc.deregister_target_from_maintenance_window(caller, crate::decode(input)?).await?)
+        }
+        Operation::DeregisterTaskFromMaintenanceWindow => {
+            crate::encode(&svc.deregister_task_from_maintenance_window(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeActivations => {
+            crate::encode(&svc.describe_activations(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeAssociation => {
+            crate::encode(&svc.describe_association(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeAssociationExecutionTargets => {
+            crate::encode(&svc.describe_association_execution_targets(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeAssociationExecutions => {
+            crate::encode(&svc.describe_association_executions(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeAutomationExecutions => {
+            crate::encode(&svc.describe_automation_executions(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeAutomationStepExecutions => {
+            crate::encode(&svc.describe_automation_step_executions(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeAvailablePatches => {
+            crate::encode(&svc.describe_available_patches(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeDocument => crate::encode(&svc.describe_document(caller, crate::decode(input)?).await?),
+        Operation::DescribeDocumentPermission => {
+            crate::encode(&svc.describe_document_permission(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeEffectiveInstanceAssociations => {
+            crate::encode(&svc.describe_effective_instance_associations(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeEffectivePatchesForPatchBaseline => {
+            crate::encode(&svc.describe_effective_patches_for_patch_baseline(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeInstanceAssociationsStatus => {
+            crate::encode(&svc.describe_instance_associations_status(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeInstanceInformation => {
+            crate::encode(&svc.describe_instance_information(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeInstancePatchStates => {
+            crate::encode(&svc.describe_instance_patch_states(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeInstancePatchStatesForPatchGroup => {
+            crate::encode(&svc.describe_instance_patch_states_for_patch_group(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeInstancePatches => {
+            crate::encode(&svc.describe_instance_patches(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeInstanceProperties => {
+            crate::encode(&svc.describe_instance_properties(caller, crate::decode(input)?).await?)
+        }
+        Operation::DescribeInventoryDeletions => {
+            crate::encode(&svc.describe_inventory_deletions(caller, crate::decode(input)?).await?)
+        }
         Operation::DescribeMaintenanceWindowExecutionTaskInvocations => crate::encode(
-            &svc.describe_maintenance_window_execution_task_invocations(
-                caller,
-                crate::decode(input)?,
-            )
-            .await?,
+            &svc.describe_maintenance_window_execution_task_invocations(caller, crate::decode(input)?).await?,
         ),
-        Operation::DescribeMaintenanceWindowExecutionTasks => crate::encode(
-            &svc.describe_maintenance_window_execution_tasks(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeMaintenanceWindowExecutions => crate::encode(
-            &svc.describe_maintenance_window_executions(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeMaintenanceWindowSchedule => crate::encode(
-            &svc.describe_maintenance_window_schedule(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeMaintenanceWindowTargets => crate::encode(
-            &svc.describe_maintenance_window_targets(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeMaintenanceWindowTasks => crate::encode(
-            &svc.describe_maintenance_window_tasks(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeMaintenanceWindows => crate::encode(
-            &svc.describe_maintenance_windows(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeMaintenanceWindowsForTarget => crate::encode(
-            &svc.describe_maintenance_windows_for_target(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeOpsItems => crate::encode(
-            &svc.describe_ops_items(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeParameters => crate::encode(
-            &svc.describe_parameters(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribePatchBaselines => crate::encode(
-            &svc.describe_patch_baselines(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribePatchGroupState => crate::encode(
-            &svc.describe_patch_group_state(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribePatchGroups => crate::encode(
-            &svc.describe_patch_groups(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribePatchProperties => crate::encode(
-            &svc.describe_patch_properties(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::DescribeSessions => {
-            crate::encode(&svc.describe_sessions(caller, crate::decode(input)?).await?)
+        Operation::DescribeMaintenanceWindowExecutionTasks => {
+            crate::encode(&svc.describe_maintenance_window_execution_tasks(caller, crate::decode(input)?).await?)
         }
-        Operation::DisassociateOpsItemRelatedItem => crate::encode(
-            &svc.disassociate_ops_item_related_item(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetAccessToken => {
-            crate::encode(&svc.get_access_token(caller, crate::decode(input)?).await?)
+        Operation::DescribeMaintenanceWindowExecutions => {
+            crate::encode(&svc.describe_maintenance_window_executions(caller, crate::decode(input)?).await?)
         }
-        Operation::GetAutomationExecution => crate::encode(
-            &svc.get_automation_execution(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetCalendarState => crate::encode(
-            &svc.get_calendar_state(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetCloudConnector => crate::encode(
-            &svc.get_cloud_connector(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetCommandInvocation => crate::encode(
-            &svc.get_command_invocation(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetConnectionStatus => crate::encode(
-            &svc.get_connection_status(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetDefaultPatchBaseline => crate::encode(
-            &svc.get_default_patch_baseline(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetDeployablePatchSnapshotForInstance => crate::encode(
-            &svc.get_deployable_patch_snapshot_for_instance(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetDocument => {
-            crate::encode(&svc.get_document(caller, crate::decode(input)?).await?)
+        Operation::DescribeMaintenanceWindowSchedule => {
+            crate::encode(&svc.describe_maintenance_window_schedule(caller, crate::decode(input)?).await?)
         }
-        Operation::GetExecutionPreview => crate::encode(
-            &svc.get_execution_preview(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetInventory => {
-            crate::encode(&svc.get_inventory(caller, crate::decode(input)?).await?)
+        Operation::DescribeMaintenanceWindowTargets => {
+            crate::encode(&svc.describe_maintenance_window_targets(caller, crate::decode(input)?).await?)
         }
-        Operation::GetInventorySchema => crate::encode(
-            &svc.get_inventory_schema(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetMaintenanceWindow => crate::encode(
-            &svc.get_maintenance_window(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetMaintenanceWindowExecution => crate::encode(
-            &svc.get_maintenance_window_execution(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetMaintenanceWindowExecutionTask => crate::encode(
-            &svc.get_maintenance_window_execution_task(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetMaintenanceWindowExecutionTaskInvocation => crate::encode(
-            &svc.get_maintenance_window_execution_task_invocation(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetMaintenanceWindowTask => crate::encode(
-            &svc.get_maintenance_window_task(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetOpsItem => {
-            crate::encode(&svc.get_ops_item(caller, crate::decode(input)?).await?)
+        Operation::DescribeMaintenanceWindowTasks => {
+            crate::encode(&svc.describe_maintenance_window_tasks(caller, crate::decode(input)?).await?)
         }
-        Operation::GetOpsMetadata => {
-            crate::encode(&svc.get_ops_metadata(caller, crate::decode(input)?).await?)
+        Operation::DescribeMaintenanceWindows => {
+            crate::encode(&svc.describe_maintenance_windows(caller, crate::decode(input)?).await?)
         }
-        Operation::GetOpsSummary => {
-            crate::encode(&svc.get_ops_summary(caller, crate::decode(input)?).await?)
+        Operation::DescribeMaintenanceWindowsForTarget => {
+            crate::encode(&svc.describe_maintenance_windows_for_target(caller, crate::decode(input)?).await?)
         }
-        Operation::GetParameter => {
-            crate::encode(&svc.get_parameter(caller, crate::decode(input)?).await?)
+        Operation::DescribeOpsItems => crate::encode(&svc.describe_ops_items(caller, crate::decode(input)?).await?),
+        Operation::DescribeParameters => crate::encode(&svc.describe_parameters(caller, crate::decode(input)?).await?),
+        Operation::DescribePatchBaselines => {
+            crate::encode(&svc.describe_patch_baselines(caller, crate::decode(input)?).await?)
         }
-        Operation::GetParameterHistory => crate::encode(
-            &svc.get_parameter_history(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetParameters => {
-            crate::encode(&svc.get_parameters(caller, crate::decode(input)?).await?)
+        Operation::DescribePatchGroupState => {
+            crate::encode(&svc.describe_patch_group_state(caller, crate::decode(input)?).await?)
         }
-        Operation::GetParametersByPath => crate::encode(
-            &svc.get_parameters_by_path(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetPatchBaseline => crate::encode(
-            &svc.get_patch_baseline(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetPatchBaselineForPatchGroup => crate::encode(
-            &svc.get_patch_baseline_for_patch_group(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetResourcePolicies => crate::encode(
-            &svc.get_resource_policies(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::GetServiceSetting => crate::encode(
-            &svc.get_service_setting(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::LabelParameterVersion => crate::encode(
-            &svc.label_parameter_version(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListAssociationVersions => crate::encode(
-            &svc.list_association_versions(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListAssociations => {
-            crate::encode(&svc.list_associations(caller, crate::decode(input)?).await?)
+        Operation::DescribePatchGroups => {
+            crate::encode(&svc.describe_patch_groups(caller, crate::decode(input)?).await?)
         }
-        Operation::ListCloudConnectors => crate::encode(
-            &svc.list_cloud_connectors(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListCommandInvocations => crate::encode(
-            &svc.list_command_invocations(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListCommands => {
-            crate::encode(&svc.list_commands(caller, crate::decode(input)?).await?)
+        Operation::DescribePatchProperties => {
+            crate::encode(&svc.describe_patch_properties(caller, crate::decode(input)?).await?)
         }
-        Operation::ListComplianceItems => crate::encode(
-            &svc.list_compliance_items(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListComplianceSummaries => crate::encode(
-            &svc.list_compliance_summaries(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListDocumentMetadataHistory => crate::encode(
-            &svc.list_document_metadata_history(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListDocumentVersions => crate::encode(
-            &svc.list_document_versions(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListDocuments => {
-            crate::encode(&svc.list_documents(caller, crate::decode(input)?).await?)
+        Operation::DescribeSessions => crate::encode(&svc.describe_sessions(caller, crate::decode(input)?).await?),
+        Operation::DisassociateOpsItemRelatedItem => {
+            crate::encode(&svc.disassociate_ops_item_related_item(caller, crate::decode(input)?).await?)
         }
-        Operation::ListInventoryEntries => crate::encode(
-            &svc.list_inventory_entries(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListNodes => {
-            crate::encode(&svc.list_nodes(caller, crate::decode(input)?).await?)
+        Operation::GetAccessToken => crate::encode(&svc.get_access_token(caller, crate::decode(input)?).await?),
+        Operation::GetAutomationExecution => {
+            crate::encode(&svc.get_automation_execution(caller, crate::decode(input)?).await?)
         }
-        Operation::ListNodesSummary => crate::encode(
-            &svc.list_nodes_summary(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListOpsItemEvents => crate::encode(
-            &svc.list_ops_item_events(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListOpsItemRelatedItems => crate::encode(
-            &svc.list_ops_item_related_items(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListOpsMetadata => {
-            crate::encode(&svc.list_ops_metadata(caller, crate::decode(input)?).await?)
+        Operation::GetCalendarState => crate::encode(&svc.get_calendar_state(caller, crate::decode(input)?).await?),
+        Operation::GetCloudConnector => crate::encode(&svc.get_cloud_connector(caller, crate::decode(input)?).await?),
+        Operation::GetCommandInvocation => {
+            crate::encode(&svc.get_command_invocation(caller, crate::decode(input)?).await?)
         }
-        Operation::ListResourceComplianceSummaries => crate::encode(
-            &svc.list_resource_compliance_summaries(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListResourceDataSync => crate::encode(
-            &svc.list_resource_data_sync(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ListTagsForResource => crate::encode(
-            &svc.list_tags_for_resource(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ModifyDocumentPermission => crate::encode(
-            &svc.modify_document_permission(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::PutComplianceItems => crate::encode(
-            &svc.put_compliance_items(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::PutInventory => {
-            crate::encode(&svc.put_inventory(caller, crate::decode(input)?).await?)
+        Operation::GetConnectionStatus => {
+            crate::encode(&svc.get_connection_status(caller, crate::decode(input)?).await?)
         }
-        Operation::PutParameter => {
-            crate::encode(&svc.put_parameter(caller, crate::decode(input)?).await?)
+        Operation::GetDefaultPatchBaseline => {
+            crate::encode(&svc.get_default_patch_baseline(caller, crate::decode(input)?).await?)
         }
-        Operation::PutResourcePolicy => crate::encode(
-            &svc.put_resource_policy(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::RegisterDefaultHostManagementConfiguration => crate::encode(
-            &svc.register_default_host_management_configuration(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::RegisterDefaultPatchBaseline => crate::encode(
-            &svc.register_default_patch_baseline(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::RegisterPatchBaselineForPatchGroup => crate::encode(
-            &svc.register_patch_baseline_for_patch_group(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::RegisterTargetWithMaintenanceWindow => crate::encode(
-            &svc.register_target_with_maintenance_window(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::RegisterTaskWithMaintenanceWindow => crate::encode(
-            &svc.register_task_with_maintenance_window(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::RemoveTagsFromResource => crate::encode(
-            &svc.remove_tags_from_resource(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ResetServiceSetting => crate::encode(
-            &svc.reset_service_setting(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ResumeSession => {
-            crate::encode(&svc.resume_session(caller, crate::decode(input)?).await?)
+        Operation::GetDeployablePatchSnapshotForInstance => {
+            crate::encode(&svc.get_deployable_patch_snapshot_for_instance(caller, crate::decode(input)?).await?)
         }
-        Operation::SendAutomationSignal => crate::encode(
-            &svc.send_automation_signal(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::SendCommand => {
-            crate::encode(&svc.send_command(caller, crate::decode(input)?).await?)
+        Operation::GetDocument => crate::encode(&svc.get_document(caller, crate::decode(input)?).await?),
+        Operation::GetExecutionPreview => {
+            crate::encode(&svc.get_execution_preview(caller, crate::decode(input)?).await?)
         }
-        Operation::StartAccessRequest => crate::encode(
-            &svc.start_access_request(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::StartAssociationsOnce => crate::encode(
-            &svc.start_associations_once(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::StartAutomationExecution => crate::encode(
-            &svc.start_automation_execution(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::StartChangeRequestExecution => crate::encode(
-            &svc.start_change_request_execution(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::StartExecutionPreview => crate::encode(
-            &svc.start_execution_preview(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::StartSession => {
-            crate::encode(&svc.start_session(caller, crate::decode(input)?).await?)
+        Operation::GetInventory => crate::encode(&svc.get_inventory(caller, crate::decode(input)?).await?),
+        Operation::GetInventorySchema => crate::encode(&svc.get_inventory_schema(caller, crate::decode(input)?).await?),
+        Operation::GetMaintenanceWindow => {
+            crate::encode(&svc.get_maintenance_window(caller, crate::decode(input)?).await?)
         }
-        Operation::StopAutomationExecution => crate::encode(
-            &svc.stop_automation_execution(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::TerminateSession => {
-            crate::encode(&svc.terminate_session(caller, crate::decode(input)?).await?)
+        Operation::GetMaintenanceWindowExecution => {
+            crate::encode(&svc.get_maintenance_window_execution(caller, crate::decode(input)?).await?)
         }
-        Operation::UnlabelParameterVersion => crate::encode(
-            &svc.unlabel_parameter_version(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateAssociation => crate::encode(
-            &svc.update_association(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateAssociationStatus => crate::encode(
-            &svc.update_association_status(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateCloudConnector => crate::encode(
-            &svc.update_cloud_connector(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateDocument => {
-            crate::encode(&svc.update_document(caller, crate::decode(input)?).await?)
+        Operation::GetMaintenanceWindowExecutionTask => {
+            crate::encode(&svc.get_maintenance_window_execution_task(caller, crate::decode(input)?).await?)
         }
-        Operation::UpdateDocumentDefaultVersion => crate::encode(
-            &svc.update_document_default_version(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateDocumentMetadata => crate::encode(
-            &svc.update_document_metadata(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateMaintenanceWindow => crate::encode(
-            &svc.update_maintenance_window(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateMaintenanceWindowTarget => crate::encode(
-            &svc.update_maintenance_window_target(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateMaintenanceWindowTask => crate::encode(
-            &svc.update_maintenance_window_task(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateManagedInstanceRole => crate::encode(
-            &svc.update_managed_instance_role(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateOpsItem => {
-            crate::encode(&svc.update_ops_item(caller, crate::decode(input)?).await?)
+        Operation::GetMaintenanceWindowExecutionTaskInvocation => {
+            crate::encode(&svc.get_maintenance_window_execution_task_invocation(caller, crate::decode(input)?).await?)
         }
-        Operation::UpdateOpsMetadata => crate::encode(
-            &svc.update_ops_metadata(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdatePatchBaseline => crate::encode(
-            &svc.update_patch_baseline(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateResourceDataSync => crate::encode(
-            &svc.update_resource_data_sync(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::UpdateServiceSetting => crate::encode(
-            &svc.update_service_setting(caller, crate::decode(input)?)
-                .await?,
-        ),
-        Operation::ValidateCloudConnector => crate::encode(
-            &svc.validate_cloud_connector(caller, crate::decode(input)?)
-                .await?,
-        ),
+        Operation::GetMaintenanceWindowTask => {
+            crate::encode(&svc.get_maintenance_window_task(caller, crate::decode(input)?).await?)
+        }
+        Operation::GetOpsItem => crate::encode(&svc.get_ops_item(caller, crate::decode(input)?).await?),
+        Operation::GetOpsMetadata => crate::encode(&svc.get_ops_metadata(caller, crate::decode(input)?).await?),
+        Operation::GetOpsSummary => crate::encode(&svc.get_ops_summary(caller, crate::decode(input)?).await?),
+        Operation::GetParameter => crate::encode(&svc.get_parameter(caller, crate::decode(input)?).await?),
+        Operation::GetParameterHistory => {
+            crate::encode(&svc.get_parameter_history(caller, crate::decode(input)?).await?)
+        }
+        Operation::GetParameters => crate::encode(&svc.get_parameters(caller, crate::decode(input)?).await?),
+        Operation::GetParametersByPath => {
+            crate::encode(&svc.get_parameters_by_path(caller, crate::decode(input)?).await?)
+        }
+        Operation::GetPatchBaseline => crate::encode(&svc.get_patch_baseline(caller, crate::decode(input)?).await?),
+        Operation::GetPatchBaselineForPatchGroup => {
+            crate::encode(&svc.get_patch_baseline_for_patch_group(caller, crate::decode(input)?).await?)
+        }
+        Operation::GetResourcePolicies => {
+            crate::encode(&svc.get_resource_policies(caller, crate::decode(input)?).await?)
+        }
+        Operation::GetServiceSetting => crate::encode(&svc.get_service_setting(caller, crate::decode(input)?).await?),
+        Operation::LabelParameterVersion => {
+            crate::encode(&svc.label_parameter_version(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListAssociationVersions => {
+            crate::encode(&svc.list_association_versions(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListAssociations => crate::encode(&svc.list_associations(caller, crate::decode(input)?).await?),
+        Operation::ListCloudConnectors => {
+            crate::encode(&svc.list_cloud_connectors(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListCommandInvocations => {
+            crate::encode(&svc.list_command_invocations(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListCommands => crate::encode(&svc.list_commands(caller, crate::decode(input)?).await?),
+        Operation::ListComplianceItems => {
+            crate::encode(&svc.list_compliance_items(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListComplianceSummaries => {
+            crate::encode(&svc.list_compliance_summaries(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListDocumentMetadataHistory => {
+            crate::encode(&svc.list_document_metadata_history(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListDocumentVersions => {
+            crate::encode(&svc.list_document_versions(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListDocuments => crate::encode(&svc.list_documents(caller, crate::decode(input)?).await?),
+        Operation::ListInventoryEntries => {
+            crate::encode(&svc.list_inventory_entries(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListNodes => crate::encode(&svc.list_nodes(caller, crate::decode(input)?).await?),
+        Operation::ListNodesSummary => crate::encode(&svc.list_nodes_summary(caller, crate::decode(input)?).await?),
+        Operation::ListOpsItemEvents => crate::encode(&svc.list_ops_item_events(caller, crate::decode(input)?).await?),
+        Operation::ListOpsItemRelatedItems => {
+            crate::encode(&svc.list_ops_item_related_items(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListOpsMetadata => crate::encode(&svc.list_ops_metadata(caller, crate::decode(input)?).await?),
+        Operation::ListResourceComplianceSummaries => {
+            crate::encode(&svc.list_resource_compliance_summaries(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListResourceDataSync => {
+            crate::encode(&svc.list_resource_data_sync(caller, crate::decode(input)?).await?)
+        }
+        Operation::ListTagsForResource => {
+            crate::encode(&svc.list_tags_for_resource(caller, crate::decode(input)?).await?)
+        }
+        Operation::ModifyDocumentPermission => {
+            crate::encode(&svc.modify_document_permission(caller, crate::decode(input)?).await?)
+        }
+        Operation::PutComplianceItems => crate::encode(&svc.put_compliance_items(caller, crate::decode(input)?).await?),
+        Operation::PutInventory => crate::encode(&svc.put_inventory(caller, crate::decode(input)?).await?),
+        Operation::PutParameter => crate::encode(&svc.put_parameter(caller, crate::decode(input)?).await?),
+        Operation::PutResourcePolicy => crate::encode(&svc.put_resource_policy(caller, crate::decode(input)?).await?),
+        Operation::RegisterDefaultHostManagementConfiguration => {
+            crate::encode(&svc.register_default_host_management_configuration(caller, crate::decode(input)?).await?)
+        }
+        Operation::RegisterDefaultPatchBaseline => {
+            crate::encode(&svc.register_default_patch_baseline(caller, crate::decode(input)?).await?)
+        }
+        Operation::RegisterPatchBaselineForPatchGroup => {
+            crate::encode(&svc.register_patch_baseline_for_patch_group(caller, crate::decode(input)?).await?)
+        }
+        Operation::RegisterTargetWithMaintenanceWindow => {
+            crate::encode(&svc.register_target_with_maintenance_window(caller, crate::decode(input)?).await?)
+        }
+        Operation::RegisterTaskWithMaintenanceWindow => {
+            crate::encode(&svc.register_task_with_maintenance_window(caller, crate::decode(input)?).await?)
+        }
+        Operation::RemoveTagsFromResource => {
+            crate::encode(&svc.remove_tags_from_resource(caller, crate::decode(input)?).await?)
+        }
+        Operation::ResetServiceSetting => {
+            crate::encode(&svc.reset_service_setting(caller, crate::decode(input)?).await?)
+        }
+        Operation::ResumeSession => crate::encode(&svc.resume_session(caller, crate::decode(input)?).await?),
+        Operation::SendAutomationSignal => {
+            crate::encode(&svc.send_automation_signal(caller, crate::decode(input)?).await?)
+        }
+        Operation::SendCommand => crate::encode(&svc.send_command(caller, crate::decode(input)?).await?),
+        Operation::StartAccessRequest => crate::encode(&svc.start_access_request(caller, crate::decode(input)?).await?),
+        Operation::StartAssociationsOnce => {
+            crate::encode(&svc.start_associations_once(caller, crate::decode(input)?).await?)
+        }
+        Operation::StartAutomationExecution => {
+            crate::encode(&svc.start_automation_execution(caller, crate::decode(input)?).await?)
+        }
+        Operation::StartChangeRequestExecution => {
+            crate::encode(&svc.start_change_request_execution(caller, crate::decode(input)?).await?)
+        }
+        Operation::StartExecutionPreview => {
+            crate::encode(&svc.start_execution_preview(caller, crate::decode(input)?).await?)
+        }
+        Operation::StartSession => crate::encode(&svc.start_session(caller, crate::decode(input)?).await?),
+        Operation::StopAutomationExecution => {
+            crate::encode(&svc.stop_automation_execution(caller, crate::decode(input)?).await?)
+        }
+        Operation::TerminateSession => crate::encode(&svc.terminate_session(caller, crate::decode(input)?).await?),
+        Operation::UnlabelParameterVersion => {
+            crate::encode(&svc.unlabel_parameter_version(caller, crate::decode(input)?).await?)
+        }
+        Operation::UpdateAssociation => crate::encode(&svc.update_association(caller, crate::decode(input)?).await?),
+        Operation::UpdateAssociationStatus => {
+            crate::encode(&svc.update_association_status(caller, crate::decode(input)?).await?)
+        }
+        Operation::UpdateCloudConnector => {
+            crate::encode(&svc.update_cloud_connector(caller, crate::decode(input)?).await?)
+        }
+        Operation::UpdateDocument => crate::encode(&svc.update_document(caller, crate::decode(input)?).await?),
+        Operation::UpdateDocumentDefaultVersion => {
+            crate::encode(&svc.update_document_default_version(caller, crate::decode(input)?).await?)
+        }
+        Operation::UpdateDocumentMetadata => {
+            crate::encode(&svc.update_document_metadata(caller, crate::decode(input)?).await?)
+        }
+        Operation::UpdateMaintenanceWindow => {
+            crate::encode(&svc.update_maintenance_window(caller, crate::decode(input)?).await?)
+        }
+        Operation::UpdateMaintenanceWindowTarget => {
+            crate::encode(&svc.update_maintenance_window_target(caller, crate::decode(input)?).await?)
+        }
+        Operation::UpdateMaintenanceWindowTask => {
+            crate::encode(&svc.update_maintenance_window_task(caller, crate::decode(input)?).await?)
+        }
+        Operation::UpdateManagedInstanceRole => {
+            crate::encode(&svc.update_managed_instance_role(caller, crate::decode(input)?).await?)
+        }
+        Operation::UpdateOpsItem => crate::encode(&svc.update_ops_item(caller, crate::decode(input)?).await?),
+        Operation::UpdateOpsMetadata => crate::encode(&svc.update_ops_metadata(caller, crate::decode(input)?).await?),
+        Operation::UpdatePatchBaseline => {
+            crate::encode(&svc.update_patch_baseline(caller, crate::decode(input)?).await?)
+        }
+        Operation::UpdateResourceDataSync => {
+            crate::encode(&svc.update_resource_data_sync(caller, crate::decode(input)?).await?)
+        }
+        Operation::UpdateServiceSetting => {
+            crate::encode(&svc.update_service_setting(caller, crate::decode(input)?).await?)
+        }
+        Operation::ValidateCloudConnector => {
+            crate::encode(&svc.validate_cloud_connector(caller, crate::decode(input)?).await?)
+        }
     }
 }

@@ -8,12127 +8,3019 @@ pub const API_VERSION: &str = "2014-11-06";
 /// The `X-Amz-Target` prefix.
 pub const TARGET_PREFIX: &str = "AmazonSSM";
 
-static M_0: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: true,
-}];
+static M_0: &[Member] = &[Member { name: "Message", shape: 1264, required: true }];
 static M_9: &[Member] = &[
-    Member {
-        name: "AccountId",
-        shape: 7,
-        required: false,
-    },
-    Member {
-        name: "SharedDocumentVersion",
-        shape: 1226,
-        required: false,
-    },
+    Member { name: "AccountId", shape: 7, required: false },
+    Member { name: "SharedDocumentVersion", shape: 1226, required: false },
 ];
 static M_12: &[Member] = &[
-    Member {
-        name: "ActivationId",
-        shape: 15,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 14,
-        required: false,
-    },
-    Member {
-        name: "DefaultInstanceName",
-        shape: 252,
-        required: false,
-    },
-    Member {
-        name: "IamRole",
-        shape: 520,
-        required: false,
-    },
-    Member {
-        name: "RegistrationLimit",
-        shape: 1109,
-        required: false,
-    },
-    Member {
-        name: "RegistrationsCount",
-        shape: 1114,
-        required: false,
-    },
-    Member {
-        name: "ExpirationDate",
-        shape: 439,
-        required: false,
-    },
-    Member {
-        name: "Expired",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "CreatedDate",
-        shape: 245,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
+    Member { name: "ActivationId", shape: 15, required: false },
+    Member { name: "Description", shape: 14, required: false },
+    Member { name: "DefaultInstanceName", shape: 252, required: false },
+    Member { name: "IamRole", shape: 520, required: false },
+    Member { name: "RegistrationLimit", shape: 1109, required: false },
+    Member { name: "RegistrationsCount", shape: 1114, required: false },
+    Member { name: "ExpirationDate", shape: 439, required: false },
+    Member { name: "Expired", shape: 138, required: false },
+    Member { name: "CreatedDate", shape: 245, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
 ];
 static M_17: &[Member] = &[
-    Member {
-        name: "ResourceType",
-        shape: 1172,
-        required: true,
-    },
-    Member {
-        name: "ResourceId",
-        shape: 1161,
-        required: true,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: true,
-    },
+    Member { name: "ResourceType", shape: 1172, required: true },
+    Member { name: "ResourceId", shape: 1161, required: true },
+    Member { name: "Tags", shape: 1271, required: true },
 ];
 static M_18: &[Member] = &[];
-static M_23: &[Member] = &[Member {
-    name: "Name",
-    shape: 26,
-    required: true,
-}];
+static M_23: &[Member] = &[Member { name: "Name", shape: 26, required: true }];
 static M_24: &[Member] = &[
-    Member {
-        name: "IgnorePollAlarmFailure",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "Alarms",
-        shape: 25,
-        required: true,
-    },
+    Member { name: "IgnorePollAlarmFailure", shape: 138, required: false },
+    Member { name: "Alarms", shape: 25, required: true },
 ];
-static M_27: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 26,
-        required: true,
-    },
-    Member {
-        name: "State",
-        shape: 440,
-        required: true,
-    },
-];
-static M_30: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_27: &[Member] =
+    &[Member { name: "Name", shape: 26, required: true }, Member { name: "State", shape: 440, required: true }];
+static M_30: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_34: &[Member] = &[
-    Member {
-        name: "OpsItemId",
-        shape: 892,
-        required: true,
-    },
-    Member {
-        name: "AssociationType",
-        shape: 909,
-        required: true,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 907,
-        required: true,
-    },
-    Member {
-        name: "ResourceUri",
-        shape: 908,
-        required: true,
-    },
+    Member { name: "OpsItemId", shape: 892, required: true },
+    Member { name: "AssociationType", shape: 909, required: true },
+    Member { name: "ResourceType", shape: 907, required: true },
+    Member { name: "ResourceUri", shape: 908, required: true },
 ];
-static M_35: &[Member] = &[Member {
-    name: "AssociationId",
-    shape: 905,
-    required: false,
-}];
+static M_35: &[Member] = &[Member { name: "AssociationId", shape: 905, required: false }];
 static M_36: &[Member] = &[];
 static M_37: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: false,
-    },
-    Member {
-        name: "AssociationVersion",
-        shape: 75,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "LastExecutionDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Overview",
-        shape: 68,
-        required: false,
-    },
-    Member {
-        name: "ScheduleExpression",
-        shape: 1189,
-        required: false,
-    },
-    Member {
-        name: "AssociationName",
-        shape: 67,
-        required: false,
-    },
-    Member {
-        name: "ScheduleOffset",
-        shape: 1190,
-        required: false,
-    },
-    Member {
-        name: "Duration",
-        shape: 426,
-        required: false,
-    },
-    Member {
-        name: "TargetMaps",
-        shape: 1284,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "AssociationId", shape: 63, required: false },
+    Member { name: "AssociationVersion", shape: 75, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "LastExecutionDate", shape: 250, required: false },
+    Member { name: "Overview", shape: 68, required: false },
+    Member { name: "ScheduleExpression", shape: 1189, required: false },
+    Member { name: "AssociationName", shape: 67, required: false },
+    Member { name: "ScheduleOffset", shape: 1190, required: false },
+    Member { name: "Duration", shape: 426, required: false },
+    Member { name: "TargetMaps", shape: 1284, required: false },
 ];
 static M_38: &[Member] = &[];
 static M_40: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "AssociationVersion",
-        shape: 75,
-        required: false,
-    },
-    Member {
-        name: "Date",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "LastUpdateAssociationDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 71,
-        required: false,
-    },
-    Member {
-        name: "Overview",
-        shape: 68,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "AutomationTargetParameterName",
-        shape: 119,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 984,
-        required: false,
-    },
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "ScheduleExpression",
-        shape: 1189,
-        required: false,
-    },
-    Member {
-        name: "OutputLocation",
-        shape: 530,
-        required: false,
-    },
-    Member {
-        name: "LastExecutionDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "LastSuccessfulExecutionDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "AssociationName",
-        shape: 67,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "ComplianceSeverity",
-        shape: 39,
-        required: false,
-    },
-    Member {
-        name: "SyncCompliance",
-        shape: 74,
-        required: false,
-    },
-    Member {
-        name: "ApplyOnlyAtCronInterval",
-        shape: 31,
-        required: false,
-    },
-    Member {
-        name: "CalendarNames",
-        shape: 140,
-        required: false,
-    },
-    Member {
-        name: "TargetLocations",
-        shape: 1278,
-        required: false,
-    },
-    Member {
-        name: "ScheduleOffset",
-        shape: 1190,
-        required: false,
-    },
-    Member {
-        name: "Duration",
-        shape: 426,
-        required: false,
-    },
-    Member {
-        name: "TargetMaps",
-        shape: 1284,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
-    Member {
-        name: "TriggeredAlarms",
-        shape: 28,
-        required: false,
-    },
-    Member {
-        name: "AssociationDispatchAssumeRole",
-        shape: 42,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "AssociationVersion", shape: 75, required: false },
+    Member { name: "Date", shape: 250, required: false },
+    Member { name: "LastUpdateAssociationDate", shape: 250, required: false },
+    Member { name: "Status", shape: 71, required: false },
+    Member { name: "Overview", shape: 68, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "AutomationTargetParameterName", shape: 119, required: false },
+    Member { name: "Parameters", shape: 984, required: false },
+    Member { name: "AssociationId", shape: 63, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "ScheduleExpression", shape: 1189, required: false },
+    Member { name: "OutputLocation", shape: 530, required: false },
+    Member { name: "LastExecutionDate", shape: 250, required: false },
+    Member { name: "LastSuccessfulExecutionDate", shape: 250, required: false },
+    Member { name: "AssociationName", shape: 67, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "ComplianceSeverity", shape: 39, required: false },
+    Member { name: "SyncCompliance", shape: 74, required: false },
+    Member { name: "ApplyOnlyAtCronInterval", shape: 31, required: false },
+    Member { name: "CalendarNames", shape: 140, required: false },
+    Member { name: "TargetLocations", shape: 1278, required: false },
+    Member { name: "ScheduleOffset", shape: 1190, required: false },
+    Member { name: "Duration", shape: 426, required: false },
+    Member { name: "TargetMaps", shape: 1284, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
+    Member { name: "TriggeredAlarms", shape: 28, required: false },
+    Member { name: "AssociationDispatchAssumeRole", shape: 42, required: false },
 ];
-static M_43: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_43: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_44: &[Member] = &[
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: false,
-    },
-    Member {
-        name: "AssociationVersion",
-        shape: 75,
-        required: false,
-    },
-    Member {
-        name: "ExecutionId",
-        shape: 50,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 1250,
-        required: false,
-    },
-    Member {
-        name: "DetailedStatus",
-        shape: 1250,
-        required: false,
-    },
-    Member {
-        name: "CreatedTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "LastExecutionDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ResourceCountByStatus",
-        shape: 1128,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
-    Member {
-        name: "TriggeredAlarms",
-        shape: 28,
-        required: false,
-    },
+    Member { name: "AssociationId", shape: 63, required: false },
+    Member { name: "AssociationVersion", shape: 75, required: false },
+    Member { name: "ExecutionId", shape: 50, required: false },
+    Member { name: "Status", shape: 1250, required: false },
+    Member { name: "DetailedStatus", shape: 1250, required: false },
+    Member { name: "CreatedTime", shape: 250, required: false },
+    Member { name: "LastExecutionDate", shape: 250, required: false },
+    Member { name: "ResourceCountByStatus", shape: 1128, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
+    Member { name: "TriggeredAlarms", shape: 28, required: false },
 ];
-static M_45: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_45: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_46: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 47,
-        required: true,
-    },
-    Member {
-        name: "Value",
-        shape: 49,
-        required: true,
-    },
-    Member {
-        name: "Type",
-        shape: 61,
-        required: true,
-    },
+    Member { name: "Key", shape: 47, required: true },
+    Member { name: "Value", shape: 49, required: true },
+    Member { name: "Type", shape: 61, required: true },
 ];
 static M_51: &[Member] = &[
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: false,
-    },
-    Member {
-        name: "AssociationVersion",
-        shape: 75,
-        required: false,
-    },
-    Member {
-        name: "ExecutionId",
-        shape: 50,
-        required: false,
-    },
-    Member {
-        name: "ResourceId",
-        shape: 69,
-        required: false,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 70,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 1250,
-        required: false,
-    },
-    Member {
-        name: "DetailedStatus",
-        shape: 1250,
-        required: false,
-    },
-    Member {
-        name: "LastExecutionDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "OutputSource",
-        shape: 943,
-        required: false,
-    },
+    Member { name: "AssociationId", shape: 63, required: false },
+    Member { name: "AssociationVersion", shape: 75, required: false },
+    Member { name: "ExecutionId", shape: 50, required: false },
+    Member { name: "ResourceId", shape: 69, required: false },
+    Member { name: "ResourceType", shape: 70, required: false },
+    Member { name: "Status", shape: 1250, required: false },
+    Member { name: "DetailedStatus", shape: 1250, required: false },
+    Member { name: "LastExecutionDate", shape: 250, required: false },
+    Member { name: "OutputSource", shape: 943, required: false },
 ];
-static M_52: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 53,
-        required: true,
-    },
-    Member {
-        name: "Value",
-        shape: 55,
-        required: true,
-    },
-];
-static M_58: &[Member] = &[
-    Member {
-        name: "key",
-        shape: 59,
-        required: true,
-    },
-    Member {
-        name: "value",
-        shape: 62,
-        required: true,
-    },
-];
+static M_52: &[Member] =
+    &[Member { name: "Key", shape: 53, required: true }, Member { name: "Value", shape: 55, required: true }];
+static M_58: &[Member] =
+    &[Member { name: "key", shape: 59, required: true }, Member { name: "value", shape: 62, required: true }];
 static M_65: &[Member] = &[];
 static M_68: &[Member] = &[
-    Member {
-        name: "Status",
-        shape: 1250,
-        required: false,
-    },
-    Member {
-        name: "DetailedStatus",
-        shape: 1250,
-        required: false,
-    },
-    Member {
-        name: "AssociationStatusAggregatedCount",
-        shape: 72,
-        required: false,
-    },
+    Member { name: "Status", shape: 1250, required: false },
+    Member { name: "DetailedStatus", shape: 1250, required: false },
+    Member { name: "AssociationStatusAggregatedCount", shape: 72, required: false },
 ];
 static M_71: &[Member] = &[
-    Member {
-        name: "Date",
-        shape: 250,
-        required: true,
-    },
-    Member {
-        name: "Name",
-        shape: 73,
-        required: true,
-    },
-    Member {
-        name: "Message",
-        shape: 1249,
-        required: true,
-    },
-    Member {
-        name: "AdditionalInfo",
-        shape: 1247,
-        required: false,
-    },
+    Member { name: "Date", shape: 250, required: true },
+    Member { name: "Name", shape: 73, required: true },
+    Member { name: "Message", shape: 1249, required: true },
+    Member { name: "AdditionalInfo", shape: 1247, required: false },
 ];
 static M_76: &[Member] = &[
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: false,
-    },
-    Member {
-        name: "AssociationVersion",
-        shape: 75,
-        required: false,
-    },
-    Member {
-        name: "CreatedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 365,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 984,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "ScheduleExpression",
-        shape: 1189,
-        required: false,
-    },
-    Member {
-        name: "OutputLocation",
-        shape: 530,
-        required: false,
-    },
-    Member {
-        name: "AssociationName",
-        shape: 67,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "ComplianceSeverity",
-        shape: 39,
-        required: false,
-    },
-    Member {
-        name: "SyncCompliance",
-        shape: 74,
-        required: false,
-    },
-    Member {
-        name: "ApplyOnlyAtCronInterval",
-        shape: 31,
-        required: false,
-    },
-    Member {
-        name: "CalendarNames",
-        shape: 140,
-        required: false,
-    },
-    Member {
-        name: "TargetLocations",
-        shape: 1278,
-        required: false,
-    },
-    Member {
-        name: "ScheduleOffset",
-        shape: 1190,
-        required: false,
-    },
-    Member {
-        name: "Duration",
-        shape: 426,
-        required: false,
-    },
-    Member {
-        name: "TargetMaps",
-        shape: 1284,
-        required: false,
-    },
-    Member {
-        name: "AssociationDispatchAssumeRole",
-        shape: 42,
-        required: false,
-    },
+    Member { name: "AssociationId", shape: 63, required: false },
+    Member { name: "AssociationVersion", shape: 75, required: false },
+    Member { name: "CreatedDate", shape: 250, required: false },
+    Member { name: "Name", shape: 365, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Parameters", shape: 984, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "ScheduleExpression", shape: 1189, required: false },
+    Member { name: "OutputLocation", shape: 530, required: false },
+    Member { name: "AssociationName", shape: 67, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "ComplianceSeverity", shape: 39, required: false },
+    Member { name: "SyncCompliance", shape: 74, required: false },
+    Member { name: "ApplyOnlyAtCronInterval", shape: 31, required: false },
+    Member { name: "CalendarNames", shape: 140, required: false },
+    Member { name: "TargetLocations", shape: 1278, required: false },
+    Member { name: "ScheduleOffset", shape: 1190, required: false },
+    Member { name: "Duration", shape: 426, required: false },
+    Member { name: "TargetMaps", shape: 1284, required: false },
+    Member { name: "AssociationDispatchAssumeRole", shape: 42, required: false },
 ];
-static M_77: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_77: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_79: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 86,
-        required: false,
-    },
-    Member {
-        name: "Size",
-        shape: 222,
-        required: false,
-    },
-    Member {
-        name: "Hash",
-        shape: 81,
-        required: false,
-    },
-    Member {
-        name: "HashType",
-        shape: 82,
-        required: false,
-    },
-    Member {
-        name: "Url",
-        shape: 87,
-        required: false,
-    },
+    Member { name: "Name", shape: 86, required: false },
+    Member { name: "Size", shape: 222, required: false },
+    Member { name: "Hash", shape: 81, required: false },
+    Member { name: "HashType", shape: 82, required: false },
+    Member { name: "Url", shape: 87, required: false },
 ];
-static M_84: &[Member] = &[Member {
-    name: "Name",
-    shape: 86,
-    required: false,
-}];
+static M_84: &[Member] = &[Member { name: "Name", shape: 86, required: false }];
 static M_88: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 89,
-        required: false,
-    },
-    Member {
-        name: "Values",
-        shape: 92,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 83,
-        required: false,
-    },
+    Member { name: "Key", shape: 89, required: false },
+    Member { name: "Values", shape: 92, required: false },
+    Member { name: "Name", shape: 83, required: false },
 ];
-static M_96: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_97: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_98: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_96: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_97: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_98: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_99: &[Member] = &[
-    Member {
-        name: "AutomationExecutionId",
-        shape: 105,
-        required: false,
-    },
-    Member {
-        name: "DocumentName",
-        shape: 389,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "ExecutionStartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ExecutionEndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "AutomationExecutionStatus",
-        shape: 112,
-        required: false,
-    },
-    Member {
-        name: "StepExecutions",
-        shape: 1258,
-        required: false,
-    },
-    Member {
-        name: "StepExecutionsTruncated",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 114,
-        required: false,
-    },
-    Member {
-        name: "Outputs",
-        shape: 114,
-        required: false,
-    },
-    Member {
-        name: "FailureMessage",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "WarningMessage",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Mode",
-        shape: 434,
-        required: false,
-    },
-    Member {
-        name: "ParentAutomationExecutionId",
-        shape: 105,
-        required: false,
-    },
-    Member {
-        name: "ExecutedBy",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "CurrentStepName",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "CurrentAction",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "TargetParameterName",
-        shape: 113,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "TargetMaps",
-        shape: 1284,
-        required: false,
-    },
-    Member {
-        name: "ResolvedTargets",
-        shape: 1123,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "Target",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "TargetLocations",
-        shape: 1278,
-        required: false,
-    },
-    Member {
-        name: "ProgressCounters",
-        shape: 1084,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
-    Member {
-        name: "TriggeredAlarms",
-        shape: 28,
-        required: false,
-    },
-    Member {
-        name: "TargetLocationsURL",
-        shape: 1279,
-        required: false,
-    },
-    Member {
-        name: "AutomationSubtype",
-        shape: 118,
-        required: false,
-    },
-    Member {
-        name: "ScheduledTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Runbooks",
-        shape: 1183,
-        required: false,
-    },
-    Member {
-        name: "OpsItemId",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "AssociationId",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "ChangeRequestName",
-        shape: 150,
-        required: false,
-    },
-    Member {
-        name: "Variables",
-        shape: 114,
-        required: false,
-    },
-    Member {
-        name: "TargetsSummary",
-        shape: 1293,
-        required: false,
-    },
+    Member { name: "AutomationExecutionId", shape: 105, required: false },
+    Member { name: "DocumentName", shape: 389, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "ExecutionStartTime", shape: 250, required: false },
+    Member { name: "ExecutionEndTime", shape: 250, required: false },
+    Member { name: "AutomationExecutionStatus", shape: 112, required: false },
+    Member { name: "StepExecutions", shape: 1258, required: false },
+    Member { name: "StepExecutionsTruncated", shape: 138, required: false },
+    Member { name: "Parameters", shape: 114, required: false },
+    Member { name: "Outputs", shape: 114, required: false },
+    Member { name: "FailureMessage", shape: 1264, required: false },
+    Member { name: "WarningMessage", shape: 1264, required: false },
+    Member { name: "Mode", shape: 434, required: false },
+    Member { name: "ParentAutomationExecutionId", shape: 105, required: false },
+    Member { name: "ExecutedBy", shape: 1264, required: false },
+    Member { name: "CurrentStepName", shape: 1264, required: false },
+    Member { name: "CurrentAction", shape: 1264, required: false },
+    Member { name: "TargetParameterName", shape: 113, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "TargetMaps", shape: 1284, required: false },
+    Member { name: "ResolvedTargets", shape: 1123, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "Target", shape: 1264, required: false },
+    Member { name: "TargetLocations", shape: 1278, required: false },
+    Member { name: "ProgressCounters", shape: 1084, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
+    Member { name: "TriggeredAlarms", shape: 28, required: false },
+    Member { name: "TargetLocationsURL", shape: 1279, required: false },
+    Member { name: "AutomationSubtype", shape: 118, required: false },
+    Member { name: "ScheduledTime", shape: 250, required: false },
+    Member { name: "Runbooks", shape: 1183, required: false },
+    Member { name: "OpsItemId", shape: 1264, required: false },
+    Member { name: "AssociationId", shape: 1264, required: false },
+    Member { name: "ChangeRequestName", shape: 150, required: false },
+    Member { name: "Variables", shape: 114, required: false },
+    Member { name: "TargetsSummary", shape: 1293, required: false },
 ];
-static M_100: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 101,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 104,
-        required: true,
-    },
-];
+static M_100: &[Member] =
+    &[Member { name: "Key", shape: 101, required: true }, Member { name: "Values", shape: 104, required: true }];
 static M_106: &[Member] = &[
-    Member {
-        name: "Parameters",
-        shape: 114,
-        required: false,
-    },
-    Member {
-        name: "TargetParameterName",
-        shape: 113,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 120,
-        required: false,
-    },
-    Member {
-        name: "TargetMaps",
-        shape: 1284,
-        required: false,
-    },
-    Member {
-        name: "TargetLocations",
-        shape: 1278,
-        required: false,
-    },
-    Member {
-        name: "TargetLocationsURL",
-        shape: 1279,
-        required: false,
-    },
+    Member { name: "Parameters", shape: 114, required: false },
+    Member { name: "TargetParameterName", shape: 113, required: false },
+    Member { name: "Targets", shape: 120, required: false },
+    Member { name: "TargetMaps", shape: 1284, required: false },
+    Member { name: "TargetLocations", shape: 1278, required: false },
+    Member { name: "TargetLocationsURL", shape: 1279, required: false },
 ];
-static M_107: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_107: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_108: &[Member] = &[
-    Member {
-        name: "AutomationExecutionId",
-        shape: 105,
-        required: false,
-    },
-    Member {
-        name: "DocumentName",
-        shape: 389,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "AutomationExecutionStatus",
-        shape: 112,
-        required: false,
-    },
-    Member {
-        name: "ExecutionStartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ExecutionEndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ExecutedBy",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "LogFile",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Outputs",
-        shape: 114,
-        required: false,
-    },
-    Member {
-        name: "Mode",
-        shape: 434,
-        required: false,
-    },
-    Member {
-        name: "ParentAutomationExecutionId",
-        shape: 105,
-        required: false,
-    },
-    Member {
-        name: "CurrentStepName",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "CurrentAction",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "FailureMessage",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "WarningMessage",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "TargetParameterName",
-        shape: 113,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "TargetMaps",
-        shape: 1284,
-        required: false,
-    },
-    Member {
-        name: "ResolvedTargets",
-        shape: 1123,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "Target",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "AutomationType",
-        shape: 121,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
-    Member {
-        name: "TriggeredAlarms",
-        shape: 28,
-        required: false,
-    },
-    Member {
-        name: "TargetLocationsURL",
-        shape: 1279,
-        required: false,
-    },
-    Member {
-        name: "AutomationSubtype",
-        shape: 118,
-        required: false,
-    },
-    Member {
-        name: "ScheduledTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Runbooks",
-        shape: 1183,
-        required: false,
-    },
-    Member {
-        name: "OpsItemId",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "AssociationId",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "ChangeRequestName",
-        shape: 150,
-        required: false,
-    },
+    Member { name: "AutomationExecutionId", shape: 105, required: false },
+    Member { name: "DocumentName", shape: 389, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "AutomationExecutionStatus", shape: 112, required: false },
+    Member { name: "ExecutionStartTime", shape: 250, required: false },
+    Member { name: "ExecutionEndTime", shape: 250, required: false },
+    Member { name: "ExecutedBy", shape: 1264, required: false },
+    Member { name: "LogFile", shape: 1264, required: false },
+    Member { name: "Outputs", shape: 114, required: false },
+    Member { name: "Mode", shape: 434, required: false },
+    Member { name: "ParentAutomationExecutionId", shape: 105, required: false },
+    Member { name: "CurrentStepName", shape: 1264, required: false },
+    Member { name: "CurrentAction", shape: 1264, required: false },
+    Member { name: "FailureMessage", shape: 1264, required: false },
+    Member { name: "WarningMessage", shape: 1264, required: false },
+    Member { name: "TargetParameterName", shape: 113, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "TargetMaps", shape: 1284, required: false },
+    Member { name: "ResolvedTargets", shape: 1123, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "Target", shape: 1264, required: false },
+    Member { name: "AutomationType", shape: 121, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
+    Member { name: "TriggeredAlarms", shape: 28, required: false },
+    Member { name: "TargetLocationsURL", shape: 1279, required: false },
+    Member { name: "AutomationSubtype", shape: 118, required: false },
+    Member { name: "ScheduledTime", shape: 250, required: false },
+    Member { name: "Runbooks", shape: 1183, required: false },
+    Member { name: "OpsItemId", shape: 1264, required: false },
+    Member { name: "AssociationId", shape: 1264, required: false },
+    Member { name: "ChangeRequestName", shape: 150, required: false },
 ];
-static M_110: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_110: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_111: &[Member] = &[
-    Member {
-        name: "StepPreviews",
-        shape: 1259,
-        required: false,
-    },
-    Member {
-        name: "Regions",
-        shape: 1097,
-        required: false,
-    },
-    Member {
-        name: "TargetPreviews",
-        shape: 1288,
-        required: false,
-    },
-    Member {
-        name: "TotalAccounts",
-        shape: 576,
-        required: false,
-    },
+    Member { name: "StepPreviews", shape: 1259, required: false },
+    Member { name: "Regions", shape: 1097, required: false },
+    Member { name: "TargetPreviews", shape: 1288, required: false },
+    Member { name: "TotalAccounts", shape: 576, required: false },
 ];
-static M_117: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_117: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_126: &[Member] = &[
-    Member {
-        name: "TenantId",
-        shape: 132,
-        required: true,
-    },
-    Member {
-        name: "TenantDisplayName",
-        shape: 131,
-        required: false,
-    },
-    Member {
-        name: "ApplicationId",
-        shape: 125,
-        required: true,
-    },
-    Member {
-        name: "ApplicationDisplayName",
-        shape: 124,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 219,
-        required: false,
-    },
+    Member { name: "TenantId", shape: 132, required: true },
+    Member { name: "TenantDisplayName", shape: 131, required: false },
+    Member { name: "ApplicationId", shape: 125, required: true },
+    Member { name: "ApplicationDisplayName", shape: 124, required: false },
+    Member { name: "Targets", shape: 219, required: false },
 ];
-static M_127: &[Member] = &[
-    Member {
-        name: "Id",
-        shape: 129,
-        required: true,
-    },
-    Member {
-        name: "DisplayName",
-        shape: 128,
-        required: false,
-    },
-];
+static M_127: &[Member] =
+    &[Member { name: "Id", shape: 129, required: true }, Member { name: "DisplayName", shape: 128, required: false }];
 static M_136: &[Member] = &[
-    Member {
-        name: "OperatingSystem",
-        shape: 841,
-        required: false,
-    },
-    Member {
-        name: "GlobalFilters",
-        shape: 1019,
-        required: false,
-    },
-    Member {
-        name: "ApprovalRules",
-        shape: 1057,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatches",
-        shape: 1029,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatchesComplianceLevel",
-        shape: 1009,
-        required: false,
-    },
-    Member {
-        name: "RejectedPatches",
-        shape: 1029,
-        required: false,
-    },
-    Member {
-        name: "RejectedPatchesAction",
-        shape: 992,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatchesEnableNonSecurity",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "Sources",
-        shape: 1064,
-        required: false,
-    },
-    Member {
-        name: "AvailableSecurityUpdatesComplianceStatus",
-        shape: 1011,
-        required: false,
-    },
+    Member { name: "OperatingSystem", shape: 841, required: false },
+    Member { name: "GlobalFilters", shape: 1019, required: false },
+    Member { name: "ApprovalRules", shape: 1057, required: false },
+    Member { name: "ApprovedPatches", shape: 1029, required: false },
+    Member { name: "ApprovedPatchesComplianceLevel", shape: 1009, required: false },
+    Member { name: "RejectedPatches", shape: 1029, required: false },
+    Member { name: "RejectedPatchesAction", shape: 992, required: false },
+    Member { name: "ApprovedPatchesEnableNonSecurity", shape: 138, required: false },
+    Member { name: "Sources", shape: 1064, required: false },
+    Member { name: "AvailableSecurityUpdatesComplianceStatus", shape: 1011, required: false },
 ];
 static M_142: &[Member] = &[
-    Member {
-        name: "CommandId",
-        shape: 173,
-        required: true,
-    },
-    Member {
-        name: "InstanceIds",
-        shape: 537,
-        required: false,
-    },
+    Member { name: "CommandId", shape: 173, required: true },
+    Member { name: "InstanceIds", shape: 537, required: false },
 ];
 static M_143: &[Member] = &[];
-static M_144: &[Member] = &[Member {
-    name: "WindowExecutionId",
-    shape: 735,
-    required: true,
-}];
-static M_145: &[Member] = &[Member {
-    name: "WindowExecutionId",
-    shape: 735,
-    required: false,
-}];
+static M_144: &[Member] = &[Member { name: "WindowExecutionId", shape: 735, required: true }];
+static M_145: &[Member] = &[Member { name: "WindowExecutionId", shape: 735, required: false }];
 static M_153: &[Member] = &[
-    Member {
-        name: "AzureConfiguration",
-        shape: 126,
-        required: false,
-    },
-    Member {
-        name: "GcpConfiguration",
-        shape: 446,
-        required: false,
-    },
+    Member { name: "AzureConfiguration", shape: 126, required: false },
+    Member { name: "GcpConfiguration", shape: 446, required: false },
 ];
 static M_155: &[Member] = &[
-    Member {
-        name: "FilterKey",
-        shape: 156,
-        required: false,
-    },
-    Member {
-        name: "FilterValues",
-        shape: 159,
-        required: false,
-    },
+    Member { name: "FilterKey", shape: 156, required: false },
+    Member { name: "FilterValues", shape: 159, required: false },
 ];
 static M_163: &[Member] = &[
-    Member {
-        name: "CloudConnectorId",
-        shape: 161,
-        required: false,
-    },
-    Member {
-        name: "DisplayName",
-        shape: 364,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 154,
-        required: false,
-    },
-    Member {
-        name: "RoleArn",
-        shape: 160,
-        required: false,
-    },
-    Member {
-        name: "CreatedAt",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "UpdatedAt",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Provider",
-        shape: 1085,
-        required: false,
-    },
-    Member {
-        name: "ConfigConnectorArn",
-        shape: 218,
-        required: false,
-    },
+    Member { name: "CloudConnectorId", shape: 161, required: false },
+    Member { name: "DisplayName", shape: 364, required: false },
+    Member { name: "Description", shape: 154, required: false },
+    Member { name: "RoleArn", shape: 160, required: false },
+    Member { name: "CreatedAt", shape: 250, required: false },
+    Member { name: "UpdatedAt", shape: 250, required: false },
+    Member { name: "Provider", shape: 1085, required: false },
+    Member { name: "ConfigConnectorArn", shape: 218, required: false },
 ];
 static M_166: &[Member] = &[
-    Member {
-        name: "CloudWatchLogGroupName",
-        shape: 165,
-        required: false,
-    },
-    Member {
-        name: "CloudWatchOutputEnabled",
-        shape: 167,
-        required: false,
-    },
+    Member { name: "CloudWatchLogGroupName", shape: 165, required: false },
+    Member { name: "CloudWatchOutputEnabled", shape: 167, required: false },
 ];
 static M_168: &[Member] = &[
-    Member {
-        name: "CommandId",
-        shape: 173,
-        required: false,
-    },
-    Member {
-        name: "DocumentName",
-        shape: 389,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Comment",
-        shape: 185,
-        required: false,
-    },
-    Member {
-        name: "ExpiresAfter",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 984,
-        required: false,
-    },
-    Member {
-        name: "InstanceIds",
-        shape: 537,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "RequestedDateTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 184,
-        required: false,
-    },
-    Member {
-        name: "StatusDetails",
-        shape: 1248,
-        required: false,
-    },
-    Member {
-        name: "OutputS3Region",
-        shape: 1188,
-        required: false,
-    },
-    Member {
-        name: "OutputS3BucketName",
-        shape: 1184,
-        required: false,
-    },
-    Member {
-        name: "OutputS3KeyPrefix",
-        shape: 1185,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "TargetCount",
-        shape: 1274,
-        required: false,
-    },
-    Member {
-        name: "CompletedCount",
-        shape: 186,
-        required: false,
-    },
-    Member {
-        name: "ErrorCount",
-        shape: 430,
-        required: false,
-    },
-    Member {
-        name: "DeliveryTimedOutCount",
-        shape: 280,
-        required: false,
-    },
-    Member {
-        name: "ServiceRole",
-        shape: 1198,
-        required: false,
-    },
-    Member {
-        name: "NotificationConfig",
-        shape: 837,
-        required: false,
-    },
-    Member {
-        name: "CloudWatchOutputConfig",
-        shape: 166,
-        required: false,
-    },
-    Member {
-        name: "TimeoutSeconds",
-        shape: 1297,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
-    Member {
-        name: "TriggeredAlarms",
-        shape: 28,
-        required: false,
-    },
+    Member { name: "CommandId", shape: 173, required: false },
+    Member { name: "DocumentName", shape: 389, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Comment", shape: 185, required: false },
+    Member { name: "ExpiresAfter", shape: 250, required: false },
+    Member { name: "Parameters", shape: 984, required: false },
+    Member { name: "InstanceIds", shape: 537, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "RequestedDateTime", shape: 250, required: false },
+    Member { name: "Status", shape: 184, required: false },
+    Member { name: "StatusDetails", shape: 1248, required: false },
+    Member { name: "OutputS3Region", shape: 1188, required: false },
+    Member { name: "OutputS3BucketName", shape: 1184, required: false },
+    Member { name: "OutputS3KeyPrefix", shape: 1185, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "TargetCount", shape: 1274, required: false },
+    Member { name: "CompletedCount", shape: 186, required: false },
+    Member { name: "ErrorCount", shape: 430, required: false },
+    Member { name: "DeliveryTimedOutCount", shape: 280, required: false },
+    Member { name: "ServiceRole", shape: 1198, required: false },
+    Member { name: "NotificationConfig", shape: 837, required: false },
+    Member { name: "CloudWatchOutputConfig", shape: 166, required: false },
+    Member { name: "TimeoutSeconds", shape: 1297, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
+    Member { name: "TriggeredAlarms", shape: 28, required: false },
 ];
-static M_169: &[Member] = &[
-    Member {
-        name: "key",
-        shape: 170,
-        required: true,
-    },
-    Member {
-        name: "value",
-        shape: 172,
-        required: true,
-    },
-];
+static M_169: &[Member] =
+    &[Member { name: "key", shape: 170, required: true }, Member { name: "value", shape: 172, required: true }];
 static M_174: &[Member] = &[
-    Member {
-        name: "CommandId",
-        shape: 173,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "InstanceName",
-        shape: 573,
-        required: false,
-    },
-    Member {
-        name: "Comment",
-        shape: 185,
-        required: false,
-    },
-    Member {
-        name: "DocumentName",
-        shape: 389,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "RequestedDateTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 176,
-        required: false,
-    },
-    Member {
-        name: "StatusDetails",
-        shape: 1248,
-        required: false,
-    },
-    Member {
-        name: "TraceOutput",
-        shape: 674,
-        required: false,
-    },
-    Member {
-        name: "StandardOutputUrl",
-        shape: 1344,
-        required: false,
-    },
-    Member {
-        name: "StandardErrorUrl",
-        shape: 1344,
-        required: false,
-    },
-    Member {
-        name: "CommandPlugins",
-        shape: 180,
-        required: false,
-    },
-    Member {
-        name: "ServiceRole",
-        shape: 1198,
-        required: false,
-    },
-    Member {
-        name: "NotificationConfig",
-        shape: 837,
-        required: false,
-    },
-    Member {
-        name: "CloudWatchOutputConfig",
-        shape: 166,
-        required: false,
-    },
+    Member { name: "CommandId", shape: 173, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "InstanceName", shape: 573, required: false },
+    Member { name: "Comment", shape: 185, required: false },
+    Member { name: "DocumentName", shape: 389, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "RequestedDateTime", shape: 250, required: false },
+    Member { name: "Status", shape: 176, required: false },
+    Member { name: "StatusDetails", shape: 1248, required: false },
+    Member { name: "TraceOutput", shape: 674, required: false },
+    Member { name: "StandardOutputUrl", shape: 1344, required: false },
+    Member { name: "StandardErrorUrl", shape: 1344, required: false },
+    Member { name: "CommandPlugins", shape: 180, required: false },
+    Member { name: "ServiceRole", shape: 1198, required: false },
+    Member { name: "NotificationConfig", shape: 837, required: false },
+    Member { name: "CloudWatchOutputConfig", shape: 166, required: false },
 ];
 static M_179: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 181,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 183,
-        required: false,
-    },
-    Member {
-        name: "StatusDetails",
-        shape: 1248,
-        required: false,
-    },
-    Member {
-        name: "ResponseCode",
-        shape: 1173,
-        required: false,
-    },
-    Member {
-        name: "ResponseStartDateTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ResponseFinishDateTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Output",
-        shape: 182,
-        required: false,
-    },
-    Member {
-        name: "StandardOutputUrl",
-        shape: 1344,
-        required: false,
-    },
-    Member {
-        name: "StandardErrorUrl",
-        shape: 1344,
-        required: false,
-    },
-    Member {
-        name: "OutputS3Region",
-        shape: 1188,
-        required: false,
-    },
-    Member {
-        name: "OutputS3BucketName",
-        shape: 1184,
-        required: false,
-    },
-    Member {
-        name: "OutputS3KeyPrefix",
-        shape: 1185,
-        required: false,
-    },
+    Member { name: "Name", shape: 181, required: false },
+    Member { name: "Status", shape: 183, required: false },
+    Member { name: "StatusDetails", shape: 1248, required: false },
+    Member { name: "ResponseCode", shape: 1173, required: false },
+    Member { name: "ResponseStartDateTime", shape: 250, required: false },
+    Member { name: "ResponseFinishDateTime", shape: 250, required: false },
+    Member { name: "Output", shape: 182, required: false },
+    Member { name: "StandardOutputUrl", shape: 1344, required: false },
+    Member { name: "StandardErrorUrl", shape: 1344, required: false },
+    Member { name: "OutputS3Region", shape: 1188, required: false },
+    Member { name: "OutputS3BucketName", shape: 1184, required: false },
+    Member { name: "OutputS3KeyPrefix", shape: 1185, required: false },
 ];
 static M_188: &[Member] = &[
-    Member {
-        name: "ExecutionTime",
-        shape: 250,
-        required: true,
-    },
-    Member {
-        name: "ExecutionId",
-        shape: 187,
-        required: false,
-    },
-    Member {
-        name: "ExecutionType",
-        shape: 189,
-        required: false,
-    },
+    Member { name: "ExecutionTime", shape: 250, required: true },
+    Member { name: "ExecutionId", shape: 187, required: false },
+    Member { name: "ExecutionType", shape: 189, required: false },
 ];
 static M_191: &[Member] = &[
-    Member {
-        name: "ComplianceType",
-        shape: 214,
-        required: false,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 202,
-        required: false,
-    },
-    Member {
-        name: "ResourceId",
-        shape: 200,
-        required: false,
-    },
-    Member {
-        name: "Id",
-        shape: 196,
-        required: false,
-    },
-    Member {
-        name: "Title",
-        shape: 198,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 205,
-        required: false,
-    },
-    Member {
-        name: "Severity",
-        shape: 204,
-        required: false,
-    },
-    Member {
-        name: "ExecutionSummary",
-        shape: 188,
-        required: false,
-    },
-    Member {
-        name: "Details",
-        shape: 193,
-        required: false,
-    },
+    Member { name: "ComplianceType", shape: 214, required: false },
+    Member { name: "ResourceType", shape: 202, required: false },
+    Member { name: "ResourceId", shape: 200, required: false },
+    Member { name: "Id", shape: 196, required: false },
+    Member { name: "Title", shape: 198, required: false },
+    Member { name: "Status", shape: 205, required: false },
+    Member { name: "Severity", shape: 204, required: false },
+    Member { name: "ExecutionSummary", shape: 188, required: false },
+    Member { name: "Details", shape: 193, required: false },
 ];
 static M_194: &[Member] = &[
-    Member {
-        name: "Id",
-        shape: 196,
-        required: false,
-    },
-    Member {
-        name: "Title",
-        shape: 198,
-        required: false,
-    },
-    Member {
-        name: "Severity",
-        shape: 204,
-        required: true,
-    },
-    Member {
-        name: "Status",
-        shape: 205,
-        required: true,
-    },
-    Member {
-        name: "Details",
-        shape: 193,
-        required: false,
-    },
+    Member { name: "Id", shape: 196, required: false },
+    Member { name: "Title", shape: 198, required: false },
+    Member { name: "Severity", shape: 204, required: true },
+    Member { name: "Status", shape: 205, required: true },
+    Member { name: "Details", shape: 193, required: false },
 ];
 static M_206: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 207,
-        required: false,
-    },
-    Member {
-        name: "Values",
-        shape: 209,
-        required: false,
-    },
-    Member {
-        name: "Type",
-        shape: 199,
-        required: false,
-    },
+    Member { name: "Key", shape: 207, required: false },
+    Member { name: "Values", shape: 209, required: false },
+    Member { name: "Type", shape: 199, required: false },
 ];
 static M_211: &[Member] = &[
-    Member {
-        name: "ComplianceType",
-        shape: 214,
-        required: false,
-    },
-    Member {
-        name: "CompliantSummary",
-        shape: 216,
-        required: false,
-    },
-    Member {
-        name: "NonCompliantSummary",
-        shape: 834,
-        required: false,
-    },
+    Member { name: "ComplianceType", shape: 214, required: false },
+    Member { name: "CompliantSummary", shape: 216, required: false },
+    Member { name: "NonCompliantSummary", shape: 834, required: false },
 ];
-static M_213: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_213: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_216: &[Member] = &[
-    Member {
-        name: "CompliantCount",
-        shape: 210,
-        required: false,
-    },
-    Member {
-        name: "SeveritySummary",
-        shape: 1225,
-        required: false,
-    },
+    Member { name: "CompliantCount", shape: 210, required: false },
+    Member { name: "SeveritySummary", shape: 1225, required: false },
 ];
-static M_219: &[Member] = &[Member {
-    name: "Subscriptions",
-    shape: 130,
-    required: false,
-}];
-static M_220: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_219: &[Member] = &[Member { name: "Subscriptions", shape: 130, required: false }];
+static M_220: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_223: &[Member] = &[
-    Member {
-        name: "Description",
-        shape: 14,
-        required: false,
-    },
-    Member {
-        name: "DefaultInstanceName",
-        shape: 252,
-        required: false,
-    },
-    Member {
-        name: "IamRole",
-        shape: 520,
-        required: true,
-    },
-    Member {
-        name: "RegistrationLimit",
-        shape: 1109,
-        required: false,
-    },
-    Member {
-        name: "ExpirationDate",
-        shape: 439,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
-    Member {
-        name: "RegistrationMetadata",
-        shape: 1112,
-        required: false,
-    },
+    Member { name: "Description", shape: 14, required: false },
+    Member { name: "DefaultInstanceName", shape: 252, required: false },
+    Member { name: "IamRole", shape: 520, required: true },
+    Member { name: "RegistrationLimit", shape: 1109, required: false },
+    Member { name: "ExpirationDate", shape: 439, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
+    Member { name: "RegistrationMetadata", shape: 1112, required: false },
 ];
 static M_224: &[Member] = &[
-    Member {
-        name: "ActivationId",
-        shape: 15,
-        required: false,
-    },
-    Member {
-        name: "ActivationCode",
-        shape: 13,
-        required: false,
-    },
+    Member { name: "ActivationId", shape: 15, required: false },
+    Member { name: "ActivationCode", shape: 13, required: false },
 ];
 static M_225: &[Member] = &[
-    Member {
-        name: "Entries",
-        shape: 226,
-        required: true,
-    },
-    Member {
-        name: "AssociationDispatchAssumeRole",
-        shape: 42,
-        required: false,
-    },
+    Member { name: "Entries", shape: 226, required: true },
+    Member { name: "AssociationDispatchAssumeRole", shape: 42, required: false },
 ];
 static M_227: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: true,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 984,
-        required: false,
-    },
-    Member {
-        name: "AutomationTargetParameterName",
-        shape: 119,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "ScheduleExpression",
-        shape: 1189,
-        required: false,
-    },
-    Member {
-        name: "OutputLocation",
-        shape: 530,
-        required: false,
-    },
-    Member {
-        name: "AssociationName",
-        shape: 67,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "ComplianceSeverity",
-        shape: 39,
-        required: false,
-    },
-    Member {
-        name: "SyncCompliance",
-        shape: 74,
-        required: false,
-    },
-    Member {
-        name: "ApplyOnlyAtCronInterval",
-        shape: 31,
-        required: false,
-    },
-    Member {
-        name: "CalendarNames",
-        shape: 140,
-        required: false,
-    },
-    Member {
-        name: "TargetLocations",
-        shape: 1278,
-        required: false,
-    },
-    Member {
-        name: "ScheduleOffset",
-        shape: 1190,
-        required: false,
-    },
-    Member {
-        name: "Duration",
-        shape: 426,
-        required: false,
-    },
-    Member {
-        name: "TargetMaps",
-        shape: 1284,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: true },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "Parameters", shape: 984, required: false },
+    Member { name: "AutomationTargetParameterName", shape: 119, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "ScheduleExpression", shape: 1189, required: false },
+    Member { name: "OutputLocation", shape: 530, required: false },
+    Member { name: "AssociationName", shape: 67, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "ComplianceSeverity", shape: 39, required: false },
+    Member { name: "SyncCompliance", shape: 74, required: false },
+    Member { name: "ApplyOnlyAtCronInterval", shape: 31, required: false },
+    Member { name: "CalendarNames", shape: 140, required: false },
+    Member { name: "TargetLocations", shape: 1278, required: false },
+    Member { name: "ScheduleOffset", shape: 1190, required: false },
+    Member { name: "Duration", shape: 426, required: false },
+    Member { name: "TargetMaps", shape: 1284, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
 ];
 static M_228: &[Member] = &[
-    Member {
-        name: "Successful",
-        shape: 41,
-        required: false,
-    },
-    Member {
-        name: "Failed",
-        shape: 442,
-        required: false,
-    },
+    Member { name: "Successful", shape: 41, required: false },
+    Member { name: "Failed", shape: 442, required: false },
 ];
 static M_229: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: true,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 984,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "ScheduleExpression",
-        shape: 1189,
-        required: false,
-    },
-    Member {
-        name: "OutputLocation",
-        shape: 530,
-        required: false,
-    },
-    Member {
-        name: "AssociationName",
-        shape: 67,
-        required: false,
-    },
-    Member {
-        name: "AutomationTargetParameterName",
-        shape: 119,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "ComplianceSeverity",
-        shape: 39,
-        required: false,
-    },
-    Member {
-        name: "SyncCompliance",
-        shape: 74,
-        required: false,
-    },
-    Member {
-        name: "ApplyOnlyAtCronInterval",
-        shape: 31,
-        required: false,
-    },
-    Member {
-        name: "CalendarNames",
-        shape: 140,
-        required: false,
-    },
-    Member {
-        name: "TargetLocations",
-        shape: 1278,
-        required: false,
-    },
-    Member {
-        name: "ScheduleOffset",
-        shape: 1190,
-        required: false,
-    },
-    Member {
-        name: "Duration",
-        shape: 426,
-        required: false,
-    },
-    Member {
-        name: "TargetMaps",
-        shape: 1284,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
-    Member {
-        name: "AssociationDispatchAssumeRole",
-        shape: 42,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: true },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "Parameters", shape: 984, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "ScheduleExpression", shape: 1189, required: false },
+    Member { name: "OutputLocation", shape: 530, required: false },
+    Member { name: "AssociationName", shape: 67, required: false },
+    Member { name: "AutomationTargetParameterName", shape: 119, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "ComplianceSeverity", shape: 39, required: false },
+    Member { name: "SyncCompliance", shape: 74, required: false },
+    Member { name: "ApplyOnlyAtCronInterval", shape: 31, required: false },
+    Member { name: "CalendarNames", shape: 140, required: false },
+    Member { name: "TargetLocations", shape: 1278, required: false },
+    Member { name: "ScheduleOffset", shape: 1190, required: false },
+    Member { name: "Duration", shape: 426, required: false },
+    Member { name: "TargetMaps", shape: 1284, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
+    Member { name: "AssociationDispatchAssumeRole", shape: 42, required: false },
 ];
-static M_230: &[Member] = &[Member {
-    name: "AssociationDescription",
-    shape: 40,
-    required: false,
-}];
+static M_230: &[Member] = &[Member { name: "AssociationDescription", shape: 40, required: false }];
 static M_231: &[Member] = &[
-    Member {
-        name: "DisplayName",
-        shape: 364,
-        required: true,
-    },
-    Member {
-        name: "RoleArn",
-        shape: 160,
-        required: true,
-    },
-    Member {
-        name: "Description",
-        shape: 154,
-        required: false,
-    },
-    Member {
-        name: "Configuration",
-        shape: 153,
-        required: true,
-    },
-    Member {
-        name: "ConfigConnectorArn",
-        shape: 218,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
+    Member { name: "DisplayName", shape: 364, required: true },
+    Member { name: "RoleArn", shape: 160, required: true },
+    Member { name: "Description", shape: 154, required: false },
+    Member { name: "Configuration", shape: 153, required: true },
+    Member { name: "ConfigConnectorArn", shape: 218, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
 ];
-static M_232: &[Member] = &[Member {
-    name: "CloudConnectorId",
-    shape: 161,
-    required: false,
-}];
+static M_232: &[Member] = &[Member { name: "CloudConnectorId", shape: 161, required: false }];
 static M_233: &[Member] = &[
-    Member {
-        name: "Content",
-        shape: 368,
-        required: true,
-    },
-    Member {
-        name: "Requires",
-        shape: 401,
-        required: false,
-    },
-    Member {
-        name: "Attachments",
-        shape: 90,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 389,
-        required: true,
-    },
-    Member {
-        name: "DisplayName",
-        shape: 371,
-        required: false,
-    },
-    Member {
-        name: "VersionName",
-        shape: 419,
-        required: false,
-    },
-    Member {
-        name: "DocumentType",
-        shape: 414,
-        required: false,
-    },
-    Member {
-        name: "DocumentFormat",
-        shape: 376,
-        required: false,
-    },
-    Member {
-        name: "TargetType",
-        shape: 1289,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
+    Member { name: "Content", shape: 368, required: true },
+    Member { name: "Requires", shape: 401, required: false },
+    Member { name: "Attachments", shape: 90, required: false },
+    Member { name: "Name", shape: 389, required: true },
+    Member { name: "DisplayName", shape: 371, required: false },
+    Member { name: "VersionName", shape: 419, required: false },
+    Member { name: "DocumentType", shape: 414, required: false },
+    Member { name: "DocumentFormat", shape: 376, required: false },
+    Member { name: "TargetType", shape: 1289, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
 ];
-static M_234: &[Member] = &[Member {
-    name: "DocumentDescription",
-    shape: 370,
-    required: false,
-}];
+static M_234: &[Member] = &[Member { name: "DocumentDescription", shape: 370, required: false }];
 static M_235: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 762,
-        required: true,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "StartDate",
-        shape: 771,
-        required: false,
-    },
-    Member {
-        name: "EndDate",
-        shape: 771,
-        required: false,
-    },
-    Member {
-        name: "Schedule",
-        shape: 766,
-        required: true,
-    },
-    Member {
-        name: "ScheduleTimezone",
-        shape: 790,
-        required: false,
-    },
-    Member {
-        name: "ScheduleOffset",
-        shape: 763,
-        required: false,
-    },
-    Member {
-        name: "Duration",
-        shape: 732,
-        required: true,
-    },
-    Member {
-        name: "Cutoff",
-        shape: 730,
-        required: true,
-    },
-    Member {
-        name: "AllowUnassociatedTargets",
-        shape: 728,
-        required: true,
-    },
-    Member {
-        name: "ClientToken",
-        shape: 151,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
+    Member { name: "Name", shape: 762, required: true },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "StartDate", shape: 771, required: false },
+    Member { name: "EndDate", shape: 771, required: false },
+    Member { name: "Schedule", shape: 766, required: true },
+    Member { name: "ScheduleTimezone", shape: 790, required: false },
+    Member { name: "ScheduleOffset", shape: 763, required: false },
+    Member { name: "Duration", shape: 732, required: true },
+    Member { name: "Cutoff", shape: 730, required: true },
+    Member { name: "AllowUnassociatedTargets", shape: 728, required: true },
+    Member { name: "ClientToken", shape: 151, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
 ];
-static M_236: &[Member] = &[Member {
-    name: "WindowId",
-    shape: 753,
-    required: false,
-}];
+static M_236: &[Member] = &[Member { name: "WindowId", shape: 753, required: false }];
 static M_237: &[Member] = &[
-    Member {
-        name: "Description",
-        shape: 876,
-        required: true,
-    },
-    Member {
-        name: "OpsItemType",
-        shape: 925,
-        required: false,
-    },
-    Member {
-        name: "OperationalData",
-        shape: 900,
-        required: false,
-    },
-    Member {
-        name: "Notifications",
-        shape: 899,
-        required: false,
-    },
-    Member {
-        name: "Priority",
-        shape: 903,
-        required: false,
-    },
-    Member {
-        name: "RelatedOpsItems",
-        shape: 1116,
-        required: false,
-    },
-    Member {
-        name: "Source",
-        shape: 920,
-        required: true,
-    },
-    Member {
-        name: "Title",
-        shape: 924,
-        required: true,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
-    Member {
-        name: "Category",
-        shape: 870,
-        required: false,
-    },
-    Member {
-        name: "Severity",
-        shape: 919,
-        required: false,
-    },
-    Member {
-        name: "ActualStartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ActualEndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "PlannedStartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "PlannedEndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "AccountId",
-        shape: 867,
-        required: false,
-    },
+    Member { name: "Description", shape: 876, required: true },
+    Member { name: "OpsItemType", shape: 925, required: false },
+    Member { name: "OperationalData", shape: 900, required: false },
+    Member { name: "Notifications", shape: 899, required: false },
+    Member { name: "Priority", shape: 903, required: false },
+    Member { name: "RelatedOpsItems", shape: 1116, required: false },
+    Member { name: "Source", shape: 920, required: true },
+    Member { name: "Title", shape: 924, required: true },
+    Member { name: "Tags", shape: 1271, required: false },
+    Member { name: "Category", shape: 870, required: false },
+    Member { name: "Severity", shape: 919, required: false },
+    Member { name: "ActualStartTime", shape: 250, required: false },
+    Member { name: "ActualEndTime", shape: 250, required: false },
+    Member { name: "PlannedStartTime", shape: 250, required: false },
+    Member { name: "PlannedEndTime", shape: 250, required: false },
+    Member { name: "AccountId", shape: 867, required: false },
 ];
 static M_238: &[Member] = &[
-    Member {
-        name: "OpsItemId",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "OpsItemArn",
-        shape: 869,
-        required: false,
-    },
+    Member { name: "OpsItemId", shape: 1264, required: false },
+    Member { name: "OpsItemArn", shape: 869, required: false },
 ];
 static M_239: &[Member] = &[
-    Member {
-        name: "ResourceId",
-        shape: 939,
-        required: true,
-    },
-    Member {
-        name: "Metadata",
-        shape: 803,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
+    Member { name: "ResourceId", shape: 939, required: true },
+    Member { name: "Metadata", shape: 803, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
 ];
-static M_240: &[Member] = &[Member {
-    name: "OpsMetadataArn",
-    shape: 928,
-    required: false,
-}];
+static M_240: &[Member] = &[Member { name: "OpsMetadataArn", shape: 928, required: false }];
 static M_241: &[Member] = &[
-    Member {
-        name: "OperatingSystem",
-        shape: 841,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 135,
-        required: true,
-    },
-    Member {
-        name: "GlobalFilters",
-        shape: 1019,
-        required: false,
-    },
-    Member {
-        name: "ApprovalRules",
-        shape: 1057,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatches",
-        shape: 1029,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatchesComplianceLevel",
-        shape: 1009,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatchesEnableNonSecurity",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "RejectedPatches",
-        shape: 1029,
-        required: false,
-    },
-    Member {
-        name: "RejectedPatchesAction",
-        shape: 992,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 133,
-        required: false,
-    },
-    Member {
-        name: "Sources",
-        shape: 1064,
-        required: false,
-    },
-    Member {
-        name: "AvailableSecurityUpdatesComplianceStatus",
-        shape: 1011,
-        required: false,
-    },
-    Member {
-        name: "ClientToken",
-        shape: 151,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
+    Member { name: "OperatingSystem", shape: 841, required: false },
+    Member { name: "Name", shape: 135, required: true },
+    Member { name: "GlobalFilters", shape: 1019, required: false },
+    Member { name: "ApprovalRules", shape: 1057, required: false },
+    Member { name: "ApprovedPatches", shape: 1029, required: false },
+    Member { name: "ApprovedPatchesComplianceLevel", shape: 1009, required: false },
+    Member { name: "ApprovedPatchesEnableNonSecurity", shape: 138, required: false },
+    Member { name: "RejectedPatches", shape: 1029, required: false },
+    Member { name: "RejectedPatchesAction", shape: 992, required: false },
+    Member { name: "Description", shape: 133, required: false },
+    Member { name: "Sources", shape: 1064, required: false },
+    Member { name: "AvailableSecurityUpdatesComplianceStatus", shape: 1011, required: false },
+    Member { name: "ClientToken", shape: 151, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
 ];
-static M_242: &[Member] = &[Member {
-    name: "BaselineId",
-    shape: 134,
-    required: false,
-}];
+static M_242: &[Member] = &[Member { name: "BaselineId", shape: 134, required: false }];
 static M_243: &[Member] = &[
-    Member {
-        name: "SyncName",
-        shape: 1143,
-        required: true,
-    },
-    Member {
-        name: "S3Destination",
-        shape: 1150,
-        required: false,
-    },
-    Member {
-        name: "SyncType",
-        shape: 1160,
-        required: false,
-    },
-    Member {
-        name: "SyncSource",
-        shape: 1154,
-        required: false,
-    },
+    Member { name: "SyncName", shape: 1143, required: true },
+    Member { name: "S3Destination", shape: 1150, required: false },
+    Member { name: "SyncType", shape: 1160, required: false },
+    Member { name: "SyncSource", shape: 1154, required: false },
 ];
 static M_244: &[Member] = &[];
 static M_246: &[Member] = &[
-    Member {
-        name: "AccessKeyId",
-        shape: 1,
-        required: true,
-    },
-    Member {
-        name: "SecretAccessKey",
-        shape: 2,
-        required: true,
-    },
-    Member {
-        name: "SessionToken",
-        shape: 1224,
-        required: true,
-    },
-    Member {
-        name: "ExpirationTime",
-        shape: 250,
-        required: true,
-    },
+    Member { name: "AccessKeyId", shape: 1, required: true },
+    Member { name: "SecretAccessKey", shape: 2, required: true },
+    Member { name: "SessionToken", shape: 1224, required: true },
+    Member { name: "ExpirationTime", shape: 250, required: true },
 ];
-static M_247: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_253: &[Member] = &[Member {
-    name: "ActivationId",
-    shape: 15,
-    required: true,
-}];
+static M_247: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_253: &[Member] = &[Member { name: "ActivationId", shape: 15, required: true }];
 static M_254: &[Member] = &[];
 static M_255: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "AssociationId", shape: 63, required: false },
 ];
 static M_256: &[Member] = &[];
-static M_257: &[Member] = &[Member {
-    name: "CloudConnectorId",
-    shape: 161,
-    required: true,
-}];
-static M_258: &[Member] = &[Member {
-    name: "CloudConnectorId",
-    shape: 161,
-    required: false,
-}];
+static M_257: &[Member] = &[Member { name: "CloudConnectorId", shape: 161, required: true }];
+static M_258: &[Member] = &[Member { name: "CloudConnectorId", shape: 161, required: false }];
 static M_259: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 389,
-        required: true,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "VersionName",
-        shape: 419,
-        required: false,
-    },
-    Member {
-        name: "Force",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "Name", shape: 389, required: true },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "VersionName", shape: 419, required: false },
+    Member { name: "Force", shape: 138, required: false },
 ];
 static M_260: &[Member] = &[];
 static M_261: &[Member] = &[
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: true,
-    },
-    Member {
-        name: "SchemaDeleteOption",
-        shape: 671,
-        required: false,
-    },
-    Member {
-        name: "DryRun",
-        shape: 422,
-        required: false,
-    },
-    Member {
-        name: "ClientToken",
-        shape: 1303,
-        required: false,
-    },
+    Member { name: "TypeName", shape: 662, required: true },
+    Member { name: "SchemaDeleteOption", shape: 671, required: false },
+    Member { name: "DryRun", shape: 422, required: false },
+    Member { name: "ClientToken", shape: 1303, required: false },
 ];
 static M_262: &[Member] = &[
-    Member {
-        name: "DeletionId",
-        shape: 1303,
-        required: false,
-    },
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: false,
-    },
-    Member {
-        name: "DeletionSummary",
-        shape: 637,
-        required: false,
-    },
+    Member { name: "DeletionId", shape: 1303, required: false },
+    Member { name: "TypeName", shape: 662, required: false },
+    Member { name: "DeletionSummary", shape: 637, required: false },
 ];
-static M_263: &[Member] = &[Member {
-    name: "WindowId",
-    shape: 753,
-    required: true,
-}];
-static M_264: &[Member] = &[Member {
-    name: "WindowId",
-    shape: 753,
-    required: false,
-}];
-static M_265: &[Member] = &[Member {
-    name: "OpsItemId",
-    shape: 892,
-    required: true,
-}];
+static M_263: &[Member] = &[Member { name: "WindowId", shape: 753, required: true }];
+static M_264: &[Member] = &[Member { name: "WindowId", shape: 753, required: false }];
+static M_265: &[Member] = &[Member { name: "OpsItemId", shape: 892, required: true }];
 static M_266: &[Member] = &[];
-static M_267: &[Member] = &[Member {
-    name: "OpsMetadataArn",
-    shape: 928,
-    required: true,
-}];
+static M_267: &[Member] = &[Member { name: "OpsMetadataArn", shape: 928, required: true }];
 static M_268: &[Member] = &[];
-static M_269: &[Member] = &[Member {
-    name: "Name",
-    shape: 947,
-    required: true,
-}];
+static M_269: &[Member] = &[Member { name: "Name", shape: 947, required: true }];
 static M_270: &[Member] = &[];
-static M_271: &[Member] = &[Member {
-    name: "Names",
-    shape: 967,
-    required: true,
-}];
+static M_271: &[Member] = &[Member { name: "Names", shape: 967, required: true }];
 static M_272: &[Member] = &[
-    Member {
-        name: "DeletedParameters",
-        shape: 967,
-        required: false,
-    },
-    Member {
-        name: "InvalidParameters",
-        shape: 967,
-        required: false,
-    },
+    Member { name: "DeletedParameters", shape: 967, required: false },
+    Member { name: "InvalidParameters", shape: 967, required: false },
 ];
-static M_273: &[Member] = &[Member {
-    name: "BaselineId",
-    shape: 134,
-    required: true,
-}];
-static M_274: &[Member] = &[Member {
-    name: "BaselineId",
-    shape: 134,
-    required: false,
-}];
+static M_273: &[Member] = &[Member { name: "BaselineId", shape: 134, required: true }];
+static M_274: &[Member] = &[Member { name: "BaselineId", shape: 134, required: false }];
 static M_275: &[Member] = &[
-    Member {
-        name: "SyncName",
-        shape: 1143,
-        required: true,
-    },
-    Member {
-        name: "SyncType",
-        shape: 1160,
-        required: false,
-    },
+    Member { name: "SyncName", shape: 1143, required: true },
+    Member { name: "SyncType", shape: 1160, required: false },
 ];
 static M_276: &[Member] = &[];
 static M_277: &[Member] = &[
-    Member {
-        name: "ResourceArn",
-        shape: 1124,
-        required: true,
-    },
-    Member {
-        name: "PolicyId",
-        shape: 1082,
-        required: true,
-    },
-    Member {
-        name: "PolicyHash",
-        shape: 1081,
-        required: true,
-    },
-    Member {
-        name: "DeletionMode",
-        shape: 279,
-        required: false,
-    },
+    Member { name: "ResourceArn", shape: 1124, required: true },
+    Member { name: "PolicyId", shape: 1082, required: true },
+    Member { name: "PolicyHash", shape: 1081, required: true },
+    Member { name: "DeletionMode", shape: 279, required: false },
 ];
 static M_278: &[Member] = &[];
 static M_281: &[Member] = &[];
 static M_282: &[Member] = &[];
-static M_283: &[Member] = &[Member {
-    name: "InstanceId",
-    shape: 793,
-    required: true,
-}];
+static M_283: &[Member] = &[Member { name: "InstanceId", shape: 793, required: true }];
 static M_284: &[Member] = &[];
 static M_285: &[Member] = &[
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: true,
-    },
-    Member {
-        name: "PatchGroup",
-        shape: 1024,
-        required: true,
-    },
+    Member { name: "BaselineId", shape: 134, required: true },
+    Member { name: "PatchGroup", shape: 1024, required: true },
 ];
 static M_286: &[Member] = &[
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: false,
-    },
-    Member {
-        name: "PatchGroup",
-        shape: 1024,
-        required: false,
-    },
+    Member { name: "BaselineId", shape: 134, required: false },
+    Member { name: "PatchGroup", shape: 1024, required: false },
 ];
 static M_287: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: true,
-    },
-    Member {
-        name: "WindowTargetId",
-        shape: 773,
-        required: true,
-    },
-    Member {
-        name: "Safe",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: true },
+    Member { name: "WindowTargetId", shape: 773, required: true },
+    Member { name: "Safe", shape: 138, required: false },
 ];
 static M_288: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "WindowTargetId",
-        shape: 773,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "WindowTargetId", shape: 773, required: false },
 ];
 static M_289: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: true,
-    },
-    Member {
-        name: "WindowTaskId",
-        shape: 778,
-        required: true,
-    },
+    Member { name: "WindowId", shape: 753, required: true },
+    Member { name: "WindowTaskId", shape: 778, required: true },
 ];
 static M_290: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "WindowTaskId",
-        shape: 778,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "WindowTaskId", shape: 778, required: false },
 ];
 static M_291: &[Member] = &[
-    Member {
-        name: "FilterKey",
-        shape: 292,
-        required: false,
-    },
-    Member {
-        name: "FilterValues",
-        shape: 1267,
-        required: false,
-    },
+    Member { name: "FilterKey", shape: 292, required: false },
+    Member { name: "FilterValues", shape: 1267, required: false },
 ];
 static M_294: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 293,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Filters", shape: 293, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_295: &[Member] = &[
-    Member {
-        name: "ActivationList",
-        shape: 16,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "ActivationList", shape: 16, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_296: &[Member] = &[
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: true,
-    },
-    Member {
-        name: "ExecutionId",
-        shape: 50,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 54,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "AssociationId", shape: 63, required: true },
+    Member { name: "ExecutionId", shape: 50, required: true },
+    Member { name: "Filters", shape: 54, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_297: &[Member] = &[
-    Member {
-        name: "AssociationExecutionTargets",
-        shape: 56,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "AssociationExecutionTargets", shape: 56, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_298: &[Member] = &[
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 48,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "AssociationId", shape: 63, required: true },
+    Member { name: "Filters", shape: 48, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_299: &[Member] = &[
-    Member {
-        name: "AssociationExecutions",
-        shape: 57,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "AssociationExecutions", shape: 57, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_300: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: false,
-    },
-    Member {
-        name: "AssociationVersion",
-        shape: 75,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "AssociationId", shape: 63, required: false },
+    Member { name: "AssociationVersion", shape: 75, required: false },
 ];
-static M_301: &[Member] = &[Member {
-    name: "AssociationDescription",
-    shape: 40,
-    required: false,
-}];
+static M_301: &[Member] = &[Member { name: "AssociationDescription", shape: 40, required: false }];
 static M_302: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 102,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Filters", shape: 102, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_303: &[Member] = &[
-    Member {
-        name: "AutomationExecutionMetadataList",
-        shape: 109,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "AutomationExecutionMetadataList", shape: 109, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_304: &[Member] = &[
-    Member {
-        name: "AutomationExecutionId",
-        shape: 105,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 1255,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "ReverseOrder",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "AutomationExecutionId", shape: 105, required: true },
+    Member { name: "Filters", shape: 1255, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "ReverseOrder", shape: 138, required: false },
 ];
 static M_305: &[Member] = &[
-    Member {
-        name: "StepExecutions",
-        shape: 1258,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "StepExecutions", shape: 1258, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_306: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 1045,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 999,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Filters", shape: 1045, required: false },
+    Member { name: "MaxResults", shape: 999, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_307: &[Member] = &[
-    Member {
-        name: "Patches",
-        shape: 1036,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Patches", shape: 1036, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_308: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 389,
-        required: true,
-    },
-    Member {
-        name: "PermissionType",
-        shape: 399,
-        required: true,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 398,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Name", shape: 389, required: true },
+    Member { name: "PermissionType", shape: 399, required: true },
+    Member { name: "MaxResults", shape: 398, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_309: &[Member] = &[
-    Member {
-        name: "AccountIds",
-        shape: 8,
-        required: false,
-    },
-    Member {
-        name: "AccountSharingInfoList",
-        shape: 10,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "AccountIds", shape: 8, required: false },
+    Member { name: "AccountSharingInfoList", shape: 10, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_310: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: true,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "VersionName",
-        shape: 419,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: true },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "VersionName", shape: 419, required: false },
 ];
-static M_311: &[Member] = &[Member {
-    name: "Document",
-    shape: 370,
-    required: false,
-}];
+static M_311: &[Member] = &[Member { name: "Document", shape: 370, required: false }];
 static M_312: &[Member] = &[
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: true,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 427,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "InstanceId", shape: 536, required: true },
+    Member { name: "MaxResults", shape: 427, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_313: &[Member] = &[
-    Member {
-        name: "Associations",
-        shape: 529,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Associations", shape: 529, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_314: &[Member] = &[
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: true,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 999,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "BaselineId", shape: 134, required: true },
+    Member { name: "MaxResults", shape: 999, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_315: &[Member] = &[
-    Member {
-        name: "EffectivePatches",
-        shape: 429,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "EffectivePatches", shape: 429, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_316: &[Member] = &[
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: true,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "InstanceId", shape: 536, required: true },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_317: &[Member] = &[
-    Member {
-        name: "InstanceAssociationStatusInfos",
-        shape: 534,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "InstanceAssociationStatusInfos", shape: 534, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_318: &[Member] = &[
-    Member {
-        name: "InstanceInformationFilterList",
-        shape: 542,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 548,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 799,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "InstanceInformationFilterList", shape: 542, required: false },
+    Member { name: "Filters", shape: 548, required: false },
+    Member { name: "MaxResults", shape: 799, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_319: &[Member] = &[
-    Member {
-        name: "InstanceInformationList",
-        shape: 545,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "InstanceInformationList", shape: 545, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_320: &[Member] = &[
-    Member {
-        name: "PatchGroup",
-        shape: 1024,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 553,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 1010,
-        required: false,
-    },
+    Member { name: "PatchGroup", shape: 1024, required: true },
+    Member { name: "Filters", shape: 553, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 1010, required: false },
 ];
 static M_321: &[Member] = &[
-    Member {
-        name: "InstancePatchStates",
-        shape: 558,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "InstancePatchStates", shape: 558, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_322: &[Member] = &[
-    Member {
-        name: "InstanceIds",
-        shape: 537,
-        required: true,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 1010,
-        required: false,
-    },
+    Member { name: "InstanceIds", shape: 537, required: true },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 1010, required: false },
 ];
 static M_323: &[Member] = &[
-    Member {
-        name: "InstancePatchStates",
-        shape: 556,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "InstancePatchStates", shape: 556, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_324: &[Member] = &[
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 1045,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 1010,
-        required: false,
-    },
+    Member { name: "InstanceId", shape: 536, required: true },
+    Member { name: "Filters", shape: 1045, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 1010, required: false },
 ];
 static M_325: &[Member] = &[
-    Member {
-        name: "Patches",
-        shape: 1007,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Patches", shape: 1007, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_327: &[Member] = &[
-    Member {
-        name: "InstancePropertyFilterList",
-        shape: 563,
-        required: false,
-    },
-    Member {
-        name: "FiltersWithOperator",
-        shape: 569,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 326,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "InstancePropertyFilterList", shape: 563, required: false },
+    Member { name: "FiltersWithOperator", shape: 569, required: false },
+    Member { name: "MaxResults", shape: 326, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_328: &[Member] = &[
-    Member {
-        name: "InstanceProperties",
-        shape: 559,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "InstanceProperties", shape: 559, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_329: &[Member] = &[
-    Member {
-        name: "DeletionId",
-        shape: 1303,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
+    Member { name: "DeletionId", shape: 1303, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
 ];
 static M_330: &[Member] = &[
-    Member {
-        name: "InventoryDeletions",
-        shape: 640,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "InventoryDeletions", shape: 640, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_331: &[Member] = &[
-    Member {
-        name: "WindowExecutionId",
-        shape: 735,
-        required: true,
-    },
-    Member {
-        name: "TaskId",
-        shape: 740,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 750,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 761,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "WindowExecutionId", shape: 735, required: true },
+    Member { name: "TaskId", shape: 740, required: true },
+    Member { name: "Filters", shape: 750, required: false },
+    Member { name: "MaxResults", shape: 761, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_332: &[Member] = &[
-    Member {
-        name: "WindowExecutionTaskInvocationIdentities",
-        shape: 746,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "WindowExecutionTaskInvocationIdentities", shape: 746, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_333: &[Member] = &[
-    Member {
-        name: "WindowExecutionId",
-        shape: 735,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 750,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 761,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "WindowExecutionId", shape: 735, required: true },
+    Member { name: "Filters", shape: 750, required: false },
+    Member { name: "MaxResults", shape: 761, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_334: &[Member] = &[
-    Member {
-        name: "WindowExecutionTaskIdentities",
-        shape: 743,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "WindowExecutionTaskIdentities", shape: 743, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_335: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 750,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 761,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: true },
+    Member { name: "Filters", shape: 750, required: false },
+    Member { name: "MaxResults", shape: 761, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_336: &[Member] = &[
-    Member {
-        name: "WindowExecutions",
-        shape: 736,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "WindowExecutions", shape: 736, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_337: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 764,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 1045,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 767,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "ResourceType", shape: 764, required: false },
+    Member { name: "Filters", shape: 1045, required: false },
+    Member { name: "MaxResults", shape: 767, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_338: &[Member] = &[
-    Member {
-        name: "ScheduledWindowExecutions",
-        shape: 1192,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "ScheduledWindowExecutions", shape: 1192, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_339: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 750,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 761,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: true },
+    Member { name: "Filters", shape: 750, required: false },
+    Member { name: "MaxResults", shape: 761, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_340: &[Member] = &[
-    Member {
-        name: "Targets",
-        shape: 774,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Targets", shape: 774, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_341: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 750,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 761,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: true },
+    Member { name: "Filters", shape: 750, required: false },
+    Member { name: "MaxResults", shape: 761, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
-static M_342: &[Member] = &[
-    Member {
-        name: "Tasks",
-        shape: 780,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-];
+static M_342: &[Member] =
+    &[Member { name: "Tasks", shape: 780, required: false }, Member { name: "NextToken", shape: 808, required: false }];
 static M_343: &[Member] = &[
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: true,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 764,
-        required: true,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 767,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Targets", shape: 1292, required: true },
+    Member { name: "ResourceType", shape: 764, required: true },
+    Member { name: "MaxResults", shape: 767, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_344: &[Member] = &[
-    Member {
-        name: "WindowIdentities",
-        shape: 791,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "WindowIdentities", shape: 791, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_345: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 750,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 761,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Filters", shape: 750, required: false },
+    Member { name: "MaxResults", shape: 761, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_346: &[Member] = &[
-    Member {
-        name: "WindowIdentities",
-        shape: 756,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "WindowIdentities", shape: 756, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_347: &[Member] = &[
-    Member {
-        name: "OpsItemFilters",
-        shape: 891,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 896,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "OpsItemFilters", shape: 891, required: false },
+    Member { name: "MaxResults", shape: 896, required: false },
+    Member { name: "NextToken", shape: 1264, required: false },
 ];
 static M_348: &[Member] = &[
-    Member {
-        name: "NextToken",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "OpsItemSummaries",
-        shape: 922,
-        required: false,
-    },
+    Member { name: "NextToken", shape: 1264, required: false },
+    Member { name: "OpsItemSummaries", shape: 922, required: false },
 ];
 static M_349: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 987,
-        required: false,
-    },
-    Member {
-        name: "ParameterFilters",
-        shape: 974,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "Shared",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "Filters", shape: 987, required: false },
+    Member { name: "ParameterFilters", shape: 974, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "Shared", shape: 138, required: false },
 ];
 static M_350: &[Member] = &[
-    Member {
-        name: "Parameters",
-        shape: 965,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Parameters", shape: 965, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_351: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 1045,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 999,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Filters", shape: 1045, required: false },
+    Member { name: "MaxResults", shape: 999, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_352: &[Member] = &[
-    Member {
-        name: "BaselineIdentities",
-        shape: 998,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "BaselineIdentities", shape: 998, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
-static M_353: &[Member] = &[Member {
-    name: "PatchGroup",
-    shape: 1024,
-    required: true,
-}];
+static M_353: &[Member] = &[Member { name: "PatchGroup", shape: 1024, required: true }];
 static M_354: &[Member] = &[
-    Member {
-        name: "Instances",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithInstalledPatches",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithInstalledOtherPatches",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithInstalledPendingRebootPatches",
-        shape: 575,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithInstalledRejectedPatches",
-        shape: 575,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithMissingPatches",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithFailedPatches",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithNotApplicablePatches",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithUnreportedNotApplicablePatches",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithCriticalNonCompliantPatches",
-        shape: 575,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithSecurityNonCompliantPatches",
-        shape: 575,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithOtherNonCompliantPatches",
-        shape: 575,
-        required: false,
-    },
-    Member {
-        name: "InstancesWithAvailableSecurityUpdates",
-        shape: 576,
-        required: false,
-    },
+    Member { name: "Instances", shape: 576, required: false },
+    Member { name: "InstancesWithInstalledPatches", shape: 576, required: false },
+    Member { name: "InstancesWithInstalledOtherPatches", shape: 576, required: false },
+    Member { name: "InstancesWithInstalledPendingRebootPatches", shape: 575, required: false },
+    Member { name: "InstancesWithInstalledRejectedPatches", shape: 575, required: false },
+    Member { name: "InstancesWithMissingPatches", shape: 576, required: false },
+    Member { name: "InstancesWithFailedPatches", shape: 576, required: false },
+    Member { name: "InstancesWithNotApplicablePatches", shape: 576, required: false },
+    Member { name: "InstancesWithUnreportedNotApplicablePatches", shape: 576, required: false },
+    Member { name: "InstancesWithCriticalNonCompliantPatches", shape: 575, required: false },
+    Member { name: "InstancesWithSecurityNonCompliantPatches", shape: 575, required: false },
+    Member { name: "InstancesWithOtherNonCompliantPatches", shape: 575, required: false },
+    Member { name: "InstancesWithAvailableSecurityUpdates", shape: 576, required: false },
 ];
 static M_355: &[Member] = &[
-    Member {
-        name: "MaxResults",
-        shape: 999,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 1045,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "MaxResults", shape: 999, required: false },
+    Member { name: "Filters", shape: 1045, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_356: &[Member] = &[
-    Member {
-        name: "Mappings",
-        shape: 1027,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Mappings", shape: 1027, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_357: &[Member] = &[
-    Member {
-        name: "OperatingSystem",
-        shape: 841,
-        required: true,
-    },
-    Member {
-        name: "Property",
-        shape: 1052,
-        required: true,
-    },
-    Member {
-        name: "PatchSet",
-        shape: 1060,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "OperatingSystem", shape: 841, required: true },
+    Member { name: "Property", shape: 1052, required: true },
+    Member { name: "PatchSet", shape: 1060, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_358: &[Member] = &[
-    Member {
-        name: "Properties",
-        shape: 1051,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Properties", shape: 1051, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_359: &[Member] = &[
-    Member {
-        name: "State",
-        shape: 1221,
-        required: true,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 1218,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 1207,
-        required: false,
-    },
+    Member { name: "State", shape: 1221, required: true },
+    Member { name: "MaxResults", shape: 1218, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "Filters", shape: 1207, required: false },
 ];
 static M_360: &[Member] = &[
-    Member {
-        name: "Sessions",
-        shape: 1210,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Sessions", shape: 1210, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_362: &[Member] = &[
-    Member {
-        name: "OpsItemId",
-        shape: 892,
-        required: true,
-    },
-    Member {
-        name: "AssociationId",
-        shape: 905,
-        required: true,
-    },
+    Member { name: "OpsItemId", shape: 892, required: true },
+    Member { name: "AssociationId", shape: 905, required: true },
 ];
 static M_363: &[Member] = &[];
-static M_366: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_366: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_369: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 389,
-        required: false,
-    },
-    Member {
-        name: "DefaultVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "DefaultVersionName",
-        shape: 419,
-        required: false,
-    },
+    Member { name: "Name", shape: 389, required: false },
+    Member { name: "DefaultVersion", shape: 415, required: false },
+    Member { name: "DefaultVersionName", shape: 419, required: false },
 ];
 static M_370: &[Member] = &[
-    Member {
-        name: "Sha1",
-        shape: 411,
-        required: false,
-    },
-    Member {
-        name: "Hash",
-        shape: 377,
-        required: false,
-    },
-    Member {
-        name: "HashType",
-        shape: 378,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 365,
-        required: false,
-    },
-    Member {
-        name: "DisplayName",
-        shape: 371,
-        required: false,
-    },
-    Member {
-        name: "VersionName",
-        shape: 419,
-        required: false,
-    },
-    Member {
-        name: "Owner",
-        shape: 390,
-        required: false,
-    },
-    Member {
-        name: "CreatedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 412,
-        required: false,
-    },
-    Member {
-        name: "StatusInformation",
-        shape: 413,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 361,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 394,
-        required: false,
-    },
-    Member {
-        name: "PlatformTypes",
-        shape: 1077,
-        required: false,
-    },
-    Member {
-        name: "DocumentType",
-        shape: 414,
-        required: false,
-    },
-    Member {
-        name: "SchemaVersion",
-        shape: 410,
-        required: false,
-    },
-    Member {
-        name: "LatestVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "DefaultVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "DocumentFormat",
-        shape: 376,
-        required: false,
-    },
-    Member {
-        name: "TargetType",
-        shape: 1289,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
-    Member {
-        name: "AttachmentsInformation",
-        shape: 85,
-        required: false,
-    },
-    Member {
-        name: "Requires",
-        shape: 401,
-        required: false,
-    },
-    Member {
-        name: "Author",
-        shape: 367,
-        required: false,
-    },
-    Member {
-        name: "ReviewInformation",
-        shape: 1179,
-        required: false,
-    },
-    Member {
-        name: "ApprovedVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "PendingReviewVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "ReviewStatus",
-        shape: 1180,
-        required: false,
-    },
-    Member {
-        name: "Category",
-        shape: 148,
-        required: false,
-    },
-    Member {
-        name: "CategoryEnum",
-        shape: 147,
-        required: false,
-    },
+    Member { name: "Sha1", shape: 411, required: false },
+    Member { name: "Hash", shape: 377, required: false },
+    Member { name: "HashType", shape: 378, required: false },
+    Member { name: "Name", shape: 365, required: false },
+    Member { name: "DisplayName", shape: 371, required: false },
+    Member { name: "VersionName", shape: 419, required: false },
+    Member { name: "Owner", shape: 390, required: false },
+    Member { name: "CreatedDate", shape: 250, required: false },
+    Member { name: "Status", shape: 412, required: false },
+    Member { name: "StatusInformation", shape: 413, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Description", shape: 361, required: false },
+    Member { name: "Parameters", shape: 394, required: false },
+    Member { name: "PlatformTypes", shape: 1077, required: false },
+    Member { name: "DocumentType", shape: 414, required: false },
+    Member { name: "SchemaVersion", shape: 410, required: false },
+    Member { name: "LatestVersion", shape: 415, required: false },
+    Member { name: "DefaultVersion", shape: 415, required: false },
+    Member { name: "DocumentFormat", shape: 376, required: false },
+    Member { name: "TargetType", shape: 1289, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
+    Member { name: "AttachmentsInformation", shape: 85, required: false },
+    Member { name: "Requires", shape: 401, required: false },
+    Member { name: "Author", shape: 367, required: false },
+    Member { name: "ReviewInformation", shape: 1179, required: false },
+    Member { name: "ApprovedVersion", shape: 415, required: false },
+    Member { name: "PendingReviewVersion", shape: 415, required: false },
+    Member { name: "ReviewStatus", shape: 1180, required: false },
+    Member { name: "Category", shape: 148, required: false },
+    Member { name: "CategoryEnum", shape: 147, required: false },
 ];
-static M_372: &[Member] = &[
-    Member {
-        name: "key",
-        shape: 373,
-        required: true,
-    },
-    Member {
-        name: "value",
-        shape: 375,
-        required: true,
-    },
-];
+static M_372: &[Member] =
+    &[Member { name: "key", shape: 373, required: true }, Member { name: "value", shape: 375, required: true }];
 static M_379: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: false,
-    },
-    Member {
-        name: "CreatedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "DisplayName",
-        shape: 371,
-        required: false,
-    },
-    Member {
-        name: "Owner",
-        shape: 390,
-        required: false,
-    },
-    Member {
-        name: "VersionName",
-        shape: 419,
-        required: false,
-    },
-    Member {
-        name: "PlatformTypes",
-        shape: 1077,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "DocumentType",
-        shape: 414,
-        required: false,
-    },
-    Member {
-        name: "SchemaVersion",
-        shape: 410,
-        required: false,
-    },
-    Member {
-        name: "DocumentFormat",
-        shape: 376,
-        required: false,
-    },
-    Member {
-        name: "TargetType",
-        shape: 1289,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
-    Member {
-        name: "Requires",
-        shape: 401,
-        required: false,
-    },
-    Member {
-        name: "ReviewStatus",
-        shape: 1180,
-        required: false,
-    },
-    Member {
-        name: "Author",
-        shape: 367,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: false },
+    Member { name: "CreatedDate", shape: 250, required: false },
+    Member { name: "DisplayName", shape: 371, required: false },
+    Member { name: "Owner", shape: 390, required: false },
+    Member { name: "VersionName", shape: 419, required: false },
+    Member { name: "PlatformTypes", shape: 1077, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "DocumentType", shape: 414, required: false },
+    Member { name: "SchemaVersion", shape: 410, required: false },
+    Member { name: "DocumentFormat", shape: 376, required: false },
+    Member { name: "TargetType", shape: 1289, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
+    Member { name: "Requires", shape: 401, required: false },
+    Member { name: "ReviewStatus", shape: 1180, required: false },
+    Member { name: "Author", shape: 367, required: false },
 ];
-static M_381: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 382,
-        required: false,
-    },
-    Member {
-        name: "Values",
-        shape: 385,
-        required: false,
-    },
-];
-static M_386: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_388: &[Member] = &[Member {
-    name: "ReviewerResponse",
-    shape: 407,
-    required: false,
-}];
+static M_381: &[Member] =
+    &[Member { name: "Key", shape: 382, required: false }, Member { name: "Values", shape: 385, required: false }];
+static M_386: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_388: &[Member] = &[Member { name: "ReviewerResponse", shape: 407, required: false }];
 static M_391: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 395,
-        required: false,
-    },
-    Member {
-        name: "Type",
-        shape: 396,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 393,
-        required: false,
-    },
-    Member {
-        name: "DefaultValue",
-        shape: 392,
-        required: false,
-    },
+    Member { name: "Name", shape: 395, required: false },
+    Member { name: "Type", shape: 396, required: false },
+    Member { name: "Description", shape: 393, required: false },
+    Member { name: "DefaultValue", shape: 392, required: false },
 ];
-static M_397: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_397: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_400: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: true,
-    },
-    Member {
-        name: "Version",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "RequireType",
-        shape: 1120,
-        required: false,
-    },
-    Member {
-        name: "VersionName",
-        shape: 419,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: true },
+    Member { name: "Version", shape: 415, required: false },
+    Member { name: "RequireType", shape: 1120, required: false },
+    Member { name: "VersionName", shape: 419, required: false },
 ];
-static M_405: &[Member] = &[
-    Member {
-        name: "Type",
-        shape: 406,
-        required: false,
-    },
-    Member {
-        name: "Content",
-        shape: 403,
-        required: false,
-    },
-];
+static M_405: &[Member] =
+    &[Member { name: "Type", shape: 406, required: false }, Member { name: "Content", shape: 403, required: false }];
 static M_408: &[Member] = &[
-    Member {
-        name: "CreateTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "UpdatedTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ReviewStatus",
-        shape: 1180,
-        required: false,
-    },
-    Member {
-        name: "Comment",
-        shape: 404,
-        required: false,
-    },
-    Member {
-        name: "Reviewer",
-        shape: 1181,
-        required: false,
-    },
+    Member { name: "CreateTime", shape: 250, required: false },
+    Member { name: "UpdatedTime", shape: 250, required: false },
+    Member { name: "ReviewStatus", shape: 1180, required: false },
+    Member { name: "Comment", shape: 404, required: false },
+    Member { name: "Reviewer", shape: 1181, required: false },
 ];
-static M_409: &[Member] = &[
-    Member {
-        name: "Action",
-        shape: 402,
-        required: true,
-    },
-    Member {
-        name: "Comment",
-        shape: 404,
-        required: false,
-    },
-];
+static M_409: &[Member] =
+    &[Member { name: "Action", shape: 402, required: true }, Member { name: "Comment", shape: 404, required: false }];
 static M_416: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 389,
-        required: false,
-    },
-    Member {
-        name: "DisplayName",
-        shape: 371,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "VersionName",
-        shape: 419,
-        required: false,
-    },
-    Member {
-        name: "CreatedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "IsDefaultVersion",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "DocumentFormat",
-        shape: 376,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 412,
-        required: false,
-    },
-    Member {
-        name: "StatusInformation",
-        shape: 413,
-        required: false,
-    },
-    Member {
-        name: "ReviewStatus",
-        shape: 1180,
-        required: false,
-    },
+    Member { name: "Name", shape: 389, required: false },
+    Member { name: "DisplayName", shape: 371, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "VersionName", shape: 419, required: false },
+    Member { name: "CreatedDate", shape: 250, required: false },
+    Member { name: "IsDefaultVersion", shape: 138, required: false },
+    Member { name: "DocumentFormat", shape: 376, required: false },
+    Member { name: "Status", shape: 412, required: false },
+    Member { name: "StatusInformation", shape: 413, required: false },
+    Member { name: "ReviewStatus", shape: 1180, required: false },
 ];
-static M_417: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_421: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_423: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_424: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_417: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_421: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_423: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_424: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_425: &[Member] = &[];
 static M_428: &[Member] = &[
-    Member {
-        name: "Patch",
-        shape: 991,
-        required: false,
-    },
-    Member {
-        name: "PatchStatus",
-        shape: 1068,
-        required: false,
-    },
+    Member { name: "Patch", shape: 991, required: false },
+    Member { name: "PatchStatus", shape: 1068, required: false },
 ];
-static M_433: &[Member] = &[Member {
-    name: "Automation",
-    shape: 106,
-    required: false,
-}];
-static M_435: &[Member] = &[Member {
-    name: "Automation",
-    shape: 111,
-    required: false,
-}];
+static M_433: &[Member] = &[Member { name: "Automation", shape: 106, required: false }];
+static M_435: &[Member] = &[Member { name: "Automation", shape: 111, required: false }];
 static M_441: &[Member] = &[
-    Member {
-        name: "Entry",
-        shape: 227,
-        required: false,
-    },
-    Member {
-        name: "Message",
-        shape: 137,
-        required: false,
-    },
-    Member {
-        name: "Fault",
-        shape: 444,
-        required: false,
-    },
+    Member { name: "Entry", shape: 227, required: false },
+    Member { name: "Message", shape: 137, required: false },
+    Member { name: "Fault", shape: 444, required: false },
 ];
 static M_443: &[Member] = &[
-    Member {
-        name: "FailureStage",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "FailureType",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Details",
-        shape: 114,
-        required: false,
-    },
+    Member { name: "FailureStage", shape: 1264, required: false },
+    Member { name: "FailureType", shape: 1264, required: false },
+    Member { name: "Details", shape: 114, required: false },
 ];
-static M_445: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_445: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_446: &[Member] = &[
-    Member {
-        name: "OrganizationId",
-        shape: 448,
-        required: false,
-    },
-    Member {
-        name: "WorkloadIdentityPoolProvider",
-        shape: 454,
-        required: true,
-    },
-    Member {
-        name: "ServiceAccountEmail",
-        shape: 453,
-        required: true,
-    },
-    Member {
-        name: "Targets",
-        shape: 447,
-        required: false,
-    },
+    Member { name: "OrganizationId", shape: 448, required: false },
+    Member { name: "WorkloadIdentityPoolProvider", shape: 454, required: true },
+    Member { name: "ServiceAccountEmail", shape: 453, required: true },
+    Member { name: "Targets", shape: 447, required: false },
 ];
-static M_447: &[Member] = &[Member {
-    name: "Projects",
-    shape: 452,
-    required: false,
-}];
+static M_447: &[Member] = &[Member { name: "Projects", shape: 452, required: false }];
 static M_449: &[Member] = &[
-    Member {
-        name: "ProjectId",
-        shape: 451,
-        required: true,
-    },
-    Member {
-        name: "ProjectDisplayName",
-        shape: 450,
-        required: false,
-    },
+    Member { name: "ProjectId", shape: 451, required: true },
+    Member { name: "ProjectDisplayName", shape: 450, required: false },
 ];
-static M_455: &[Member] = &[Member {
-    name: "AccessRequestId",
-    shape: 3,
-    required: true,
-}];
+static M_455: &[Member] = &[Member { name: "AccessRequestId", shape: 3, required: true }];
 static M_456: &[Member] = &[
-    Member {
-        name: "Credentials",
-        shape: 246,
-        required: false,
-    },
-    Member {
-        name: "AccessRequestStatus",
-        shape: 4,
-        required: false,
-    },
+    Member { name: "Credentials", shape: 246, required: false },
+    Member { name: "AccessRequestStatus", shape: 4, required: false },
 ];
-static M_457: &[Member] = &[Member {
-    name: "AutomationExecutionId",
-    shape: 105,
-    required: true,
-}];
-static M_458: &[Member] = &[Member {
-    name: "AutomationExecution",
-    shape: 99,
-    required: false,
-}];
+static M_457: &[Member] = &[Member { name: "AutomationExecutionId", shape: 105, required: true }];
+static M_458: &[Member] = &[Member { name: "AutomationExecution", shape: 99, required: false }];
 static M_459: &[Member] = &[
-    Member {
-        name: "CalendarNames",
-        shape: 140,
-        required: true,
-    },
-    Member {
-        name: "AtTime",
-        shape: 519,
-        required: false,
-    },
+    Member { name: "CalendarNames", shape: 140, required: true },
+    Member { name: "AtTime", shape: 519, required: false },
 ];
 static M_460: &[Member] = &[
-    Member {
-        name: "State",
-        shape: 141,
-        required: false,
-    },
-    Member {
-        name: "AtTime",
-        shape: 519,
-        required: false,
-    },
-    Member {
-        name: "NextTransitionTime",
-        shape: 519,
-        required: false,
-    },
+    Member { name: "State", shape: 141, required: false },
+    Member { name: "AtTime", shape: 519, required: false },
+    Member { name: "NextTransitionTime", shape: 519, required: false },
 ];
-static M_461: &[Member] = &[Member {
-    name: "CloudConnectorId",
-    shape: 161,
-    required: true,
-}];
+static M_461: &[Member] = &[Member { name: "CloudConnectorId", shape: 161, required: true }];
 static M_462: &[Member] = &[
-    Member {
-        name: "CloudConnectorArn",
-        shape: 152,
-        required: false,
-    },
-    Member {
-        name: "DisplayName",
-        shape: 364,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 154,
-        required: false,
-    },
-    Member {
-        name: "RoleArn",
-        shape: 160,
-        required: false,
-    },
-    Member {
-        name: "Configuration",
-        shape: 153,
-        required: false,
-    },
-    Member {
-        name: "ConfigConnectorArn",
-        shape: 218,
-        required: false,
-    },
-    Member {
-        name: "CreatedAt",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "UpdatedAt",
-        shape: 250,
-        required: false,
-    },
+    Member { name: "CloudConnectorArn", shape: 152, required: false },
+    Member { name: "DisplayName", shape: 364, required: false },
+    Member { name: "Description", shape: 154, required: false },
+    Member { name: "RoleArn", shape: 160, required: false },
+    Member { name: "Configuration", shape: 153, required: false },
+    Member { name: "ConfigConnectorArn", shape: 218, required: false },
+    Member { name: "CreatedAt", shape: 250, required: false },
+    Member { name: "UpdatedAt", shape: 250, required: false },
 ];
 static M_463: &[Member] = &[
-    Member {
-        name: "CommandId",
-        shape: 173,
-        required: true,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: true,
-    },
-    Member {
-        name: "PluginName",
-        shape: 181,
-        required: false,
-    },
+    Member { name: "CommandId", shape: 173, required: true },
+    Member { name: "InstanceId", shape: 536, required: true },
+    Member { name: "PluginName", shape: 181, required: false },
 ];
 static M_464: &[Member] = &[
-    Member {
-        name: "CommandId",
-        shape: 173,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "Comment",
-        shape: 185,
-        required: false,
-    },
-    Member {
-        name: "DocumentName",
-        shape: 389,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "PluginName",
-        shape: 181,
-        required: false,
-    },
-    Member {
-        name: "ResponseCode",
-        shape: 1173,
-        required: false,
-    },
-    Member {
-        name: "ExecutionStartDateTime",
-        shape: 1266,
-        required: false,
-    },
-    Member {
-        name: "ExecutionElapsedTime",
-        shape: 1266,
-        required: false,
-    },
-    Member {
-        name: "ExecutionEndDateTime",
-        shape: 1266,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 176,
-        required: false,
-    },
-    Member {
-        name: "StatusDetails",
-        shape: 1248,
-        required: false,
-    },
-    Member {
-        name: "StandardOutputContent",
-        shape: 1234,
-        required: false,
-    },
-    Member {
-        name: "StandardOutputUrl",
-        shape: 1344,
-        required: false,
-    },
-    Member {
-        name: "StandardErrorContent",
-        shape: 1233,
-        required: false,
-    },
-    Member {
-        name: "StandardErrorUrl",
-        shape: 1344,
-        required: false,
-    },
-    Member {
-        name: "CloudWatchOutputConfig",
-        shape: 166,
-        required: false,
-    },
+    Member { name: "CommandId", shape: 173, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "Comment", shape: 185, required: false },
+    Member { name: "DocumentName", shape: 389, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "PluginName", shape: 181, required: false },
+    Member { name: "ResponseCode", shape: 1173, required: false },
+    Member { name: "ExecutionStartDateTime", shape: 1266, required: false },
+    Member { name: "ExecutionElapsedTime", shape: 1266, required: false },
+    Member { name: "ExecutionEndDateTime", shape: 1266, required: false },
+    Member { name: "Status", shape: 176, required: false },
+    Member { name: "StatusDetails", shape: 1248, required: false },
+    Member { name: "StandardOutputContent", shape: 1234, required: false },
+    Member { name: "StandardOutputUrl", shape: 1344, required: false },
+    Member { name: "StandardErrorContent", shape: 1233, required: false },
+    Member { name: "StandardErrorUrl", shape: 1344, required: false },
+    Member { name: "CloudWatchOutputConfig", shape: 166, required: false },
 ];
-static M_465: &[Member] = &[Member {
-    name: "Target",
-    shape: 1223,
-    required: true,
-}];
-static M_466: &[Member] = &[
-    Member {
-        name: "Target",
-        shape: 1223,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 221,
-        required: false,
-    },
-];
-static M_467: &[Member] = &[Member {
-    name: "OperatingSystem",
-    shape: 841,
-    required: false,
-}];
+static M_465: &[Member] = &[Member { name: "Target", shape: 1223, required: true }];
+static M_466: &[Member] =
+    &[Member { name: "Target", shape: 1223, required: false }, Member { name: "Status", shape: 221, required: false }];
+static M_467: &[Member] = &[Member { name: "OperatingSystem", shape: 841, required: false }];
 static M_468: &[Member] = &[
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: false,
-    },
-    Member {
-        name: "OperatingSystem",
-        shape: 841,
-        required: false,
-    },
+    Member { name: "BaselineId", shape: 134, required: false },
+    Member { name: "OperatingSystem", shape: 841, required: false },
 ];
 static M_469: &[Member] = &[
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: true,
-    },
-    Member {
-        name: "SnapshotId",
-        shape: 1229,
-        required: true,
-    },
-    Member {
-        name: "BaselineOverride",
-        shape: 136,
-        required: false,
-    },
-    Member {
-        name: "UseS3DualStackEndpoint",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "InstanceId", shape: 536, required: true },
+    Member { name: "SnapshotId", shape: 1229, required: true },
+    Member { name: "BaselineOverride", shape: 136, required: false },
+    Member { name: "UseS3DualStackEndpoint", shape: 138, required: false },
 ];
 static M_470: &[Member] = &[
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "SnapshotId",
-        shape: 1229,
-        required: false,
-    },
-    Member {
-        name: "SnapshotDownloadUrl",
-        shape: 1228,
-        required: false,
-    },
-    Member {
-        name: "Product",
-        shape: 1083,
-        required: false,
-    },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "SnapshotId", shape: 1229, required: false },
+    Member { name: "SnapshotDownloadUrl", shape: 1228, required: false },
+    Member { name: "Product", shape: 1083, required: false },
 ];
 static M_471: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: true,
-    },
-    Member {
-        name: "VersionName",
-        shape: 419,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "DocumentFormat",
-        shape: 376,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: true },
+    Member { name: "VersionName", shape: 419, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "DocumentFormat", shape: 376, required: false },
 ];
 static M_472: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: false,
-    },
-    Member {
-        name: "CreatedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "DisplayName",
-        shape: 371,
-        required: false,
-    },
-    Member {
-        name: "VersionName",
-        shape: 419,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 412,
-        required: false,
-    },
-    Member {
-        name: "StatusInformation",
-        shape: 413,
-        required: false,
-    },
-    Member {
-        name: "Content",
-        shape: 368,
-        required: false,
-    },
-    Member {
-        name: "DocumentType",
-        shape: 414,
-        required: false,
-    },
-    Member {
-        name: "DocumentFormat",
-        shape: 376,
-        required: false,
-    },
-    Member {
-        name: "Requires",
-        shape: 401,
-        required: false,
-    },
-    Member {
-        name: "AttachmentsContent",
-        shape: 80,
-        required: false,
-    },
-    Member {
-        name: "ReviewStatus",
-        shape: 1180,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: false },
+    Member { name: "CreatedDate", shape: 250, required: false },
+    Member { name: "DisplayName", shape: 371, required: false },
+    Member { name: "VersionName", shape: 419, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Status", shape: 412, required: false },
+    Member { name: "StatusInformation", shape: 413, required: false },
+    Member { name: "Content", shape: 368, required: false },
+    Member { name: "DocumentType", shape: 414, required: false },
+    Member { name: "DocumentFormat", shape: 376, required: false },
+    Member { name: "Requires", shape: 401, required: false },
+    Member { name: "AttachmentsContent", shape: 80, required: false },
+    Member { name: "ReviewStatus", shape: 1180, required: false },
 ];
-static M_473: &[Member] = &[Member {
-    name: "ExecutionPreviewId",
-    shape: 436,
-    required: true,
-}];
+static M_473: &[Member] = &[Member { name: "ExecutionPreviewId", shape: 436, required: true }];
 static M_474: &[Member] = &[
-    Member {
-        name: "ExecutionPreviewId",
-        shape: 436,
-        required: false,
-    },
-    Member {
-        name: "EndedAt",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 437,
-        required: false,
-    },
-    Member {
-        name: "StatusMessage",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "ExecutionPreview",
-        shape: 435,
-        required: false,
-    },
+    Member { name: "ExecutionPreviewId", shape: 436, required: false },
+    Member { name: "EndedAt", shape: 250, required: false },
+    Member { name: "Status", shape: 437, required: false },
+    Member { name: "StatusMessage", shape: 1264, required: false },
+    Member { name: "ExecutionPreview", shape: 435, required: false },
 ];
 static M_475: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 643,
-        required: false,
-    },
-    Member {
-        name: "Aggregators",
-        shape: 630,
-        required: false,
-    },
-    Member {
-        name: "ResultAttributes",
-        shape: 1175,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
+    Member { name: "Filters", shape: 643, required: false },
+    Member { name: "Aggregators", shape: 630, required: false },
+    Member { name: "ResultAttributes", shape: 1175, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
 ];
 static M_476: &[Member] = &[
-    Member {
-        name: "Entities",
-        shape: 667,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Entities", shape: 667, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_478: &[Member] = &[
-    Member {
-        name: "TypeName",
-        shape: 663,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 477,
-        required: false,
-    },
-    Member {
-        name: "Aggregator",
-        shape: 22,
-        required: false,
-    },
-    Member {
-        name: "SubType",
-        shape: 676,
-        required: false,
-    },
+    Member { name: "TypeName", shape: 663, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 477, required: false },
+    Member { name: "Aggregator", shape: 22, required: false },
+    Member { name: "SubType", shape: 676, required: false },
 ];
 static M_479: &[Member] = &[
-    Member {
-        name: "Schemas",
-        shape: 660,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Schemas", shape: 660, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
-static M_480: &[Member] = &[Member {
-    name: "WindowExecutionId",
-    shape: 735,
-    required: true,
-}];
+static M_480: &[Member] = &[Member { name: "WindowExecutionId", shape: 735, required: true }];
 static M_481: &[Member] = &[
-    Member {
-        name: "WindowExecutionId",
-        shape: 735,
-        required: false,
-    },
-    Member {
-        name: "TaskIds",
-        shape: 741,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 737,
-        required: false,
-    },
-    Member {
-        name: "StatusDetails",
-        shape: 738,
-        required: false,
-    },
-    Member {
-        name: "StartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "EndTime",
-        shape: 250,
-        required: false,
-    },
+    Member { name: "WindowExecutionId", shape: 735, required: false },
+    Member { name: "TaskIds", shape: 741, required: false },
+    Member { name: "Status", shape: 737, required: false },
+    Member { name: "StatusDetails", shape: 738, required: false },
+    Member { name: "StartTime", shape: 250, required: false },
+    Member { name: "EndTime", shape: 250, required: false },
 ];
 static M_482: &[Member] = &[
-    Member {
-        name: "WindowExecutionId",
-        shape: 735,
-        required: true,
-    },
-    Member {
-        name: "TaskId",
-        shape: 740,
-        required: true,
-    },
-    Member {
-        name: "InvocationId",
-        shape: 744,
-        required: true,
-    },
+    Member { name: "WindowExecutionId", shape: 735, required: true },
+    Member { name: "TaskId", shape: 740, required: true },
+    Member { name: "InvocationId", shape: 744, required: true },
 ];
 static M_483: &[Member] = &[
-    Member {
-        name: "WindowExecutionId",
-        shape: 735,
-        required: false,
-    },
-    Member {
-        name: "TaskExecutionId",
-        shape: 740,
-        required: false,
-    },
-    Member {
-        name: "InvocationId",
-        shape: 744,
-        required: false,
-    },
-    Member {
-        name: "ExecutionId",
-        shape: 739,
-        required: false,
-    },
-    Member {
-        name: "TaskType",
-        shape: 789,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 747,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 737,
-        required: false,
-    },
-    Member {
-        name: "StatusDetails",
-        shape: 738,
-        required: false,
-    },
-    Member {
-        name: "StartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "EndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "OwnerInformation",
-        shape: 946,
-        required: false,
-    },
-    Member {
-        name: "WindowTargetId",
-        shape: 788,
-        required: false,
-    },
+    Member { name: "WindowExecutionId", shape: 735, required: false },
+    Member { name: "TaskExecutionId", shape: 740, required: false },
+    Member { name: "InvocationId", shape: 744, required: false },
+    Member { name: "ExecutionId", shape: 739, required: false },
+    Member { name: "TaskType", shape: 789, required: false },
+    Member { name: "Parameters", shape: 747, required: false },
+    Member { name: "Status", shape: 737, required: false },
+    Member { name: "StatusDetails", shape: 738, required: false },
+    Member { name: "StartTime", shape: 250, required: false },
+    Member { name: "EndTime", shape: 250, required: false },
+    Member { name: "OwnerInformation", shape: 946, required: false },
+    Member { name: "WindowTargetId", shape: 788, required: false },
 ];
 static M_484: &[Member] = &[
-    Member {
-        name: "WindowExecutionId",
-        shape: 735,
-        required: true,
-    },
-    Member {
-        name: "TaskId",
-        shape: 740,
-        required: true,
-    },
+    Member { name: "WindowExecutionId", shape: 735, required: true },
+    Member { name: "TaskId", shape: 740, required: true },
 ];
 static M_485: &[Member] = &[
-    Member {
-        name: "WindowExecutionId",
-        shape: 735,
-        required: false,
-    },
-    Member {
-        name: "TaskExecutionId",
-        shape: 740,
-        required: false,
-    },
-    Member {
-        name: "TaskArn",
-        shape: 776,
-        required: false,
-    },
-    Member {
-        name: "ServiceRole",
-        shape: 1198,
-        required: false,
-    },
-    Member {
-        name: "Type",
-        shape: 789,
-        required: false,
-    },
-    Member {
-        name: "TaskParameters",
-        shape: 786,
-        required: false,
-    },
-    Member {
-        name: "Priority",
-        shape: 787,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 737,
-        required: false,
-    },
-    Member {
-        name: "StatusDetails",
-        shape: 738,
-        required: false,
-    },
-    Member {
-        name: "StartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "EndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
-    Member {
-        name: "TriggeredAlarms",
-        shape: 28,
-        required: false,
-    },
+    Member { name: "WindowExecutionId", shape: 735, required: false },
+    Member { name: "TaskExecutionId", shape: 740, required: false },
+    Member { name: "TaskArn", shape: 776, required: false },
+    Member { name: "ServiceRole", shape: 1198, required: false },
+    Member { name: "Type", shape: 789, required: false },
+    Member { name: "TaskParameters", shape: 786, required: false },
+    Member { name: "Priority", shape: 787, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "Status", shape: 737, required: false },
+    Member { name: "StatusDetails", shape: 738, required: false },
+    Member { name: "StartTime", shape: 250, required: false },
+    Member { name: "EndTime", shape: 250, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
+    Member { name: "TriggeredAlarms", shape: 28, required: false },
 ];
-static M_486: &[Member] = &[Member {
-    name: "WindowId",
-    shape: 753,
-    required: true,
-}];
+static M_486: &[Member] = &[Member { name: "WindowId", shape: 753, required: true }];
 static M_487: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "StartDate",
-        shape: 771,
-        required: false,
-    },
-    Member {
-        name: "EndDate",
-        shape: 771,
-        required: false,
-    },
-    Member {
-        name: "Schedule",
-        shape: 766,
-        required: false,
-    },
-    Member {
-        name: "ScheduleTimezone",
-        shape: 790,
-        required: false,
-    },
-    Member {
-        name: "ScheduleOffset",
-        shape: 763,
-        required: false,
-    },
-    Member {
-        name: "NextExecutionTime",
-        shape: 771,
-        required: false,
-    },
-    Member {
-        name: "Duration",
-        shape: 732,
-        required: false,
-    },
-    Member {
-        name: "Cutoff",
-        shape: 730,
-        required: false,
-    },
-    Member {
-        name: "AllowUnassociatedTargets",
-        shape: 728,
-        required: false,
-    },
-    Member {
-        name: "Enabled",
-        shape: 733,
-        required: false,
-    },
-    Member {
-        name: "CreatedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ModifiedDate",
-        shape: 250,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "StartDate", shape: 771, required: false },
+    Member { name: "EndDate", shape: 771, required: false },
+    Member { name: "Schedule", shape: 766, required: false },
+    Member { name: "ScheduleTimezone", shape: 790, required: false },
+    Member { name: "ScheduleOffset", shape: 763, required: false },
+    Member { name: "NextExecutionTime", shape: 771, required: false },
+    Member { name: "Duration", shape: 732, required: false },
+    Member { name: "Cutoff", shape: 730, required: false },
+    Member { name: "AllowUnassociatedTargets", shape: 728, required: false },
+    Member { name: "Enabled", shape: 733, required: false },
+    Member { name: "CreatedDate", shape: 250, required: false },
+    Member { name: "ModifiedDate", shape: 250, required: false },
 ];
 static M_488: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: true,
-    },
-    Member {
-        name: "WindowTaskId",
-        shape: 778,
-        required: true,
-    },
+    Member { name: "WindowId", shape: 753, required: true },
+    Member { name: "WindowTaskId", shape: 778, required: true },
 ];
 static M_489: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "WindowTaskId",
-        shape: 778,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "TaskArn",
-        shape: 776,
-        required: false,
-    },
-    Member {
-        name: "ServiceRoleArn",
-        shape: 1198,
-        required: false,
-    },
-    Member {
-        name: "TaskType",
-        shape: 789,
-        required: false,
-    },
-    Member {
-        name: "TaskParameters",
-        shape: 785,
-        required: false,
-    },
-    Member {
-        name: "TaskInvocationParameters",
-        shape: 779,
-        required: false,
-    },
-    Member {
-        name: "Priority",
-        shape: 787,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "LoggingInfo",
-        shape: 726,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "CutoffBehavior",
-        shape: 777,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "WindowTaskId", shape: 778, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "TaskArn", shape: 776, required: false },
+    Member { name: "ServiceRoleArn", shape: 1198, required: false },
+    Member { name: "TaskType", shape: 789, required: false },
+    Member { name: "TaskParameters", shape: 785, required: false },
+    Member { name: "TaskInvocationParameters", shape: 779, required: false },
+    Member { name: "Priority", shape: 787, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "LoggingInfo", shape: 726, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "CutoffBehavior", shape: 777, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
 ];
 static M_490: &[Member] = &[
-    Member {
-        name: "OpsItemId",
-        shape: 892,
-        required: true,
-    },
-    Member {
-        name: "OpsItemArn",
-        shape: 869,
-        required: false,
-    },
+    Member { name: "OpsItemId", shape: 892, required: true },
+    Member { name: "OpsItemArn", shape: 869, required: false },
 ];
-static M_491: &[Member] = &[Member {
-    name: "OpsItem",
-    shape: 865,
-    required: false,
-}];
+static M_491: &[Member] = &[Member { name: "OpsItem", shape: 865, required: false }];
 static M_493: &[Member] = &[
-    Member {
-        name: "OpsMetadataArn",
-        shape: 928,
-        required: true,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 492,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "OpsMetadataArn", shape: 928, required: true },
+    Member { name: "MaxResults", shape: 492, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_494: &[Member] = &[
-    Member {
-        name: "ResourceId",
-        shape: 939,
-        required: false,
-    },
-    Member {
-        name: "Metadata",
-        shape: 803,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "ResourceId", shape: 939, required: false },
+    Member { name: "Metadata", shape: 803, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_495: &[Member] = &[
-    Member {
-        name: "SyncName",
-        shape: 1143,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 861,
-        required: false,
-    },
-    Member {
-        name: "Aggregators",
-        shape: 843,
-        required: false,
-    },
-    Member {
-        name: "ResultAttributes",
-        shape: 942,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
+    Member { name: "SyncName", shape: 1143, required: false },
+    Member { name: "Filters", shape: 861, required: false },
+    Member { name: "Aggregators", shape: 843, required: false },
+    Member { name: "ResultAttributes", shape: 942, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
 ];
 static M_496: &[Member] = &[
-    Member {
-        name: "Entities",
-        shape: 858,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Entities", shape: 858, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_497: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 947,
-        required: true,
-    },
-    Member {
-        name: "WithDecryption",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Name", shape: 947, required: true },
+    Member { name: "WithDecryption", shape: 138, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_498: &[Member] = &[
-    Member {
-        name: "Parameters",
-        shape: 956,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Parameters", shape: 956, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_499: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 947,
-        required: true,
-    },
-    Member {
-        name: "WithDecryption",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "Name", shape: 947, required: true },
+    Member { name: "WithDecryption", shape: 138, required: false },
 ];
-static M_500: &[Member] = &[Member {
-    name: "Parameter",
-    shape: 951,
-    required: false,
-}];
+static M_500: &[Member] = &[Member { name: "Parameter", shape: 951, required: false }];
 static M_502: &[Member] = &[
-    Member {
-        name: "Path",
-        shape: 947,
-        required: true,
-    },
-    Member {
-        name: "Recursive",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "ParameterFilters",
-        shape: 974,
-        required: false,
-    },
-    Member {
-        name: "WithDecryption",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 501,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Path", shape: 947, required: true },
+    Member { name: "Recursive", shape: 138, required: false },
+    Member { name: "ParameterFilters", shape: 974, required: false },
+    Member { name: "WithDecryption", shape: 138, required: false },
+    Member { name: "MaxResults", shape: 501, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_503: &[Member] = &[
-    Member {
-        name: "Parameters",
-        shape: 962,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Parameters", shape: 962, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_504: &[Member] = &[
-    Member {
-        name: "Names",
-        shape: 967,
-        required: true,
-    },
-    Member {
-        name: "WithDecryption",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "Names", shape: 967, required: true },
+    Member { name: "WithDecryption", shape: 138, required: false },
 ];
 static M_505: &[Member] = &[
-    Member {
-        name: "Parameters",
-        shape: 962,
-        required: false,
-    },
-    Member {
-        name: "InvalidParameters",
-        shape: 967,
-        required: false,
-    },
+    Member { name: "Parameters", shape: 962, required: false },
+    Member { name: "InvalidParameters", shape: 967, required: false },
 ];
 static M_506: &[Member] = &[
-    Member {
-        name: "PatchGroup",
-        shape: 1024,
-        required: true,
-    },
-    Member {
-        name: "OperatingSystem",
-        shape: 841,
-        required: false,
-    },
+    Member { name: "PatchGroup", shape: 1024, required: true },
+    Member { name: "OperatingSystem", shape: 841, required: false },
 ];
 static M_507: &[Member] = &[
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: false,
-    },
-    Member {
-        name: "PatchGroup",
-        shape: 1024,
-        required: false,
-    },
-    Member {
-        name: "OperatingSystem",
-        shape: 841,
-        required: false,
-    },
+    Member { name: "BaselineId", shape: 134, required: false },
+    Member { name: "PatchGroup", shape: 1024, required: false },
+    Member { name: "OperatingSystem", shape: 841, required: false },
 ];
-static M_508: &[Member] = &[Member {
-    name: "BaselineId",
-    shape: 134,
-    required: true,
-}];
+static M_508: &[Member] = &[Member { name: "BaselineId", shape: 134, required: true }];
 static M_509: &[Member] = &[
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 135,
-        required: false,
-    },
-    Member {
-        name: "OperatingSystem",
-        shape: 841,
-        required: false,
-    },
-    Member {
-        name: "GlobalFilters",
-        shape: 1019,
-        required: false,
-    },
-    Member {
-        name: "ApprovalRules",
-        shape: 1057,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatches",
-        shape: 1029,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatchesComplianceLevel",
-        shape: 1009,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatchesEnableNonSecurity",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "RejectedPatches",
-        shape: 1029,
-        required: false,
-    },
-    Member {
-        name: "RejectedPatchesAction",
-        shape: 992,
-        required: false,
-    },
-    Member {
-        name: "PatchGroups",
-        shape: 1025,
-        required: false,
-    },
-    Member {
-        name: "CreatedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ModifiedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 133,
-        required: false,
-    },
-    Member {
-        name: "Sources",
-        shape: 1064,
-        required: false,
-    },
-    Member {
-        name: "AvailableSecurityUpdatesComplianceStatus",
-        shape: 1011,
-        required: false,
-    },
+    Member { name: "BaselineId", shape: 134, required: false },
+    Member { name: "Name", shape: 135, required: false },
+    Member { name: "OperatingSystem", shape: 841, required: false },
+    Member { name: "GlobalFilters", shape: 1019, required: false },
+    Member { name: "ApprovalRules", shape: 1057, required: false },
+    Member { name: "ApprovedPatches", shape: 1029, required: false },
+    Member { name: "ApprovedPatchesComplianceLevel", shape: 1009, required: false },
+    Member { name: "ApprovedPatchesEnableNonSecurity", shape: 138, required: false },
+    Member { name: "RejectedPatches", shape: 1029, required: false },
+    Member { name: "RejectedPatchesAction", shape: 992, required: false },
+    Member { name: "PatchGroups", shape: 1025, required: false },
+    Member { name: "CreatedDate", shape: 250, required: false },
+    Member { name: "ModifiedDate", shape: 250, required: false },
+    Member { name: "Description", shape: 133, required: false },
+    Member { name: "Sources", shape: 1064, required: false },
+    Member { name: "AvailableSecurityUpdatesComplianceStatus", shape: 1011, required: false },
 ];
 static M_510: &[Member] = &[
-    Member {
-        name: "ResourceArn",
-        shape: 1124,
-        required: true,
-    },
-    Member {
-        name: "NextToken",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 1168,
-        required: false,
-    },
+    Member { name: "ResourceArn", shape: 1124, required: true },
+    Member { name: "NextToken", shape: 1264, required: false },
+    Member { name: "MaxResults", shape: 1168, required: false },
 ];
 static M_511: &[Member] = &[
-    Member {
-        name: "NextToken",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Policies",
-        shape: 512,
-        required: false,
-    },
+    Member { name: "NextToken", shape: 1264, required: false },
+    Member { name: "Policies", shape: 512, required: false },
 ];
 static M_513: &[Member] = &[
-    Member {
-        name: "PolicyId",
-        shape: 1082,
-        required: false,
-    },
-    Member {
-        name: "PolicyHash",
-        shape: 1081,
-        required: false,
-    },
-    Member {
-        name: "Policy",
-        shape: 1080,
-        required: false,
-    },
+    Member { name: "PolicyId", shape: 1082, required: false },
+    Member { name: "PolicyHash", shape: 1081, required: false },
+    Member { name: "Policy", shape: 1080, required: false },
 ];
-static M_514: &[Member] = &[Member {
-    name: "SettingId",
-    shape: 1200,
-    required: true,
-}];
-static M_515: &[Member] = &[Member {
-    name: "ServiceSetting",
-    shape: 1199,
-    required: false,
-}];
-static M_516: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_517: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_522: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_524: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
+static M_514: &[Member] = &[Member { name: "SettingId", shape: 1200, required: true }];
+static M_515: &[Member] = &[Member { name: "ServiceSetting", shape: 1199, required: false }];
+static M_516: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_517: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_522: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_524: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
 static M_526: &[Member] = &[
-    Member {
-        name: "DetailedStatus",
-        shape: 1250,
-        required: false,
-    },
-    Member {
-        name: "InstanceAssociationStatusAggregatedCount",
-        shape: 532,
-        required: false,
-    },
+    Member { name: "DetailedStatus", shape: 1250, required: false },
+    Member { name: "InstanceAssociationStatusAggregatedCount", shape: 532, required: false },
 ];
 static M_527: &[Member] = &[
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "Content",
-        shape: 368,
-        required: false,
-    },
-    Member {
-        name: "AssociationVersion",
-        shape: 75,
-        required: false,
-    },
+    Member { name: "AssociationId", shape: 63, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "Content", shape: 368, required: false },
+    Member { name: "AssociationVersion", shape: 75, required: false },
 ];
-static M_530: &[Member] = &[Member {
-    name: "S3Location",
-    shape: 1186,
-    required: false,
-}];
-static M_531: &[Member] = &[Member {
-    name: "S3OutputUrl",
-    shape: 1187,
-    required: false,
-}];
+static M_530: &[Member] = &[Member { name: "S3Location", shape: 1186, required: false }];
+static M_531: &[Member] = &[Member { name: "S3OutputUrl", shape: 1187, required: false }];
 static M_533: &[Member] = &[
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 365,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "AssociationVersion",
-        shape: 75,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "ExecutionDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 1250,
-        required: false,
-    },
-    Member {
-        name: "DetailedStatus",
-        shape: 1250,
-        required: false,
-    },
-    Member {
-        name: "ExecutionSummary",
-        shape: 528,
-        required: false,
-    },
-    Member {
-        name: "ErrorCode",
-        shape: 19,
-        required: false,
-    },
-    Member {
-        name: "OutputUrl",
-        shape: 531,
-        required: false,
-    },
-    Member {
-        name: "AssociationName",
-        shape: 67,
-        required: false,
-    },
+    Member { name: "AssociationId", shape: 63, required: false },
+    Member { name: "Name", shape: 365, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "AssociationVersion", shape: 75, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "ExecutionDate", shape: 250, required: false },
+    Member { name: "Status", shape: 1250, required: false },
+    Member { name: "DetailedStatus", shape: 1250, required: false },
+    Member { name: "ExecutionSummary", shape: 528, required: false },
+    Member { name: "ErrorCode", shape: 19, required: false },
+    Member { name: "OutputUrl", shape: 531, required: false },
+    Member { name: "AssociationName", shape: 67, required: false },
 ];
 static M_538: &[Member] = &[
-    Member {
-        name: "AgentType",
-        shape: 20,
-        required: false,
-    },
-    Member {
-        name: "AgentVersion",
-        shape: 21,
-        required: false,
-    },
-    Member {
-        name: "ComputerName",
-        shape: 217,
-        required: false,
-    },
-    Member {
-        name: "InstanceStatus",
-        shape: 572,
-        required: false,
-    },
-    Member {
-        name: "IpAddress",
-        shape: 675,
-        required: false,
-    },
-    Member {
-        name: "ManagedStatus",
-        shape: 794,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 825,
-        required: false,
-    },
-    Member {
-        name: "PlatformType",
-        shape: 1076,
-        required: false,
-    },
-    Member {
-        name: "PlatformName",
-        shape: 1075,
-        required: false,
-    },
-    Member {
-        name: "PlatformVersion",
-        shape: 1078,
-        required: false,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 1171,
-        required: false,
-    },
-    Member {
-        name: "SourceType",
-        shape: 1232,
-        required: false,
-    },
-    Member {
-        name: "SourceId",
-        shape: 1230,
-        required: false,
-    },
-    Member {
-        name: "SourceLocation",
-        shape: 1231,
-        required: false,
-    },
-    Member {
-        name: "AvailabilityZone",
-        shape: 122,
-        required: false,
-    },
-    Member {
-        name: "AvailabilityZoneId",
-        shape: 123,
-        required: false,
-    },
+    Member { name: "AgentType", shape: 20, required: false },
+    Member { name: "AgentVersion", shape: 21, required: false },
+    Member { name: "ComputerName", shape: 217, required: false },
+    Member { name: "InstanceStatus", shape: 572, required: false },
+    Member { name: "IpAddress", shape: 675, required: false },
+    Member { name: "ManagedStatus", shape: 794, required: false },
+    Member { name: "Name", shape: 825, required: false },
+    Member { name: "PlatformType", shape: 1076, required: false },
+    Member { name: "PlatformName", shape: 1075, required: false },
+    Member { name: "PlatformVersion", shape: 1078, required: false },
+    Member { name: "ResourceType", shape: 1171, required: false },
+    Member { name: "SourceType", shape: 1232, required: false },
+    Member { name: "SourceId", shape: 1230, required: false },
+    Member { name: "SourceLocation", shape: 1231, required: false },
+    Member { name: "AvailabilityZone", shape: 122, required: false },
+    Member { name: "AvailabilityZoneId", shape: 123, required: false },
 ];
 static M_539: &[Member] = &[
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "PingStatus",
-        shape: 1074,
-        required: false,
-    },
-    Member {
-        name: "LastPingDateTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "AgentVersion",
-        shape: 1357,
-        required: false,
-    },
-    Member {
-        name: "IsLatestVersion",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "PlatformType",
-        shape: 1076,
-        required: false,
-    },
-    Member {
-        name: "PlatformName",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "PlatformVersion",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "ActivationId",
-        shape: 15,
-        required: false,
-    },
-    Member {
-        name: "IamRole",
-        shape: 520,
-        required: false,
-    },
-    Member {
-        name: "RegistrationDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 1171,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "IPAddress",
-        shape: 518,
-        required: false,
-    },
-    Member {
-        name: "ComputerName",
-        shape: 217,
-        required: false,
-    },
-    Member {
-        name: "AssociationStatus",
-        shape: 1250,
-        required: false,
-    },
-    Member {
-        name: "LastAssociationExecutionDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "LastSuccessfulAssociationExecutionDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "AssociationOverview",
-        shape: 526,
-        required: false,
-    },
-    Member {
-        name: "SourceId",
-        shape: 1230,
-        required: false,
-    },
-    Member {
-        name: "SourceType",
-        shape: 1232,
-        required: false,
-    },
-    Member {
-        name: "SourceLocation",
-        shape: 1231,
-        required: false,
-    },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "PingStatus", shape: 1074, required: false },
+    Member { name: "LastPingDateTime", shape: 250, required: false },
+    Member { name: "AgentVersion", shape: 1357, required: false },
+    Member { name: "IsLatestVersion", shape: 138, required: false },
+    Member { name: "PlatformType", shape: 1076, required: false },
+    Member { name: "PlatformName", shape: 1264, required: false },
+    Member { name: "PlatformVersion", shape: 1264, required: false },
+    Member { name: "ActivationId", shape: 15, required: false },
+    Member { name: "IamRole", shape: 520, required: false },
+    Member { name: "RegistrationDate", shape: 250, required: false },
+    Member { name: "ResourceType", shape: 1171, required: false },
+    Member { name: "Name", shape: 1264, required: false },
+    Member { name: "IPAddress", shape: 518, required: false },
+    Member { name: "ComputerName", shape: 217, required: false },
+    Member { name: "AssociationStatus", shape: 1250, required: false },
+    Member { name: "LastAssociationExecutionDate", shape: 250, required: false },
+    Member { name: "LastSuccessfulAssociationExecutionDate", shape: 250, required: false },
+    Member { name: "AssociationOverview", shape: 526, required: false },
+    Member { name: "SourceId", shape: 1230, required: false },
+    Member { name: "SourceType", shape: 1232, required: false },
+    Member { name: "SourceLocation", shape: 1231, required: false },
 ];
-static M_540: &[Member] = &[
-    Member {
-        name: "key",
-        shape: 541,
-        required: true,
-    },
-    Member {
-        name: "valueSet",
-        shape: 544,
-        required: true,
-    },
-];
-static M_546: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 547,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 544,
-        required: true,
-    },
-];
+static M_540: &[Member] =
+    &[Member { name: "key", shape: 541, required: true }, Member { name: "valueSet", shape: 544, required: true }];
+static M_546: &[Member] =
+    &[Member { name: "Key", shape: 547, required: true }, Member { name: "Values", shape: 544, required: true }];
 static M_550: &[Member] = &[
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: true,
-    },
-    Member {
-        name: "PatchGroup",
-        shape: 1024,
-        required: true,
-    },
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: true,
-    },
-    Member {
-        name: "SnapshotId",
-        shape: 1229,
-        required: false,
-    },
-    Member {
-        name: "InstallOverrideList",
-        shape: 525,
-        required: false,
-    },
-    Member {
-        name: "OwnerInformation",
-        shape: 946,
-        required: false,
-    },
-    Member {
-        name: "InstalledCount",
-        shape: 1030,
-        required: false,
-    },
-    Member {
-        name: "InstalledOtherCount",
-        shape: 1031,
-        required: false,
-    },
-    Member {
-        name: "InstalledPendingRebootCount",
-        shape: 1032,
-        required: false,
-    },
-    Member {
-        name: "InstalledRejectedCount",
-        shape: 1033,
-        required: false,
-    },
-    Member {
-        name: "MissingCount",
-        shape: 1037,
-        required: false,
-    },
-    Member {
-        name: "FailedCount",
-        shape: 1017,
-        required: false,
-    },
-    Member {
-        name: "UnreportedNotApplicableCount",
-        shape: 1071,
-        required: false,
-    },
-    Member {
-        name: "NotApplicableCount",
-        shape: 1041,
-        required: false,
-    },
-    Member {
-        name: "AvailableSecurityUpdateCount",
-        shape: 996,
-        required: false,
-    },
-    Member {
-        name: "OperationStartTime",
-        shape: 250,
-        required: true,
-    },
-    Member {
-        name: "OperationEndTime",
-        shape: 250,
-        required: true,
-    },
-    Member {
-        name: "Operation",
-        shape: 1042,
-        required: true,
-    },
-    Member {
-        name: "LastNoRebootInstallOperationTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "RebootOption",
-        shape: 1095,
-        required: false,
-    },
-    Member {
-        name: "CriticalNonCompliantCount",
-        shape: 1013,
-        required: false,
-    },
-    Member {
-        name: "SecurityNonCompliantCount",
-        shape: 1059,
-        required: false,
-    },
-    Member {
-        name: "OtherNonCompliantCount",
-        shape: 1048,
-        required: false,
-    },
+    Member { name: "InstanceId", shape: 536, required: true },
+    Member { name: "PatchGroup", shape: 1024, required: true },
+    Member { name: "BaselineId", shape: 134, required: true },
+    Member { name: "SnapshotId", shape: 1229, required: false },
+    Member { name: "InstallOverrideList", shape: 525, required: false },
+    Member { name: "OwnerInformation", shape: 946, required: false },
+    Member { name: "InstalledCount", shape: 1030, required: false },
+    Member { name: "InstalledOtherCount", shape: 1031, required: false },
+    Member { name: "InstalledPendingRebootCount", shape: 1032, required: false },
+    Member { name: "InstalledRejectedCount", shape: 1033, required: false },
+    Member { name: "MissingCount", shape: 1037, required: false },
+    Member { name: "FailedCount", shape: 1017, required: false },
+    Member { name: "UnreportedNotApplicableCount", shape: 1071, required: false },
+    Member { name: "NotApplicableCount", shape: 1041, required: false },
+    Member { name: "AvailableSecurityUpdateCount", shape: 996, required: false },
+    Member { name: "OperationStartTime", shape: 250, required: true },
+    Member { name: "OperationEndTime", shape: 250, required: true },
+    Member { name: "Operation", shape: 1042, required: true },
+    Member { name: "LastNoRebootInstallOperationTime", shape: 250, required: false },
+    Member { name: "RebootOption", shape: 1095, required: false },
+    Member { name: "CriticalNonCompliantCount", shape: 1013, required: false },
+    Member { name: "SecurityNonCompliantCount", shape: 1059, required: false },
+    Member { name: "OtherNonCompliantCount", shape: 1048, required: false },
 ];
 static M_551: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 552,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 555,
-        required: true,
-    },
-    Member {
-        name: "Type",
-        shape: 557,
-        required: true,
-    },
+    Member { name: "Key", shape: 552, required: true },
+    Member { name: "Values", shape: 555, required: true },
+    Member { name: "Type", shape: 557, required: true },
 ];
 static M_560: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 549,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "InstanceType",
-        shape: 574,
-        required: false,
-    },
-    Member {
-        name: "InstanceRole",
-        shape: 570,
-        required: false,
-    },
-    Member {
-        name: "KeyName",
-        shape: 680,
-        required: false,
-    },
-    Member {
-        name: "InstanceState",
-        shape: 571,
-        required: false,
-    },
-    Member {
-        name: "Architecture",
-        shape: 33,
-        required: false,
-    },
-    Member {
-        name: "IPAddress",
-        shape: 518,
-        required: false,
-    },
-    Member {
-        name: "LaunchTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "PingStatus",
-        shape: 1074,
-        required: false,
-    },
-    Member {
-        name: "LastPingDateTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "AgentVersion",
-        shape: 1357,
-        required: false,
-    },
-    Member {
-        name: "PlatformType",
-        shape: 1076,
-        required: false,
-    },
-    Member {
-        name: "PlatformName",
-        shape: 1075,
-        required: false,
-    },
-    Member {
-        name: "PlatformVersion",
-        shape: 1078,
-        required: false,
-    },
-    Member {
-        name: "ActivationId",
-        shape: 15,
-        required: false,
-    },
-    Member {
-        name: "IamRole",
-        shape: 520,
-        required: false,
-    },
-    Member {
-        name: "RegistrationDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "ComputerName",
-        shape: 217,
-        required: false,
-    },
-    Member {
-        name: "AssociationStatus",
-        shape: 1250,
-        required: false,
-    },
-    Member {
-        name: "LastAssociationExecutionDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "LastSuccessfulAssociationExecutionDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "AssociationOverview",
-        shape: 526,
-        required: false,
-    },
-    Member {
-        name: "SourceId",
-        shape: 1230,
-        required: false,
-    },
-    Member {
-        name: "SourceType",
-        shape: 1232,
-        required: false,
-    },
-    Member {
-        name: "SourceLocation",
-        shape: 1231,
-        required: false,
-    },
-    Member {
-        name: "AvailabilityZone",
-        shape: 122,
-        required: false,
-    },
+    Member { name: "Name", shape: 549, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "InstanceType", shape: 574, required: false },
+    Member { name: "InstanceRole", shape: 570, required: false },
+    Member { name: "KeyName", shape: 680, required: false },
+    Member { name: "InstanceState", shape: 571, required: false },
+    Member { name: "Architecture", shape: 33, required: false },
+    Member { name: "IPAddress", shape: 518, required: false },
+    Member { name: "LaunchTime", shape: 250, required: false },
+    Member { name: "PingStatus", shape: 1074, required: false },
+    Member { name: "LastPingDateTime", shape: 250, required: false },
+    Member { name: "AgentVersion", shape: 1357, required: false },
+    Member { name: "PlatformType", shape: 1076, required: false },
+    Member { name: "PlatformName", shape: 1075, required: false },
+    Member { name: "PlatformVersion", shape: 1078, required: false },
+    Member { name: "ActivationId", shape: 15, required: false },
+    Member { name: "IamRole", shape: 520, required: false },
+    Member { name: "RegistrationDate", shape: 250, required: false },
+    Member { name: "ResourceType", shape: 1264, required: false },
+    Member { name: "ComputerName", shape: 217, required: false },
+    Member { name: "AssociationStatus", shape: 1250, required: false },
+    Member { name: "LastAssociationExecutionDate", shape: 250, required: false },
+    Member { name: "LastSuccessfulAssociationExecutionDate", shape: 250, required: false },
+    Member { name: "AssociationOverview", shape: 526, required: false },
+    Member { name: "SourceId", shape: 1230, required: false },
+    Member { name: "SourceType", shape: 1232, required: false },
+    Member { name: "SourceLocation", shape: 1231, required: false },
+    Member { name: "AvailabilityZone", shape: 122, required: false },
 ];
-static M_561: &[Member] = &[
-    Member {
-        name: "key",
-        shape: 562,
-        required: true,
-    },
-    Member {
-        name: "valueSet",
-        shape: 566,
-        required: true,
-    },
-];
+static M_561: &[Member] =
+    &[Member { name: "key", shape: 562, required: true }, Member { name: "valueSet", shape: 566, required: true }];
 static M_567: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 568,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 566,
-        required: true,
-    },
-    Member {
-        name: "Operator",
-        shape: 564,
-        required: false,
-    },
+    Member { name: "Key", shape: 568, required: true },
+    Member { name: "Values", shape: 566, required: true },
+    Member { name: "Operator", shape: 564, required: false },
 ];
-static M_577: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_578: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_579: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_580: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_581: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_582: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_583: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_584: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_585: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_586: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_577: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_578: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_579: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_580: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_581: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_582: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_583: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_584: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_585: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_586: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_587: &[Member] = &[];
-static M_588: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_589: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_590: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_591: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_592: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_593: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_594: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_595: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_596: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_588: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_589: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_590: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_591: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_592: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_593: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_594: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_595: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_596: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_597: &[Member] = &[];
-static M_598: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_599: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_600: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_601: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_602: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_603: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_604: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_605: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_598: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_599: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_600: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_601: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_602: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_603: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_604: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_605: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_606: &[Member] = &[
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: false,
-    },
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "TypeName", shape: 662, required: false },
+    Member { name: "Message", shape: 1264, required: false },
 ];
-static M_607: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_608: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_609: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_610: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_607: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_608: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_609: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_610: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_611: &[Member] = &[];
 static M_612: &[Member] = &[];
-static M_613: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_614: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_613: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_614: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_615: &[Member] = &[];
-static M_616: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_617: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
+static M_616: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_617: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
 static M_618: &[Member] = &[];
 static M_619: &[Member] = &[];
-static M_620: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_621: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_622: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_623: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_624: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_625: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_626: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_627: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_620: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_621: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_622: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_623: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_624: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_625: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_626: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_627: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_628: &[Member] = &[
-    Member {
-        name: "Expression",
-        shape: 629,
-        required: false,
-    },
-    Member {
-        name: "Aggregators",
-        shape: 630,
-        required: false,
-    },
-    Member {
-        name: "Groups",
-        shape: 647,
-        required: false,
-    },
+    Member { name: "Expression", shape: 629, required: false },
+    Member { name: "Aggregators", shape: 630, required: false },
+    Member { name: "Groups", shape: 647, required: false },
 ];
 static M_636: &[Member] = &[
-    Member {
-        name: "DeletionId",
-        shape: 1303,
-        required: false,
-    },
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: false,
-    },
-    Member {
-        name: "DeletionStartTime",
-        shape: 634,
-        required: false,
-    },
-    Member {
-        name: "LastStatus",
-        shape: 635,
-        required: false,
-    },
-    Member {
-        name: "LastStatusMessage",
-        shape: 632,
-        required: false,
-    },
-    Member {
-        name: "DeletionSummary",
-        shape: 637,
-        required: false,
-    },
-    Member {
-        name: "LastStatusUpdateTime",
-        shape: 633,
-        required: false,
-    },
+    Member { name: "DeletionId", shape: 1303, required: false },
+    Member { name: "TypeName", shape: 662, required: false },
+    Member { name: "DeletionStartTime", shape: 634, required: false },
+    Member { name: "LastStatus", shape: 635, required: false },
+    Member { name: "LastStatusMessage", shape: 632, required: false },
+    Member { name: "DeletionSummary", shape: 637, required: false },
+    Member { name: "LastStatusUpdateTime", shape: 633, required: false },
 ];
 static M_637: &[Member] = &[
-    Member {
-        name: "TotalCount",
-        shape: 1301,
-        required: false,
-    },
-    Member {
-        name: "RemainingCount",
-        shape: 1117,
-        required: false,
-    },
-    Member {
-        name: "SummaryItems",
-        shape: 639,
-        required: false,
-    },
+    Member { name: "TotalCount", shape: 1301, required: false },
+    Member { name: "RemainingCount", shape: 1117, required: false },
+    Member { name: "SummaryItems", shape: 639, required: false },
 ];
 static M_638: &[Member] = &[
-    Member {
-        name: "Version",
-        shape: 661,
-        required: false,
-    },
-    Member {
-        name: "Count",
-        shape: 1127,
-        required: false,
-    },
-    Member {
-        name: "RemainingCount",
-        shape: 1117,
-        required: false,
-    },
+    Member { name: "Version", shape: 661, required: false },
+    Member { name: "Count", shape: 1127, required: false },
+    Member { name: "RemainingCount", shape: 1117, required: false },
 ];
 static M_641: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 642,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 645,
-        required: true,
-    },
-    Member {
-        name: "Type",
-        shape: 664,
-        required: false,
-    },
+    Member { name: "Key", shape: 642, required: true },
+    Member { name: "Values", shape: 645, required: true },
+    Member { name: "Type", shape: 664, required: false },
 ];
-static M_646: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 648,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 643,
-        required: true,
-    },
-];
+static M_646: &[Member] =
+    &[Member { name: "Name", shape: 648, required: true }, Member { name: "Filters", shape: 643, required: true }];
 static M_649: &[Member] = &[
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: true,
-    },
-    Member {
-        name: "SchemaVersion",
-        shape: 661,
-        required: true,
-    },
-    Member {
-        name: "CaptureTime",
-        shape: 653,
-        required: true,
-    },
-    Member {
-        name: "ContentHash",
-        shape: 655,
-        required: false,
-    },
-    Member {
-        name: "Content",
-        shape: 657,
-        required: false,
-    },
-    Member {
-        name: "Context",
-        shape: 654,
-        required: false,
-    },
+    Member { name: "TypeName", shape: 662, required: true },
+    Member { name: "SchemaVersion", shape: 661, required: true },
+    Member { name: "CaptureTime", shape: 653, required: true },
+    Member { name: "ContentHash", shape: 655, required: false },
+    Member { name: "Content", shape: 657, required: false },
+    Member { name: "Context", shape: 654, required: false },
 ];
-static M_650: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 652,
-        required: true,
-    },
-    Member {
-        name: "DataType",
-        shape: 631,
-        required: true,
-    },
-];
+static M_650: &[Member] =
+    &[Member { name: "Name", shape: 652, required: true }, Member { name: "DataType", shape: 631, required: true }];
 static M_659: &[Member] = &[
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: true,
-    },
-    Member {
-        name: "Version",
-        shape: 661,
-        required: false,
-    },
-    Member {
-        name: "Attributes",
-        shape: 651,
-        required: true,
-    },
-    Member {
-        name: "DisplayName",
-        shape: 672,
-        required: false,
-    },
+    Member { name: "TypeName", shape: 662, required: true },
+    Member { name: "Version", shape: 661, required: false },
+    Member { name: "Attributes", shape: 651, required: true },
+    Member { name: "DisplayName", shape: 672, required: false },
 ];
-static M_665: &[Member] = &[
-    Member {
-        name: "Id",
-        shape: 666,
-        required: false,
-    },
-    Member {
-        name: "Data",
-        shape: 670,
-        required: false,
-    },
-];
+static M_665: &[Member] =
+    &[Member { name: "Id", shape: 666, required: false }, Member { name: "Data", shape: 670, required: false }];
 static M_668: &[Member] = &[
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: true,
-    },
-    Member {
-        name: "SchemaVersion",
-        shape: 661,
-        required: true,
-    },
-    Member {
-        name: "CaptureTime",
-        shape: 653,
-        required: false,
-    },
-    Member {
-        name: "ContentHash",
-        shape: 655,
-        required: false,
-    },
-    Member {
-        name: "Content",
-        shape: 657,
-        required: true,
-    },
+    Member { name: "TypeName", shape: 662, required: true },
+    Member { name: "SchemaVersion", shape: 661, required: true },
+    Member { name: "CaptureTime", shape: 653, required: false },
+    Member { name: "ContentHash", shape: 655, required: false },
+    Member { name: "Content", shape: 657, required: true },
 ];
 static M_673: &[Member] = &[];
 static M_677: &[Member] = &[
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: false,
-    },
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "TypeName", shape: 662, required: false },
+    Member { name: "Message", shape: 1264, required: false },
 ];
 static M_678: &[Member] = &[
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: false,
-    },
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "TypeName", shape: 662, required: false },
+    Member { name: "Message", shape: 1264, required: false },
 ];
 static M_681: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 947,
-        required: true,
-    },
-    Member {
-        name: "ParameterVersion",
-        shape: 950,
-        required: false,
-    },
-    Member {
-        name: "Labels",
-        shape: 960,
-        required: true,
-    },
+    Member { name: "Name", shape: 947, required: true },
+    Member { name: "ParameterVersion", shape: 950, required: false },
+    Member { name: "Labels", shape: 960, required: true },
 ];
 static M_682: &[Member] = &[
-    Member {
-        name: "InvalidLabels",
-        shape: 960,
-        required: false,
-    },
-    Member {
-        name: "ParameterVersion",
-        shape: 950,
-        required: false,
-    },
+    Member { name: "InvalidLabels", shape: 960, required: false },
+    Member { name: "ParameterVersion", shape: 950, required: false },
 ];
 static M_687: &[Member] = &[
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: true,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "AssociationId", shape: 63, required: true },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_688: &[Member] = &[
-    Member {
-        name: "AssociationVersions",
-        shape: 78,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "AssociationVersions", shape: 78, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_689: &[Member] = &[
-    Member {
-        name: "AssociationFilterList",
-        shape: 60,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "AssociationFilterList", shape: 60, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_690: &[Member] = &[
-    Member {
-        name: "Associations",
-        shape: 66,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Associations", shape: 66, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_691: &[Member] = &[
-    Member {
-        name: "MaxResults",
-        shape: 162,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 157,
-        required: false,
-    },
+    Member { name: "MaxResults", shape: 162, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "Filters", shape: 157, required: false },
 ];
 static M_692: &[Member] = &[
-    Member {
-        name: "CloudConnectors",
-        shape: 164,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "CloudConnectors", shape: 164, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_693: &[Member] = &[
-    Member {
-        name: "CommandId",
-        shape: 173,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 178,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 171,
-        required: false,
-    },
-    Member {
-        name: "Details",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "CommandId", shape: 173, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "MaxResults", shape: 178, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "Filters", shape: 171, required: false },
+    Member { name: "Details", shape: 138, required: false },
 ];
 static M_694: &[Member] = &[
-    Member {
-        name: "CommandInvocations",
-        shape: 175,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "CommandInvocations", shape: 175, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_695: &[Member] = &[
-    Member {
-        name: "CommandId",
-        shape: 173,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 178,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 171,
-        required: false,
-    },
+    Member { name: "CommandId", shape: 173, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "MaxResults", shape: 178, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "Filters", shape: 171, required: false },
 ];
 static M_696: &[Member] = &[
-    Member {
-        name: "Commands",
-        shape: 177,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Commands", shape: 177, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_697: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 208,
-        required: false,
-    },
-    Member {
-        name: "ResourceIds",
-        shape: 201,
-        required: false,
-    },
-    Member {
-        name: "ResourceTypes",
-        shape: 203,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
+    Member { name: "Filters", shape: 208, required: false },
+    Member { name: "ResourceIds", shape: 201, required: false },
+    Member { name: "ResourceTypes", shape: 203, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
 ];
 static M_698: &[Member] = &[
-    Member {
-        name: "ComplianceItems",
-        shape: 197,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "ComplianceItems", shape: 197, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_699: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 208,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
+    Member { name: "Filters", shape: 208, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
 ];
 static M_700: &[Member] = &[
-    Member {
-        name: "ComplianceSummaryItems",
-        shape: 212,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "ComplianceSummaryItems", shape: 212, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_701: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 389,
-        required: true,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Metadata",
-        shape: 387,
-        required: true,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
+    Member { name: "Name", shape: 389, required: true },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Metadata", shape: 387, required: true },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
 ];
 static M_702: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 389,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Author",
-        shape: 367,
-        required: false,
-    },
-    Member {
-        name: "Metadata",
-        shape: 388,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Name", shape: 389, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Author", shape: 367, required: false },
+    Member { name: "Metadata", shape: 388, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_703: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: true,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Name", shape: 365, required: true },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_704: &[Member] = &[
-    Member {
-        name: "DocumentVersions",
-        shape: 418,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "DocumentVersions", shape: 418, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_705: &[Member] = &[
-    Member {
-        name: "DocumentFilterList",
-        shape: 374,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 383,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "DocumentFilterList", shape: 374, required: false },
+    Member { name: "Filters", shape: 383, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_706: &[Member] = &[
-    Member {
-        name: "DocumentIdentifiers",
-        shape: 380,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "DocumentIdentifiers", shape: 380, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_707: &[Member] = &[
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: true,
-    },
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: true,
-    },
-    Member {
-        name: "Filters",
-        shape: 643,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
+    Member { name: "InstanceId", shape: 536, required: true },
+    Member { name: "TypeName", shape: 662, required: true },
+    Member { name: "Filters", shape: 643, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
 ];
 static M_708: &[Member] = &[
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: false,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: false,
-    },
-    Member {
-        name: "SchemaVersion",
-        shape: 661,
-        required: false,
-    },
-    Member {
-        name: "CaptureTime",
-        shape: 653,
-        required: false,
-    },
-    Member {
-        name: "Entries",
-        shape: 657,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "TypeName", shape: 662, required: false },
+    Member { name: "InstanceId", shape: 536, required: false },
+    Member { name: "SchemaVersion", shape: 661, required: false },
+    Member { name: "CaptureTime", shape: 653, required: false },
+    Member { name: "Entries", shape: 657, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_709: &[Member] = &[
-    Member {
-        name: "SyncName",
-        shape: 1143,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 819,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
+    Member { name: "SyncName", shape: 1143, required: false },
+    Member { name: "Filters", shape: 819, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
 ];
-static M_710: &[Member] = &[
-    Member {
-        name: "Nodes",
-        shape: 824,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-];
+static M_710: &[Member] =
+    &[Member { name: "Nodes", shape: 824, required: false }, Member { name: "NextToken", shape: 808, required: false }];
 static M_711: &[Member] = &[
-    Member {
-        name: "SyncName",
-        shape: 1143,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 819,
-        required: false,
-    },
-    Member {
-        name: "Aggregators",
-        shape: 813,
-        required: true,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
+    Member { name: "SyncName", shape: 1143, required: false },
+    Member { name: "Filters", shape: 819, required: false },
+    Member { name: "Aggregators", shape: 813, required: true },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
 ];
 static M_712: &[Member] = &[
-    Member {
-        name: "Summary",
-        shape: 831,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Summary", shape: 831, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_713: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 882,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 883,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "Filters", shape: 882, required: false },
+    Member { name: "MaxResults", shape: 883, required: false },
+    Member { name: "NextToken", shape: 1264, required: false },
 ];
 static M_714: &[Member] = &[
-    Member {
-        name: "NextToken",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Summaries",
-        shape: 884,
-        required: false,
-    },
+    Member { name: "NextToken", shape: 1264, required: false },
+    Member { name: "Summaries", shape: 884, required: false },
 ];
 static M_715: &[Member] = &[
-    Member {
-        name: "OpsItemId",
-        shape: 892,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 917,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 918,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "OpsItemId", shape: 892, required: false },
+    Member { name: "Filters", shape: 917, required: false },
+    Member { name: "MaxResults", shape: 918, required: false },
+    Member { name: "NextToken", shape: 1264, required: false },
 ];
 static M_716: &[Member] = &[
-    Member {
-        name: "NextToken",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Summaries",
-        shape: 910,
-        required: false,
-    },
+    Member { name: "NextToken", shape: 1264, required: false },
+    Member { name: "Summaries", shape: 910, required: false },
 ];
 static M_718: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 931,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 717,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "Filters", shape: 931, required: false },
+    Member { name: "MaxResults", shape: 717, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_719: &[Member] = &[
-    Member {
-        name: "OpsMetadataList",
-        shape: 937,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "OpsMetadataList", shape: 937, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_720: &[Member] = &[
-    Member {
-        name: "Filters",
-        shape: 208,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
+    Member { name: "Filters", shape: 208, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
 ];
 static M_721: &[Member] = &[
-    Member {
-        name: "ResourceComplianceSummaryItems",
-        shape: 1126,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "ResourceComplianceSummaryItems", shape: 1126, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_722: &[Member] = &[
-    Member {
-        name: "SyncType",
-        shape: 1160,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 798,
-        required: false,
-    },
+    Member { name: "SyncType", shape: 1160, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
+    Member { name: "MaxResults", shape: 798, required: false },
 ];
 static M_723: &[Member] = &[
-    Member {
-        name: "ResourceDataSyncItems",
-        shape: 1141,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "ResourceDataSyncItems", shape: 1141, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_724: &[Member] = &[
-    Member {
-        name: "ResourceType",
-        shape: 1172,
-        required: true,
-    },
-    Member {
-        name: "ResourceId",
-        shape: 1161,
-        required: true,
-    },
+    Member { name: "ResourceType", shape: 1172, required: true },
+    Member { name: "ResourceId", shape: 1161, required: true },
 ];
-static M_725: &[Member] = &[Member {
-    name: "TagList",
-    shape: 1271,
-    required: false,
-}];
+static M_725: &[Member] = &[Member { name: "TagList", shape: 1271, required: false }];
 static M_726: &[Member] = &[
-    Member {
-        name: "S3BucketName",
-        shape: 1184,
-        required: true,
-    },
-    Member {
-        name: "S3KeyPrefix",
-        shape: 1185,
-        required: false,
-    },
-    Member {
-        name: "S3Region",
-        shape: 1188,
-        required: true,
-    },
+    Member { name: "S3BucketName", shape: 1184, required: true },
+    Member { name: "S3KeyPrefix", shape: 1185, required: false },
+    Member { name: "S3Region", shape: 1188, required: true },
 ];
 static M_729: &[Member] = &[
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 114,
-        required: false,
-    },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Parameters", shape: 114, required: false },
 ];
 static M_734: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "WindowExecutionId",
-        shape: 735,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 737,
-        required: false,
-    },
-    Member {
-        name: "StatusDetails",
-        shape: 738,
-        required: false,
-    },
-    Member {
-        name: "StartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "EndTime",
-        shape: 250,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "WindowExecutionId", shape: 735, required: false },
+    Member { name: "Status", shape: 737, required: false },
+    Member { name: "StatusDetails", shape: 738, required: false },
+    Member { name: "StartTime", shape: 250, required: false },
+    Member { name: "EndTime", shape: 250, required: false },
 ];
 static M_742: &[Member] = &[
-    Member {
-        name: "WindowExecutionId",
-        shape: 735,
-        required: false,
-    },
-    Member {
-        name: "TaskExecutionId",
-        shape: 740,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 737,
-        required: false,
-    },
-    Member {
-        name: "StatusDetails",
-        shape: 738,
-        required: false,
-    },
-    Member {
-        name: "StartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "EndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "TaskArn",
-        shape: 776,
-        required: false,
-    },
-    Member {
-        name: "TaskType",
-        shape: 789,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
-    Member {
-        name: "TriggeredAlarms",
-        shape: 28,
-        required: false,
-    },
+    Member { name: "WindowExecutionId", shape: 735, required: false },
+    Member { name: "TaskExecutionId", shape: 740, required: false },
+    Member { name: "Status", shape: 737, required: false },
+    Member { name: "StatusDetails", shape: 738, required: false },
+    Member { name: "StartTime", shape: 250, required: false },
+    Member { name: "EndTime", shape: 250, required: false },
+    Member { name: "TaskArn", shape: 776, required: false },
+    Member { name: "TaskType", shape: 789, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
+    Member { name: "TriggeredAlarms", shape: 28, required: false },
 ];
 static M_745: &[Member] = &[
-    Member {
-        name: "WindowExecutionId",
-        shape: 735,
-        required: false,
-    },
-    Member {
-        name: "TaskExecutionId",
-        shape: 740,
-        required: false,
-    },
-    Member {
-        name: "InvocationId",
-        shape: 744,
-        required: false,
-    },
-    Member {
-        name: "ExecutionId",
-        shape: 739,
-        required: false,
-    },
-    Member {
-        name: "TaskType",
-        shape: 789,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 747,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 737,
-        required: false,
-    },
-    Member {
-        name: "StatusDetails",
-        shape: 738,
-        required: false,
-    },
-    Member {
-        name: "StartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "EndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "OwnerInformation",
-        shape: 946,
-        required: false,
-    },
-    Member {
-        name: "WindowTargetId",
-        shape: 788,
-        required: false,
-    },
+    Member { name: "WindowExecutionId", shape: 735, required: false },
+    Member { name: "TaskExecutionId", shape: 740, required: false },
+    Member { name: "InvocationId", shape: 744, required: false },
+    Member { name: "ExecutionId", shape: 739, required: false },
+    Member { name: "TaskType", shape: 789, required: false },
+    Member { name: "Parameters", shape: 747, required: false },
+    Member { name: "Status", shape: 737, required: false },
+    Member { name: "StatusDetails", shape: 738, required: false },
+    Member { name: "StartTime", shape: 250, required: false },
+    Member { name: "EndTime", shape: 250, required: false },
+    Member { name: "OwnerInformation", shape: 946, required: false },
+    Member { name: "WindowTargetId", shape: 788, required: false },
 ];
-static M_748: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 749,
-        required: false,
-    },
-    Member {
-        name: "Values",
-        shape: 752,
-        required: false,
-    },
-];
+static M_748: &[Member] =
+    &[Member { name: "Key", shape: 749, required: false }, Member { name: "Values", shape: 752, required: false }];
 static M_754: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "Enabled",
-        shape: 733,
-        required: false,
-    },
-    Member {
-        name: "Duration",
-        shape: 732,
-        required: false,
-    },
-    Member {
-        name: "Cutoff",
-        shape: 730,
-        required: false,
-    },
-    Member {
-        name: "Schedule",
-        shape: 766,
-        required: false,
-    },
-    Member {
-        name: "ScheduleTimezone",
-        shape: 790,
-        required: false,
-    },
-    Member {
-        name: "ScheduleOffset",
-        shape: 763,
-        required: false,
-    },
-    Member {
-        name: "EndDate",
-        shape: 771,
-        required: false,
-    },
-    Member {
-        name: "StartDate",
-        shape: 771,
-        required: false,
-    },
-    Member {
-        name: "NextExecutionTime",
-        shape: 771,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "Enabled", shape: 733, required: false },
+    Member { name: "Duration", shape: 732, required: false },
+    Member { name: "Cutoff", shape: 730, required: false },
+    Member { name: "Schedule", shape: 766, required: false },
+    Member { name: "ScheduleTimezone", shape: 790, required: false },
+    Member { name: "ScheduleOffset", shape: 763, required: false },
+    Member { name: "EndDate", shape: 771, required: false },
+    Member { name: "StartDate", shape: 771, required: false },
+    Member { name: "NextExecutionTime", shape: 771, required: false },
 ];
-static M_755: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-];
+static M_755: &[Member] =
+    &[Member { name: "WindowId", shape: 753, required: false }, Member { name: "Name", shape: 762, required: false }];
 static M_758: &[Member] = &[
-    Member {
-        name: "ClientContext",
-        shape: 757,
-        required: false,
-    },
-    Member {
-        name: "Qualifier",
-        shape: 760,
-        required: false,
-    },
-    Member {
-        name: "Payload",
-        shape: 759,
-        required: false,
-    },
+    Member { name: "ClientContext", shape: 757, required: false },
+    Member { name: "Qualifier", shape: 760, required: false },
+    Member { name: "Payload", shape: 759, required: false },
 ];
 static M_765: &[Member] = &[
-    Member {
-        name: "Comment",
-        shape: 185,
-        required: false,
-    },
-    Member {
-        name: "CloudWatchOutputConfig",
-        shape: 166,
-        required: false,
-    },
-    Member {
-        name: "DocumentHash",
-        shape: 377,
-        required: false,
-    },
-    Member {
-        name: "DocumentHashType",
-        shape: 378,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "NotificationConfig",
-        shape: 837,
-        required: false,
-    },
-    Member {
-        name: "OutputS3BucketName",
-        shape: 1184,
-        required: false,
-    },
-    Member {
-        name: "OutputS3KeyPrefix",
-        shape: 1185,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 984,
-        required: false,
-    },
-    Member {
-        name: "ServiceRoleArn",
-        shape: 1198,
-        required: false,
-    },
-    Member {
-        name: "TimeoutSeconds",
-        shape: 1297,
-        required: false,
-    },
+    Member { name: "Comment", shape: 185, required: false },
+    Member { name: "CloudWatchOutputConfig", shape: 166, required: false },
+    Member { name: "DocumentHash", shape: 377, required: false },
+    Member { name: "DocumentHashType", shape: 378, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "NotificationConfig", shape: 837, required: false },
+    Member { name: "OutputS3BucketName", shape: 1184, required: false },
+    Member { name: "OutputS3KeyPrefix", shape: 1185, required: false },
+    Member { name: "Parameters", shape: 984, required: false },
+    Member { name: "ServiceRoleArn", shape: 1198, required: false },
+    Member { name: "TimeoutSeconds", shape: 1297, required: false },
 ];
-static M_770: &[Member] = &[
-    Member {
-        name: "Input",
-        shape: 768,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 769,
-        required: false,
-    },
-];
+static M_770: &[Member] =
+    &[Member { name: "Input", shape: 768, required: false }, Member { name: "Name", shape: 769, required: false }];
 static M_772: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "WindowTargetId",
-        shape: 773,
-        required: false,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 764,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "OwnerInformation",
-        shape: 946,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "WindowTargetId", shape: 773, required: false },
+    Member { name: "ResourceType", shape: 764, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "OwnerInformation", shape: 946, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
 ];
 static M_775: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "WindowTaskId",
-        shape: 778,
-        required: false,
-    },
-    Member {
-        name: "TaskArn",
-        shape: 776,
-        required: false,
-    },
-    Member {
-        name: "Type",
-        shape: 789,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "TaskParameters",
-        shape: 785,
-        required: false,
-    },
-    Member {
-        name: "Priority",
-        shape: 787,
-        required: false,
-    },
-    Member {
-        name: "LoggingInfo",
-        shape: 726,
-        required: false,
-    },
-    Member {
-        name: "ServiceRoleArn",
-        shape: 1198,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "CutoffBehavior",
-        shape: 777,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "WindowTaskId", shape: 778, required: false },
+    Member { name: "TaskArn", shape: 776, required: false },
+    Member { name: "Type", shape: 789, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "TaskParameters", shape: 785, required: false },
+    Member { name: "Priority", shape: 787, required: false },
+    Member { name: "LoggingInfo", shape: 726, required: false },
+    Member { name: "ServiceRoleArn", shape: 1198, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "CutoffBehavior", shape: 777, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
 ];
 static M_779: &[Member] = &[
-    Member {
-        name: "RunCommand",
-        shape: 765,
-        required: false,
-    },
-    Member {
-        name: "Automation",
-        shape: 729,
-        required: false,
-    },
-    Member {
-        name: "StepFunctions",
-        shape: 770,
-        required: false,
-    },
-    Member {
-        name: "Lambda",
-        shape: 758,
-        required: false,
-    },
+    Member { name: "RunCommand", shape: 765, required: false },
+    Member { name: "Automation", shape: 729, required: false },
+    Member { name: "StepFunctions", shape: 770, required: false },
+    Member { name: "Lambda", shape: 758, required: false },
 ];
-static M_783: &[Member] = &[Member {
-    name: "Values",
-    shape: 784,
-    required: false,
-}];
-static M_792: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_796: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_804: &[Member] = &[Member {
-    name: "Value",
-    shape: 805,
-    required: false,
-}];
+static M_783: &[Member] = &[Member { name: "Values", shape: 784, required: false }];
+static M_792: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_796: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_804: &[Member] = &[Member { name: "Value", shape: 805, required: false }];
 static M_806: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 389,
-        required: true,
-    },
-    Member {
-        name: "PermissionType",
-        shape: 399,
-        required: true,
-    },
-    Member {
-        name: "AccountIdsToAdd",
-        shape: 8,
-        required: false,
-    },
-    Member {
-        name: "AccountIdsToRemove",
-        shape: 8,
-        required: false,
-    },
-    Member {
-        name: "SharedDocumentVersion",
-        shape: 1226,
-        required: false,
-    },
+    Member { name: "Name", shape: 389, required: true },
+    Member { name: "PermissionType", shape: 399, required: true },
+    Member { name: "AccountIdsToAdd", shape: 8, required: false },
+    Member { name: "AccountIdsToRemove", shape: 8, required: false },
+    Member { name: "SharedDocumentVersion", shape: 1226, required: false },
 ];
 static M_807: &[Member] = &[];
-static M_809: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_809: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_810: &[Member] = &[
-    Member {
-        name: "CaptureTime",
-        shape: 816,
-        required: false,
-    },
-    Member {
-        name: "Id",
-        shape: 823,
-        required: false,
-    },
-    Member {
-        name: "Owner",
-        shape: 828,
-        required: false,
-    },
-    Member {
-        name: "Region",
-        shape: 829,
-        required: false,
-    },
-    Member {
-        name: "NodeType",
-        shape: 832,
-        required: false,
-    },
+    Member { name: "CaptureTime", shape: 816, required: false },
+    Member { name: "Id", shape: 823, required: false },
+    Member { name: "Owner", shape: 828, required: false },
+    Member { name: "Region", shape: 829, required: false },
+    Member { name: "NodeType", shape: 832, required: false },
 ];
 static M_812: &[Member] = &[
-    Member {
-        name: "AggregatorType",
-        shape: 814,
-        required: true,
-    },
-    Member {
-        name: "TypeName",
-        shape: 833,
-        required: true,
-    },
-    Member {
-        name: "AttributeName",
-        shape: 815,
-        required: true,
-    },
-    Member {
-        name: "Aggregators",
-        shape: 813,
-        required: false,
-    },
+    Member { name: "AggregatorType", shape: 814, required: true },
+    Member { name: "TypeName", shape: 833, required: true },
+    Member { name: "AttributeName", shape: 815, required: true },
+    Member { name: "Aggregators", shape: 813, required: false },
 ];
 static M_817: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 818,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 822,
-        required: true,
-    },
-    Member {
-        name: "Type",
-        shape: 820,
-        required: false,
-    },
+    Member { name: "Key", shape: 818, required: true },
+    Member { name: "Values", shape: 822, required: true },
+    Member { name: "Type", shape: 820, required: false },
 ];
 static M_828: &[Member] = &[
-    Member {
-        name: "AccountId",
-        shape: 811,
-        required: false,
-    },
-    Member {
-        name: "OrganizationalUnitId",
-        shape: 826,
-        required: false,
-    },
-    Member {
-        name: "OrganizationalUnitPath",
-        shape: 827,
-        required: false,
-    },
+    Member { name: "AccountId", shape: 811, required: false },
+    Member { name: "OrganizationalUnitId", shape: 826, required: false },
+    Member { name: "OrganizationalUnitPath", shape: 827, required: false },
 ];
-static M_832: &[Member] = &[Member {
-    name: "Instance",
-    shape: 538,
-    required: false,
-}];
+static M_832: &[Member] = &[Member { name: "Instance", shape: 538, required: false }];
 static M_834: &[Member] = &[
-    Member {
-        name: "NonCompliantCount",
-        shape: 210,
-        required: false,
-    },
-    Member {
-        name: "SeveritySummary",
-        shape: 1225,
-        required: false,
-    },
+    Member { name: "NonCompliantCount", shape: 210, required: false },
+    Member { name: "SeveritySummary", shape: 1225, required: false },
 ];
 static M_837: &[Member] = &[
-    Member {
-        name: "NotificationArn",
-        shape: 836,
-        required: false,
-    },
-    Member {
-        name: "NotificationEvents",
-        shape: 839,
-        required: false,
-    },
-    Member {
-        name: "NotificationType",
-        shape: 840,
-        required: false,
-    },
+    Member { name: "NotificationArn", shape: 836, required: false },
+    Member { name: "NotificationEvents", shape: 839, required: false },
+    Member { name: "NotificationType", shape: 840, required: false },
 ];
 static M_842: &[Member] = &[
-    Member {
-        name: "AggregatorType",
-        shape: 844,
-        required: false,
-    },
-    Member {
-        name: "TypeName",
-        shape: 849,
-        required: false,
-    },
-    Member {
-        name: "AttributeName",
-        shape: 848,
-        required: false,
-    },
-    Member {
-        name: "Values",
-        shape: 847,
-        required: false,
-    },
-    Member {
-        name: "Filters",
-        shape: 861,
-        required: false,
-    },
-    Member {
-        name: "Aggregators",
-        shape: 843,
-        required: false,
-    },
+    Member { name: "AggregatorType", shape: 844, required: false },
+    Member { name: "TypeName", shape: 849, required: false },
+    Member { name: "AttributeName", shape: 848, required: false },
+    Member { name: "Values", shape: 847, required: false },
+    Member { name: "Filters", shape: 861, required: false },
+    Member { name: "Aggregators", shape: 843, required: false },
 ];
-static M_850: &[Member] = &[
-    Member {
-        name: "Id",
-        shape: 851,
-        required: false,
-    },
-    Member {
-        name: "Data",
-        shape: 857,
-        required: false,
-    },
-];
+static M_850: &[Member] =
+    &[Member { name: "Id", shape: 851, required: false }, Member { name: "Data", shape: 857, required: false }];
 static M_852: &[Member] = &[
-    Member {
-        name: "CaptureTime",
-        shape: 853,
-        required: false,
-    },
-    Member {
-        name: "Content",
-        shape: 855,
-        required: false,
-    },
+    Member { name: "CaptureTime", shape: 853, required: false },
+    Member { name: "Content", shape: 855, required: false },
 ];
 static M_859: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 860,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 864,
-        required: true,
-    },
-    Member {
-        name: "Type",
-        shape: 862,
-        required: false,
-    },
+    Member { name: "Key", shape: 860, required: true },
+    Member { name: "Values", shape: 864, required: true },
+    Member { name: "Type", shape: 862, required: false },
 ];
 static M_865: &[Member] = &[
-    Member {
-        name: "CreatedBy",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "OpsItemType",
-        shape: 925,
-        required: false,
-    },
-    Member {
-        name: "CreatedTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 876,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedBy",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Notifications",
-        shape: 899,
-        required: false,
-    },
-    Member {
-        name: "Priority",
-        shape: 903,
-        required: false,
-    },
-    Member {
-        name: "RelatedOpsItems",
-        shape: 1116,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 921,
-        required: false,
-    },
-    Member {
-        name: "OpsItemId",
-        shape: 892,
-        required: false,
-    },
-    Member {
-        name: "Version",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Title",
-        shape: 924,
-        required: false,
-    },
-    Member {
-        name: "Source",
-        shape: 920,
-        required: false,
-    },
-    Member {
-        name: "OperationalData",
-        shape: 900,
-        required: false,
-    },
-    Member {
-        name: "Category",
-        shape: 870,
-        required: false,
-    },
-    Member {
-        name: "Severity",
-        shape: 919,
-        required: false,
-    },
-    Member {
-        name: "ActualStartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ActualEndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "PlannedStartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "PlannedEndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "OpsItemArn",
-        shape: 869,
-        required: false,
-    },
+    Member { name: "CreatedBy", shape: 1264, required: false },
+    Member { name: "OpsItemType", shape: 925, required: false },
+    Member { name: "CreatedTime", shape: 250, required: false },
+    Member { name: "Description", shape: 876, required: false },
+    Member { name: "LastModifiedBy", shape: 1264, required: false },
+    Member { name: "LastModifiedTime", shape: 250, required: false },
+    Member { name: "Notifications", shape: 899, required: false },
+    Member { name: "Priority", shape: 903, required: false },
+    Member { name: "RelatedOpsItems", shape: 1116, required: false },
+    Member { name: "Status", shape: 921, required: false },
+    Member { name: "OpsItemId", shape: 892, required: false },
+    Member { name: "Version", shape: 1264, required: false },
+    Member { name: "Title", shape: 924, required: false },
+    Member { name: "Source", shape: 920, required: false },
+    Member { name: "OperationalData", shape: 900, required: false },
+    Member { name: "Category", shape: 870, required: false },
+    Member { name: "Severity", shape: 919, required: false },
+    Member { name: "ActualStartTime", shape: 250, required: false },
+    Member { name: "ActualEndTime", shape: 250, required: false },
+    Member { name: "PlannedStartTime", shape: 250, required: false },
+    Member { name: "PlannedEndTime", shape: 250, required: false },
+    Member { name: "OpsItemArn", shape: 869, required: false },
 ];
-static M_866: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_866: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_868: &[Member] = &[
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "OpsItemId",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "Message", shape: 1264, required: false },
+    Member { name: "OpsItemId", shape: 1264, required: false },
 ];
-static M_871: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_874: &[Member] = &[
-    Member {
-        name: "Value",
-        shape: 875,
-        required: false,
-    },
-    Member {
-        name: "Type",
-        shape: 873,
-        required: false,
-    },
-];
+static M_871: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_874: &[Member] =
+    &[Member { name: "Value", shape: 875, required: false }, Member { name: "Type", shape: 873, required: false }];
 static M_877: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 878,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 881,
-        required: true,
-    },
-    Member {
-        name: "Operator",
-        shape: 879,
-        required: true,
-    },
+    Member { name: "Key", shape: 878, required: true },
+    Member { name: "Values", shape: 881, required: true },
+    Member { name: "Operator", shape: 879, required: true },
 ];
 static M_885: &[Member] = &[
-    Member {
-        name: "OpsItemId",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "EventId",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Source",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "DetailType",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Detail",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "CreatedBy",
-        shape: 893,
-        required: false,
-    },
-    Member {
-        name: "CreatedTime",
-        shape: 250,
-        required: false,
-    },
+    Member { name: "OpsItemId", shape: 1264, required: false },
+    Member { name: "EventId", shape: 1264, required: false },
+    Member { name: "Source", shape: 1264, required: false },
+    Member { name: "DetailType", shape: 1264, required: false },
+    Member { name: "Detail", shape: 1264, required: false },
+    Member { name: "CreatedBy", shape: 893, required: false },
+    Member { name: "CreatedTime", shape: 250, required: false },
 ];
 static M_886: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 887,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 890,
-        required: true,
-    },
-    Member {
-        name: "Operator",
-        shape: 888,
-        required: true,
-    },
+    Member { name: "Key", shape: 887, required: true },
+    Member { name: "Values", shape: 890, required: true },
+    Member { name: "Operator", shape: 888, required: true },
 ];
-static M_893: &[Member] = &[Member {
-    name: "Arn",
-    shape: 1264,
-    required: false,
-}];
+static M_893: &[Member] = &[Member { name: "Arn", shape: 1264, required: false }];
 static M_894: &[Member] = &[
-    Member {
-        name: "ParameterNames",
-        shape: 902,
-        required: false,
-    },
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "ParameterNames", shape: 902, required: false },
+    Member { name: "Message", shape: 1264, required: false },
 ];
 static M_895: &[Member] = &[
-    Member {
-        name: "ResourceTypes",
-        shape: 902,
-        required: false,
-    },
-    Member {
-        name: "Limit",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "LimitType",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "ResourceTypes", shape: 902, required: false },
+    Member { name: "Limit", shape: 576, required: false },
+    Member { name: "LimitType", shape: 1264, required: false },
+    Member { name: "Message", shape: 1264, required: false },
 ];
-static M_897: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_898: &[Member] = &[Member {
-    name: "Arn",
-    shape: 1264,
-    required: false,
-}];
+static M_897: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_898: &[Member] = &[Member { name: "Arn", shape: 1264, required: false }];
 static M_904: &[Member] = &[
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "ResourceUri",
-        shape: 908,
-        required: false,
-    },
-    Member {
-        name: "OpsItemId",
-        shape: 892,
-        required: false,
-    },
+    Member { name: "Message", shape: 1264, required: false },
+    Member { name: "ResourceUri", shape: 908, required: false },
+    Member { name: "OpsItemId", shape: 892, required: false },
 ];
-static M_906: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_906: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_911: &[Member] = &[
-    Member {
-        name: "OpsItemId",
-        shape: 892,
-        required: false,
-    },
-    Member {
-        name: "AssociationId",
-        shape: 905,
-        required: false,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 907,
-        required: false,
-    },
-    Member {
-        name: "AssociationType",
-        shape: 909,
-        required: false,
-    },
-    Member {
-        name: "ResourceUri",
-        shape: 908,
-        required: false,
-    },
-    Member {
-        name: "CreatedBy",
-        shape: 893,
-        required: false,
-    },
-    Member {
-        name: "CreatedTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedBy",
-        shape: 893,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedTime",
-        shape: 250,
-        required: false,
-    },
+    Member { name: "OpsItemId", shape: 892, required: false },
+    Member { name: "AssociationId", shape: 905, required: false },
+    Member { name: "ResourceType", shape: 907, required: false },
+    Member { name: "AssociationType", shape: 909, required: false },
+    Member { name: "ResourceUri", shape: 908, required: false },
+    Member { name: "CreatedBy", shape: 893, required: false },
+    Member { name: "CreatedTime", shape: 250, required: false },
+    Member { name: "LastModifiedBy", shape: 893, required: false },
+    Member { name: "LastModifiedTime", shape: 250, required: false },
 ];
 static M_912: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 913,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 916,
-        required: true,
-    },
-    Member {
-        name: "Operator",
-        shape: 914,
-        required: true,
-    },
+    Member { name: "Key", shape: 913, required: true },
+    Member { name: "Values", shape: 916, required: true },
+    Member { name: "Operator", shape: 914, required: true },
 ];
 static M_923: &[Member] = &[
-    Member {
-        name: "CreatedBy",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "CreatedTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedBy",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Priority",
-        shape: 903,
-        required: false,
-    },
-    Member {
-        name: "Source",
-        shape: 920,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 921,
-        required: false,
-    },
-    Member {
-        name: "OpsItemId",
-        shape: 892,
-        required: false,
-    },
-    Member {
-        name: "Title",
-        shape: 924,
-        required: false,
-    },
-    Member {
-        name: "OperationalData",
-        shape: 900,
-        required: false,
-    },
-    Member {
-        name: "Category",
-        shape: 870,
-        required: false,
-    },
-    Member {
-        name: "Severity",
-        shape: 919,
-        required: false,
-    },
-    Member {
-        name: "OpsItemType",
-        shape: 925,
-        required: false,
-    },
-    Member {
-        name: "ActualStartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ActualEndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "PlannedStartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "PlannedEndTime",
-        shape: 250,
-        required: false,
-    },
+    Member { name: "CreatedBy", shape: 1264, required: false },
+    Member { name: "CreatedTime", shape: 250, required: false },
+    Member { name: "LastModifiedBy", shape: 1264, required: false },
+    Member { name: "LastModifiedTime", shape: 250, required: false },
+    Member { name: "Priority", shape: 903, required: false },
+    Member { name: "Source", shape: 920, required: false },
+    Member { name: "Status", shape: 921, required: false },
+    Member { name: "OpsItemId", shape: 892, required: false },
+    Member { name: "Title", shape: 924, required: false },
+    Member { name: "OperationalData", shape: 900, required: false },
+    Member { name: "Category", shape: 870, required: false },
+    Member { name: "Severity", shape: 919, required: false },
+    Member { name: "OpsItemType", shape: 925, required: false },
+    Member { name: "ActualStartTime", shape: 250, required: false },
+    Member { name: "ActualEndTime", shape: 250, required: false },
+    Member { name: "PlannedStartTime", shape: 250, required: false },
+    Member { name: "PlannedEndTime", shape: 250, required: false },
 ];
 static M_926: &[Member] = &[
-    Member {
-        name: "ResourceId",
-        shape: 939,
-        required: false,
-    },
-    Member {
-        name: "OpsMetadataArn",
-        shape: 928,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedUser",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "CreationDate",
-        shape: 250,
-        required: false,
-    },
+    Member { name: "ResourceId", shape: 939, required: false },
+    Member { name: "OpsMetadataArn", shape: 928, required: false },
+    Member { name: "LastModifiedDate", shape: 250, required: false },
+    Member { name: "LastModifiedUser", shape: 1264, required: false },
+    Member { name: "CreationDate", shape: 250, required: false },
 ];
-static M_927: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_929: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 930,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 933,
-        required: true,
-    },
-];
-static M_934: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_935: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_936: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_938: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_940: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_941: &[Member] = &[Member {
-    name: "TypeName",
-    shape: 849,
-    required: true,
-}];
+static M_927: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_929: &[Member] =
+    &[Member { name: "Key", shape: 930, required: true }, Member { name: "Values", shape: 933, required: true }];
+static M_934: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_935: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_936: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_938: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_940: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_941: &[Member] = &[Member { name: "TypeName", shape: 849, required: true }];
 static M_943: &[Member] = &[
-    Member {
-        name: "OutputSourceId",
-        shape: 944,
-        required: false,
-    },
-    Member {
-        name: "OutputSourceType",
-        shape: 945,
-        required: false,
-    },
+    Member { name: "OutputSourceId", shape: 944, required: false },
+    Member { name: "OutputSourceType", shape: 945, required: false },
 ];
 static M_951: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 947,
-        required: false,
-    },
-    Member {
-        name: "Type",
-        shape: 979,
-        required: false,
-    },
-    Member {
-        name: "Value",
-        shape: 949,
-        required: false,
-    },
-    Member {
-        name: "Version",
-        shape: 950,
-        required: false,
-    },
-    Member {
-        name: "Selector",
-        shape: 948,
-        required: false,
-    },
-    Member {
-        name: "SourceResult",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ARN",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "DataType",
-        shape: 953,
-        required: false,
-    },
+    Member { name: "Name", shape: 947, required: false },
+    Member { name: "Type", shape: 979, required: false },
+    Member { name: "Value", shape: 949, required: false },
+    Member { name: "Version", shape: 950, required: false },
+    Member { name: "Selector", shape: 948, required: false },
+    Member { name: "SourceResult", shape: 1264, required: false },
+    Member { name: "LastModifiedDate", shape: 250, required: false },
+    Member { name: "ARN", shape: 1264, required: false },
+    Member { name: "DataType", shape: 953, required: false },
 ];
-static M_952: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
+static M_952: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
 static M_955: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 947,
-        required: false,
-    },
-    Member {
-        name: "Type",
-        shape: 979,
-        required: false,
-    },
-    Member {
-        name: "KeyId",
-        shape: 958,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedUser",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 954,
-        required: false,
-    },
-    Member {
-        name: "Value",
-        shape: 949,
-        required: false,
-    },
-    Member {
-        name: "AllowedPattern",
-        shape: 29,
-        required: false,
-    },
-    Member {
-        name: "Version",
-        shape: 950,
-        required: false,
-    },
-    Member {
-        name: "Labels",
-        shape: 960,
-        required: false,
-    },
-    Member {
-        name: "Tier",
-        shape: 978,
-        required: false,
-    },
-    Member {
-        name: "Policies",
-        shape: 971,
-        required: false,
-    },
-    Member {
-        name: "DataType",
-        shape: 953,
-        required: false,
-    },
+    Member { name: "Name", shape: 947, required: false },
+    Member { name: "Type", shape: 979, required: false },
+    Member { name: "KeyId", shape: 958, required: false },
+    Member { name: "LastModifiedDate", shape: 250, required: false },
+    Member { name: "LastModifiedUser", shape: 1264, required: false },
+    Member { name: "Description", shape: 954, required: false },
+    Member { name: "Value", shape: 949, required: false },
+    Member { name: "AllowedPattern", shape: 29, required: false },
+    Member { name: "Version", shape: 950, required: false },
+    Member { name: "Labels", shape: 960, required: false },
+    Member { name: "Tier", shape: 978, required: false },
+    Member { name: "Policies", shape: 971, required: false },
+    Member { name: "DataType", shape: 953, required: false },
 ];
 static M_957: &[Member] = &[
-    Member {
-        name: "PolicyText",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "PolicyType",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "PolicyStatus",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "PolicyText", shape: 1264, required: false },
+    Member { name: "PolicyType", shape: 1264, required: false },
+    Member { name: "PolicyStatus", shape: 1264, required: false },
 ];
-static M_961: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_963: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
+static M_961: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_963: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
 static M_964: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 947,
-        required: false,
-    },
-    Member {
-        name: "ARN",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Type",
-        shape: 979,
-        required: false,
-    },
-    Member {
-        name: "KeyId",
-        shape: 958,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedUser",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 954,
-        required: false,
-    },
-    Member {
-        name: "AllowedPattern",
-        shape: 29,
-        required: false,
-    },
-    Member {
-        name: "Version",
-        shape: 950,
-        required: false,
-    },
-    Member {
-        name: "Tier",
-        shape: 978,
-        required: false,
-    },
-    Member {
-        name: "Policies",
-        shape: 971,
-        required: false,
-    },
-    Member {
-        name: "DataType",
-        shape: 953,
-        required: false,
-    },
+    Member { name: "Name", shape: 947, required: false },
+    Member { name: "ARN", shape: 1264, required: false },
+    Member { name: "Type", shape: 979, required: false },
+    Member { name: "KeyId", shape: 958, required: false },
+    Member { name: "LastModifiedDate", shape: 250, required: false },
+    Member { name: "LastModifiedUser", shape: 1264, required: false },
+    Member { name: "Description", shape: 954, required: false },
+    Member { name: "AllowedPattern", shape: 29, required: false },
+    Member { name: "Version", shape: 950, required: false },
+    Member { name: "Tier", shape: 978, required: false },
+    Member { name: "Policies", shape: 971, required: false },
+    Member { name: "DataType", shape: 953, required: false },
 ];
-static M_968: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_969: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
+static M_968: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_969: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
 static M_972: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 973,
-        required: true,
-    },
-    Member {
-        name: "Option",
-        shape: 977,
-        required: false,
-    },
-    Member {
-        name: "Values",
-        shape: 976,
-        required: false,
-    },
+    Member { name: "Key", shape: 973, required: true },
+    Member { name: "Option", shape: 977, required: false },
+    Member { name: "Values", shape: 976, required: false },
 ];
-static M_982: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_983: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_985: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 986,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 989,
-        required: true,
-    },
-];
+static M_982: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_983: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_985: &[Member] =
+    &[Member { name: "Key", shape: 986, required: true }, Member { name: "Values", shape: 989, required: true }];
 static M_990: &[Member] = &[
-    Member {
-        name: "StepExecutionId",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "StepName",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Action",
-        shape: 95,
-        required: false,
-    },
-    Member {
-        name: "Iteration",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "IteratorValue",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "StepExecutionId", shape: 1264, required: false },
+    Member { name: "StepName", shape: 1264, required: false },
+    Member { name: "Action", shape: 95, required: false },
+    Member { name: "Iteration", shape: 576, required: false },
+    Member { name: "IteratorValue", shape: 1264, required: false },
 ];
 static M_991: &[Member] = &[
-    Member {
-        name: "Id",
-        shape: 1028,
-        required: false,
-    },
-    Member {
-        name: "ReleaseDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Title",
-        shape: 1070,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 1015,
-        required: false,
-    },
-    Member {
-        name: "ContentUrl",
-        shape: 1012,
-        required: false,
-    },
-    Member {
-        name: "Vendor",
-        shape: 1072,
-        required: false,
-    },
-    Member {
-        name: "ProductFamily",
-        shape: 1050,
-        required: false,
-    },
-    Member {
-        name: "Product",
-        shape: 1049,
-        required: false,
-    },
-    Member {
-        name: "Classification",
-        shape: 1005,
-        required: false,
-    },
-    Member {
-        name: "MsrcSeverity",
-        shape: 1039,
-        required: false,
-    },
-    Member {
-        name: "KbNumber",
-        shape: 1034,
-        required: false,
-    },
-    Member {
-        name: "MsrcNumber",
-        shape: 1038,
-        required: false,
-    },
-    Member {
-        name: "Language",
-        shape: 1035,
-        required: false,
-    },
-    Member {
-        name: "AdvisoryIds",
-        shape: 994,
-        required: false,
-    },
-    Member {
-        name: "BugzillaIds",
-        shape: 1001,
-        required: false,
-    },
-    Member {
-        name: "CVEIds",
-        shape: 1003,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 1040,
-        required: false,
-    },
-    Member {
-        name: "Epoch",
-        shape: 1016,
-        required: false,
-    },
-    Member {
-        name: "Version",
-        shape: 1073,
-        required: false,
-    },
-    Member {
-        name: "Release",
-        shape: 1054,
-        required: false,
-    },
-    Member {
-        name: "Arch",
-        shape: 995,
-        required: false,
-    },
-    Member {
-        name: "Severity",
-        shape: 1061,
-        required: false,
-    },
-    Member {
-        name: "Repository",
-        shape: 1055,
-        required: false,
-    },
+    Member { name: "Id", shape: 1028, required: false },
+    Member { name: "ReleaseDate", shape: 250, required: false },
+    Member { name: "Title", shape: 1070, required: false },
+    Member { name: "Description", shape: 1015, required: false },
+    Member { name: "ContentUrl", shape: 1012, required: false },
+    Member { name: "Vendor", shape: 1072, required: false },
+    Member { name: "ProductFamily", shape: 1050, required: false },
+    Member { name: "Product", shape: 1049, required: false },
+    Member { name: "Classification", shape: 1005, required: false },
+    Member { name: "MsrcSeverity", shape: 1039, required: false },
+    Member { name: "KbNumber", shape: 1034, required: false },
+    Member { name: "MsrcNumber", shape: 1038, required: false },
+    Member { name: "Language", shape: 1035, required: false },
+    Member { name: "AdvisoryIds", shape: 994, required: false },
+    Member { name: "BugzillaIds", shape: 1001, required: false },
+    Member { name: "CVEIds", shape: 1003, required: false },
+    Member { name: "Name", shape: 1040, required: false },
+    Member { name: "Epoch", shape: 1016, required: false },
+    Member { name: "Version", shape: 1073, required: false },
+    Member { name: "Release", shape: 1054, required: false },
+    Member { name: "Arch", shape: 995, required: false },
+    Member { name: "Severity", shape: 1061, required: false },
+    Member { name: "Repository", shape: 1055, required: false },
 ];
 static M_997: &[Member] = &[
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: false,
-    },
-    Member {
-        name: "BaselineName",
-        shape: 135,
-        required: false,
-    },
-    Member {
-        name: "OperatingSystem",
-        shape: 841,
-        required: false,
-    },
-    Member {
-        name: "BaselineDescription",
-        shape: 133,
-        required: false,
-    },
-    Member {
-        name: "DefaultBaseline",
-        shape: 251,
-        required: false,
-    },
+    Member { name: "BaselineId", shape: 134, required: false },
+    Member { name: "BaselineName", shape: 135, required: false },
+    Member { name: "OperatingSystem", shape: 841, required: false },
+    Member { name: "BaselineDescription", shape: 133, required: false },
+    Member { name: "DefaultBaseline", shape: 251, required: false },
 ];
 static M_1006: &[Member] = &[
-    Member {
-        name: "Title",
-        shape: 1070,
-        required: true,
-    },
-    Member {
-        name: "KBId",
-        shape: 1034,
-        required: true,
-    },
-    Member {
-        name: "Classification",
-        shape: 1005,
-        required: true,
-    },
-    Member {
-        name: "Severity",
-        shape: 1061,
-        required: true,
-    },
-    Member {
-        name: "State",
-        shape: 1008,
-        required: true,
-    },
-    Member {
-        name: "InstalledTime",
-        shape: 250,
-        required: true,
-    },
-    Member {
-        name: "CVEIds",
-        shape: 1004,
-        required: false,
-    },
+    Member { name: "Title", shape: 1070, required: true },
+    Member { name: "KBId", shape: 1034, required: true },
+    Member { name: "Classification", shape: 1005, required: true },
+    Member { name: "Severity", shape: 1061, required: true },
+    Member { name: "State", shape: 1008, required: true },
+    Member { name: "InstalledTime", shape: 250, required: true },
+    Member { name: "CVEIds", shape: 1004, required: false },
 ];
-static M_1018: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 1020,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 1023,
-        required: true,
-    },
-];
-static M_1019: &[Member] = &[Member {
-    name: "PatchFilters",
-    shape: 1021,
-    required: true,
-}];
+static M_1018: &[Member] =
+    &[Member { name: "Key", shape: 1020, required: true }, Member { name: "Values", shape: 1023, required: true }];
+static M_1019: &[Member] = &[Member { name: "PatchFilters", shape: 1021, required: true }];
 static M_1026: &[Member] = &[
-    Member {
-        name: "PatchGroup",
-        shape: 1024,
-        required: false,
-    },
-    Member {
-        name: "BaselineIdentity",
-        shape: 997,
-        required: false,
-    },
+    Member { name: "PatchGroup", shape: 1024, required: false },
+    Member { name: "BaselineIdentity", shape: 997, required: false },
 ];
-static M_1043: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 1044,
-        required: false,
-    },
-    Member {
-        name: "Values",
-        shape: 1047,
-        required: false,
-    },
-];
+static M_1043: &[Member] =
+    &[Member { name: "Key", shape: 1044, required: false }, Member { name: "Values", shape: 1047, required: false }];
 static M_1056: &[Member] = &[
-    Member {
-        name: "PatchFilterGroup",
-        shape: 1019,
-        required: true,
-    },
-    Member {
-        name: "ComplianceLevel",
-        shape: 1009,
-        required: false,
-    },
-    Member {
-        name: "ApproveAfterDays",
-        shape: 32,
-        required: false,
-    },
-    Member {
-        name: "ApproveUntilDate",
-        shape: 1069,
-        required: false,
-    },
-    Member {
-        name: "EnableNonSecurity",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "PatchFilterGroup", shape: 1019, required: true },
+    Member { name: "ComplianceLevel", shape: 1009, required: false },
+    Member { name: "ApproveAfterDays", shape: 32, required: false },
+    Member { name: "ApproveUntilDate", shape: 1069, required: false },
+    Member { name: "EnableNonSecurity", shape: 138, required: false },
 ];
-static M_1057: &[Member] = &[Member {
-    name: "PatchRules",
-    shape: 1058,
-    required: true,
-}];
+static M_1057: &[Member] = &[Member { name: "PatchRules", shape: 1058, required: true }];
 static M_1062: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 1065,
-        required: true,
-    },
-    Member {
-        name: "Products",
-        shape: 1067,
-        required: true,
-    },
-    Member {
-        name: "Configuration",
-        shape: 1063,
-        required: true,
-    },
+    Member { name: "Name", shape: 1065, required: true },
+    Member { name: "Products", shape: 1067, required: true },
+    Member { name: "Configuration", shape: 1063, required: true },
 ];
 static M_1068: &[Member] = &[
-    Member {
-        name: "DeploymentStatus",
-        shape: 1014,
-        required: false,
-    },
-    Member {
-        name: "ComplianceLevel",
-        shape: 1009,
-        required: false,
-    },
-    Member {
-        name: "ApprovalDate",
-        shape: 250,
-        required: false,
-    },
+    Member { name: "DeploymentStatus", shape: 1014, required: false },
+    Member { name: "ComplianceLevel", shape: 1009, required: false },
+    Member { name: "ApprovalDate", shape: 250, required: false },
 ];
-static M_1079: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
+static M_1079: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
 static M_1084: &[Member] = &[
-    Member {
-        name: "TotalSteps",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "SuccessSteps",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "FailedSteps",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "CancelledSteps",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "TimedOutSteps",
-        shape: 576,
-        required: false,
-    },
+    Member { name: "TotalSteps", shape: 576, required: false },
+    Member { name: "SuccessSteps", shape: 576, required: false },
+    Member { name: "FailedSteps", shape: 576, required: false },
+    Member { name: "CancelledSteps", shape: 576, required: false },
+    Member { name: "TimedOutSteps", shape: 576, required: false },
 ];
 static M_1086: &[Member] = &[
-    Member {
-        name: "ResourceId",
-        shape: 200,
-        required: true,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 202,
-        required: true,
-    },
-    Member {
-        name: "ComplianceType",
-        shape: 214,
-        required: true,
-    },
-    Member {
-        name: "ExecutionSummary",
-        shape: 188,
-        required: true,
-    },
-    Member {
-        name: "Items",
-        shape: 195,
-        required: true,
-    },
-    Member {
-        name: "ItemContentHash",
-        shape: 192,
-        required: false,
-    },
-    Member {
-        name: "UploadType",
-        shape: 215,
-        required: false,
-    },
+    Member { name: "ResourceId", shape: 200, required: true },
+    Member { name: "ResourceType", shape: 202, required: true },
+    Member { name: "ComplianceType", shape: 214, required: true },
+    Member { name: "ExecutionSummary", shape: 188, required: true },
+    Member { name: "Items", shape: 195, required: true },
+    Member { name: "ItemContentHash", shape: 192, required: false },
+    Member { name: "UploadType", shape: 215, required: false },
 ];
 static M_1087: &[Member] = &[];
-static M_1089: &[Member] = &[
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: true,
-    },
-    Member {
-        name: "Items",
-        shape: 658,
-        required: true,
-    },
-];
-static M_1090: &[Member] = &[Member {
-    name: "Message",
-    shape: 1088,
-    required: false,
-}];
+static M_1089: &[Member] =
+    &[Member { name: "InstanceId", shape: 536, required: true }, Member { name: "Items", shape: 658, required: true }];
+static M_1090: &[Member] = &[Member { name: "Message", shape: 1088, required: false }];
 static M_1091: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 947,
-        required: true,
-    },
-    Member {
-        name: "Description",
-        shape: 954,
-        required: false,
-    },
-    Member {
-        name: "Value",
-        shape: 949,
-        required: true,
-    },
-    Member {
-        name: "Type",
-        shape: 979,
-        required: false,
-    },
-    Member {
-        name: "KeyId",
-        shape: 958,
-        required: false,
-    },
-    Member {
-        name: "Overwrite",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "AllowedPattern",
-        shape: 29,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
-    Member {
-        name: "Tier",
-        shape: 978,
-        required: false,
-    },
-    Member {
-        name: "Policies",
-        shape: 970,
-        required: false,
-    },
-    Member {
-        name: "DataType",
-        shape: 953,
-        required: false,
-    },
+    Member { name: "Name", shape: 947, required: true },
+    Member { name: "Description", shape: 954, required: false },
+    Member { name: "Value", shape: 949, required: true },
+    Member { name: "Type", shape: 979, required: false },
+    Member { name: "KeyId", shape: 958, required: false },
+    Member { name: "Overwrite", shape: 138, required: false },
+    Member { name: "AllowedPattern", shape: 29, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
+    Member { name: "Tier", shape: 978, required: false },
+    Member { name: "Policies", shape: 970, required: false },
+    Member { name: "DataType", shape: 953, required: false },
 ];
-static M_1092: &[Member] = &[
-    Member {
-        name: "Version",
-        shape: 950,
-        required: false,
-    },
-    Member {
-        name: "Tier",
-        shape: 978,
-        required: false,
-    },
-];
+static M_1092: &[Member] =
+    &[Member { name: "Version", shape: 950, required: false }, Member { name: "Tier", shape: 978, required: false }];
 static M_1093: &[Member] = &[
-    Member {
-        name: "ResourceArn",
-        shape: 1124,
-        required: true,
-    },
-    Member {
-        name: "Policy",
-        shape: 1080,
-        required: true,
-    },
-    Member {
-        name: "PolicyId",
-        shape: 1082,
-        required: false,
-    },
-    Member {
-        name: "PolicyHash",
-        shape: 1081,
-        required: false,
-    },
+    Member { name: "ResourceArn", shape: 1124, required: true },
+    Member { name: "Policy", shape: 1080, required: true },
+    Member { name: "PolicyId", shape: 1082, required: false },
+    Member { name: "PolicyHash", shape: 1081, required: false },
 ];
 static M_1094: &[Member] = &[
-    Member {
-        name: "PolicyId",
-        shape: 1082,
-        required: false,
-    },
-    Member {
-        name: "PolicyHash",
-        shape: 1081,
-        required: false,
-    },
+    Member { name: "PolicyId", shape: 1082, required: false },
+    Member { name: "PolicyHash", shape: 1081, required: false },
 ];
 static M_1099: &[Member] = &[
-    Member {
-        name: "PermissionModel",
-        shape: 248,
-        required: true,
-    },
-    Member {
-        name: "RoleArn",
-        shape: 249,
-        required: false,
-    },
-    Member {
-        name: "Overwrite",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "PermissionModel", shape: 248, required: true },
+    Member { name: "RoleArn", shape: 249, required: false },
+    Member { name: "Overwrite", shape: 138, required: false },
 ];
-static M_1100: &[Member] = &[Member {
-    name: "RoleArn",
-    shape: 249,
-    required: false,
-}];
-static M_1101: &[Member] = &[Member {
-    name: "BaselineId",
-    shape: 134,
-    required: true,
-}];
-static M_1102: &[Member] = &[Member {
-    name: "BaselineId",
-    shape: 134,
-    required: false,
-}];
+static M_1100: &[Member] = &[Member { name: "RoleArn", shape: 249, required: false }];
+static M_1101: &[Member] = &[Member { name: "BaselineId", shape: 134, required: true }];
+static M_1102: &[Member] = &[Member { name: "BaselineId", shape: 134, required: false }];
 static M_1103: &[Member] = &[
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: true,
-    },
-    Member {
-        name: "PatchGroup",
-        shape: 1024,
-        required: true,
-    },
+    Member { name: "BaselineId", shape: 134, required: true },
+    Member { name: "PatchGroup", shape: 1024, required: true },
 ];
 static M_1104: &[Member] = &[
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: false,
-    },
-    Member {
-        name: "PatchGroup",
-        shape: 1024,
-        required: false,
-    },
+    Member { name: "BaselineId", shape: 134, required: false },
+    Member { name: "PatchGroup", shape: 1024, required: false },
 ];
 static M_1105: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: true,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 764,
-        required: true,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: true,
-    },
-    Member {
-        name: "OwnerInformation",
-        shape: 946,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "ClientToken",
-        shape: 151,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: true },
+    Member { name: "ResourceType", shape: 764, required: true },
+    Member { name: "Targets", shape: 1292, required: true },
+    Member { name: "OwnerInformation", shape: 946, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "ClientToken", shape: 151, required: false },
 ];
-static M_1106: &[Member] = &[Member {
-    name: "WindowTargetId",
-    shape: 773,
-    required: false,
-}];
+static M_1106: &[Member] = &[Member { name: "WindowTargetId", shape: 773, required: false }];
 static M_1107: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: true,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "TaskArn",
-        shape: 776,
-        required: true,
-    },
-    Member {
-        name: "ServiceRoleArn",
-        shape: 1198,
-        required: false,
-    },
-    Member {
-        name: "TaskType",
-        shape: 789,
-        required: true,
-    },
-    Member {
-        name: "TaskParameters",
-        shape: 785,
-        required: false,
-    },
-    Member {
-        name: "TaskInvocationParameters",
-        shape: 779,
-        required: false,
-    },
-    Member {
-        name: "Priority",
-        shape: 787,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "LoggingInfo",
-        shape: 726,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "ClientToken",
-        shape: 151,
-        required: false,
-    },
-    Member {
-        name: "CutoffBehavior",
-        shape: 777,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: true },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "TaskArn", shape: 776, required: true },
+    Member { name: "ServiceRoleArn", shape: 1198, required: false },
+    Member { name: "TaskType", shape: 789, required: true },
+    Member { name: "TaskParameters", shape: 785, required: false },
+    Member { name: "TaskInvocationParameters", shape: 779, required: false },
+    Member { name: "Priority", shape: 787, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "LoggingInfo", shape: 726, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "ClientToken", shape: 151, required: false },
+    Member { name: "CutoffBehavior", shape: 777, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
 ];
-static M_1108: &[Member] = &[Member {
-    name: "WindowTaskId",
-    shape: 778,
-    required: false,
-}];
-static M_1110: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 1111,
-        required: true,
-    },
-    Member {
-        name: "Value",
-        shape: 1113,
-        required: true,
-    },
-];
-static M_1115: &[Member] = &[Member {
-    name: "OpsItemId",
-    shape: 1264,
-    required: true,
-}];
+static M_1108: &[Member] = &[Member { name: "WindowTaskId", shape: 778, required: false }];
+static M_1110: &[Member] =
+    &[Member { name: "Key", shape: 1111, required: true }, Member { name: "Value", shape: 1113, required: true }];
+static M_1115: &[Member] = &[Member { name: "OpsItemId", shape: 1264, required: true }];
 static M_1118: &[Member] = &[
-    Member {
-        name: "ResourceType",
-        shape: 1172,
-        required: true,
-    },
-    Member {
-        name: "ResourceId",
-        shape: 1161,
-        required: true,
-    },
-    Member {
-        name: "TagKeys",
-        shape: 679,
-        required: true,
-    },
+    Member { name: "ResourceType", shape: 1172, required: true },
+    Member { name: "ResourceId", shape: 1161, required: true },
+    Member { name: "TagKeys", shape: 679, required: true },
 ];
 static M_1119: &[Member] = &[];
-static M_1121: &[Member] = &[Member {
-    name: "SettingId",
-    shape: 1200,
-    required: true,
-}];
-static M_1122: &[Member] = &[Member {
-    name: "ServiceSetting",
-    shape: 1199,
-    required: false,
-}];
+static M_1121: &[Member] = &[Member { name: "SettingId", shape: 1200, required: true }];
+static M_1122: &[Member] = &[Member { name: "ServiceSetting", shape: 1199, required: false }];
 static M_1123: &[Member] = &[
-    Member {
-        name: "ParameterValues",
-        shape: 1286,
-        required: false,
-    },
-    Member {
-        name: "Truncated",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "ParameterValues", shape: 1286, required: false },
+    Member { name: "Truncated", shape: 138, required: false },
 ];
 static M_1125: &[Member] = &[
-    Member {
-        name: "ComplianceType",
-        shape: 214,
-        required: false,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 202,
-        required: false,
-    },
-    Member {
-        name: "ResourceId",
-        shape: 200,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 205,
-        required: false,
-    },
-    Member {
-        name: "OverallSeverity",
-        shape: 204,
-        required: false,
-    },
-    Member {
-        name: "ExecutionSummary",
-        shape: 188,
-        required: false,
-    },
-    Member {
-        name: "CompliantSummary",
-        shape: 216,
-        required: false,
-    },
-    Member {
-        name: "NonCompliantSummary",
-        shape: 834,
-        required: false,
-    },
+    Member { name: "ComplianceType", shape: 214, required: false },
+    Member { name: "ResourceType", shape: 202, required: false },
+    Member { name: "ResourceId", shape: 200, required: false },
+    Member { name: "Status", shape: 205, required: false },
+    Member { name: "OverallSeverity", shape: 204, required: false },
+    Member { name: "ExecutionSummary", shape: 188, required: false },
+    Member { name: "CompliantSummary", shape: 216, required: false },
+    Member { name: "NonCompliantSummary", shape: 834, required: false },
 ];
-static M_1130: &[Member] = &[Member {
-    name: "SyncName",
-    shape: 1143,
-    required: false,
-}];
+static M_1130: &[Member] = &[Member { name: "SyncName", shape: 1143, required: false }];
 static M_1131: &[Member] = &[
-    Member {
-        name: "OrganizationSourceType",
-        shape: 1145,
-        required: true,
-    },
-    Member {
-        name: "OrganizationalUnits",
-        shape: 1148,
-        required: false,
-    },
+    Member { name: "OrganizationSourceType", shape: 1145, required: true },
+    Member { name: "OrganizationalUnits", shape: 1148, required: false },
 ];
-static M_1132: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1133: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1135: &[Member] = &[Member {
-    name: "DestinationDataSharingType",
-    shape: 1136,
-    required: false,
-}];
-static M_1139: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_1132: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1133: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1135: &[Member] = &[Member { name: "DestinationDataSharingType", shape: 1136, required: false }];
+static M_1139: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_1140: &[Member] = &[
-    Member {
-        name: "SyncName",
-        shape: 1143,
-        required: false,
-    },
-    Member {
-        name: "SyncType",
-        shape: 1160,
-        required: false,
-    },
-    Member {
-        name: "SyncSource",
-        shape: 1158,
-        required: false,
-    },
-    Member {
-        name: "S3Destination",
-        shape: 1150,
-        required: false,
-    },
-    Member {
-        name: "LastSyncTime",
-        shape: 685,
-        required: false,
-    },
-    Member {
-        name: "LastSuccessfulSyncTime",
-        shape: 686,
-        required: false,
-    },
-    Member {
-        name: "SyncLastModifiedTime",
-        shape: 1142,
-        required: false,
-    },
-    Member {
-        name: "LastStatus",
-        shape: 684,
-        required: false,
-    },
-    Member {
-        name: "SyncCreatedTime",
-        shape: 1134,
-        required: false,
-    },
-    Member {
-        name: "LastSyncStatusMessage",
-        shape: 683,
-        required: false,
-    },
+    Member { name: "SyncName", shape: 1143, required: false },
+    Member { name: "SyncType", shape: 1160, required: false },
+    Member { name: "SyncSource", shape: 1158, required: false },
+    Member { name: "S3Destination", shape: 1150, required: false },
+    Member { name: "LastSyncTime", shape: 685, required: false },
+    Member { name: "LastSuccessfulSyncTime", shape: 686, required: false },
+    Member { name: "SyncLastModifiedTime", shape: 1142, required: false },
+    Member { name: "LastStatus", shape: 684, required: false },
+    Member { name: "SyncCreatedTime", shape: 1134, required: false },
+    Member { name: "LastSyncStatusMessage", shape: 683, required: false },
 ];
 static M_1144: &[Member] = &[
-    Member {
-        name: "SyncName",
-        shape: 1143,
-        required: false,
-    },
-    Member {
-        name: "SyncType",
-        shape: 1160,
-        required: false,
-    },
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "SyncName", shape: 1143, required: false },
+    Member { name: "SyncType", shape: 1160, required: false },
+    Member { name: "Message", shape: 1264, required: false },
 ];
-static M_1146: &[Member] = &[Member {
-    name: "OrganizationalUnitId",
-    shape: 1147,
-    required: false,
-}];
+static M_1146: &[Member] = &[Member { name: "OrganizationalUnitId", shape: 1147, required: false }];
 static M_1150: &[Member] = &[
-    Member {
-        name: "BucketName",
-        shape: 1149,
-        required: true,
-    },
-    Member {
-        name: "Prefix",
-        shape: 1152,
-        required: false,
-    },
-    Member {
-        name: "SyncFormat",
-        shape: 1151,
-        required: true,
-    },
-    Member {
-        name: "Region",
-        shape: 1153,
-        required: true,
-    },
-    Member {
-        name: "AWSKMSKeyARN",
-        shape: 1129,
-        required: false,
-    },
-    Member {
-        name: "DestinationDataSharing",
-        shape: 1135,
-        required: false,
-    },
+    Member { name: "BucketName", shape: 1149, required: true },
+    Member { name: "Prefix", shape: 1152, required: false },
+    Member { name: "SyncFormat", shape: 1151, required: true },
+    Member { name: "Region", shape: 1153, required: true },
+    Member { name: "AWSKMSKeyARN", shape: 1129, required: false },
+    Member { name: "DestinationDataSharing", shape: 1135, required: false },
 ];
 static M_1154: &[Member] = &[
-    Member {
-        name: "SourceType",
-        shape: 1157,
-        required: true,
-    },
-    Member {
-        name: "AwsOrganizationsSource",
-        shape: 1131,
-        required: false,
-    },
-    Member {
-        name: "SourceRegions",
-        shape: 1156,
-        required: true,
-    },
-    Member {
-        name: "IncludeFutureRegions",
-        shape: 1138,
-        required: false,
-    },
-    Member {
-        name: "EnableAllOpsDataSources",
-        shape: 1137,
-        required: false,
-    },
+    Member { name: "SourceType", shape: 1157, required: true },
+    Member { name: "AwsOrganizationsSource", shape: 1131, required: false },
+    Member { name: "SourceRegions", shape: 1156, required: true },
+    Member { name: "IncludeFutureRegions", shape: 1138, required: false },
+    Member { name: "EnableAllOpsDataSources", shape: 1137, required: false },
 ];
 static M_1158: &[Member] = &[
-    Member {
-        name: "SourceType",
-        shape: 1157,
-        required: false,
-    },
-    Member {
-        name: "AwsOrganizationsSource",
-        shape: 1131,
-        required: false,
-    },
-    Member {
-        name: "SourceRegions",
-        shape: 1156,
-        required: false,
-    },
-    Member {
-        name: "IncludeFutureRegions",
-        shape: 1138,
-        required: false,
-    },
-    Member {
-        name: "State",
-        shape: 1159,
-        required: false,
-    },
-    Member {
-        name: "EnableAllOpsDataSources",
-        shape: 1137,
-        required: false,
-    },
+    Member { name: "SourceType", shape: 1157, required: false },
+    Member { name: "AwsOrganizationsSource", shape: 1131, required: false },
+    Member { name: "SourceRegions", shape: 1156, required: false },
+    Member { name: "IncludeFutureRegions", shape: 1138, required: false },
+    Member { name: "State", shape: 1159, required: false },
+    Member { name: "EnableAllOpsDataSources", shape: 1137, required: false },
 ];
-static M_1162: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1163: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1164: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1165: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_1162: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1163: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1164: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1165: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_1166: &[Member] = &[
-    Member {
-        name: "ParameterNames",
-        shape: 1170,
-        required: false,
-    },
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "ParameterNames", shape: 1170, required: false },
+    Member { name: "Message", shape: 1264, required: false },
 ];
 static M_1167: &[Member] = &[
-    Member {
-        name: "Limit",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "LimitType",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "Limit", shape: 576, required: false },
+    Member { name: "LimitType", shape: 1264, required: false },
+    Member { name: "Message", shape: 1264, required: false },
 ];
-static M_1169: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1174: &[Member] = &[Member {
-    name: "TypeName",
-    shape: 662,
-    required: true,
-}];
-static M_1176: &[Member] = &[Member {
-    name: "SessionId",
-    shape: 1209,
-    required: true,
-}];
+static M_1169: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1174: &[Member] = &[Member { name: "TypeName", shape: 662, required: true }];
+static M_1176: &[Member] = &[Member { name: "SessionId", shape: 1209, required: true }];
 static M_1177: &[Member] = &[
-    Member {
-        name: "SessionId",
-        shape: 1209,
-        required: false,
-    },
-    Member {
-        name: "TokenValue",
-        shape: 1298,
-        required: false,
-    },
-    Member {
-        name: "StreamUrl",
-        shape: 1263,
-        required: false,
-    },
+    Member { name: "SessionId", shape: 1209, required: false },
+    Member { name: "TokenValue", shape: 1298, required: false },
+    Member { name: "StreamUrl", shape: 1263, required: false },
 ];
 static M_1178: &[Member] = &[
-    Member {
-        name: "ReviewedTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 1180,
-        required: false,
-    },
-    Member {
-        name: "Reviewer",
-        shape: 1181,
-        required: false,
-    },
+    Member { name: "ReviewedTime", shape: 250, required: false },
+    Member { name: "Status", shape: 1180, required: false },
+    Member { name: "Reviewer", shape: 1181, required: false },
 ];
 static M_1182: &[Member] = &[
-    Member {
-        name: "DocumentName",
-        shape: 365,
-        required: true,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 114,
-        required: false,
-    },
-    Member {
-        name: "TargetParameterName",
-        shape: 113,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "TargetMaps",
-        shape: 1284,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "TargetLocations",
-        shape: 1278,
-        required: false,
-    },
+    Member { name: "DocumentName", shape: 365, required: true },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Parameters", shape: 114, required: false },
+    Member { name: "TargetParameterName", shape: 113, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "TargetMaps", shape: 1284, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "TargetLocations", shape: 1278, required: false },
 ];
 static M_1186: &[Member] = &[
-    Member {
-        name: "OutputS3Region",
-        shape: 1188,
-        required: false,
-    },
-    Member {
-        name: "OutputS3BucketName",
-        shape: 1184,
-        required: false,
-    },
-    Member {
-        name: "OutputS3KeyPrefix",
-        shape: 1185,
-        required: false,
-    },
+    Member { name: "OutputS3Region", shape: 1188, required: false },
+    Member { name: "OutputS3BucketName", shape: 1184, required: false },
+    Member { name: "OutputS3KeyPrefix", shape: 1185, required: false },
 ];
-static M_1187: &[Member] = &[Member {
-    name: "OutputUrl",
-    shape: 1344,
-    required: false,
-}];
+static M_1187: &[Member] = &[Member { name: "OutputUrl", shape: 1344, required: false }];
 static M_1191: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "ExecutionTime",
-        shape: 771,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "ExecutionTime", shape: 771, required: false },
 ];
 static M_1193: &[Member] = &[
-    Member {
-        name: "AutomationExecutionId",
-        shape: 105,
-        required: true,
-    },
-    Member {
-        name: "SignalType",
-        shape: 1227,
-        required: true,
-    },
-    Member {
-        name: "Payload",
-        shape: 114,
-        required: false,
-    },
+    Member { name: "AutomationExecutionId", shape: 105, required: true },
+    Member { name: "SignalType", shape: 1227, required: true },
+    Member { name: "Payload", shape: 114, required: false },
 ];
 static M_1194: &[Member] = &[];
 static M_1195: &[Member] = &[
-    Member {
-        name: "InstanceIds",
-        shape: 537,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "DocumentName",
-        shape: 365,
-        required: true,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "DocumentHash",
-        shape: 377,
-        required: false,
-    },
-    Member {
-        name: "DocumentHashType",
-        shape: 378,
-        required: false,
-    },
-    Member {
-        name: "TimeoutSeconds",
-        shape: 1297,
-        required: false,
-    },
-    Member {
-        name: "Comment",
-        shape: 185,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 984,
-        required: false,
-    },
-    Member {
-        name: "OutputS3Region",
-        shape: 1188,
-        required: false,
-    },
-    Member {
-        name: "OutputS3BucketName",
-        shape: 1184,
-        required: false,
-    },
-    Member {
-        name: "OutputS3KeyPrefix",
-        shape: 1185,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "ServiceRoleArn",
-        shape: 1198,
-        required: false,
-    },
-    Member {
-        name: "NotificationConfig",
-        shape: 837,
-        required: false,
-    },
-    Member {
-        name: "CloudWatchOutputConfig",
-        shape: 166,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
+    Member { name: "InstanceIds", shape: 537, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "DocumentName", shape: 365, required: true },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "DocumentHash", shape: 377, required: false },
+    Member { name: "DocumentHashType", shape: 378, required: false },
+    Member { name: "TimeoutSeconds", shape: 1297, required: false },
+    Member { name: "Comment", shape: 185, required: false },
+    Member { name: "Parameters", shape: 984, required: false },
+    Member { name: "OutputS3Region", shape: 1188, required: false },
+    Member { name: "OutputS3BucketName", shape: 1184, required: false },
+    Member { name: "OutputS3KeyPrefix", shape: 1185, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "ServiceRoleArn", shape: 1198, required: false },
+    Member { name: "NotificationConfig", shape: 837, required: false },
+    Member { name: "CloudWatchOutputConfig", shape: 166, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
 ];
-static M_1196: &[Member] = &[Member {
-    name: "Command",
-    shape: 168,
-    required: false,
-}];
+static M_1196: &[Member] = &[Member { name: "Command", shape: 168, required: false }];
 static M_1197: &[Member] = &[
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: true,
-    },
-    Member {
-        name: "ResourceId",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "ResourceType",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "QuotaCode",
-        shape: 1264,
-        required: true,
-    },
-    Member {
-        name: "ServiceCode",
-        shape: 1264,
-        required: true,
-    },
+    Member { name: "Message", shape: 1264, required: true },
+    Member { name: "ResourceId", shape: 1264, required: false },
+    Member { name: "ResourceType", shape: 1264, required: false },
+    Member { name: "QuotaCode", shape: 1264, required: true },
+    Member { name: "ServiceCode", shape: 1264, required: true },
 ];
 static M_1199: &[Member] = &[
-    Member {
-        name: "SettingId",
-        shape: 1200,
-        required: false,
-    },
-    Member {
-        name: "SettingValue",
-        shape: 1202,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "LastModifiedUser",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "ARN",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "SettingId", shape: 1200, required: false },
+    Member { name: "SettingValue", shape: 1202, required: false },
+    Member { name: "LastModifiedDate", shape: 250, required: false },
+    Member { name: "LastModifiedUser", shape: 1264, required: false },
+    Member { name: "ARN", shape: 1264, required: false },
+    Member { name: "Status", shape: 1264, required: false },
 ];
-static M_1201: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_1201: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_1203: &[Member] = &[
-    Member {
-        name: "SessionId",
-        shape: 1209,
-        required: false,
-    },
-    Member {
-        name: "Target",
-        shape: 1223,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 1222,
-        required: false,
-    },
-    Member {
-        name: "StartDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "EndDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "DocumentName",
-        shape: 389,
-        required: false,
-    },
-    Member {
-        name: "Owner",
-        shape: 1219,
-        required: false,
-    },
-    Member {
-        name: "Reason",
-        shape: 1220,
-        required: false,
-    },
-    Member {
-        name: "Details",
-        shape: 1204,
-        required: false,
-    },
-    Member {
-        name: "OutputUrl",
-        shape: 1212,
-        required: false,
-    },
-    Member {
-        name: "MaxSessionDuration",
-        shape: 800,
-        required: false,
-    },
-    Member {
-        name: "AccessType",
-        shape: 5,
-        required: false,
-    },
+    Member { name: "SessionId", shape: 1209, required: false },
+    Member { name: "Target", shape: 1223, required: false },
+    Member { name: "Status", shape: 1222, required: false },
+    Member { name: "StartDate", shape: 250, required: false },
+    Member { name: "EndDate", shape: 250, required: false },
+    Member { name: "DocumentName", shape: 389, required: false },
+    Member { name: "Owner", shape: 1219, required: false },
+    Member { name: "Reason", shape: 1220, required: false },
+    Member { name: "Details", shape: 1204, required: false },
+    Member { name: "OutputUrl", shape: 1212, required: false },
+    Member { name: "MaxSessionDuration", shape: 800, required: false },
+    Member { name: "AccessType", shape: 5, required: false },
 ];
-static M_1205: &[Member] = &[
-    Member {
-        name: "key",
-        shape: 1206,
-        required: true,
-    },
-    Member {
-        name: "value",
-        shape: 1208,
-        required: true,
-    },
-];
+static M_1205: &[Member] =
+    &[Member { name: "key", shape: 1206, required: true }, Member { name: "value", shape: 1208, required: true }];
 static M_1212: &[Member] = &[
-    Member {
-        name: "S3OutputUrl",
-        shape: 1217,
-        required: false,
-    },
-    Member {
-        name: "CloudWatchOutputUrl",
-        shape: 1211,
-        required: false,
-    },
+    Member { name: "S3OutputUrl", shape: 1217, required: false },
+    Member { name: "CloudWatchOutputUrl", shape: 1211, required: false },
 ];
 static M_1225: &[Member] = &[
-    Member {
-        name: "CriticalCount",
-        shape: 210,
-        required: false,
-    },
-    Member {
-        name: "HighCount",
-        shape: 210,
-        required: false,
-    },
-    Member {
-        name: "MediumCount",
-        shape: 210,
-        required: false,
-    },
-    Member {
-        name: "LowCount",
-        shape: 210,
-        required: false,
-    },
-    Member {
-        name: "InformationalCount",
-        shape: 210,
-        required: false,
-    },
-    Member {
-        name: "UnspecifiedCount",
-        shape: 210,
-        required: false,
-    },
+    Member { name: "CriticalCount", shape: 210, required: false },
+    Member { name: "HighCount", shape: 210, required: false },
+    Member { name: "MediumCount", shape: 210, required: false },
+    Member { name: "LowCount", shape: 210, required: false },
+    Member { name: "InformationalCount", shape: 210, required: false },
+    Member { name: "UnspecifiedCount", shape: 210, required: false },
 ];
 static M_1235: &[Member] = &[
-    Member {
-        name: "Reason",
-        shape: 1265,
-        required: true,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: true,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
+    Member { name: "Reason", shape: 1265, required: true },
+    Member { name: "Targets", shape: 1292, required: true },
+    Member { name: "Tags", shape: 1271, required: false },
 ];
-static M_1236: &[Member] = &[Member {
-    name: "AccessRequestId",
-    shape: 3,
-    required: false,
-}];
-static M_1237: &[Member] = &[Member {
-    name: "AssociationIds",
-    shape: 64,
-    required: true,
-}];
+static M_1236: &[Member] = &[Member { name: "AccessRequestId", shape: 3, required: false }];
+static M_1237: &[Member] = &[Member { name: "AssociationIds", shape: 64, required: true }];
 static M_1238: &[Member] = &[];
 static M_1239: &[Member] = &[
-    Member {
-        name: "DocumentName",
-        shape: 365,
-        required: true,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 114,
-        required: false,
-    },
-    Member {
-        name: "ClientToken",
-        shape: 521,
-        required: false,
-    },
-    Member {
-        name: "Mode",
-        shape: 434,
-        required: false,
-    },
-    Member {
-        name: "TargetParameterName",
-        shape: 113,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 120,
-        required: false,
-    },
-    Member {
-        name: "TargetMaps",
-        shape: 1284,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "TargetLocations",
-        shape: 1278,
-        required: false,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
-    Member {
-        name: "TargetLocationsURL",
-        shape: 1279,
-        required: false,
-    },
+    Member { name: "DocumentName", shape: 365, required: true },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Parameters", shape: 114, required: false },
+    Member { name: "ClientToken", shape: 521, required: false },
+    Member { name: "Mode", shape: 434, required: false },
+    Member { name: "TargetParameterName", shape: 113, required: false },
+    Member { name: "Targets", shape: 120, required: false },
+    Member { name: "TargetMaps", shape: 1284, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "TargetLocations", shape: 1278, required: false },
+    Member { name: "Tags", shape: 1271, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
+    Member { name: "TargetLocationsURL", shape: 1279, required: false },
 ];
-static M_1240: &[Member] = &[Member {
-    name: "AutomationExecutionId",
-    shape: 105,
-    required: false,
-}];
+static M_1240: &[Member] = &[Member { name: "AutomationExecutionId", shape: 105, required: false }];
 static M_1241: &[Member] = &[
-    Member {
-        name: "ScheduledTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "DocumentName",
-        shape: 365,
-        required: true,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 114,
-        required: false,
-    },
-    Member {
-        name: "ChangeRequestName",
-        shape: 150,
-        required: false,
-    },
-    Member {
-        name: "ClientToken",
-        shape: 521,
-        required: false,
-    },
-    Member {
-        name: "AutoApprove",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "Runbooks",
-        shape: 1183,
-        required: true,
-    },
-    Member {
-        name: "Tags",
-        shape: 1271,
-        required: false,
-    },
-    Member {
-        name: "ScheduledEndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ChangeDetails",
-        shape: 149,
-        required: false,
-    },
+    Member { name: "ScheduledTime", shape: 250, required: false },
+    Member { name: "DocumentName", shape: 365, required: true },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "Parameters", shape: 114, required: false },
+    Member { name: "ChangeRequestName", shape: 150, required: false },
+    Member { name: "ClientToken", shape: 521, required: false },
+    Member { name: "AutoApprove", shape: 138, required: false },
+    Member { name: "Runbooks", shape: 1183, required: true },
+    Member { name: "Tags", shape: 1271, required: false },
+    Member { name: "ScheduledEndTime", shape: 250, required: false },
+    Member { name: "ChangeDetails", shape: 149, required: false },
 ];
-static M_1242: &[Member] = &[Member {
-    name: "AutomationExecutionId",
-    shape: 105,
-    required: false,
-}];
+static M_1242: &[Member] = &[Member { name: "AutomationExecutionId", shape: 105, required: false }];
 static M_1243: &[Member] = &[
-    Member {
-        name: "DocumentName",
-        shape: 389,
-        required: true,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "ExecutionInputs",
-        shape: 433,
-        required: false,
-    },
+    Member { name: "DocumentName", shape: 389, required: true },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "ExecutionInputs", shape: 433, required: false },
 ];
-static M_1244: &[Member] = &[Member {
-    name: "ExecutionPreviewId",
-    shape: 436,
-    required: false,
-}];
+static M_1244: &[Member] = &[Member { name: "ExecutionPreviewId", shape: 436, required: false }];
 static M_1245: &[Member] = &[
-    Member {
-        name: "Target",
-        shape: 1223,
-        required: true,
-    },
-    Member {
-        name: "DocumentName",
-        shape: 365,
-        required: false,
-    },
-    Member {
-        name: "Reason",
-        shape: 1220,
-        required: false,
-    },
-    Member {
-        name: "Parameters",
-        shape: 1216,
-        required: false,
-    },
+    Member { name: "Target", shape: 1223, required: true },
+    Member { name: "DocumentName", shape: 365, required: false },
+    Member { name: "Reason", shape: 1220, required: false },
+    Member { name: "Parameters", shape: 1216, required: false },
 ];
 static M_1246: &[Member] = &[
-    Member {
-        name: "SessionId",
-        shape: 1209,
-        required: false,
-    },
-    Member {
-        name: "TokenValue",
-        shape: 1298,
-        required: false,
-    },
-    Member {
-        name: "StreamUrl",
-        shape: 1263,
-        required: false,
-    },
+    Member { name: "SessionId", shape: 1209, required: false },
+    Member { name: "TokenValue", shape: 1298, required: false },
+    Member { name: "StreamUrl", shape: 1263, required: false },
 ];
 static M_1251: &[Member] = &[];
 static M_1252: &[Member] = &[
-    Member {
-        name: "StepName",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Action",
-        shape: 95,
-        required: false,
-    },
-    Member {
-        name: "TimeoutSeconds",
-        shape: 727,
-        required: false,
-    },
-    Member {
-        name: "OnFailure",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "MaxAttempts",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "ExecutionStartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ExecutionEndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "StepStatus",
-        shape: 112,
-        required: false,
-    },
-    Member {
-        name: "ResponseCode",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Inputs",
-        shape: 835,
-        required: false,
-    },
-    Member {
-        name: "Outputs",
-        shape: 114,
-        required: false,
-    },
-    Member {
-        name: "Response",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "FailureMessage",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "WarningMessage",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "FailureDetails",
-        shape: 443,
-        required: false,
-    },
-    Member {
-        name: "StepExecutionId",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "OverriddenParameters",
-        shape: 114,
-        required: false,
-    },
-    Member {
-        name: "IsEnd",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "NextStep",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "IsCritical",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "ValidNextSteps",
-        shape: 1346,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "TargetLocation",
-        shape: 1277,
-        required: false,
-    },
-    Member {
-        name: "TriggeredAlarms",
-        shape: 28,
-        required: false,
-    },
-    Member {
-        name: "ParentStepDetails",
-        shape: 990,
-        required: false,
-    },
+    Member { name: "StepName", shape: 1264, required: false },
+    Member { name: "Action", shape: 95, required: false },
+    Member { name: "TimeoutSeconds", shape: 727, required: false },
+    Member { name: "OnFailure", shape: 1264, required: false },
+    Member { name: "MaxAttempts", shape: 576, required: false },
+    Member { name: "ExecutionStartTime", shape: 250, required: false },
+    Member { name: "ExecutionEndTime", shape: 250, required: false },
+    Member { name: "StepStatus", shape: 112, required: false },
+    Member { name: "ResponseCode", shape: 1264, required: false },
+    Member { name: "Inputs", shape: 835, required: false },
+    Member { name: "Outputs", shape: 114, required: false },
+    Member { name: "Response", shape: 1264, required: false },
+    Member { name: "FailureMessage", shape: 1264, required: false },
+    Member { name: "WarningMessage", shape: 1264, required: false },
+    Member { name: "FailureDetails", shape: 443, required: false },
+    Member { name: "StepExecutionId", shape: 1264, required: false },
+    Member { name: "OverriddenParameters", shape: 114, required: false },
+    Member { name: "IsEnd", shape: 138, required: false },
+    Member { name: "NextStep", shape: 1264, required: false },
+    Member { name: "IsCritical", shape: 138, required: false },
+    Member { name: "ValidNextSteps", shape: 1346, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "TargetLocation", shape: 1277, required: false },
+    Member { name: "TriggeredAlarms", shape: 28, required: false },
+    Member { name: "ParentStepDetails", shape: 990, required: false },
 ];
-static M_1253: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 1254,
-        required: true,
-    },
-    Member {
-        name: "Values",
-        shape: 1257,
-        required: true,
-    },
-];
+static M_1253: &[Member] =
+    &[Member { name: "Key", shape: 1254, required: true }, Member { name: "Values", shape: 1257, required: true }];
 static M_1260: &[Member] = &[
-    Member {
-        name: "AutomationExecutionId",
-        shape: 105,
-        required: true,
-    },
-    Member {
-        name: "Type",
-        shape: 1262,
-        required: false,
-    },
+    Member { name: "AutomationExecutionId", shape: 105, required: true },
+    Member { name: "Type", shape: 1262, required: false },
 ];
 static M_1261: &[Member] = &[];
-static M_1268: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1269: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 1270,
-        required: true,
-    },
-    Member {
-        name: "Value",
-        shape: 1272,
-        required: true,
-    },
-];
-static M_1273: &[Member] = &[
-    Member {
-        name: "Key",
-        shape: 1276,
-        required: false,
-    },
-    Member {
-        name: "Values",
-        shape: 1291,
-        required: false,
-    },
-];
-static M_1275: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_1268: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1269: &[Member] =
+    &[Member { name: "Key", shape: 1270, required: true }, Member { name: "Value", shape: 1272, required: true }];
+static M_1273: &[Member] =
+    &[Member { name: "Key", shape: 1276, required: false }, Member { name: "Values", shape: 1291, required: false }];
+static M_1275: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_1277: &[Member] = &[
-    Member {
-        name: "Accounts",
-        shape: 11,
-        required: false,
-    },
-    Member {
-        name: "Regions",
-        shape: 1098,
-        required: false,
-    },
-    Member {
-        name: "TargetLocationMaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "TargetLocationMaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "ExecutionRoleName",
-        shape: 438,
-        required: false,
-    },
-    Member {
-        name: "TargetLocationAlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
-    Member {
-        name: "IncludeChildOrganizationUnits",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "ExcludeAccounts",
-        shape: 432,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 120,
-        required: false,
-    },
-    Member {
-        name: "TargetsMaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "TargetsMaxErrors",
-        shape: 797,
-        required: false,
-    },
+    Member { name: "Accounts", shape: 11, required: false },
+    Member { name: "Regions", shape: 1098, required: false },
+    Member { name: "TargetLocationMaxConcurrency", shape: 795, required: false },
+    Member { name: "TargetLocationMaxErrors", shape: 797, required: false },
+    Member { name: "ExecutionRoleName", shape: 438, required: false },
+    Member { name: "TargetLocationAlarmConfiguration", shape: 24, required: false },
+    Member { name: "IncludeChildOrganizationUnits", shape: 138, required: false },
+    Member { name: "ExcludeAccounts", shape: 432, required: false },
+    Member { name: "Targets", shape: 120, required: false },
+    Member { name: "TargetsMaxConcurrency", shape: 795, required: false },
+    Member { name: "TargetsMaxErrors", shape: 797, required: false },
 ];
-static M_1285: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_1285: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_1287: &[Member] = &[
-    Member {
-        name: "Count",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "TargetType",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "Count", shape: 576, required: false },
+    Member { name: "TargetType", shape: 1264, required: false },
 ];
 static M_1293: &[Member] = &[
-    Member {
-        name: "TotalCount",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "StartedCount",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "CompletedCount",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "SuccessfulCount",
-        shape: 576,
-        required: false,
-    },
-    Member {
-        name: "FailedCount",
-        shape: 576,
-        required: false,
-    },
+    Member { name: "TotalCount", shape: 576, required: false },
+    Member { name: "StartedCount", shape: 576, required: false },
+    Member { name: "CompletedCount", shape: 576, required: false },
+    Member { name: "SuccessfulCount", shape: 576, required: false },
+    Member { name: "FailedCount", shape: 576, required: false },
 ];
-static M_1294: &[Member] = &[Member {
-    name: "SessionId",
-    shape: 1209,
-    required: true,
-}];
-static M_1295: &[Member] = &[Member {
-    name: "SessionId",
-    shape: 1209,
-    required: false,
-}];
+static M_1294: &[Member] = &[Member { name: "SessionId", shape: 1209, required: true }];
+static M_1295: &[Member] = &[Member { name: "SessionId", shape: 1209, required: false }];
 static M_1296: &[Member] = &[
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: true,
-    },
-    Member {
-        name: "QuotaCode",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "ServiceCode",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "Message", shape: 1264, required: true },
+    Member { name: "QuotaCode", shape: 1264, required: false },
+    Member { name: "ServiceCode", shape: 1264, required: false },
 ];
 static M_1299: &[Member] = &[];
-static M_1300: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1302: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_1300: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1302: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_1304: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 947,
-        required: true,
-    },
-    Member {
-        name: "ParameterVersion",
-        shape: 950,
-        required: true,
-    },
-    Member {
-        name: "Labels",
-        shape: 960,
-        required: true,
-    },
+    Member { name: "Name", shape: 947, required: true },
+    Member { name: "ParameterVersion", shape: 950, required: true },
+    Member { name: "Labels", shape: 960, required: true },
 ];
 static M_1305: &[Member] = &[
-    Member {
-        name: "RemovedLabels",
-        shape: 960,
-        required: false,
-    },
-    Member {
-        name: "InvalidLabels",
-        shape: 960,
-        required: false,
-    },
+    Member { name: "RemovedLabels", shape: 960, required: false },
+    Member { name: "InvalidLabels", shape: 960, required: false },
 ];
-static M_1306: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1307: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_1306: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1307: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_1308: &[Member] = &[
-    Member {
-        name: "TypeName",
-        shape: 662,
-        required: false,
-    },
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "TypeName", shape: 662, required: false },
+    Member { name: "Message", shape: 1264, required: false },
 ];
-static M_1309: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1310: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1311: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
-static M_1312: &[Member] = &[Member {
-    name: "message",
-    shape: 1264,
-    required: false,
-}];
-static M_1313: &[Member] = &[Member {
-    name: "Message",
-    shape: 1264,
-    required: false,
-}];
+static M_1309: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1310: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1311: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
+static M_1312: &[Member] = &[Member { name: "message", shape: 1264, required: false }];
+static M_1313: &[Member] = &[Member { name: "Message", shape: 1264, required: false }];
 static M_1314: &[Member] = &[
-    Member {
-        name: "AssociationId",
-        shape: 63,
-        required: true,
-    },
-    Member {
-        name: "Parameters",
-        shape: 984,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "ScheduleExpression",
-        shape: 1189,
-        required: false,
-    },
-    Member {
-        name: "OutputLocation",
-        shape: 530,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 365,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "AssociationName",
-        shape: 67,
-        required: false,
-    },
-    Member {
-        name: "AssociationVersion",
-        shape: 75,
-        required: false,
-    },
-    Member {
-        name: "AutomationTargetParameterName",
-        shape: 119,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "ComplianceSeverity",
-        shape: 39,
-        required: false,
-    },
-    Member {
-        name: "SyncCompliance",
-        shape: 74,
-        required: false,
-    },
-    Member {
-        name: "ApplyOnlyAtCronInterval",
-        shape: 31,
-        required: false,
-    },
-    Member {
-        name: "CalendarNames",
-        shape: 140,
-        required: false,
-    },
-    Member {
-        name: "TargetLocations",
-        shape: 1278,
-        required: false,
-    },
-    Member {
-        name: "ScheduleOffset",
-        shape: 1190,
-        required: false,
-    },
-    Member {
-        name: "Duration",
-        shape: 426,
-        required: false,
-    },
-    Member {
-        name: "TargetMaps",
-        shape: 1284,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
-    Member {
-        name: "AssociationDispatchAssumeRole",
-        shape: 42,
-        required: false,
-    },
+    Member { name: "AssociationId", shape: 63, required: true },
+    Member { name: "Parameters", shape: 984, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "ScheduleExpression", shape: 1189, required: false },
+    Member { name: "OutputLocation", shape: 530, required: false },
+    Member { name: "Name", shape: 365, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "AssociationName", shape: 67, required: false },
+    Member { name: "AssociationVersion", shape: 75, required: false },
+    Member { name: "AutomationTargetParameterName", shape: 119, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "ComplianceSeverity", shape: 39, required: false },
+    Member { name: "SyncCompliance", shape: 74, required: false },
+    Member { name: "ApplyOnlyAtCronInterval", shape: 31, required: false },
+    Member { name: "CalendarNames", shape: 140, required: false },
+    Member { name: "TargetLocations", shape: 1278, required: false },
+    Member { name: "ScheduleOffset", shape: 1190, required: false },
+    Member { name: "Duration", shape: 426, required: false },
+    Member { name: "TargetMaps", shape: 1284, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
+    Member { name: "AssociationDispatchAssumeRole", shape: 42, required: false },
 ];
-static M_1315: &[Member] = &[Member {
-    name: "AssociationDescription",
-    shape: 40,
-    required: false,
-}];
+static M_1315: &[Member] = &[Member { name: "AssociationDescription", shape: 40, required: false }];
 static M_1316: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 365,
-        required: true,
-    },
-    Member {
-        name: "InstanceId",
-        shape: 536,
-        required: true,
-    },
-    Member {
-        name: "AssociationStatus",
-        shape: 71,
-        required: true,
-    },
+    Member { name: "Name", shape: 365, required: true },
+    Member { name: "InstanceId", shape: 536, required: true },
+    Member { name: "AssociationStatus", shape: 71, required: true },
 ];
-static M_1317: &[Member] = &[Member {
-    name: "AssociationDescription",
-    shape: 40,
-    required: false,
-}];
+static M_1317: &[Member] = &[Member { name: "AssociationDescription", shape: 40, required: false }];
 static M_1318: &[Member] = &[
-    Member {
-        name: "CloudConnectorId",
-        shape: 161,
-        required: true,
-    },
-    Member {
-        name: "DisplayName",
-        shape: 364,
-        required: false,
-    },
-    Member {
-        name: "Configuration",
-        shape: 153,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 154,
-        required: false,
-    },
+    Member { name: "CloudConnectorId", shape: 161, required: true },
+    Member { name: "DisplayName", shape: 364, required: false },
+    Member { name: "Configuration", shape: 153, required: false },
+    Member { name: "Description", shape: 154, required: false },
 ];
-static M_1319: &[Member] = &[Member {
-    name: "CloudConnectorId",
-    shape: 161,
-    required: false,
-}];
+static M_1319: &[Member] = &[Member { name: "CloudConnectorId", shape: 161, required: false }];
 static M_1320: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 389,
-        required: true,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 420,
-        required: true,
-    },
+    Member { name: "Name", shape: 389, required: true },
+    Member { name: "DocumentVersion", shape: 420, required: true },
 ];
-static M_1321: &[Member] = &[Member {
-    name: "Description",
-    shape: 369,
-    required: false,
-}];
+static M_1321: &[Member] = &[Member { name: "Description", shape: 369, required: false }];
 static M_1322: &[Member] = &[
-    Member {
-        name: "Name",
-        shape: 389,
-        required: true,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "DocumentReviews",
-        shape: 409,
-        required: true,
-    },
+    Member { name: "Name", shape: 389, required: true },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "DocumentReviews", shape: 409, required: true },
 ];
 static M_1323: &[Member] = &[];
 static M_1324: &[Member] = &[
-    Member {
-        name: "Content",
-        shape: 368,
-        required: true,
-    },
-    Member {
-        name: "Attachments",
-        shape: 90,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 389,
-        required: true,
-    },
-    Member {
-        name: "DisplayName",
-        shape: 371,
-        required: false,
-    },
-    Member {
-        name: "VersionName",
-        shape: 419,
-        required: false,
-    },
-    Member {
-        name: "DocumentVersion",
-        shape: 415,
-        required: false,
-    },
-    Member {
-        name: "DocumentFormat",
-        shape: 376,
-        required: false,
-    },
-    Member {
-        name: "TargetType",
-        shape: 1289,
-        required: false,
-    },
+    Member { name: "Content", shape: 368, required: true },
+    Member { name: "Attachments", shape: 90, required: false },
+    Member { name: "Name", shape: 389, required: true },
+    Member { name: "DisplayName", shape: 371, required: false },
+    Member { name: "VersionName", shape: 419, required: false },
+    Member { name: "DocumentVersion", shape: 415, required: false },
+    Member { name: "DocumentFormat", shape: 376, required: false },
+    Member { name: "TargetType", shape: 1289, required: false },
 ];
-static M_1325: &[Member] = &[Member {
-    name: "DocumentDescription",
-    shape: 370,
-    required: false,
-}];
+static M_1325: &[Member] = &[Member { name: "DocumentDescription", shape: 370, required: false }];
 static M_1326: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: true,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "StartDate",
-        shape: 771,
-        required: false,
-    },
-    Member {
-        name: "EndDate",
-        shape: 771,
-        required: false,
-    },
-    Member {
-        name: "Schedule",
-        shape: 766,
-        required: false,
-    },
-    Member {
-        name: "ScheduleTimezone",
-        shape: 790,
-        required: false,
-    },
-    Member {
-        name: "ScheduleOffset",
-        shape: 763,
-        required: false,
-    },
-    Member {
-        name: "Duration",
-        shape: 732,
-        required: false,
-    },
-    Member {
-        name: "Cutoff",
-        shape: 730,
-        required: false,
-    },
-    Member {
-        name: "AllowUnassociatedTargets",
-        shape: 728,
-        required: false,
-    },
-    Member {
-        name: "Enabled",
-        shape: 733,
-        required: false,
-    },
-    Member {
-        name: "Replace",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: true },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "StartDate", shape: 771, required: false },
+    Member { name: "EndDate", shape: 771, required: false },
+    Member { name: "Schedule", shape: 766, required: false },
+    Member { name: "ScheduleTimezone", shape: 790, required: false },
+    Member { name: "ScheduleOffset", shape: 763, required: false },
+    Member { name: "Duration", shape: 732, required: false },
+    Member { name: "Cutoff", shape: 730, required: false },
+    Member { name: "AllowUnassociatedTargets", shape: 728, required: false },
+    Member { name: "Enabled", shape: 733, required: false },
+    Member { name: "Replace", shape: 138, required: false },
 ];
 static M_1327: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "StartDate",
-        shape: 771,
-        required: false,
-    },
-    Member {
-        name: "EndDate",
-        shape: 771,
-        required: false,
-    },
-    Member {
-        name: "Schedule",
-        shape: 766,
-        required: false,
-    },
-    Member {
-        name: "ScheduleTimezone",
-        shape: 790,
-        required: false,
-    },
-    Member {
-        name: "ScheduleOffset",
-        shape: 763,
-        required: false,
-    },
-    Member {
-        name: "Duration",
-        shape: 732,
-        required: false,
-    },
-    Member {
-        name: "Cutoff",
-        shape: 730,
-        required: false,
-    },
-    Member {
-        name: "AllowUnassociatedTargets",
-        shape: 728,
-        required: false,
-    },
-    Member {
-        name: "Enabled",
-        shape: 733,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "StartDate", shape: 771, required: false },
+    Member { name: "EndDate", shape: 771, required: false },
+    Member { name: "Schedule", shape: 766, required: false },
+    Member { name: "ScheduleTimezone", shape: 790, required: false },
+    Member { name: "ScheduleOffset", shape: 763, required: false },
+    Member { name: "Duration", shape: 732, required: false },
+    Member { name: "Cutoff", shape: 730, required: false },
+    Member { name: "AllowUnassociatedTargets", shape: 728, required: false },
+    Member { name: "Enabled", shape: 733, required: false },
 ];
 static M_1328: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: true,
-    },
-    Member {
-        name: "WindowTargetId",
-        shape: 773,
-        required: true,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "OwnerInformation",
-        shape: 946,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "Replace",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: true },
+    Member { name: "WindowTargetId", shape: 773, required: true },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "OwnerInformation", shape: 946, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "Replace", shape: 138, required: false },
 ];
 static M_1329: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "WindowTargetId",
-        shape: 773,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "OwnerInformation",
-        shape: 946,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "WindowTargetId", shape: 773, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "OwnerInformation", shape: 946, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
 ];
 static M_1330: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: true,
-    },
-    Member {
-        name: "WindowTaskId",
-        shape: 778,
-        required: true,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "TaskArn",
-        shape: 776,
-        required: false,
-    },
-    Member {
-        name: "ServiceRoleArn",
-        shape: 1198,
-        required: false,
-    },
-    Member {
-        name: "TaskParameters",
-        shape: 785,
-        required: false,
-    },
-    Member {
-        name: "TaskInvocationParameters",
-        shape: 779,
-        required: false,
-    },
-    Member {
-        name: "Priority",
-        shape: 787,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "LoggingInfo",
-        shape: 726,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "Replace",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "CutoffBehavior",
-        shape: 777,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: true },
+    Member { name: "WindowTaskId", shape: 778, required: true },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "TaskArn", shape: 776, required: false },
+    Member { name: "ServiceRoleArn", shape: 1198, required: false },
+    Member { name: "TaskParameters", shape: 785, required: false },
+    Member { name: "TaskInvocationParameters", shape: 779, required: false },
+    Member { name: "Priority", shape: 787, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "LoggingInfo", shape: 726, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "Replace", shape: 138, required: false },
+    Member { name: "CutoffBehavior", shape: 777, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
 ];
 static M_1331: &[Member] = &[
-    Member {
-        name: "WindowId",
-        shape: 753,
-        required: false,
-    },
-    Member {
-        name: "WindowTaskId",
-        shape: 778,
-        required: false,
-    },
-    Member {
-        name: "Targets",
-        shape: 1292,
-        required: false,
-    },
-    Member {
-        name: "TaskArn",
-        shape: 776,
-        required: false,
-    },
-    Member {
-        name: "ServiceRoleArn",
-        shape: 1198,
-        required: false,
-    },
-    Member {
-        name: "TaskParameters",
-        shape: 785,
-        required: false,
-    },
-    Member {
-        name: "TaskInvocationParameters",
-        shape: 779,
-        required: false,
-    },
-    Member {
-        name: "Priority",
-        shape: 787,
-        required: false,
-    },
-    Member {
-        name: "MaxConcurrency",
-        shape: 795,
-        required: false,
-    },
-    Member {
-        name: "MaxErrors",
-        shape: 797,
-        required: false,
-    },
-    Member {
-        name: "LoggingInfo",
-        shape: 726,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 762,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 731,
-        required: false,
-    },
-    Member {
-        name: "CutoffBehavior",
-        shape: 777,
-        required: false,
-    },
-    Member {
-        name: "AlarmConfiguration",
-        shape: 24,
-        required: false,
-    },
+    Member { name: "WindowId", shape: 753, required: false },
+    Member { name: "WindowTaskId", shape: 778, required: false },
+    Member { name: "Targets", shape: 1292, required: false },
+    Member { name: "TaskArn", shape: 776, required: false },
+    Member { name: "ServiceRoleArn", shape: 1198, required: false },
+    Member { name: "TaskParameters", shape: 785, required: false },
+    Member { name: "TaskInvocationParameters", shape: 779, required: false },
+    Member { name: "Priority", shape: 787, required: false },
+    Member { name: "MaxConcurrency", shape: 795, required: false },
+    Member { name: "MaxErrors", shape: 797, required: false },
+    Member { name: "LoggingInfo", shape: 726, required: false },
+    Member { name: "Name", shape: 762, required: false },
+    Member { name: "Description", shape: 731, required: false },
+    Member { name: "CutoffBehavior", shape: 777, required: false },
+    Member { name: "AlarmConfiguration", shape: 24, required: false },
 ];
 static M_1332: &[Member] = &[
-    Member {
-        name: "InstanceId",
-        shape: 793,
-        required: true,
-    },
-    Member {
-        name: "IamRole",
-        shape: 520,
-        required: true,
-    },
+    Member { name: "InstanceId", shape: 793, required: true },
+    Member { name: "IamRole", shape: 520, required: true },
 ];
 static M_1333: &[Member] = &[];
 static M_1334: &[Member] = &[
-    Member {
-        name: "Description",
-        shape: 876,
-        required: false,
-    },
-    Member {
-        name: "OperationalData",
-        shape: 900,
-        required: false,
-    },
-    Member {
-        name: "OperationalDataToDelete",
-        shape: 901,
-        required: false,
-    },
-    Member {
-        name: "Notifications",
-        shape: 899,
-        required: false,
-    },
-    Member {
-        name: "Priority",
-        shape: 903,
-        required: false,
-    },
-    Member {
-        name: "RelatedOpsItems",
-        shape: 1116,
-        required: false,
-    },
-    Member {
-        name: "Status",
-        shape: 921,
-        required: false,
-    },
-    Member {
-        name: "OpsItemId",
-        shape: 892,
-        required: true,
-    },
-    Member {
-        name: "Title",
-        shape: 924,
-        required: false,
-    },
-    Member {
-        name: "Category",
-        shape: 870,
-        required: false,
-    },
-    Member {
-        name: "Severity",
-        shape: 919,
-        required: false,
-    },
-    Member {
-        name: "ActualStartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ActualEndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "PlannedStartTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "PlannedEndTime",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "OpsItemArn",
-        shape: 869,
-        required: false,
-    },
+    Member { name: "Description", shape: 876, required: false },
+    Member { name: "OperationalData", shape: 900, required: false },
+    Member { name: "OperationalDataToDelete", shape: 901, required: false },
+    Member { name: "Notifications", shape: 899, required: false },
+    Member { name: "Priority", shape: 903, required: false },
+    Member { name: "RelatedOpsItems", shape: 1116, required: false },
+    Member { name: "Status", shape: 921, required: false },
+    Member { name: "OpsItemId", shape: 892, required: true },
+    Member { name: "Title", shape: 924, required: false },
+    Member { name: "Category", shape: 870, required: false },
+    Member { name: "Severity", shape: 919, required: false },
+    Member { name: "ActualStartTime", shape: 250, required: false },
+    Member { name: "ActualEndTime", shape: 250, required: false },
+    Member { name: "PlannedStartTime", shape: 250, required: false },
+    Member { name: "PlannedEndTime", shape: 250, required: false },
+    Member { name: "OpsItemArn", shape: 869, required: false },
 ];
 static M_1335: &[Member] = &[];
 static M_1336: &[Member] = &[
-    Member {
-        name: "OpsMetadataArn",
-        shape: 928,
-        required: true,
-    },
-    Member {
-        name: "MetadataToUpdate",
-        shape: 803,
-        required: false,
-    },
-    Member {
-        name: "KeysToDelete",
-        shape: 802,
-        required: false,
-    },
+    Member { name: "OpsMetadataArn", shape: 928, required: true },
+    Member { name: "MetadataToUpdate", shape: 803, required: false },
+    Member { name: "KeysToDelete", shape: 802, required: false },
 ];
-static M_1337: &[Member] = &[Member {
-    name: "OpsMetadataArn",
-    shape: 928,
-    required: false,
-}];
+static M_1337: &[Member] = &[Member { name: "OpsMetadataArn", shape: 928, required: false }];
 static M_1338: &[Member] = &[
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: true,
-    },
-    Member {
-        name: "Name",
-        shape: 135,
-        required: false,
-    },
-    Member {
-        name: "GlobalFilters",
-        shape: 1019,
-        required: false,
-    },
-    Member {
-        name: "ApprovalRules",
-        shape: 1057,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatches",
-        shape: 1029,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatchesComplianceLevel",
-        shape: 1009,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatchesEnableNonSecurity",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "RejectedPatches",
-        shape: 1029,
-        required: false,
-    },
-    Member {
-        name: "RejectedPatchesAction",
-        shape: 992,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 133,
-        required: false,
-    },
-    Member {
-        name: "Sources",
-        shape: 1064,
-        required: false,
-    },
-    Member {
-        name: "AvailableSecurityUpdatesComplianceStatus",
-        shape: 1011,
-        required: false,
-    },
-    Member {
-        name: "Replace",
-        shape: 138,
-        required: false,
-    },
+    Member { name: "BaselineId", shape: 134, required: true },
+    Member { name: "Name", shape: 135, required: false },
+    Member { name: "GlobalFilters", shape: 1019, required: false },
+    Member { name: "ApprovalRules", shape: 1057, required: false },
+    Member { name: "ApprovedPatches", shape: 1029, required: false },
+    Member { name: "ApprovedPatchesComplianceLevel", shape: 1009, required: false },
+    Member { name: "ApprovedPatchesEnableNonSecurity", shape: 138, required: false },
+    Member { name: "RejectedPatches", shape: 1029, required: false },
+    Member { name: "RejectedPatchesAction", shape: 992, required: false },
+    Member { name: "Description", shape: 133, required: false },
+    Member { name: "Sources", shape: 1064, required: false },
+    Member { name: "AvailableSecurityUpdatesComplianceStatus", shape: 1011, required: false },
+    Member { name: "Replace", shape: 138, required: false },
 ];
 static M_1339: &[Member] = &[
-    Member {
-        name: "BaselineId",
-        shape: 134,
-        required: false,
-    },
-    Member {
-        name: "Name",
-        shape: 135,
-        required: false,
-    },
-    Member {
-        name: "OperatingSystem",
-        shape: 841,
-        required: false,
-    },
-    Member {
-        name: "GlobalFilters",
-        shape: 1019,
-        required: false,
-    },
-    Member {
-        name: "ApprovalRules",
-        shape: 1057,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatches",
-        shape: 1029,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatchesComplianceLevel",
-        shape: 1009,
-        required: false,
-    },
-    Member {
-        name: "ApprovedPatchesEnableNonSecurity",
-        shape: 138,
-        required: false,
-    },
-    Member {
-        name: "RejectedPatches",
-        shape: 1029,
-        required: false,
-    },
-    Member {
-        name: "RejectedPatchesAction",
-        shape: 992,
-        required: false,
-    },
-    Member {
-        name: "CreatedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "ModifiedDate",
-        shape: 250,
-        required: false,
-    },
-    Member {
-        name: "Description",
-        shape: 133,
-        required: false,
-    },
-    Member {
-        name: "Sources",
-        shape: 1064,
-        required: false,
-    },
-    Member {
-        name: "AvailableSecurityUpdatesComplianceStatus",
-        shape: 1011,
-        required: false,
-    },
+    Member { name: "BaselineId", shape: 134, required: false },
+    Member { name: "Name", shape: 135, required: false },
+    Member { name: "OperatingSystem", shape: 841, required: false },
+    Member { name: "GlobalFilters", shape: 1019, required: false },
+    Member { name: "ApprovalRules", shape: 1057, required: false },
+    Member { name: "ApprovedPatches", shape: 1029, required: false },
+    Member { name: "ApprovedPatchesComplianceLevel", shape: 1009, required: false },
+    Member { name: "ApprovedPatchesEnableNonSecurity", shape: 138, required: false },
+    Member { name: "RejectedPatches", shape: 1029, required: false },
+    Member { name: "RejectedPatchesAction", shape: 992, required: false },
+    Member { name: "CreatedDate", shape: 250, required: false },
+    Member { name: "ModifiedDate", shape: 250, required: false },
+    Member { name: "Description", shape: 133, required: false },
+    Member { name: "Sources", shape: 1064, required: false },
+    Member { name: "AvailableSecurityUpdatesComplianceStatus", shape: 1011, required: false },
 ];
 static M_1340: &[Member] = &[
-    Member {
-        name: "SyncName",
-        shape: 1143,
-        required: true,
-    },
-    Member {
-        name: "SyncType",
-        shape: 1160,
-        required: true,
-    },
-    Member {
-        name: "SyncSource",
-        shape: 1154,
-        required: true,
-    },
+    Member { name: "SyncName", shape: 1143, required: true },
+    Member { name: "SyncType", shape: 1160, required: true },
+    Member { name: "SyncSource", shape: 1154, required: true },
 ];
 static M_1341: &[Member] = &[];
 static M_1342: &[Member] = &[
-    Member {
-        name: "SettingId",
-        shape: 1200,
-        required: true,
-    },
-    Member {
-        name: "SettingValue",
-        shape: 1202,
-        required: true,
-    },
+    Member { name: "SettingId", shape: 1200, required: true },
+    Member { name: "SettingValue", shape: 1202, required: true },
 ];
 static M_1343: &[Member] = &[];
 static M_1348: &[Member] = &[
-    Member {
-        name: "CloudConnectorId",
-        shape: 161,
-        required: true,
-    },
-    Member {
-        name: "MaxResults",
-        shape: 1347,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "CloudConnectorId", shape: 161, required: true },
+    Member { name: "MaxResults", shape: 1347, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_1349: &[Member] = &[
-    Member {
-        name: "ValidationFindings",
-        shape: 1353,
-        required: false,
-    },
-    Member {
-        name: "NextToken",
-        shape: 808,
-        required: false,
-    },
+    Member { name: "ValidationFindings", shape: 1353, required: false },
+    Member { name: "NextToken", shape: 808, required: false },
 ];
 static M_1350: &[Member] = &[
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "ReasonCode",
-        shape: 1264,
-        required: false,
-    },
+    Member { name: "Message", shape: 1264, required: false },
+    Member { name: "ReasonCode", shape: 1264, required: false },
 ];
 static M_1351: &[Member] = &[
-    Member {
-        name: "Type",
-        shape: 1356,
-        required: false,
-    },
-    Member {
-        name: "Code",
-        shape: 1352,
-        required: false,
-    },
-    Member {
-        name: "Message",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "ProviderMessage",
-        shape: 1264,
-        required: false,
-    },
-    Member {
-        name: "Scope",
-        shape: 1354,
-        required: false,
-    },
+    Member { name: "Type", shape: 1356, required: false },
+    Member { name: "Code", shape: 1352, required: false },
+    Member { name: "Message", shape: 1264, required: false },
+    Member { name: "ProviderMessage", shape: 1264, required: false },
+    Member { name: "Scope", shape: 1354, required: false },
 ];
-static M_1354: &[Member] = &[
-    Member {
-        name: "Type",
-        shape: 1355,
-        required: false,
-    },
-    Member {
-        name: "Id",
-        shape: 1264,
-        required: false,
-    },
-];
+static M_1354: &[Member] =
+    &[Member { name: "Type", shape: 1355, required: false }, Member { name: "Id", shape: 1264, required: false }];
 
 /// All shapes, in model order.
 pub static SHAPES: [Shape; 1358] = [
@@ -12587,9 +3479,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: None,
         max: None,
-        pattern: Some(
-            "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-        ),
+        pattern: Some("[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
         enum_values: &[],
         sensitive: false,
     },
@@ -12716,9 +3606,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: None,
         max: None,
-        pattern: Some(
-            "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
-        ),
+        pattern: Some("[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
         enum_values: &[],
         sensitive: false,
     },
@@ -13309,9 +4197,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(1),
         max: Some(256),
-        pattern: Some(
-            "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-        ),
+        pattern: Some("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
         enum_values: &[],
         sensitive: false,
     },
@@ -13347,9 +4233,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(1),
         max: Some(256),
-        pattern: Some(
-            "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-        ),
+        pattern: Some("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
         enum_values: &[],
         sensitive: false,
     },
@@ -13376,9 +4260,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(1),
         max: Some(256),
-        pattern: Some(
-            "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-        ),
+        pattern: Some("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
         enum_values: &[],
         sensitive: false,
     },
@@ -13723,13 +4605,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "InvokedAfter",
-            "InvokedBefore",
-            "Status",
-            "ExecutionStage",
-            "DocumentName",
-        ],
+        enum_values: &["InvokedAfter", "InvokedBefore", "Status", "ExecutionStage", "DocumentName"],
         sensitive: false,
     },
     Shape {
@@ -13783,16 +4659,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "Pending",
-            "InProgress",
-            "Delayed",
-            "Success",
-            "Cancelled",
-            "TimedOut",
-            "Failed",
-            "Cancelling",
-        ],
+        enum_values: &["Pending", "InProgress", "Delayed", "Success", "Cancelled", "TimedOut", "Failed", "Cancelling"],
         sensitive: false,
     },
     Shape {
@@ -13855,14 +4722,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "Pending",
-            "InProgress",
-            "Success",
-            "TimedOut",
-            "Cancelled",
-            "Failed",
-        ],
+        enum_values: &["Pending", "InProgress", "Success", "TimedOut", "Cancelled", "Failed"],
         sensitive: false,
     },
     Shape {
@@ -13871,15 +4731,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "Pending",
-            "InProgress",
-            "Success",
-            "Cancelled",
-            "Failed",
-            "TimedOut",
-            "Cancelling",
-        ],
+        enum_values: &["Pending", "InProgress", "Success", "Cancelled", "Failed", "TimedOut", "Cancelling"],
         sensitive: false,
     },
     Shape {
@@ -14014,13 +4866,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "EQUAL",
-            "NOT_EQUAL",
-            "BEGIN_WITH",
-            "LESS_THAN",
-            "GREATER_THAN",
-        ],
+        enum_values: &["EQUAL", "NOT_EQUAL", "BEGIN_WITH", "LESS_THAN", "GREATER_THAN"],
         sensitive: false,
     },
     Shape {
@@ -14065,14 +4911,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "CRITICAL",
-            "HIGH",
-            "MEDIUM",
-            "LOW",
-            "INFORMATIONAL",
-            "UNSPECIFIED",
-        ],
+        enum_values: &["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNSPECIFIED"],
         sensitive: false,
     },
     Shape {
@@ -16177,9 +7016,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(36),
         max: Some(36),
-        pattern: Some(
-            "[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}",
-        ),
+        pattern: Some("[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}"),
         enum_values: &[],
         sensitive: false,
     },
@@ -16332,9 +7169,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(1),
         max: Some(256),
-        pattern: Some(
-            "^[a-z][a-z0-9\\-]*[a-z0-9]@[a-z][a-z0-9\\-]*[a-z0-9]\\.iam\\.gserviceaccount\\.com$",
-        ),
+        pattern: Some("^[a-z][a-z0-9\\-]*[a-z0-9]@[a-z][a-z0-9\\-]*[a-z0-9]\\.iam\\.gserviceaccount\\.com$"),
         enum_values: &[],
         sensitive: false,
     },
@@ -16948,9 +7783,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(36),
         max: Some(36),
-        pattern: Some(
-            "[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}",
-        ),
+        pattern: Some("[a-fA-F0-9]{8}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{4}-[a-fA-F0-9]{12}"),
         enum_values: &[],
         sensitive: false,
     },
@@ -18259,14 +9092,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "Equal",
-            "NotEqual",
-            "BeginWith",
-            "LessThan",
-            "GreaterThan",
-            "Exists",
-        ],
+        enum_values: &["Equal", "NotEqual", "BeginWith", "LessThan", "GreaterThan", "Exists"],
         sensitive: false,
     },
     Shape {
@@ -18827,15 +9653,7 @@ pub static SHAPES: [Shape; 1358] = [
         enum_values: &[],
         sensitive: false,
     },
-    Shape {
-        name: "Long",
-        kind: Kind::Long,
-        min: None,
-        max: None,
-        pattern: None,
-        enum_values: &[],
-        sensitive: false,
-    },
+    Shape { name: "Long", kind: Kind::Long, min: None, max: None, pattern: None, enum_values: &[], sensitive: false },
     Shape {
         name: "MaintenanceWindowAllowUnassociatedTargets",
         kind: Kind::Boolean,
@@ -18904,9 +9722,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(36),
         max: Some(36),
-        pattern: Some(
-            "^[0-9a-fA-F]{8}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{12}$",
-        ),
+        pattern: Some("^[0-9a-fA-F]{8}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{12}$"),
         enum_values: &[],
         sensitive: false,
     },
@@ -18960,9 +9776,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(36),
         max: Some(36),
-        pattern: Some(
-            "^[0-9a-fA-F]{8}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{12}$",
-        ),
+        pattern: Some("^[0-9a-fA-F]{8}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{12}$"),
         enum_values: &[],
         sensitive: false,
     },
@@ -18998,9 +9812,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(36),
         max: Some(36),
-        pattern: Some(
-            "^[0-9a-fA-F]{8}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{12}$",
-        ),
+        pattern: Some("^[0-9a-fA-F]{8}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{12}$"),
         enum_values: &[],
         sensitive: false,
     },
@@ -19261,9 +10073,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(36),
         max: Some(36),
-        pattern: Some(
-            "^[0-9a-fA-F]{8}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{12}$",
-        ),
+        pattern: Some("^[0-9a-fA-F]{8}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{12}$"),
         enum_values: &[],
         sensitive: false,
     },
@@ -19308,9 +10118,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(36),
         max: Some(36),
-        pattern: Some(
-            "^[0-9a-fA-F]{8}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{12}$",
-        ),
+        pattern: Some("^[0-9a-fA-F]{8}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{4}\\-[0-9a-fA-F]{12}$"),
         enum_values: &[],
         sensitive: false,
     },
@@ -19881,14 +10689,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "All",
-            "InProgress",
-            "Success",
-            "TimedOut",
-            "Cancelled",
-            "Failed",
-        ],
+        enum_values: &["All", "InProgress", "Success", "TimedOut", "Cancelled", "Failed"],
         sensitive: false,
     },
     Shape {
@@ -20122,14 +10923,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "Equal",
-            "NotEqual",
-            "BeginWith",
-            "LessThan",
-            "GreaterThan",
-            "Exists",
-        ],
+        enum_values: &["Equal", "NotEqual", "BeginWith", "LessThan", "GreaterThan", "Exists"],
         sensitive: false,
     },
     Shape {
@@ -21522,14 +12316,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "CRITICAL",
-            "HIGH",
-            "MEDIUM",
-            "LOW",
-            "INFORMATIONAL",
-            "UNSPECIFIED",
-        ],
+        enum_values: &["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNSPECIFIED"],
         sensitive: false,
     },
     Shape {
@@ -21574,12 +12361,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "APPROVED",
-            "PENDING_APPROVAL",
-            "EXPLICIT_APPROVED",
-            "EXPLICIT_REJECTED",
-        ],
+        enum_values: &["APPROVED", "PENDING_APPROVAL", "EXPLICIT_APPROVED", "EXPLICIT_REJECTED"],
         sensitive: false,
     },
     Shape {
@@ -21941,14 +12723,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "PRODUCT",
-            "PRODUCT_FAMILY",
-            "CLASSIFICATION",
-            "MSRC_SEVERITY",
-            "PRIORITY",
-            "SEVERITY",
-        ],
+        enum_values: &["PRODUCT", "PRODUCT_FAMILY", "CLASSIFICATION", "MSRC_SEVERITY", "PRIORITY", "SEVERITY"],
         sensitive: false,
     },
     Shape {
@@ -23345,15 +14120,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "InvokedAfter",
-            "InvokedBefore",
-            "Target",
-            "Owner",
-            "Status",
-            "SessionId",
-            "AccessType",
-        ],
+        enum_values: &["InvokedAfter", "InvokedBefore", "Target", "Owner", "Status", "SessionId", "AccessType"],
         sensitive: false,
     },
     Shape {
@@ -23497,14 +14264,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "Connected",
-            "Connecting",
-            "Disconnected",
-            "Terminated",
-            "Terminating",
-            "Failed",
-        ],
+        enum_values: &["Connected", "Connecting", "Disconnected", "Terminated", "Terminating", "Failed"],
         sensitive: false,
     },
     Shape {
@@ -23549,14 +14309,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "Approve",
-            "Reject",
-            "StartStep",
-            "StopStep",
-            "Resume",
-            "Revoke",
-        ],
+        enum_values: &["Approve", "Reject", "StartStep", "StopStep", "Resume", "Revoke"],
         sensitive: false,
     },
     Shape {
@@ -23573,9 +14326,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(36),
         max: Some(36),
-        pattern: Some(
-            "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-        ),
+        pattern: Some("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
         enum_values: &[],
         sensitive: false,
     },
@@ -24016,9 +14767,7 @@ pub static SHAPES: [Shape; 1358] = [
         kind: Kind::String,
         min: Some(1),
         max: Some(163),
-        pattern: Some(
-            "^[\\p{L}\\p{Z}\\p{N}_.:/=\\-@]*$|resource-groups:ResourceTypeFilters|resource-groups:Name",
-        ),
+        pattern: Some("^[\\p{L}\\p{Z}\\p{N}_.:/=\\-@]*$|resource-groups:ResourceTypeFilters|resource-groups:Name"),
         enum_values: &[],
         sensitive: false,
     },
@@ -24627,15 +15376,7 @@ pub static SHAPES: [Shape; 1358] = [
         enum_values: &[],
         sensitive: false,
     },
-    Shape {
-        name: "Url",
-        kind: Kind::String,
-        min: None,
-        max: None,
-        pattern: None,
-        enum_values: &[],
-        sensitive: false,
-    },
+    Shape { name: "Url", kind: Kind::String, min: None, max: None, pattern: None, enum_values: &[], sensitive: false },
     Shape {
         name: "ValidNextStep",
         kind: Kind::String,
@@ -24744,12 +15485,7 @@ pub static SHAPES: [Shape; 1358] = [
         min: None,
         max: None,
         pattern: None,
-        enum_values: &[
-            "azure:tenant",
-            "azure:subscription",
-            "gcp:organization",
-            "gcp:project",
-        ],
+        enum_values: &["azure:tenant", "azure:subscription", "gcp:organization", "gcp:project"],
         sensitive: false,
     },
     Shape {

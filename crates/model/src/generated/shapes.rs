@@ -13,62 +13,30 @@ pub type Timestamp = f64;
 pub struct AccountSharingInfo {
     #[serde(rename = "AccountId", default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
-    #[serde(
-        rename = "SharedDocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SharedDocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub shared_document_version: Option<String>,
 }
 
 /// The `Activation` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Activation {
-    #[serde(
-        rename = "ActivationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActivationId", default, skip_serializing_if = "Option::is_none")]
     pub activation_id: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "DefaultInstanceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DefaultInstanceName", default, skip_serializing_if = "Option::is_none")]
     pub default_instance_name: Option<String>,
     #[serde(rename = "IamRole", default, skip_serializing_if = "Option::is_none")]
     pub iam_role: Option<String>,
-    #[serde(
-        rename = "RegistrationLimit",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RegistrationLimit", default, skip_serializing_if = "Option::is_none")]
     pub registration_limit: Option<i32>,
-    #[serde(
-        rename = "RegistrationsCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RegistrationsCount", default, skip_serializing_if = "Option::is_none")]
     pub registrations_count: Option<i32>,
-    #[serde(
-        rename = "ExpirationDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExpirationDate", default, skip_serializing_if = "Option::is_none")]
     pub expiration_date: Option<Timestamp>,
     #[serde(rename = "Expired", default, skip_serializing_if = "Option::is_none")]
     pub expired: Option<bool>,
-    #[serde(
-        rename = "CreatedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
     pub created_date: Option<Timestamp>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -99,11 +67,7 @@ pub struct Alarm {
 /// The `AlarmConfiguration` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlarmConfiguration {
-    #[serde(
-        rename = "IgnorePollAlarmFailure",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "IgnorePollAlarmFailure", default, skip_serializing_if = "Option::is_none")]
     pub ignore_poll_alarm_failure: Option<bool>,
     #[serde(rename = "Alarms")]
     pub alarms: Vec<Alarm>,
@@ -134,11 +98,7 @@ pub struct AssociateOpsItemRelatedItemRequest {
 /// The `AssociateOpsItemRelatedItemResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssociateOpsItemRelatedItemResponse {
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
 }
 
@@ -147,65 +107,29 @@ pub struct AssociateOpsItemRelatedItemResponse {
 pub struct Association {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
-    #[serde(
-        rename = "AssociationVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationVersion", default, skip_serializing_if = "Option::is_none")]
     pub association_version: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "LastExecutionDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastExecutionDate", default, skip_serializing_if = "Option::is_none")]
     pub last_execution_date: Option<Timestamp>,
     #[serde(rename = "Overview", default, skip_serializing_if = "Option::is_none")]
     pub overview: Option<AssociationOverview>,
-    #[serde(
-        rename = "ScheduleExpression",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleExpression", default, skip_serializing_if = "Option::is_none")]
     pub schedule_expression: Option<String>,
-    #[serde(
-        rename = "AssociationName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationName", default, skip_serializing_if = "Option::is_none")]
     pub association_name: Option<String>,
-    #[serde(
-        rename = "ScheduleOffset",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleOffset", default, skip_serializing_if = "Option::is_none")]
     pub schedule_offset: Option<i32>,
     #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i32>,
-    #[serde(
-        rename = "TargetMaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetMaps", default, skip_serializing_if = "Option::is_none")]
     pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
 }
 
@@ -214,216 +138,88 @@ pub struct Association {
 pub struct AssociationDescription {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "AssociationVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationVersion", default, skip_serializing_if = "Option::is_none")]
     pub association_version: Option<String>,
     #[serde(rename = "Date", default, skip_serializing_if = "Option::is_none")]
     pub date: Option<Timestamp>,
-    #[serde(
-        rename = "LastUpdateAssociationDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastUpdateAssociationDate", default, skip_serializing_if = "Option::is_none")]
     pub last_update_association_date: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<AssociationStatus>,
     #[serde(rename = "Overview", default, skip_serializing_if = "Option::is_none")]
     pub overview: Option<AssociationOverview>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "AutomationTargetParameterName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationTargetParameterName", default, skip_serializing_if = "Option::is_none")]
     pub automation_target_parameter_name: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "ScheduleExpression",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleExpression", default, skip_serializing_if = "Option::is_none")]
     pub schedule_expression: Option<String>,
-    #[serde(
-        rename = "OutputLocation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputLocation", default, skip_serializing_if = "Option::is_none")]
     pub output_location: Option<InstanceAssociationOutputLocation>,
-    #[serde(
-        rename = "LastExecutionDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastExecutionDate", default, skip_serializing_if = "Option::is_none")]
     pub last_execution_date: Option<Timestamp>,
-    #[serde(
-        rename = "LastSuccessfulExecutionDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastSuccessfulExecutionDate", default, skip_serializing_if = "Option::is_none")]
     pub last_successful_execution_date: Option<Timestamp>,
-    #[serde(
-        rename = "AssociationName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationName", default, skip_serializing_if = "Option::is_none")]
     pub association_name: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
-    #[serde(
-        rename = "ComplianceSeverity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceSeverity", default, skip_serializing_if = "Option::is_none")]
     pub compliance_severity: Option<String>,
-    #[serde(
-        rename = "SyncCompliance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SyncCompliance", default, skip_serializing_if = "Option::is_none")]
     pub sync_compliance: Option<String>,
-    #[serde(
-        rename = "ApplyOnlyAtCronInterval",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApplyOnlyAtCronInterval", default, skip_serializing_if = "Option::is_none")]
     pub apply_only_at_cron_interval: Option<bool>,
-    #[serde(
-        rename = "CalendarNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CalendarNames", default, skip_serializing_if = "Option::is_none")]
     pub calendar_names: Option<Vec<String>>,
-    #[serde(
-        rename = "TargetLocations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocations", default, skip_serializing_if = "Option::is_none")]
     pub target_locations: Option<Vec<TargetLocation>>,
-    #[serde(
-        rename = "ScheduleOffset",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleOffset", default, skip_serializing_if = "Option::is_none")]
     pub schedule_offset: Option<i32>,
     #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i32>,
-    #[serde(
-        rename = "TargetMaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetMaps", default, skip_serializing_if = "Option::is_none")]
     pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
-    #[serde(
-        rename = "TriggeredAlarms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TriggeredAlarms", default, skip_serializing_if = "Option::is_none")]
     pub triggered_alarms: Option<Vec<AlarmStateInformation>>,
-    #[serde(
-        rename = "AssociationDispatchAssumeRole",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationDispatchAssumeRole", default, skip_serializing_if = "Option::is_none")]
     pub association_dispatch_assume_role: Option<String>,
 }
 
 /// The `AssociationExecution` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssociationExecution {
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
-    #[serde(
-        rename = "AssociationVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationVersion", default, skip_serializing_if = "Option::is_none")]
     pub association_version: Option<String>,
-    #[serde(
-        rename = "ExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "DetailedStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DetailedStatus", default, skip_serializing_if = "Option::is_none")]
     pub detailed_status: Option<String>,
-    #[serde(
-        rename = "CreatedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedTime", default, skip_serializing_if = "Option::is_none")]
     pub created_time: Option<Timestamp>,
-    #[serde(
-        rename = "LastExecutionDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastExecutionDate", default, skip_serializing_if = "Option::is_none")]
     pub last_execution_date: Option<Timestamp>,
-    #[serde(
-        rename = "ResourceCountByStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceCountByStatus", default, skip_serializing_if = "Option::is_none")]
     pub resource_count_by_status: Option<String>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
-    #[serde(
-        rename = "TriggeredAlarms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TriggeredAlarms", default, skip_serializing_if = "Option::is_none")]
     pub triggered_alarms: Option<Vec<AlarmStateInformation>>,
 }
 
@@ -441,55 +237,23 @@ pub struct AssociationExecutionFilter {
 /// The `AssociationExecutionTarget` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssociationExecutionTarget {
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
-    #[serde(
-        rename = "AssociationVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationVersion", default, skip_serializing_if = "Option::is_none")]
     pub association_version: Option<String>,
-    #[serde(
-        rename = "ExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
-    #[serde(
-        rename = "ResourceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceId", default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
-    #[serde(
-        rename = "ResourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "DetailedStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DetailedStatus", default, skip_serializing_if = "Option::is_none")]
     pub detailed_status: Option<String>,
-    #[serde(
-        rename = "LastExecutionDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastExecutionDate", default, skip_serializing_if = "Option::is_none")]
     pub last_execution_date: Option<Timestamp>,
-    #[serde(
-        rename = "OutputSource",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputSource", default, skip_serializing_if = "Option::is_none")]
     pub output_source: Option<OutputSource>,
 }
 
@@ -516,17 +280,9 @@ pub struct AssociationFilter {
 pub struct AssociationOverview {
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "DetailedStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DetailedStatus", default, skip_serializing_if = "Option::is_none")]
     pub detailed_status: Option<String>,
-    #[serde(
-        rename = "AssociationStatusAggregatedCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationStatusAggregatedCount", default, skip_serializing_if = "Option::is_none")]
     pub association_status_aggregated_count: Option<BTreeMap<String, i32>>,
 }
 
@@ -539,126 +295,54 @@ pub struct AssociationStatus {
     pub name: String,
     #[serde(rename = "Message")]
     pub message: String,
-    #[serde(
-        rename = "AdditionalInfo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AdditionalInfo", default, skip_serializing_if = "Option::is_none")]
     pub additional_info: Option<String>,
 }
 
 /// The `AssociationVersionInfo` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssociationVersionInfo {
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
-    #[serde(
-        rename = "AssociationVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationVersion", default, skip_serializing_if = "Option::is_none")]
     pub association_version: Option<String>,
-    #[serde(
-        rename = "CreatedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
     pub created_date: Option<Timestamp>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "ScheduleExpression",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleExpression", default, skip_serializing_if = "Option::is_none")]
     pub schedule_expression: Option<String>,
-    #[serde(
-        rename = "OutputLocation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputLocation", default, skip_serializing_if = "Option::is_none")]
     pub output_location: Option<InstanceAssociationOutputLocation>,
-    #[serde(
-        rename = "AssociationName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationName", default, skip_serializing_if = "Option::is_none")]
     pub association_name: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
-    #[serde(
-        rename = "ComplianceSeverity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceSeverity", default, skip_serializing_if = "Option::is_none")]
     pub compliance_severity: Option<String>,
-    #[serde(
-        rename = "SyncCompliance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SyncCompliance", default, skip_serializing_if = "Option::is_none")]
     pub sync_compliance: Option<String>,
-    #[serde(
-        rename = "ApplyOnlyAtCronInterval",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApplyOnlyAtCronInterval", default, skip_serializing_if = "Option::is_none")]
     pub apply_only_at_cron_interval: Option<bool>,
-    #[serde(
-        rename = "CalendarNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CalendarNames", default, skip_serializing_if = "Option::is_none")]
     pub calendar_names: Option<Vec<String>>,
-    #[serde(
-        rename = "TargetLocations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocations", default, skip_serializing_if = "Option::is_none")]
     pub target_locations: Option<Vec<TargetLocation>>,
-    #[serde(
-        rename = "ScheduleOffset",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleOffset", default, skip_serializing_if = "Option::is_none")]
     pub schedule_offset: Option<i32>,
     #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i32>,
-    #[serde(
-        rename = "TargetMaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetMaps", default, skip_serializing_if = "Option::is_none")]
     pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
-    #[serde(
-        rename = "AssociationDispatchAssumeRole",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationDispatchAssumeRole", default, skip_serializing_if = "Option::is_none")]
     pub association_dispatch_assume_role: Option<String>,
 }
 
@@ -698,195 +382,79 @@ pub struct AttachmentsSource {
 /// The `AutomationExecution` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutomationExecution {
-    #[serde(
-        rename = "AutomationExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub automation_execution_id: Option<String>,
-    #[serde(
-        rename = "DocumentName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentName", default, skip_serializing_if = "Option::is_none")]
     pub document_name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "ExecutionStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionStartTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "ExecutionEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionEndTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_end_time: Option<Timestamp>,
-    #[serde(
-        rename = "AutomationExecutionStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationExecutionStatus", default, skip_serializing_if = "Option::is_none")]
     pub automation_execution_status: Option<String>,
-    #[serde(
-        rename = "StepExecutions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StepExecutions", default, skip_serializing_if = "Option::is_none")]
     pub step_executions: Option<Vec<StepExecution>>,
-    #[serde(
-        rename = "StepExecutionsTruncated",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StepExecutionsTruncated", default, skip_serializing_if = "Option::is_none")]
     pub step_executions_truncated: Option<bool>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
     #[serde(rename = "Outputs", default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "FailureMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FailureMessage", default, skip_serializing_if = "Option::is_none")]
     pub failure_message: Option<String>,
-    #[serde(
-        rename = "WarningMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WarningMessage", default, skip_serializing_if = "Option::is_none")]
     pub warning_message: Option<String>,
     #[serde(rename = "Mode", default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
-    #[serde(
-        rename = "ParentAutomationExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ParentAutomationExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub parent_automation_execution_id: Option<String>,
-    #[serde(
-        rename = "ExecutedBy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutedBy", default, skip_serializing_if = "Option::is_none")]
     pub executed_by: Option<String>,
-    #[serde(
-        rename = "CurrentStepName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CurrentStepName", default, skip_serializing_if = "Option::is_none")]
     pub current_step_name: Option<String>,
-    #[serde(
-        rename = "CurrentAction",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CurrentAction", default, skip_serializing_if = "Option::is_none")]
     pub current_action: Option<String>,
-    #[serde(
-        rename = "TargetParameterName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetParameterName", default, skip_serializing_if = "Option::is_none")]
     pub target_parameter_name: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "TargetMaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetMaps", default, skip_serializing_if = "Option::is_none")]
     pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
-    #[serde(
-        rename = "ResolvedTargets",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResolvedTargets", default, skip_serializing_if = "Option::is_none")]
     pub resolved_targets: Option<ResolvedTargets>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
     #[serde(rename = "Target", default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    #[serde(
-        rename = "TargetLocations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocations", default, skip_serializing_if = "Option::is_none")]
     pub target_locations: Option<Vec<TargetLocation>>,
-    #[serde(
-        rename = "ProgressCounters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ProgressCounters", default, skip_serializing_if = "Option::is_none")]
     pub progress_counters: Option<ProgressCounters>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
-    #[serde(
-        rename = "TriggeredAlarms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TriggeredAlarms", default, skip_serializing_if = "Option::is_none")]
     pub triggered_alarms: Option<Vec<AlarmStateInformation>>,
-    #[serde(
-        rename = "TargetLocationsURL",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocationsURL", default, skip_serializing_if = "Option::is_none")]
     pub target_locations_url: Option<String>,
-    #[serde(
-        rename = "AutomationSubtype",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationSubtype", default, skip_serializing_if = "Option::is_none")]
     pub automation_subtype: Option<String>,
-    #[serde(
-        rename = "ScheduledTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduledTime", default, skip_serializing_if = "Option::is_none")]
     pub scheduled_time: Option<Timestamp>,
     #[serde(rename = "Runbooks", default, skip_serializing_if = "Option::is_none")]
     pub runbooks: Option<Vec<Runbook>>,
     #[serde(rename = "OpsItemId", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_id: Option<String>,
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
-    #[serde(
-        rename = "ChangeRequestName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ChangeRequestName", default, skip_serializing_if = "Option::is_none")]
     pub change_request_name: Option<String>,
     #[serde(rename = "Variables", default, skip_serializing_if = "Option::is_none")]
     pub variables: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "TargetsSummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetsSummary", default, skip_serializing_if = "Option::is_none")]
     pub targets_summary: Option<TargetsSummary>,
 }
 
@@ -902,84 +470,36 @@ pub struct AutomationExecutionFilter {
 /// The `AutomationExecutionInputs` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutomationExecutionInputs {
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "TargetParameterName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetParameterName", default, skip_serializing_if = "Option::is_none")]
     pub target_parameter_name: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "TargetMaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetMaps", default, skip_serializing_if = "Option::is_none")]
     pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
-    #[serde(
-        rename = "TargetLocations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocations", default, skip_serializing_if = "Option::is_none")]
     pub target_locations: Option<Vec<TargetLocation>>,
-    #[serde(
-        rename = "TargetLocationsURL",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocationsURL", default, skip_serializing_if = "Option::is_none")]
     pub target_locations_url: Option<String>,
 }
 
 /// The `AutomationExecutionMetadata` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutomationExecutionMetadata {
-    #[serde(
-        rename = "AutomationExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub automation_execution_id: Option<String>,
-    #[serde(
-        rename = "DocumentName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentName", default, skip_serializing_if = "Option::is_none")]
     pub document_name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "AutomationExecutionStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationExecutionStatus", default, skip_serializing_if = "Option::is_none")]
     pub automation_execution_status: Option<String>,
-    #[serde(
-        rename = "ExecutionStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionStartTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "ExecutionEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionEndTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_end_time: Option<Timestamp>,
-    #[serde(
-        rename = "ExecutedBy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutedBy", default, skip_serializing_if = "Option::is_none")]
     pub executed_by: Option<String>,
     #[serde(rename = "LogFile", default, skip_serializing_if = "Option::is_none")]
     pub log_file: Option<String>,
@@ -987,142 +507,62 @@ pub struct AutomationExecutionMetadata {
     pub outputs: Option<BTreeMap<String, Vec<String>>>,
     #[serde(rename = "Mode", default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
-    #[serde(
-        rename = "ParentAutomationExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ParentAutomationExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub parent_automation_execution_id: Option<String>,
-    #[serde(
-        rename = "CurrentStepName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CurrentStepName", default, skip_serializing_if = "Option::is_none")]
     pub current_step_name: Option<String>,
-    #[serde(
-        rename = "CurrentAction",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CurrentAction", default, skip_serializing_if = "Option::is_none")]
     pub current_action: Option<String>,
-    #[serde(
-        rename = "FailureMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FailureMessage", default, skip_serializing_if = "Option::is_none")]
     pub failure_message: Option<String>,
-    #[serde(
-        rename = "WarningMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WarningMessage", default, skip_serializing_if = "Option::is_none")]
     pub warning_message: Option<String>,
-    #[serde(
-        rename = "TargetParameterName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetParameterName", default, skip_serializing_if = "Option::is_none")]
     pub target_parameter_name: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "TargetMaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetMaps", default, skip_serializing_if = "Option::is_none")]
     pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
-    #[serde(
-        rename = "ResolvedTargets",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResolvedTargets", default, skip_serializing_if = "Option::is_none")]
     pub resolved_targets: Option<ResolvedTargets>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
     #[serde(rename = "Target", default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    #[serde(
-        rename = "AutomationType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationType", default, skip_serializing_if = "Option::is_none")]
     pub automation_type: Option<String>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
-    #[serde(
-        rename = "TriggeredAlarms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TriggeredAlarms", default, skip_serializing_if = "Option::is_none")]
     pub triggered_alarms: Option<Vec<AlarmStateInformation>>,
-    #[serde(
-        rename = "TargetLocationsURL",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocationsURL", default, skip_serializing_if = "Option::is_none")]
     pub target_locations_url: Option<String>,
-    #[serde(
-        rename = "AutomationSubtype",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationSubtype", default, skip_serializing_if = "Option::is_none")]
     pub automation_subtype: Option<String>,
-    #[serde(
-        rename = "ScheduledTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduledTime", default, skip_serializing_if = "Option::is_none")]
     pub scheduled_time: Option<Timestamp>,
     #[serde(rename = "Runbooks", default, skip_serializing_if = "Option::is_none")]
     pub runbooks: Option<Vec<Runbook>>,
     #[serde(rename = "OpsItemId", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_id: Option<String>,
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
-    #[serde(
-        rename = "ChangeRequestName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ChangeRequestName", default, skip_serializing_if = "Option::is_none")]
     pub change_request_name: Option<String>,
 }
 
 /// The `AutomationExecutionPreview` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutomationExecutionPreview {
-    #[serde(
-        rename = "StepPreviews",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StepPreviews", default, skip_serializing_if = "Option::is_none")]
     pub step_previews: Option<BTreeMap<String, i32>>,
     #[serde(rename = "Regions", default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<String>>,
-    #[serde(
-        rename = "TargetPreviews",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetPreviews", default, skip_serializing_if = "Option::is_none")]
     pub target_previews: Option<Vec<TargetPreview>>,
-    #[serde(
-        rename = "TotalAccounts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TotalAccounts", default, skip_serializing_if = "Option::is_none")]
     pub total_accounts: Option<i32>,
 }
 
@@ -1131,19 +571,11 @@ pub struct AutomationExecutionPreview {
 pub struct AzureConfiguration {
     #[serde(rename = "TenantId")]
     pub tenant_id: String,
-    #[serde(
-        rename = "TenantDisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TenantDisplayName", default, skip_serializing_if = "Option::is_none")]
     pub tenant_display_name: Option<String>,
     #[serde(rename = "ApplicationId")]
     pub application_id: String,
-    #[serde(
-        rename = "ApplicationDisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApplicationDisplayName", default, skip_serializing_if = "Option::is_none")]
     pub application_display_name: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<ConfigurationTargets>,
@@ -1154,72 +586,32 @@ pub struct AzureConfiguration {
 pub struct AzureSubscription {
     #[serde(rename = "Id")]
     pub id: String,
-    #[serde(
-        rename = "DisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
 }
 
 /// The `BaselineOverride` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BaselineOverride {
-    #[serde(
-        rename = "OperatingSystem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
     pub operating_system: Option<String>,
-    #[serde(
-        rename = "GlobalFilters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "GlobalFilters", default, skip_serializing_if = "Option::is_none")]
     pub global_filters: Option<PatchFilterGroup>,
-    #[serde(
-        rename = "ApprovalRules",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovalRules", default, skip_serializing_if = "Option::is_none")]
     pub approval_rules: Option<PatchRuleGroup>,
-    #[serde(
-        rename = "ApprovedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatches", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches: Option<Vec<String>>,
-    #[serde(
-        rename = "ApprovedPatchesComplianceLevel",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatchesComplianceLevel", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_compliance_level: Option<String>,
-    #[serde(
-        rename = "RejectedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RejectedPatches", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches: Option<Vec<String>>,
-    #[serde(
-        rename = "RejectedPatchesAction",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RejectedPatchesAction", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches_action: Option<String>,
-    #[serde(
-        rename = "ApprovedPatchesEnableNonSecurity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatchesEnableNonSecurity", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_enable_non_security: Option<bool>,
     #[serde(rename = "Sources", default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<PatchSource>>,
-    #[serde(
-        rename = "AvailableSecurityUpdatesComplianceStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AvailableSecurityUpdatesComplianceStatus", default, skip_serializing_if = "Option::is_none")]
     pub available_security_updates_compliance_status: Option<String>,
 }
 
@@ -1228,11 +620,7 @@ pub struct BaselineOverride {
 pub struct CancelCommandRequest {
     #[serde(rename = "CommandId")]
     pub command_id: String,
-    #[serde(
-        rename = "InstanceIds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceIds", default, skip_serializing_if = "Option::is_none")]
     pub instance_ids: Option<Vec<String>>,
 }
 
@@ -1250,28 +638,16 @@ pub struct CancelMaintenanceWindowExecutionRequest {
 /// The `CancelMaintenanceWindowExecutionResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CancelMaintenanceWindowExecutionResult {
-    #[serde(
-        rename = "WindowExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub window_execution_id: Option<String>,
 }
 
 /// The `CloudConnectorConfiguration` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CloudConnectorConfiguration {
-    #[serde(
-        rename = "AzureConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AzureConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub azure_configuration: Option<AzureConfiguration>,
-    #[serde(
-        rename = "GcpConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "GcpConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub gcp_configuration: Option<GcpConfiguration>,
 }
 
@@ -1280,34 +656,18 @@ pub struct CloudConnectorConfiguration {
 pub struct CloudConnectorFilter {
     #[serde(rename = "FilterKey", default, skip_serializing_if = "Option::is_none")]
     pub filter_key: Option<String>,
-    #[serde(
-        rename = "FilterValues",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FilterValues", default, skip_serializing_if = "Option::is_none")]
     pub filter_values: Option<Vec<String>>,
 }
 
 /// The `CloudConnectorSummary` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CloudConnectorSummary {
-    #[serde(
-        rename = "CloudConnectorId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudConnectorId", default, skip_serializing_if = "Option::is_none")]
     pub cloud_connector_id: Option<String>,
-    #[serde(
-        rename = "DisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "RoleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
@@ -1317,28 +677,16 @@ pub struct CloudConnectorSummary {
     pub updated_at: Option<Timestamp>,
     #[serde(rename = "Provider", default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    #[serde(
-        rename = "ConfigConnectorArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ConfigConnectorArn", default, skip_serializing_if = "Option::is_none")]
     pub config_connector_arn: Option<String>,
 }
 
 /// The `CloudWatchOutputConfig` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CloudWatchOutputConfig {
-    #[serde(
-        rename = "CloudWatchLogGroupName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudWatchLogGroupName", default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch_log_group_name: Option<String>,
-    #[serde(
-        rename = "CloudWatchOutputEnabled",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudWatchOutputEnabled", default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch_output_enabled: Option<bool>,
 }
 
@@ -1347,139 +695,55 @@ pub struct CloudWatchOutputConfig {
 pub struct Command {
     #[serde(rename = "CommandId", default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
-    #[serde(
-        rename = "DocumentName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentName", default, skip_serializing_if = "Option::is_none")]
     pub document_name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    #[serde(
-        rename = "ExpiresAfter",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExpiresAfter", default, skip_serializing_if = "Option::is_none")]
     pub expires_after: Option<Timestamp>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "InstanceIds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceIds", default, skip_serializing_if = "Option::is_none")]
     pub instance_ids: Option<Vec<String>>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "RequestedDateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RequestedDateTime", default, skip_serializing_if = "Option::is_none")]
     pub requested_date_time: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
-    #[serde(
-        rename = "OutputS3Region",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3Region", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_region: Option<String>,
-    #[serde(
-        rename = "OutputS3BucketName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3BucketName", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_bucket_name: Option<String>,
-    #[serde(
-        rename = "OutputS3KeyPrefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3KeyPrefix", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_key_prefix: Option<String>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "TargetCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetCount", default, skip_serializing_if = "Option::is_none")]
     pub target_count: Option<i32>,
-    #[serde(
-        rename = "CompletedCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CompletedCount", default, skip_serializing_if = "Option::is_none")]
     pub completed_count: Option<i32>,
-    #[serde(
-        rename = "ErrorCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ErrorCount", default, skip_serializing_if = "Option::is_none")]
     pub error_count: Option<i32>,
-    #[serde(
-        rename = "DeliveryTimedOutCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DeliveryTimedOutCount", default, skip_serializing_if = "Option::is_none")]
     pub delivery_timed_out_count: Option<i32>,
-    #[serde(
-        rename = "ServiceRole",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceRole", default, skip_serializing_if = "Option::is_none")]
     pub service_role: Option<String>,
-    #[serde(
-        rename = "NotificationConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NotificationConfig", default, skip_serializing_if = "Option::is_none")]
     pub notification_config: Option<NotificationConfig>,
-    #[serde(
-        rename = "CloudWatchOutputConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudWatchOutputConfig", default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch_output_config: Option<CloudWatchOutputConfig>,
-    #[serde(
-        rename = "TimeoutSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<i32>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
-    #[serde(
-        rename = "TriggeredAlarms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TriggeredAlarms", default, skip_serializing_if = "Option::is_none")]
     pub triggered_alarms: Option<Vec<AlarmStateInformation>>,
 }
 
@@ -1497,87 +761,35 @@ pub struct CommandFilter {
 pub struct CommandInvocation {
     #[serde(rename = "CommandId", default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "InstanceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceName", default, skip_serializing_if = "Option::is_none")]
     pub instance_name: Option<String>,
     #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    #[serde(
-        rename = "DocumentName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentName", default, skip_serializing_if = "Option::is_none")]
     pub document_name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "RequestedDateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RequestedDateTime", default, skip_serializing_if = "Option::is_none")]
     pub requested_date_time: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
-    #[serde(
-        rename = "TraceOutput",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TraceOutput", default, skip_serializing_if = "Option::is_none")]
     pub trace_output: Option<String>,
-    #[serde(
-        rename = "StandardOutputUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StandardOutputUrl", default, skip_serializing_if = "Option::is_none")]
     pub standard_output_url: Option<String>,
-    #[serde(
-        rename = "StandardErrorUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StandardErrorUrl", default, skip_serializing_if = "Option::is_none")]
     pub standard_error_url: Option<String>,
-    #[serde(
-        rename = "CommandPlugins",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CommandPlugins", default, skip_serializing_if = "Option::is_none")]
     pub command_plugins: Option<Vec<CommandPlugin>>,
-    #[serde(
-        rename = "ServiceRole",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceRole", default, skip_serializing_if = "Option::is_none")]
     pub service_role: Option<String>,
-    #[serde(
-        rename = "NotificationConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NotificationConfig", default, skip_serializing_if = "Option::is_none")]
     pub notification_config: Option<NotificationConfig>,
-    #[serde(
-        rename = "CloudWatchOutputConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudWatchOutputConfig", default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch_output_config: Option<CloudWatchOutputConfig>,
 }
 
@@ -1588,61 +800,25 @@ pub struct CommandPlugin {
     pub name: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
-    #[serde(
-        rename = "ResponseCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResponseCode", default, skip_serializing_if = "Option::is_none")]
     pub response_code: Option<i32>,
-    #[serde(
-        rename = "ResponseStartDateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResponseStartDateTime", default, skip_serializing_if = "Option::is_none")]
     pub response_start_date_time: Option<Timestamp>,
-    #[serde(
-        rename = "ResponseFinishDateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResponseFinishDateTime", default, skip_serializing_if = "Option::is_none")]
     pub response_finish_date_time: Option<Timestamp>,
     #[serde(rename = "Output", default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
-    #[serde(
-        rename = "StandardOutputUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StandardOutputUrl", default, skip_serializing_if = "Option::is_none")]
     pub standard_output_url: Option<String>,
-    #[serde(
-        rename = "StandardErrorUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StandardErrorUrl", default, skip_serializing_if = "Option::is_none")]
     pub standard_error_url: Option<String>,
-    #[serde(
-        rename = "OutputS3Region",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3Region", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_region: Option<String>,
-    #[serde(
-        rename = "OutputS3BucketName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3BucketName", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_bucket_name: Option<String>,
-    #[serde(
-        rename = "OutputS3KeyPrefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3KeyPrefix", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_key_prefix: Option<String>,
 }
 
@@ -1651,40 +827,20 @@ pub struct CommandPlugin {
 pub struct ComplianceExecutionSummary {
     #[serde(rename = "ExecutionTime")]
     pub execution_time: Timestamp,
-    #[serde(
-        rename = "ExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
-    #[serde(
-        rename = "ExecutionType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionType", default, skip_serializing_if = "Option::is_none")]
     pub execution_type: Option<String>,
 }
 
 /// The `ComplianceItem` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ComplianceItem {
-    #[serde(
-        rename = "ComplianceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceType", default, skip_serializing_if = "Option::is_none")]
     pub compliance_type: Option<String>,
-    #[serde(
-        rename = "ResourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
-    #[serde(
-        rename = "ResourceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceId", default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -1694,11 +850,7 @@ pub struct ComplianceItem {
     pub status: Option<String>,
     #[serde(rename = "Severity", default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
-    #[serde(
-        rename = "ExecutionSummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionSummary", default, skip_serializing_if = "Option::is_none")]
     pub execution_summary: Option<ComplianceExecutionSummary>,
     #[serde(rename = "Details", default, skip_serializing_if = "Option::is_none")]
     pub details: Option<BTreeMap<String, String>>,
@@ -1733,107 +885,55 @@ pub struct ComplianceStringFilter {
 /// The `ComplianceSummaryItem` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ComplianceSummaryItem {
-    #[serde(
-        rename = "ComplianceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceType", default, skip_serializing_if = "Option::is_none")]
     pub compliance_type: Option<String>,
-    #[serde(
-        rename = "CompliantSummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CompliantSummary", default, skip_serializing_if = "Option::is_none")]
     pub compliant_summary: Option<CompliantSummary>,
-    #[serde(
-        rename = "NonCompliantSummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NonCompliantSummary", default, skip_serializing_if = "Option::is_none")]
     pub non_compliant_summary: Option<NonCompliantSummary>,
 }
 
 /// The `CompliantSummary` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompliantSummary {
-    #[serde(
-        rename = "CompliantCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CompliantCount", default, skip_serializing_if = "Option::is_none")]
     pub compliant_count: Option<i32>,
-    #[serde(
-        rename = "SeveritySummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SeveritySummary", default, skip_serializing_if = "Option::is_none")]
     pub severity_summary: Option<SeveritySummary>,
 }
 
 /// The `ConfigurationTargets` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfigurationTargets {
-    #[serde(
-        rename = "Subscriptions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Subscriptions", default, skip_serializing_if = "Option::is_none")]
     pub subscriptions: Option<Vec<AzureSubscription>>,
 }
 
 /// The `CreateActivationRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateActivationRequest {
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "DefaultInstanceName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DefaultInstanceName", default, skip_serializing_if = "Option::is_none")]
     pub default_instance_name: Option<String>,
     #[serde(rename = "IamRole")]
     pub iam_role: String,
-    #[serde(
-        rename = "RegistrationLimit",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RegistrationLimit", default, skip_serializing_if = "Option::is_none")]
     pub registration_limit: Option<i32>,
-    #[serde(
-        rename = "ExpirationDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExpirationDate", default, skip_serializing_if = "Option::is_none")]
     pub expiration_date: Option<Timestamp>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "RegistrationMetadata",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RegistrationMetadata", default, skip_serializing_if = "Option::is_none")]
     pub registration_metadata: Option<Vec<RegistrationMetadataItem>>,
 }
 
 /// The `CreateActivationResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateActivationResult {
-    #[serde(
-        rename = "ActivationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActivationId", default, skip_serializing_if = "Option::is_none")]
     pub activation_id: Option<String>,
-    #[serde(
-        rename = "ActivationCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActivationCode", default, skip_serializing_if = "Option::is_none")]
     pub activation_code: Option<String>,
 }
 
@@ -1842,11 +942,7 @@ pub struct CreateActivationResult {
 pub struct CreateAssociationBatchRequest {
     #[serde(rename = "Entries")]
     pub entries: Vec<CreateAssociationBatchRequestEntry>,
-    #[serde(
-        rename = "AssociationDispatchAssumeRole",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationDispatchAssumeRole", default, skip_serializing_if = "Option::is_none")]
     pub association_dispatch_assume_role: Option<String>,
 }
 
@@ -1855,118 +951,50 @@ pub struct CreateAssociationBatchRequest {
 pub struct CreateAssociationBatchRequestEntry {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "AutomationTargetParameterName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationTargetParameterName", default, skip_serializing_if = "Option::is_none")]
     pub automation_target_parameter_name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "ScheduleExpression",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleExpression", default, skip_serializing_if = "Option::is_none")]
     pub schedule_expression: Option<String>,
-    #[serde(
-        rename = "OutputLocation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputLocation", default, skip_serializing_if = "Option::is_none")]
     pub output_location: Option<InstanceAssociationOutputLocation>,
-    #[serde(
-        rename = "AssociationName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationName", default, skip_serializing_if = "Option::is_none")]
     pub association_name: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
-    #[serde(
-        rename = "ComplianceSeverity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceSeverity", default, skip_serializing_if = "Option::is_none")]
     pub compliance_severity: Option<String>,
-    #[serde(
-        rename = "SyncCompliance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SyncCompliance", default, skip_serializing_if = "Option::is_none")]
     pub sync_compliance: Option<String>,
-    #[serde(
-        rename = "ApplyOnlyAtCronInterval",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApplyOnlyAtCronInterval", default, skip_serializing_if = "Option::is_none")]
     pub apply_only_at_cron_interval: Option<bool>,
-    #[serde(
-        rename = "CalendarNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CalendarNames", default, skip_serializing_if = "Option::is_none")]
     pub calendar_names: Option<Vec<String>>,
-    #[serde(
-        rename = "TargetLocations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocations", default, skip_serializing_if = "Option::is_none")]
     pub target_locations: Option<Vec<TargetLocation>>,
-    #[serde(
-        rename = "ScheduleOffset",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleOffset", default, skip_serializing_if = "Option::is_none")]
     pub schedule_offset: Option<i32>,
     #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i32>,
-    #[serde(
-        rename = "TargetMaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetMaps", default, skip_serializing_if = "Option::is_none")]
     pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
 
 /// The `CreateAssociationBatchResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateAssociationBatchResult {
-    #[serde(
-        rename = "Successful",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Successful", default, skip_serializing_if = "Option::is_none")]
     pub successful: Option<Vec<AssociationDescription>>,
     #[serde(rename = "Failed", default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<Vec<FailedCreateAssociation>>,
@@ -1977,126 +1005,54 @@ pub struct CreateAssociationBatchResult {
 pub struct CreateAssociationRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "ScheduleExpression",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleExpression", default, skip_serializing_if = "Option::is_none")]
     pub schedule_expression: Option<String>,
-    #[serde(
-        rename = "OutputLocation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputLocation", default, skip_serializing_if = "Option::is_none")]
     pub output_location: Option<InstanceAssociationOutputLocation>,
-    #[serde(
-        rename = "AssociationName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationName", default, skip_serializing_if = "Option::is_none")]
     pub association_name: Option<String>,
-    #[serde(
-        rename = "AutomationTargetParameterName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationTargetParameterName", default, skip_serializing_if = "Option::is_none")]
     pub automation_target_parameter_name: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
-    #[serde(
-        rename = "ComplianceSeverity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceSeverity", default, skip_serializing_if = "Option::is_none")]
     pub compliance_severity: Option<String>,
-    #[serde(
-        rename = "SyncCompliance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SyncCompliance", default, skip_serializing_if = "Option::is_none")]
     pub sync_compliance: Option<String>,
-    #[serde(
-        rename = "ApplyOnlyAtCronInterval",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApplyOnlyAtCronInterval", default, skip_serializing_if = "Option::is_none")]
     pub apply_only_at_cron_interval: Option<bool>,
-    #[serde(
-        rename = "CalendarNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CalendarNames", default, skip_serializing_if = "Option::is_none")]
     pub calendar_names: Option<Vec<String>>,
-    #[serde(
-        rename = "TargetLocations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocations", default, skip_serializing_if = "Option::is_none")]
     pub target_locations: Option<Vec<TargetLocation>>,
-    #[serde(
-        rename = "ScheduleOffset",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleOffset", default, skip_serializing_if = "Option::is_none")]
     pub schedule_offset: Option<i32>,
     #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i32>,
-    #[serde(
-        rename = "TargetMaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetMaps", default, skip_serializing_if = "Option::is_none")]
     pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
-    #[serde(
-        rename = "AssociationDispatchAssumeRole",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationDispatchAssumeRole", default, skip_serializing_if = "Option::is_none")]
     pub association_dispatch_assume_role: Option<String>,
 }
 
 /// The `CreateAssociationResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateAssociationResult {
-    #[serde(
-        rename = "AssociationDescription",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationDescription", default, skip_serializing_if = "Option::is_none")]
     pub association_description: Option<AssociationDescription>,
 }
 
@@ -2107,19 +1063,11 @@ pub struct CreateCloudConnectorRequest {
     pub display_name: String,
     #[serde(rename = "RoleArn")]
     pub role_arn: String,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Configuration")]
     pub configuration: CloudConnectorConfiguration,
-    #[serde(
-        rename = "ConfigConnectorArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ConfigConnectorArn", default, skip_serializing_if = "Option::is_none")]
     pub config_connector_arn: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -2128,11 +1076,7 @@ pub struct CreateCloudConnectorRequest {
 /// The `CreateCloudConnectorResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateCloudConnectorResult {
-    #[serde(
-        rename = "CloudConnectorId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudConnectorId", default, skip_serializing_if = "Option::is_none")]
     pub cloud_connector_id: Option<String>,
 }
 
@@ -2143,43 +1087,19 @@ pub struct CreateDocumentRequest {
     pub content: String,
     #[serde(rename = "Requires", default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<Vec<DocumentRequires>>,
-    #[serde(
-        rename = "Attachments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Attachments", default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<AttachmentsSource>>,
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "DisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(
-        rename = "VersionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
-    #[serde(
-        rename = "DocumentType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentType", default, skip_serializing_if = "Option::is_none")]
     pub document_type: Option<String>,
-    #[serde(
-        rename = "DocumentFormat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
     pub document_format: Option<String>,
-    #[serde(
-        rename = "TargetType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -2188,11 +1108,7 @@ pub struct CreateDocumentRequest {
 /// The `CreateDocumentResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateDocumentResult {
-    #[serde(
-        rename = "DocumentDescription",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentDescription", default, skip_serializing_if = "Option::is_none")]
     pub document_description: Option<DocumentDescription>,
 }
 
@@ -2201,11 +1117,7 @@ pub struct CreateDocumentResult {
 pub struct CreateMaintenanceWindowRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "StartDate", default, skip_serializing_if = "Option::is_none")]
     pub start_date: Option<String>,
@@ -2213,17 +1125,9 @@ pub struct CreateMaintenanceWindowRequest {
     pub end_date: Option<String>,
     #[serde(rename = "Schedule")]
     pub schedule: String,
-    #[serde(
-        rename = "ScheduleTimezone",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleTimezone", default, skip_serializing_if = "Option::is_none")]
     pub schedule_timezone: Option<String>,
-    #[serde(
-        rename = "ScheduleOffset",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleOffset", default, skip_serializing_if = "Option::is_none")]
     pub schedule_offset: Option<i32>,
     #[serde(rename = "Duration")]
     pub duration: i32,
@@ -2231,11 +1135,7 @@ pub struct CreateMaintenanceWindowRequest {
     pub cutoff: i32,
     #[serde(rename = "AllowUnassociatedTargets")]
     pub allow_unassociated_targets: bool,
-    #[serde(
-        rename = "ClientToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ClientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -2253,31 +1153,15 @@ pub struct CreateMaintenanceWindowResult {
 pub struct CreateOpsItemRequest {
     #[serde(rename = "Description")]
     pub description: String,
-    #[serde(
-        rename = "OpsItemType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsItemType", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_type: Option<String>,
-    #[serde(
-        rename = "OperationalData",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperationalData", default, skip_serializing_if = "Option::is_none")]
     pub operational_data: Option<BTreeMap<String, OpsItemDataValue>>,
-    #[serde(
-        rename = "Notifications",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Notifications", default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<Vec<OpsItemNotification>>,
     #[serde(rename = "Priority", default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    #[serde(
-        rename = "RelatedOpsItems",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RelatedOpsItems", default, skip_serializing_if = "Option::is_none")]
     pub related_ops_items: Option<Vec<RelatedOpsItem>>,
     #[serde(rename = "Source")]
     pub source: String,
@@ -2289,29 +1173,13 @@ pub struct CreateOpsItemRequest {
     pub category: Option<String>,
     #[serde(rename = "Severity", default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
-    #[serde(
-        rename = "ActualStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActualStartTime", default, skip_serializing_if = "Option::is_none")]
     pub actual_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "ActualEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActualEndTime", default, skip_serializing_if = "Option::is_none")]
     pub actual_end_time: Option<Timestamp>,
-    #[serde(
-        rename = "PlannedStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlannedStartTime", default, skip_serializing_if = "Option::is_none")]
     pub planned_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "PlannedEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlannedEndTime", default, skip_serializing_if = "Option::is_none")]
     pub planned_end_time: Option<Timestamp>,
     #[serde(rename = "AccountId", default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
@@ -2322,11 +1190,7 @@ pub struct CreateOpsItemRequest {
 pub struct CreateOpsItemResponse {
     #[serde(rename = "OpsItemId", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_id: Option<String>,
-    #[serde(
-        rename = "OpsItemArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsItemArn", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_arn: Option<String>,
 }
 
@@ -2344,86 +1208,38 @@ pub struct CreateOpsMetadataRequest {
 /// The `CreateOpsMetadataResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateOpsMetadataResult {
-    #[serde(
-        rename = "OpsMetadataArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsMetadataArn", default, skip_serializing_if = "Option::is_none")]
     pub ops_metadata_arn: Option<String>,
 }
 
 /// The `CreatePatchBaselineRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreatePatchBaselineRequest {
-    #[serde(
-        rename = "OperatingSystem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
     pub operating_system: Option<String>,
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "GlobalFilters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "GlobalFilters", default, skip_serializing_if = "Option::is_none")]
     pub global_filters: Option<PatchFilterGroup>,
-    #[serde(
-        rename = "ApprovalRules",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovalRules", default, skip_serializing_if = "Option::is_none")]
     pub approval_rules: Option<PatchRuleGroup>,
-    #[serde(
-        rename = "ApprovedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatches", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches: Option<Vec<String>>,
-    #[serde(
-        rename = "ApprovedPatchesComplianceLevel",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatchesComplianceLevel", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_compliance_level: Option<String>,
-    #[serde(
-        rename = "ApprovedPatchesEnableNonSecurity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatchesEnableNonSecurity", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_enable_non_security: Option<bool>,
-    #[serde(
-        rename = "RejectedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RejectedPatches", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches: Option<Vec<String>>,
-    #[serde(
-        rename = "RejectedPatchesAction",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RejectedPatchesAction", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches_action: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Sources", default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<PatchSource>>,
-    #[serde(
-        rename = "AvailableSecurityUpdatesComplianceStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AvailableSecurityUpdatesComplianceStatus", default, skip_serializing_if = "Option::is_none")]
     pub available_security_updates_compliance_status: Option<String>,
-    #[serde(
-        rename = "ClientToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ClientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -2432,11 +1248,7 @@ pub struct CreatePatchBaselineRequest {
 /// The `CreatePatchBaselineResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreatePatchBaselineResult {
-    #[serde(
-        rename = "BaselineId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineId", default, skip_serializing_if = "Option::is_none")]
     pub baseline_id: Option<String>,
 }
 
@@ -2445,19 +1257,11 @@ pub struct CreatePatchBaselineResult {
 pub struct CreateResourceDataSyncRequest {
     #[serde(rename = "SyncName")]
     pub sync_name: String,
-    #[serde(
-        rename = "S3Destination",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "S3Destination", default, skip_serializing_if = "Option::is_none")]
     pub s3_destination: Option<ResourceDataSyncS3Destination>,
     #[serde(rename = "SyncType", default, skip_serializing_if = "Option::is_none")]
     pub sync_type: Option<String>,
-    #[serde(
-        rename = "SyncSource",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SyncSource", default, skip_serializing_if = "Option::is_none")]
     pub sync_source: Option<ResourceDataSyncSource>,
 }
 
@@ -2494,17 +1298,9 @@ pub struct DeleteActivationResult {}
 pub struct DeleteAssociationRequest {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
 }
 
@@ -2522,11 +1318,7 @@ pub struct DeleteCloudConnectorRequest {
 /// The `DeleteCloudConnectorResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteCloudConnectorResult {
-    #[serde(
-        rename = "CloudConnectorId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudConnectorId", default, skip_serializing_if = "Option::is_none")]
     pub cloud_connector_id: Option<String>,
 }
 
@@ -2535,17 +1327,9 @@ pub struct DeleteCloudConnectorResult {
 pub struct DeleteDocumentRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "VersionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
     #[serde(rename = "Force", default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
@@ -2560,38 +1344,22 @@ pub struct DeleteDocumentResult {}
 pub struct DeleteInventoryRequest {
     #[serde(rename = "TypeName")]
     pub type_name: String,
-    #[serde(
-        rename = "SchemaDeleteOption",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SchemaDeleteOption", default, skip_serializing_if = "Option::is_none")]
     pub schema_delete_option: Option<String>,
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
-    #[serde(
-        rename = "ClientToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ClientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
 }
 
 /// The `DeleteInventoryResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteInventoryResult {
-    #[serde(
-        rename = "DeletionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DeletionId", default, skip_serializing_if = "Option::is_none")]
     pub deletion_id: Option<String>,
     #[serde(rename = "TypeName", default, skip_serializing_if = "Option::is_none")]
     pub type_name: Option<String>,
-    #[serde(
-        rename = "DeletionSummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DeletionSummary", default, skip_serializing_if = "Option::is_none")]
     pub deletion_summary: Option<InventoryDeletionSummary>,
 }
 
@@ -2652,17 +1420,9 @@ pub struct DeleteParametersRequest {
 /// The `DeleteParametersResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteParametersResult {
-    #[serde(
-        rename = "DeletedParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DeletedParameters", default, skip_serializing_if = "Option::is_none")]
     pub deleted_parameters: Option<Vec<String>>,
-    #[serde(
-        rename = "InvalidParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InvalidParameters", default, skip_serializing_if = "Option::is_none")]
     pub invalid_parameters: Option<Vec<String>>,
 }
 
@@ -2676,11 +1436,7 @@ pub struct DeletePatchBaselineRequest {
 /// The `DeletePatchBaselineResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeletePatchBaselineResult {
-    #[serde(
-        rename = "BaselineId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineId", default, skip_serializing_if = "Option::is_none")]
     pub baseline_id: Option<String>,
 }
 
@@ -2706,11 +1462,7 @@ pub struct DeleteResourcePolicyRequest {
     pub policy_id: String,
     #[serde(rename = "PolicyHash")]
     pub policy_hash: String,
-    #[serde(
-        rename = "DeletionMode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DeletionMode", default, skip_serializing_if = "Option::is_none")]
     pub deletion_mode: Option<String>,
 }
 
@@ -2749,17 +1501,9 @@ pub struct DeregisterPatchBaselineForPatchGroupRequest {
 /// The `DeregisterPatchBaselineForPatchGroupResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeregisterPatchBaselineForPatchGroupResult {
-    #[serde(
-        rename = "BaselineId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineId", default, skip_serializing_if = "Option::is_none")]
     pub baseline_id: Option<String>,
-    #[serde(
-        rename = "PatchGroup",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PatchGroup", default, skip_serializing_if = "Option::is_none")]
     pub patch_group: Option<String>,
 }
 
@@ -2779,11 +1523,7 @@ pub struct DeregisterTargetFromMaintenanceWindowRequest {
 pub struct DeregisterTargetFromMaintenanceWindowResult {
     #[serde(rename = "WindowId", default, skip_serializing_if = "Option::is_none")]
     pub window_id: Option<String>,
-    #[serde(
-        rename = "WindowTargetId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowTargetId", default, skip_serializing_if = "Option::is_none")]
     pub window_target_id: Option<String>,
 }
 
@@ -2801,11 +1541,7 @@ pub struct DeregisterTaskFromMaintenanceWindowRequest {
 pub struct DeregisterTaskFromMaintenanceWindowResult {
     #[serde(rename = "WindowId", default, skip_serializing_if = "Option::is_none")]
     pub window_id: Option<String>,
-    #[serde(
-        rename = "WindowTaskId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowTaskId", default, skip_serializing_if = "Option::is_none")]
     pub window_task_id: Option<String>,
 }
 
@@ -2814,11 +1550,7 @@ pub struct DeregisterTaskFromMaintenanceWindowResult {
 pub struct DescribeActivationsFilter {
     #[serde(rename = "FilterKey", default, skip_serializing_if = "Option::is_none")]
     pub filter_key: Option<String>,
-    #[serde(
-        rename = "FilterValues",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FilterValues", default, skip_serializing_if = "Option::is_none")]
     pub filter_values: Option<Vec<String>>,
 }
 
@@ -2827,11 +1559,7 @@ pub struct DescribeActivationsFilter {
 pub struct DescribeActivationsRequest {
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<DescribeActivationsFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -2840,11 +1568,7 @@ pub struct DescribeActivationsRequest {
 /// The `DescribeActivationsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeActivationsResult {
-    #[serde(
-        rename = "ActivationList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActivationList", default, skip_serializing_if = "Option::is_none")]
     pub activation_list: Option<Vec<Activation>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -2859,11 +1583,7 @@ pub struct DescribeAssociationExecutionTargetsRequest {
     pub execution_id: String,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<AssociationExecutionTargetsFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -2872,11 +1592,7 @@ pub struct DescribeAssociationExecutionTargetsRequest {
 /// The `DescribeAssociationExecutionTargetsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeAssociationExecutionTargetsResult {
-    #[serde(
-        rename = "AssociationExecutionTargets",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationExecutionTargets", default, skip_serializing_if = "Option::is_none")]
     pub association_execution_targets: Option<Vec<AssociationExecutionTarget>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -2889,11 +1605,7 @@ pub struct DescribeAssociationExecutionsRequest {
     pub association_id: String,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<AssociationExecutionFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -2902,11 +1614,7 @@ pub struct DescribeAssociationExecutionsRequest {
 /// The `DescribeAssociationExecutionsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeAssociationExecutionsResult {
-    #[serde(
-        rename = "AssociationExecutions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationExecutions", default, skip_serializing_if = "Option::is_none")]
     pub association_executions: Option<Vec<AssociationExecution>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -2917,34 +1625,18 @@ pub struct DescribeAssociationExecutionsResult {
 pub struct DescribeAssociationRequest {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
-    #[serde(
-        rename = "AssociationVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationVersion", default, skip_serializing_if = "Option::is_none")]
     pub association_version: Option<String>,
 }
 
 /// The `DescribeAssociationResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeAssociationResult {
-    #[serde(
-        rename = "AssociationDescription",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationDescription", default, skip_serializing_if = "Option::is_none")]
     pub association_description: Option<AssociationDescription>,
 }
 
@@ -2953,11 +1645,7 @@ pub struct DescribeAssociationResult {
 pub struct DescribeAutomationExecutionsRequest {
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<AutomationExecutionFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -2966,11 +1654,7 @@ pub struct DescribeAutomationExecutionsRequest {
 /// The `DescribeAutomationExecutionsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeAutomationExecutionsResult {
-    #[serde(
-        rename = "AutomationExecutionMetadataList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationExecutionMetadataList", default, skip_serializing_if = "Option::is_none")]
     pub automation_execution_metadata_list: Option<Vec<AutomationExecutionMetadata>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -2985,28 +1669,16 @@ pub struct DescribeAutomationStepExecutionsRequest {
     pub filters: Option<Vec<StepExecutionFilter>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
-    #[serde(
-        rename = "ReverseOrder",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ReverseOrder", default, skip_serializing_if = "Option::is_none")]
     pub reverse_order: Option<bool>,
 }
 
 /// The `DescribeAutomationStepExecutionsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeAutomationStepExecutionsResult {
-    #[serde(
-        rename = "StepExecutions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StepExecutions", default, skip_serializing_if = "Option::is_none")]
     pub step_executions: Option<Vec<StepExecution>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3017,11 +1689,7 @@ pub struct DescribeAutomationStepExecutionsResult {
 pub struct DescribeAvailablePatchesRequest {
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<PatchOrchestratorFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3043,11 +1711,7 @@ pub struct DescribeDocumentPermissionRequest {
     pub name: String,
     #[serde(rename = "PermissionType")]
     pub permission_type: String,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3056,17 +1720,9 @@ pub struct DescribeDocumentPermissionRequest {
 /// The `DescribeDocumentPermissionResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDocumentPermissionResponse {
-    #[serde(
-        rename = "AccountIds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AccountIds", default, skip_serializing_if = "Option::is_none")]
     pub account_ids: Option<Vec<String>>,
-    #[serde(
-        rename = "AccountSharingInfoList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AccountSharingInfoList", default, skip_serializing_if = "Option::is_none")]
     pub account_sharing_info_list: Option<Vec<AccountSharingInfo>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3077,17 +1733,9 @@ pub struct DescribeDocumentPermissionResponse {
 pub struct DescribeDocumentRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "VersionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
 }
 
@@ -3103,11 +1751,7 @@ pub struct DescribeDocumentResult {
 pub struct DescribeEffectiveInstanceAssociationsRequest {
     #[serde(rename = "InstanceId")]
     pub instance_id: String,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3116,11 +1760,7 @@ pub struct DescribeEffectiveInstanceAssociationsRequest {
 /// The `DescribeEffectiveInstanceAssociationsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeEffectiveInstanceAssociationsResult {
-    #[serde(
-        rename = "Associations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Associations", default, skip_serializing_if = "Option::is_none")]
     pub associations: Option<Vec<InstanceAssociation>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3131,11 +1771,7 @@ pub struct DescribeEffectiveInstanceAssociationsResult {
 pub struct DescribeEffectivePatchesForPatchBaselineRequest {
     #[serde(rename = "BaselineId")]
     pub baseline_id: String,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3144,11 +1780,7 @@ pub struct DescribeEffectivePatchesForPatchBaselineRequest {
 /// The `DescribeEffectivePatchesForPatchBaselineResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeEffectivePatchesForPatchBaselineResult {
-    #[serde(
-        rename = "EffectivePatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "EffectivePatches", default, skip_serializing_if = "Option::is_none")]
     pub effective_patches: Option<Vec<EffectivePatch>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3159,11 +1791,7 @@ pub struct DescribeEffectivePatchesForPatchBaselineResult {
 pub struct DescribeInstanceAssociationsStatusRequest {
     #[serde(rename = "InstanceId")]
     pub instance_id: String,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3172,11 +1800,7 @@ pub struct DescribeInstanceAssociationsStatusRequest {
 /// The `DescribeInstanceAssociationsStatusResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeInstanceAssociationsStatusResult {
-    #[serde(
-        rename = "InstanceAssociationStatusInfos",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceAssociationStatusInfos", default, skip_serializing_if = "Option::is_none")]
     pub instance_association_status_infos: Option<Vec<InstanceAssociationStatusInfo>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3185,19 +1809,11 @@ pub struct DescribeInstanceAssociationsStatusResult {
 /// The `DescribeInstanceInformationRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeInstanceInformationRequest {
-    #[serde(
-        rename = "InstanceInformationFilterList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceInformationFilterList", default, skip_serializing_if = "Option::is_none")]
     pub instance_information_filter_list: Option<Vec<InstanceInformationFilter>>,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<InstanceInformationStringFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3206,11 +1822,7 @@ pub struct DescribeInstanceInformationRequest {
 /// The `DescribeInstanceInformationResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeInstanceInformationResult {
-    #[serde(
-        rename = "InstanceInformationList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceInformationList", default, skip_serializing_if = "Option::is_none")]
     pub instance_information_list: Option<Vec<InstanceInformation>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3225,22 +1837,14 @@ pub struct DescribeInstancePatchStatesForPatchGroupRequest {
     pub filters: Option<Vec<InstancePatchStateFilter>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
 /// The `DescribeInstancePatchStatesForPatchGroupResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeInstancePatchStatesForPatchGroupResult {
-    #[serde(
-        rename = "InstancePatchStates",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancePatchStates", default, skip_serializing_if = "Option::is_none")]
     pub instance_patch_states: Option<Vec<InstancePatchState>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3253,22 +1857,14 @@ pub struct DescribeInstancePatchStatesRequest {
     pub instance_ids: Vec<String>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
 /// The `DescribeInstancePatchStatesResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeInstancePatchStatesResult {
-    #[serde(
-        rename = "InstancePatchStates",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancePatchStates", default, skip_serializing_if = "Option::is_none")]
     pub instance_patch_states: Option<Vec<InstancePatchState>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3283,11 +1879,7 @@ pub struct DescribeInstancePatchesRequest {
     pub filters: Option<Vec<PatchOrchestratorFilter>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
@@ -3303,23 +1895,11 @@ pub struct DescribeInstancePatchesResult {
 /// The `DescribeInstancePropertiesRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeInstancePropertiesRequest {
-    #[serde(
-        rename = "InstancePropertyFilterList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancePropertyFilterList", default, skip_serializing_if = "Option::is_none")]
     pub instance_property_filter_list: Option<Vec<InstancePropertyFilter>>,
-    #[serde(
-        rename = "FiltersWithOperator",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FiltersWithOperator", default, skip_serializing_if = "Option::is_none")]
     pub filters_with_operator: Option<Vec<InstancePropertyStringFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3328,11 +1908,7 @@ pub struct DescribeInstancePropertiesRequest {
 /// The `DescribeInstancePropertiesResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeInstancePropertiesResult {
-    #[serde(
-        rename = "InstanceProperties",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceProperties", default, skip_serializing_if = "Option::is_none")]
     pub instance_properties: Option<Vec<InstanceProperty>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3341,30 +1917,18 @@ pub struct DescribeInstancePropertiesResult {
 /// The `DescribeInventoryDeletionsRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeInventoryDeletionsRequest {
-    #[serde(
-        rename = "DeletionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DeletionId", default, skip_serializing_if = "Option::is_none")]
     pub deletion_id: Option<String>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
 /// The `DescribeInventoryDeletionsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeInventoryDeletionsResult {
-    #[serde(
-        rename = "InventoryDeletions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InventoryDeletions", default, skip_serializing_if = "Option::is_none")]
     pub inventory_deletions: Option<Vec<InventoryDeletionStatusItem>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3379,11 +1943,7 @@ pub struct DescribeMaintenanceWindowExecutionTaskInvocationsRequest {
     pub task_id: String,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<MaintenanceWindowFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3392,13 +1952,8 @@ pub struct DescribeMaintenanceWindowExecutionTaskInvocationsRequest {
 /// The `DescribeMaintenanceWindowExecutionTaskInvocationsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeMaintenanceWindowExecutionTaskInvocationsResult {
-    #[serde(
-        rename = "WindowExecutionTaskInvocationIdentities",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub window_execution_task_invocation_identities:
-        Option<Vec<MaintenanceWindowExecutionTaskInvocationIdentity>>,
+    #[serde(rename = "WindowExecutionTaskInvocationIdentities", default, skip_serializing_if = "Option::is_none")]
+    pub window_execution_task_invocation_identities: Option<Vec<MaintenanceWindowExecutionTaskInvocationIdentity>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -3410,11 +1965,7 @@ pub struct DescribeMaintenanceWindowExecutionTasksRequest {
     pub window_execution_id: String,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<MaintenanceWindowFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3423,11 +1974,7 @@ pub struct DescribeMaintenanceWindowExecutionTasksRequest {
 /// The `DescribeMaintenanceWindowExecutionTasksResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeMaintenanceWindowExecutionTasksResult {
-    #[serde(
-        rename = "WindowExecutionTaskIdentities",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowExecutionTaskIdentities", default, skip_serializing_if = "Option::is_none")]
     pub window_execution_task_identities: Option<Vec<MaintenanceWindowExecutionTaskIdentity>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3440,11 +1987,7 @@ pub struct DescribeMaintenanceWindowExecutionsRequest {
     pub window_id: String,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<MaintenanceWindowFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3453,11 +1996,7 @@ pub struct DescribeMaintenanceWindowExecutionsRequest {
 /// The `DescribeMaintenanceWindowExecutionsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeMaintenanceWindowExecutionsResult {
-    #[serde(
-        rename = "WindowExecutions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowExecutions", default, skip_serializing_if = "Option::is_none")]
     pub window_executions: Option<Vec<MaintenanceWindowExecution>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3470,19 +2009,11 @@ pub struct DescribeMaintenanceWindowScheduleRequest {
     pub window_id: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "ResourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<PatchOrchestratorFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3491,11 +2022,7 @@ pub struct DescribeMaintenanceWindowScheduleRequest {
 /// The `DescribeMaintenanceWindowScheduleResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeMaintenanceWindowScheduleResult {
-    #[serde(
-        rename = "ScheduledWindowExecutions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduledWindowExecutions", default, skip_serializing_if = "Option::is_none")]
     pub scheduled_window_executions: Option<Vec<ScheduledWindowExecution>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3508,11 +2035,7 @@ pub struct DescribeMaintenanceWindowTargetsRequest {
     pub window_id: String,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<MaintenanceWindowFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3534,11 +2057,7 @@ pub struct DescribeMaintenanceWindowTasksRequest {
     pub window_id: String,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<MaintenanceWindowFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3560,11 +2079,7 @@ pub struct DescribeMaintenanceWindowsForTargetRequest {
     pub targets: Vec<Target>,
     #[serde(rename = "ResourceType")]
     pub resource_type: String,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3573,11 +2088,7 @@ pub struct DescribeMaintenanceWindowsForTargetRequest {
 /// The `DescribeMaintenanceWindowsForTargetResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeMaintenanceWindowsForTargetResult {
-    #[serde(
-        rename = "WindowIdentities",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowIdentities", default, skip_serializing_if = "Option::is_none")]
     pub window_identities: Option<Vec<MaintenanceWindowIdentityForTarget>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3588,11 +2099,7 @@ pub struct DescribeMaintenanceWindowsForTargetResult {
 pub struct DescribeMaintenanceWindowsRequest {
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<MaintenanceWindowFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3601,11 +2108,7 @@ pub struct DescribeMaintenanceWindowsRequest {
 /// The `DescribeMaintenanceWindowsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeMaintenanceWindowsResult {
-    #[serde(
-        rename = "WindowIdentities",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowIdentities", default, skip_serializing_if = "Option::is_none")]
     pub window_identities: Option<Vec<MaintenanceWindowIdentity>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3614,17 +2117,9 @@ pub struct DescribeMaintenanceWindowsResult {
 /// The `DescribeOpsItemsRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeOpsItemsRequest {
-    #[serde(
-        rename = "OpsItemFilters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsItemFilters", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_filters: Option<Vec<OpsItemFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3635,11 +2130,7 @@ pub struct DescribeOpsItemsRequest {
 pub struct DescribeOpsItemsResponse {
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "OpsItemSummaries",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsItemSummaries", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_summaries: Option<Vec<OpsItemSummary>>,
 }
 
@@ -3648,17 +2139,9 @@ pub struct DescribeOpsItemsResponse {
 pub struct DescribeParametersRequest {
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<ParametersFilter>>,
-    #[serde(
-        rename = "ParameterFilters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ParameterFilters", default, skip_serializing_if = "Option::is_none")]
     pub parameter_filters: Option<Vec<ParameterStringFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3669,11 +2152,7 @@ pub struct DescribeParametersRequest {
 /// The `DescribeParametersResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeParametersResult {
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Vec<ParameterMetadata>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3684,11 +2163,7 @@ pub struct DescribeParametersResult {
 pub struct DescribePatchBaselinesRequest {
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<PatchOrchestratorFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3697,11 +2172,7 @@ pub struct DescribePatchBaselinesRequest {
 /// The `DescribePatchBaselinesResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribePatchBaselinesResult {
-    #[serde(
-        rename = "BaselineIdentities",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineIdentities", default, skip_serializing_if = "Option::is_none")]
     pub baseline_identities: Option<Vec<PatchBaselineIdentity>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3719,88 +2190,36 @@ pub struct DescribePatchGroupStateRequest {
 pub struct DescribePatchGroupStateResult {
     #[serde(rename = "Instances", default, skip_serializing_if = "Option::is_none")]
     pub instances: Option<i32>,
-    #[serde(
-        rename = "InstancesWithInstalledPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithInstalledPatches", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_installed_patches: Option<i32>,
-    #[serde(
-        rename = "InstancesWithInstalledOtherPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithInstalledOtherPatches", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_installed_other_patches: Option<i32>,
-    #[serde(
-        rename = "InstancesWithInstalledPendingRebootPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithInstalledPendingRebootPatches", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_installed_pending_reboot_patches: Option<i32>,
-    #[serde(
-        rename = "InstancesWithInstalledRejectedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithInstalledRejectedPatches", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_installed_rejected_patches: Option<i32>,
-    #[serde(
-        rename = "InstancesWithMissingPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithMissingPatches", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_missing_patches: Option<i32>,
-    #[serde(
-        rename = "InstancesWithFailedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithFailedPatches", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_failed_patches: Option<i32>,
-    #[serde(
-        rename = "InstancesWithNotApplicablePatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithNotApplicablePatches", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_not_applicable_patches: Option<i32>,
-    #[serde(
-        rename = "InstancesWithUnreportedNotApplicablePatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithUnreportedNotApplicablePatches", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_unreported_not_applicable_patches: Option<i32>,
-    #[serde(
-        rename = "InstancesWithCriticalNonCompliantPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithCriticalNonCompliantPatches", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_critical_non_compliant_patches: Option<i32>,
-    #[serde(
-        rename = "InstancesWithSecurityNonCompliantPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithSecurityNonCompliantPatches", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_security_non_compliant_patches: Option<i32>,
-    #[serde(
-        rename = "InstancesWithOtherNonCompliantPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithOtherNonCompliantPatches", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_other_non_compliant_patches: Option<i32>,
-    #[serde(
-        rename = "InstancesWithAvailableSecurityUpdates",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstancesWithAvailableSecurityUpdates", default, skip_serializing_if = "Option::is_none")]
     pub instances_with_available_security_updates: Option<i32>,
 }
 
 /// The `DescribePatchGroupsRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribePatchGroupsRequest {
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<PatchOrchestratorFilter>>,
@@ -3826,11 +2245,7 @@ pub struct DescribePatchPropertiesRequest {
     pub property: String,
     #[serde(rename = "PatchSet", default, skip_serializing_if = "Option::is_none")]
     pub patch_set: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3839,11 +2254,7 @@ pub struct DescribePatchPropertiesRequest {
 /// The `DescribePatchPropertiesResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribePatchPropertiesResult {
-    #[serde(
-        rename = "Properties",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Properties", default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<Vec<BTreeMap<String, String>>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3854,11 +2265,7 @@ pub struct DescribePatchPropertiesResult {
 pub struct DescribeSessionsRequest {
     #[serde(rename = "State")]
     pub state: String,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -3893,17 +2300,9 @@ pub struct DisassociateOpsItemRelatedItemResponse {}
 pub struct DocumentDefaultVersionDescription {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "DefaultVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DefaultVersion", default, skip_serializing_if = "Option::is_none")]
     pub default_version: Option<String>,
-    #[serde(
-        rename = "DefaultVersionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DefaultVersionName", default, skip_serializing_if = "Option::is_none")]
     pub default_version_name: Option<String>,
 }
 
@@ -3918,137 +2317,57 @@ pub struct DocumentDescription {
     pub hash_type: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "DisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(
-        rename = "VersionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
     #[serde(rename = "Owner", default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    #[serde(
-        rename = "CreatedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
     pub created_date: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusInformation", default, skip_serializing_if = "Option::is_none")]
     pub status_information: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Vec<DocumentParameter>>,
-    #[serde(
-        rename = "PlatformTypes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlatformTypes", default, skip_serializing_if = "Option::is_none")]
     pub platform_types: Option<Vec<String>>,
-    #[serde(
-        rename = "DocumentType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentType", default, skip_serializing_if = "Option::is_none")]
     pub document_type: Option<String>,
-    #[serde(
-        rename = "SchemaVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SchemaVersion", default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<String>,
-    #[serde(
-        rename = "LatestVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LatestVersion", default, skip_serializing_if = "Option::is_none")]
     pub latest_version: Option<String>,
-    #[serde(
-        rename = "DefaultVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DefaultVersion", default, skip_serializing_if = "Option::is_none")]
     pub default_version: Option<String>,
-    #[serde(
-        rename = "DocumentFormat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
     pub document_format: Option<String>,
-    #[serde(
-        rename = "TargetType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "AttachmentsInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AttachmentsInformation", default, skip_serializing_if = "Option::is_none")]
     pub attachments_information: Option<Vec<AttachmentInformation>>,
     #[serde(rename = "Requires", default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<Vec<DocumentRequires>>,
     #[serde(rename = "Author", default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
-    #[serde(
-        rename = "ReviewInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ReviewInformation", default, skip_serializing_if = "Option::is_none")]
     pub review_information: Option<Vec<ReviewInformation>>,
-    #[serde(
-        rename = "ApprovedVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedVersion", default, skip_serializing_if = "Option::is_none")]
     pub approved_version: Option<String>,
-    #[serde(
-        rename = "PendingReviewVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PendingReviewVersion", default, skip_serializing_if = "Option::is_none")]
     pub pending_review_version: Option<String>,
-    #[serde(
-        rename = "ReviewStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ReviewStatus", default, skip_serializing_if = "Option::is_none")]
     pub review_status: Option<String>,
     #[serde(rename = "Category", default, skip_serializing_if = "Option::is_none")]
     pub category: Option<Vec<String>>,
-    #[serde(
-        rename = "CategoryEnum",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CategoryEnum", default, skip_serializing_if = "Option::is_none")]
     pub category_enum: Option<Vec<String>>,
 }
 
@@ -4066,71 +2385,31 @@ pub struct DocumentFilter {
 pub struct DocumentIdentifier {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "CreatedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
     pub created_date: Option<Timestamp>,
-    #[serde(
-        rename = "DisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     #[serde(rename = "Owner", default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
-    #[serde(
-        rename = "VersionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
-    #[serde(
-        rename = "PlatformTypes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlatformTypes", default, skip_serializing_if = "Option::is_none")]
     pub platform_types: Option<Vec<String>>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "DocumentType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentType", default, skip_serializing_if = "Option::is_none")]
     pub document_type: Option<String>,
-    #[serde(
-        rename = "SchemaVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SchemaVersion", default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<String>,
-    #[serde(
-        rename = "DocumentFormat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
     pub document_format: Option<String>,
-    #[serde(
-        rename = "TargetType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "Requires", default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<Vec<DocumentRequires>>,
-    #[serde(
-        rename = "ReviewStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ReviewStatus", default, skip_serializing_if = "Option::is_none")]
     pub review_status: Option<String>,
     #[serde(rename = "Author", default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
@@ -4148,11 +2427,7 @@ pub struct DocumentKeyValuesFilter {
 /// The `DocumentMetadataResponseInfo` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DocumentMetadataResponseInfo {
-    #[serde(
-        rename = "ReviewerResponse",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ReviewerResponse", default, skip_serializing_if = "Option::is_none")]
     pub reviewer_response: Option<Vec<DocumentReviewerResponseSource>>,
 }
 
@@ -4163,17 +2438,9 @@ pub struct DocumentParameter {
     pub name: Option<String>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "DefaultValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DefaultValue", default, skip_serializing_if = "Option::is_none")]
     pub default_value: Option<String>,
 }
 
@@ -4184,17 +2451,9 @@ pub struct DocumentRequires {
     pub name: String,
     #[serde(rename = "Version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    #[serde(
-        rename = "RequireType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RequireType", default, skip_serializing_if = "Option::is_none")]
     pub require_type: Option<String>,
-    #[serde(
-        rename = "VersionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
 }
 
@@ -4210,23 +2469,11 @@ pub struct DocumentReviewCommentSource {
 /// The `DocumentReviewerResponseSource` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DocumentReviewerResponseSource {
-    #[serde(
-        rename = "CreateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreateTime", default, skip_serializing_if = "Option::is_none")]
     pub create_time: Option<Timestamp>,
-    #[serde(
-        rename = "UpdatedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "UpdatedTime", default, skip_serializing_if = "Option::is_none")]
     pub updated_time: Option<Timestamp>,
-    #[serde(
-        rename = "ReviewStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ReviewStatus", default, skip_serializing_if = "Option::is_none")]
     pub review_status: Option<String>,
     #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<Vec<DocumentReviewCommentSource>>,
@@ -4248,55 +2495,23 @@ pub struct DocumentReviews {
 pub struct DocumentVersionInfo {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "DisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "VersionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
-    #[serde(
-        rename = "CreatedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
     pub created_date: Option<Timestamp>,
-    #[serde(
-        rename = "IsDefaultVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "IsDefaultVersion", default, skip_serializing_if = "Option::is_none")]
     pub is_default_version: Option<bool>,
-    #[serde(
-        rename = "DocumentFormat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
     pub document_format: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusInformation", default, skip_serializing_if = "Option::is_none")]
     pub status_information: Option<String>,
-    #[serde(
-        rename = "ReviewStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ReviewStatus", default, skip_serializing_if = "Option::is_none")]
     pub review_status: Option<String>,
 }
 
@@ -4305,33 +2520,21 @@ pub struct DocumentVersionInfo {
 pub struct EffectivePatch {
     #[serde(rename = "Patch", default, skip_serializing_if = "Option::is_none")]
     pub patch: Option<Patch>,
-    #[serde(
-        rename = "PatchStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PatchStatus", default, skip_serializing_if = "Option::is_none")]
     pub patch_status: Option<PatchStatus>,
 }
 
 /// The `ExecutionInputs` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionInputs {
-    #[serde(
-        rename = "Automation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Automation", default, skip_serializing_if = "Option::is_none")]
     pub automation: Option<AutomationExecutionInputs>,
 }
 
 /// The `ExecutionPreview` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionPreview {
-    #[serde(
-        rename = "Automation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Automation", default, skip_serializing_if = "Option::is_none")]
     pub automation: Option<AutomationExecutionPreview>,
 }
 
@@ -4349,17 +2552,9 @@ pub struct FailedCreateAssociation {
 /// The `FailureDetails` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FailureDetails {
-    #[serde(
-        rename = "FailureStage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FailureStage", default, skip_serializing_if = "Option::is_none")]
     pub failure_stage: Option<String>,
-    #[serde(
-        rename = "FailureType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FailureType", default, skip_serializing_if = "Option::is_none")]
     pub failure_type: Option<String>,
     #[serde(rename = "Details", default, skip_serializing_if = "Option::is_none")]
     pub details: Option<BTreeMap<String, Vec<String>>>,
@@ -4368,11 +2563,7 @@ pub struct FailureDetails {
 /// The `GcpConfiguration` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GcpConfiguration {
-    #[serde(
-        rename = "OrganizationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OrganizationId", default, skip_serializing_if = "Option::is_none")]
     pub organization_id: Option<String>,
     #[serde(rename = "WorkloadIdentityPoolProvider")]
     pub workload_identity_pool_provider: String,
@@ -4394,11 +2585,7 @@ pub struct GcpConfigurationTargets {
 pub struct GcpProject {
     #[serde(rename = "ProjectId")]
     pub project_id: String,
-    #[serde(
-        rename = "ProjectDisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ProjectDisplayName", default, skip_serializing_if = "Option::is_none")]
     pub project_display_name: Option<String>,
 }
 
@@ -4412,17 +2599,9 @@ pub struct GetAccessTokenRequest {
 /// The `GetAccessTokenResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetAccessTokenResponse {
-    #[serde(
-        rename = "Credentials",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Credentials", default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Credentials>,
-    #[serde(
-        rename = "AccessRequestStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AccessRequestStatus", default, skip_serializing_if = "Option::is_none")]
     pub access_request_status: Option<String>,
 }
 
@@ -4436,11 +2615,7 @@ pub struct GetAutomationExecutionRequest {
 /// The `GetAutomationExecutionResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetAutomationExecutionResult {
-    #[serde(
-        rename = "AutomationExecution",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationExecution", default, skip_serializing_if = "Option::is_none")]
     pub automation_execution: Option<AutomationExecution>,
 }
 
@@ -4460,11 +2635,7 @@ pub struct GetCalendarStateResponse {
     pub state: Option<String>,
     #[serde(rename = "AtTime", default, skip_serializing_if = "Option::is_none")]
     pub at_time: Option<String>,
-    #[serde(
-        rename = "NextTransitionTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NextTransitionTime", default, skip_serializing_if = "Option::is_none")]
     pub next_transition_time: Option<String>,
 }
 
@@ -4478,37 +2649,17 @@ pub struct GetCloudConnectorRequest {
 /// The `GetCloudConnectorResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetCloudConnectorResult {
-    #[serde(
-        rename = "CloudConnectorArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudConnectorArn", default, skip_serializing_if = "Option::is_none")]
     pub cloud_connector_arn: Option<String>,
-    #[serde(
-        rename = "DisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "RoleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
-    #[serde(
-        rename = "Configuration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Configuration", default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<CloudConnectorConfiguration>,
-    #[serde(
-        rename = "ConfigConnectorArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ConfigConnectorArn", default, skip_serializing_if = "Option::is_none")]
     pub config_connector_arn: Option<String>,
     #[serde(rename = "CreatedAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -4523,11 +2674,7 @@ pub struct GetCommandInvocationRequest {
     pub command_id: String,
     #[serde(rename = "InstanceId")]
     pub instance_id: String,
-    #[serde(
-        rename = "PluginName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PluginName", default, skip_serializing_if = "Option::is_none")]
     pub plugin_name: Option<String>,
 }
 
@@ -4536,93 +2683,37 @@ pub struct GetCommandInvocationRequest {
 pub struct GetCommandInvocationResult {
     #[serde(rename = "CommandId", default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    #[serde(
-        rename = "DocumentName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentName", default, skip_serializing_if = "Option::is_none")]
     pub document_name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "PluginName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PluginName", default, skip_serializing_if = "Option::is_none")]
     pub plugin_name: Option<String>,
-    #[serde(
-        rename = "ResponseCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResponseCode", default, skip_serializing_if = "Option::is_none")]
     pub response_code: Option<i32>,
-    #[serde(
-        rename = "ExecutionStartDateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionStartDateTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_start_date_time: Option<String>,
-    #[serde(
-        rename = "ExecutionElapsedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionElapsedTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_elapsed_time: Option<String>,
-    #[serde(
-        rename = "ExecutionEndDateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionEndDateTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_end_date_time: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
-    #[serde(
-        rename = "StandardOutputContent",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StandardOutputContent", default, skip_serializing_if = "Option::is_none")]
     pub standard_output_content: Option<String>,
-    #[serde(
-        rename = "StandardOutputUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StandardOutputUrl", default, skip_serializing_if = "Option::is_none")]
     pub standard_output_url: Option<String>,
-    #[serde(
-        rename = "StandardErrorContent",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StandardErrorContent", default, skip_serializing_if = "Option::is_none")]
     pub standard_error_content: Option<String>,
-    #[serde(
-        rename = "StandardErrorUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StandardErrorUrl", default, skip_serializing_if = "Option::is_none")]
     pub standard_error_url: Option<String>,
-    #[serde(
-        rename = "CloudWatchOutputConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudWatchOutputConfig", default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch_output_config: Option<CloudWatchOutputConfig>,
 }
 
@@ -4645,28 +2736,16 @@ pub struct GetConnectionStatusResponse {
 /// The `GetDefaultPatchBaselineRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetDefaultPatchBaselineRequest {
-    #[serde(
-        rename = "OperatingSystem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
     pub operating_system: Option<String>,
 }
 
 /// The `GetDefaultPatchBaselineResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetDefaultPatchBaselineResult {
-    #[serde(
-        rename = "BaselineId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineId", default, skip_serializing_if = "Option::is_none")]
     pub baseline_id: Option<String>,
-    #[serde(
-        rename = "OperatingSystem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
     pub operating_system: Option<String>,
 }
 
@@ -4677,40 +2756,20 @@ pub struct GetDeployablePatchSnapshotForInstanceRequest {
     pub instance_id: String,
     #[serde(rename = "SnapshotId")]
     pub snapshot_id: String,
-    #[serde(
-        rename = "BaselineOverride",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineOverride", default, skip_serializing_if = "Option::is_none")]
     pub baseline_override: Option<BaselineOverride>,
-    #[serde(
-        rename = "UseS3DualStackEndpoint",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "UseS3DualStackEndpoint", default, skip_serializing_if = "Option::is_none")]
     pub use_s3_dual_stack_endpoint: Option<bool>,
 }
 
 /// The `GetDeployablePatchSnapshotForInstanceResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetDeployablePatchSnapshotForInstanceResult {
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "SnapshotId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SnapshotId", default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
-    #[serde(
-        rename = "SnapshotDownloadUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SnapshotDownloadUrl", default, skip_serializing_if = "Option::is_none")]
     pub snapshot_download_url: Option<String>,
     #[serde(rename = "Product", default, skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
@@ -4721,23 +2780,11 @@ pub struct GetDeployablePatchSnapshotForInstanceResult {
 pub struct GetDocumentRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "VersionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "DocumentFormat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
     pub document_format: Option<String>,
 }
 
@@ -4746,65 +2793,29 @@ pub struct GetDocumentRequest {
 pub struct GetDocumentResult {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "CreatedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
     pub created_date: Option<Timestamp>,
-    #[serde(
-        rename = "DisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(
-        rename = "VersionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusInformation", default, skip_serializing_if = "Option::is_none")]
     pub status_information: Option<String>,
     #[serde(rename = "Content", default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
-    #[serde(
-        rename = "DocumentType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentType", default, skip_serializing_if = "Option::is_none")]
     pub document_type: Option<String>,
-    #[serde(
-        rename = "DocumentFormat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
     pub document_format: Option<String>,
     #[serde(rename = "Requires", default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<Vec<DocumentRequires>>,
-    #[serde(
-        rename = "AttachmentsContent",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AttachmentsContent", default, skip_serializing_if = "Option::is_none")]
     pub attachments_content: Option<Vec<AttachmentContent>>,
-    #[serde(
-        rename = "ReviewStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ReviewStatus", default, skip_serializing_if = "Option::is_none")]
     pub review_status: Option<String>,
 }
 
@@ -4818,27 +2829,15 @@ pub struct GetExecutionPreviewRequest {
 /// The `GetExecutionPreviewResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetExecutionPreviewResponse {
-    #[serde(
-        rename = "ExecutionPreviewId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionPreviewId", default, skip_serializing_if = "Option::is_none")]
     pub execution_preview_id: Option<String>,
     #[serde(rename = "EndedAt", default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusMessage", default, skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
-    #[serde(
-        rename = "ExecutionPreview",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionPreview", default, skip_serializing_if = "Option::is_none")]
     pub execution_preview: Option<ExecutionPreview>,
 }
 
@@ -4847,25 +2846,13 @@ pub struct GetExecutionPreviewResponse {
 pub struct GetInventoryRequest {
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<InventoryFilter>>,
-    #[serde(
-        rename = "Aggregators",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Aggregators", default, skip_serializing_if = "Option::is_none")]
     pub aggregators: Option<Vec<InventoryAggregator>>,
-    #[serde(
-        rename = "ResultAttributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResultAttributes", default, skip_serializing_if = "Option::is_none")]
     pub result_attributes: Option<Vec<ResultAttribute>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
@@ -4885,17 +2872,9 @@ pub struct GetInventorySchemaRequest {
     pub type_name: Option<String>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
-    #[serde(
-        rename = "Aggregator",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Aggregator", default, skip_serializing_if = "Option::is_none")]
     pub aggregator: Option<bool>,
     #[serde(rename = "SubType", default, skip_serializing_if = "Option::is_none")]
     pub sub_type: Option<bool>,
@@ -4920,21 +2899,13 @@ pub struct GetMaintenanceWindowExecutionRequest {
 /// The `GetMaintenanceWindowExecutionResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetMaintenanceWindowExecutionResult {
-    #[serde(
-        rename = "WindowExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub window_execution_id: Option<String>,
     #[serde(rename = "TaskIds", default, skip_serializing_if = "Option::is_none")]
     pub task_ids: Option<Vec<String>>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
@@ -4956,61 +2927,29 @@ pub struct GetMaintenanceWindowExecutionTaskInvocationRequest {
 /// The `GetMaintenanceWindowExecutionTaskInvocationResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetMaintenanceWindowExecutionTaskInvocationResult {
-    #[serde(
-        rename = "WindowExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub window_execution_id: Option<String>,
-    #[serde(
-        rename = "TaskExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub task_execution_id: Option<String>,
-    #[serde(
-        rename = "InvocationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InvocationId", default, skip_serializing_if = "Option::is_none")]
     pub invocation_id: Option<String>,
-    #[serde(
-        rename = "ExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
     #[serde(rename = "TaskType", default, skip_serializing_if = "Option::is_none")]
     pub task_type: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
     #[serde(rename = "EndTime", default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<Timestamp>,
-    #[serde(
-        rename = "OwnerInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OwnerInformation", default, skip_serializing_if = "Option::is_none")]
     pub owner_information: Option<String>,
-    #[serde(
-        rename = "WindowTargetId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowTargetId", default, skip_serializing_if = "Option::is_none")]
     pub window_target_id: Option<String>,
 }
 
@@ -5026,68 +2965,35 @@ pub struct GetMaintenanceWindowExecutionTaskRequest {
 /// The `GetMaintenanceWindowExecutionTaskResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetMaintenanceWindowExecutionTaskResult {
-    #[serde(
-        rename = "WindowExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub window_execution_id: Option<String>,
-    #[serde(
-        rename = "TaskExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub task_execution_id: Option<String>,
     #[serde(rename = "TaskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(
-        rename = "ServiceRole",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceRole", default, skip_serializing_if = "Option::is_none")]
     pub service_role: Option<String>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
-    #[serde(
-        rename = "TaskParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub task_parameters:
-        Option<Vec<BTreeMap<String, MaintenanceWindowTaskParameterValueExpression>>>,
+    #[serde(rename = "TaskParameters", default, skip_serializing_if = "Option::is_none")]
+    pub task_parameters: Option<Vec<BTreeMap<String, MaintenanceWindowTaskParameterValueExpression>>>,
     #[serde(rename = "Priority", default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
     #[serde(rename = "EndTime", default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<Timestamp>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
-    #[serde(
-        rename = "TriggeredAlarms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TriggeredAlarms", default, skip_serializing_if = "Option::is_none")]
     pub triggered_alarms: Option<Vec<AlarmStateInformation>>,
 }
 
@@ -5105,11 +3011,7 @@ pub struct GetMaintenanceWindowResult {
     pub window_id: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "StartDate", default, skip_serializing_if = "Option::is_none")]
     pub start_date: Option<String>,
@@ -5117,47 +3019,23 @@ pub struct GetMaintenanceWindowResult {
     pub end_date: Option<String>,
     #[serde(rename = "Schedule", default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
-    #[serde(
-        rename = "ScheduleTimezone",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleTimezone", default, skip_serializing_if = "Option::is_none")]
     pub schedule_timezone: Option<String>,
-    #[serde(
-        rename = "ScheduleOffset",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleOffset", default, skip_serializing_if = "Option::is_none")]
     pub schedule_offset: Option<i32>,
-    #[serde(
-        rename = "NextExecutionTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NextExecutionTime", default, skip_serializing_if = "Option::is_none")]
     pub next_execution_time: Option<String>,
     #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i32>,
     #[serde(rename = "Cutoff", default, skip_serializing_if = "Option::is_none")]
     pub cutoff: Option<i32>,
-    #[serde(
-        rename = "AllowUnassociatedTargets",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AllowUnassociatedTargets", default, skip_serializing_if = "Option::is_none")]
     pub allow_unassociated_targets: Option<bool>,
     #[serde(rename = "Enabled", default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    #[serde(
-        rename = "CreatedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
     pub created_date: Option<Timestamp>,
-    #[serde(
-        rename = "ModifiedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ModifiedDate", default, skip_serializing_if = "Option::is_none")]
     pub modified_date: Option<Timestamp>,
 }
 
@@ -5175,71 +3053,35 @@ pub struct GetMaintenanceWindowTaskRequest {
 pub struct GetMaintenanceWindowTaskResult {
     #[serde(rename = "WindowId", default, skip_serializing_if = "Option::is_none")]
     pub window_id: Option<String>,
-    #[serde(
-        rename = "WindowTaskId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowTaskId", default, skip_serializing_if = "Option::is_none")]
     pub window_task_id: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
     #[serde(rename = "TaskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(
-        rename = "ServiceRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub service_role_arn: Option<String>,
     #[serde(rename = "TaskType", default, skip_serializing_if = "Option::is_none")]
     pub task_type: Option<String>,
-    #[serde(
-        rename = "TaskParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_parameters: Option<BTreeMap<String, MaintenanceWindowTaskParameterValueExpression>>,
-    #[serde(
-        rename = "TaskInvocationParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskInvocationParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_invocation_parameters: Option<MaintenanceWindowTaskInvocationParameters>,
     #[serde(rename = "Priority", default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "LoggingInfo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LoggingInfo", default, skip_serializing_if = "Option::is_none")]
     pub logging_info: Option<LoggingInfo>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "CutoffBehavior",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CutoffBehavior", default, skip_serializing_if = "Option::is_none")]
     pub cutoff_behavior: Option<String>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
 
@@ -5248,11 +3090,7 @@ pub struct GetMaintenanceWindowTaskResult {
 pub struct GetOpsItemRequest {
     #[serde(rename = "OpsItemId")]
     pub ops_item_id: String,
-    #[serde(
-        rename = "OpsItemArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsItemArn", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_arn: Option<String>,
 }
 
@@ -5268,11 +3106,7 @@ pub struct GetOpsItemResponse {
 pub struct GetOpsMetadataRequest {
     #[serde(rename = "OpsMetadataArn")]
     pub ops_metadata_arn: String,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5281,11 +3115,7 @@ pub struct GetOpsMetadataRequest {
 /// The `GetOpsMetadataResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetOpsMetadataResult {
-    #[serde(
-        rename = "ResourceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceId", default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
     #[serde(rename = "Metadata", default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, MetadataValue>>,
@@ -5300,25 +3130,13 @@ pub struct GetOpsSummaryRequest {
     pub sync_name: Option<String>,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<OpsFilter>>,
-    #[serde(
-        rename = "Aggregators",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Aggregators", default, skip_serializing_if = "Option::is_none")]
     pub aggregators: Option<Vec<OpsAggregator>>,
-    #[serde(
-        rename = "ResultAttributes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResultAttributes", default, skip_serializing_if = "Option::is_none")]
     pub result_attributes: Option<Vec<OpsResultAttribute>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
@@ -5336,17 +3154,9 @@ pub struct GetOpsSummaryResult {
 pub struct GetParameterHistoryRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "WithDecryption",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WithDecryption", default, skip_serializing_if = "Option::is_none")]
     pub with_decryption: Option<bool>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5355,11 +3165,7 @@ pub struct GetParameterHistoryRequest {
 /// The `GetParameterHistoryResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetParameterHistoryResult {
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Vec<ParameterHistory>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5370,11 +3176,7 @@ pub struct GetParameterHistoryResult {
 pub struct GetParameterRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "WithDecryption",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WithDecryption", default, skip_serializing_if = "Option::is_none")]
     pub with_decryption: Option<bool>,
 }
 
@@ -5392,23 +3194,11 @@ pub struct GetParametersByPathRequest {
     pub path: String,
     #[serde(rename = "Recursive", default, skip_serializing_if = "Option::is_none")]
     pub recursive: Option<bool>,
-    #[serde(
-        rename = "ParameterFilters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ParameterFilters", default, skip_serializing_if = "Option::is_none")]
     pub parameter_filters: Option<Vec<ParameterStringFilter>>,
-    #[serde(
-        rename = "WithDecryption",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WithDecryption", default, skip_serializing_if = "Option::is_none")]
     pub with_decryption: Option<bool>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5417,11 +3207,7 @@ pub struct GetParametersByPathRequest {
 /// The `GetParametersByPathResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetParametersByPathResult {
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Vec<Parameter>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -5432,28 +3218,16 @@ pub struct GetParametersByPathResult {
 pub struct GetParametersRequest {
     #[serde(rename = "Names")]
     pub names: Vec<String>,
-    #[serde(
-        rename = "WithDecryption",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WithDecryption", default, skip_serializing_if = "Option::is_none")]
     pub with_decryption: Option<bool>,
 }
 
 /// The `GetParametersResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetParametersResult {
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Vec<Parameter>>,
-    #[serde(
-        rename = "InvalidParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InvalidParameters", default, skip_serializing_if = "Option::is_none")]
     pub invalid_parameters: Option<Vec<String>>,
 }
 
@@ -5462,34 +3236,18 @@ pub struct GetParametersResult {
 pub struct GetPatchBaselineForPatchGroupRequest {
     #[serde(rename = "PatchGroup")]
     pub patch_group: String,
-    #[serde(
-        rename = "OperatingSystem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
     pub operating_system: Option<String>,
 }
 
 /// The `GetPatchBaselineForPatchGroupResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetPatchBaselineForPatchGroupResult {
-    #[serde(
-        rename = "BaselineId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineId", default, skip_serializing_if = "Option::is_none")]
     pub baseline_id: Option<String>,
-    #[serde(
-        rename = "PatchGroup",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PatchGroup", default, skip_serializing_if = "Option::is_none")]
     pub patch_group: Option<String>,
-    #[serde(
-        rename = "OperatingSystem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
     pub operating_system: Option<String>,
 }
 
@@ -5503,93 +3261,37 @@ pub struct GetPatchBaselineRequest {
 /// The `GetPatchBaselineResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetPatchBaselineResult {
-    #[serde(
-        rename = "BaselineId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineId", default, skip_serializing_if = "Option::is_none")]
     pub baseline_id: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "OperatingSystem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
     pub operating_system: Option<String>,
-    #[serde(
-        rename = "GlobalFilters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "GlobalFilters", default, skip_serializing_if = "Option::is_none")]
     pub global_filters: Option<PatchFilterGroup>,
-    #[serde(
-        rename = "ApprovalRules",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovalRules", default, skip_serializing_if = "Option::is_none")]
     pub approval_rules: Option<PatchRuleGroup>,
-    #[serde(
-        rename = "ApprovedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatches", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches: Option<Vec<String>>,
-    #[serde(
-        rename = "ApprovedPatchesComplianceLevel",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatchesComplianceLevel", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_compliance_level: Option<String>,
-    #[serde(
-        rename = "ApprovedPatchesEnableNonSecurity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatchesEnableNonSecurity", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_enable_non_security: Option<bool>,
-    #[serde(
-        rename = "RejectedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RejectedPatches", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches: Option<Vec<String>>,
-    #[serde(
-        rename = "RejectedPatchesAction",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RejectedPatchesAction", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches_action: Option<String>,
-    #[serde(
-        rename = "PatchGroups",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PatchGroups", default, skip_serializing_if = "Option::is_none")]
     pub patch_groups: Option<Vec<String>>,
-    #[serde(
-        rename = "CreatedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
     pub created_date: Option<Timestamp>,
-    #[serde(
-        rename = "ModifiedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ModifiedDate", default, skip_serializing_if = "Option::is_none")]
     pub modified_date: Option<Timestamp>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Sources", default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<PatchSource>>,
-    #[serde(
-        rename = "AvailableSecurityUpdatesComplianceStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AvailableSecurityUpdatesComplianceStatus", default, skip_serializing_if = "Option::is_none")]
     pub available_security_updates_compliance_status: Option<String>,
 }
 
@@ -5600,11 +3302,7 @@ pub struct GetResourcePoliciesRequest {
     pub resource_arn: String,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
@@ -5622,11 +3320,7 @@ pub struct GetResourcePoliciesResponse {
 pub struct GetResourcePoliciesResponseEntry {
     #[serde(rename = "PolicyId", default, skip_serializing_if = "Option::is_none")]
     pub policy_id: Option<String>,
-    #[serde(
-        rename = "PolicyHash",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PolicyHash", default, skip_serializing_if = "Option::is_none")]
     pub policy_hash: Option<String>,
     #[serde(rename = "Policy", default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
@@ -5642,136 +3336,72 @@ pub struct GetServiceSettingRequest {
 /// The `GetServiceSettingResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetServiceSettingResult {
-    #[serde(
-        rename = "ServiceSetting",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceSetting", default, skip_serializing_if = "Option::is_none")]
     pub service_setting: Option<ServiceSetting>,
 }
 
 /// The `InstanceAggregatedAssociationOverview` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceAggregatedAssociationOverview {
-    #[serde(
-        rename = "DetailedStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DetailedStatus", default, skip_serializing_if = "Option::is_none")]
     pub detailed_status: Option<String>,
-    #[serde(
-        rename = "InstanceAssociationStatusAggregatedCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceAssociationStatusAggregatedCount", default, skip_serializing_if = "Option::is_none")]
     pub instance_association_status_aggregated_count: Option<BTreeMap<String, i32>>,
 }
 
 /// The `InstanceAssociation` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceAssociation {
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     #[serde(rename = "Content", default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
-    #[serde(
-        rename = "AssociationVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationVersion", default, skip_serializing_if = "Option::is_none")]
     pub association_version: Option<String>,
 }
 
 /// The `InstanceAssociationOutputLocation` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceAssociationOutputLocation {
-    #[serde(
-        rename = "S3Location",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "S3Location", default, skip_serializing_if = "Option::is_none")]
     pub s3_location: Option<S3OutputLocation>,
 }
 
 /// The `InstanceAssociationOutputUrl` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceAssociationOutputUrl {
-    #[serde(
-        rename = "S3OutputUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "S3OutputUrl", default, skip_serializing_if = "Option::is_none")]
     pub s3_output_url: Option<S3OutputUrl>,
 }
 
 /// The `InstanceAssociationStatusInfo` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceAssociationStatusInfo {
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "AssociationVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationVersion", default, skip_serializing_if = "Option::is_none")]
     pub association_version: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "ExecutionDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionDate", default, skip_serializing_if = "Option::is_none")]
     pub execution_date: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "DetailedStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DetailedStatus", default, skip_serializing_if = "Option::is_none")]
     pub detailed_status: Option<String>,
-    #[serde(
-        rename = "ExecutionSummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionSummary", default, skip_serializing_if = "Option::is_none")]
     pub execution_summary: Option<String>,
     #[serde(rename = "ErrorCode", default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
     #[serde(rename = "OutputUrl", default, skip_serializing_if = "Option::is_none")]
     pub output_url: Option<InstanceAssociationOutputUrl>,
-    #[serde(
-        rename = "AssociationName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationName", default, skip_serializing_if = "Option::is_none")]
     pub association_name: Option<String>,
 }
 
@@ -5780,204 +3410,84 @@ pub struct InstanceAssociationStatusInfo {
 pub struct InstanceInfo {
     #[serde(rename = "AgentType", default, skip_serializing_if = "Option::is_none")]
     pub agent_type: Option<String>,
-    #[serde(
-        rename = "AgentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AgentVersion", default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
-    #[serde(
-        rename = "ComputerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComputerName", default, skip_serializing_if = "Option::is_none")]
     pub computer_name: Option<String>,
-    #[serde(
-        rename = "InstanceStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceStatus", default, skip_serializing_if = "Option::is_none")]
     pub instance_status: Option<String>,
     #[serde(rename = "IpAddress", default, skip_serializing_if = "Option::is_none")]
     pub ip_address: Option<String>,
-    #[serde(
-        rename = "ManagedStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ManagedStatus", default, skip_serializing_if = "Option::is_none")]
     pub managed_status: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "PlatformType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlatformType", default, skip_serializing_if = "Option::is_none")]
     pub platform_type: Option<String>,
-    #[serde(
-        rename = "PlatformName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlatformName", default, skip_serializing_if = "Option::is_none")]
     pub platform_name: Option<String>,
-    #[serde(
-        rename = "PlatformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlatformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
-    #[serde(
-        rename = "ResourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
-    #[serde(
-        rename = "SourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SourceType", default, skip_serializing_if = "Option::is_none")]
     pub source_type: Option<String>,
     #[serde(rename = "SourceId", default, skip_serializing_if = "Option::is_none")]
     pub source_id: Option<String>,
-    #[serde(
-        rename = "SourceLocation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SourceLocation", default, skip_serializing_if = "Option::is_none")]
     pub source_location: Option<String>,
-    #[serde(
-        rename = "AvailabilityZone",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AvailabilityZone", default, skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
-    #[serde(
-        rename = "AvailabilityZoneId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AvailabilityZoneId", default, skip_serializing_if = "Option::is_none")]
     pub availability_zone_id: Option<String>,
 }
 
 /// The `InstanceInformation` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceInformation {
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "PingStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PingStatus", default, skip_serializing_if = "Option::is_none")]
     pub ping_status: Option<String>,
-    #[serde(
-        rename = "LastPingDateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastPingDateTime", default, skip_serializing_if = "Option::is_none")]
     pub last_ping_date_time: Option<Timestamp>,
-    #[serde(
-        rename = "AgentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AgentVersion", default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
-    #[serde(
-        rename = "IsLatestVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "IsLatestVersion", default, skip_serializing_if = "Option::is_none")]
     pub is_latest_version: Option<bool>,
-    #[serde(
-        rename = "PlatformType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlatformType", default, skip_serializing_if = "Option::is_none")]
     pub platform_type: Option<String>,
-    #[serde(
-        rename = "PlatformName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlatformName", default, skip_serializing_if = "Option::is_none")]
     pub platform_name: Option<String>,
-    #[serde(
-        rename = "PlatformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlatformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
-    #[serde(
-        rename = "ActivationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActivationId", default, skip_serializing_if = "Option::is_none")]
     pub activation_id: Option<String>,
     #[serde(rename = "IamRole", default, skip_serializing_if = "Option::is_none")]
     pub iam_role: Option<String>,
-    #[serde(
-        rename = "RegistrationDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RegistrationDate", default, skip_serializing_if = "Option::is_none")]
     pub registration_date: Option<Timestamp>,
-    #[serde(
-        rename = "ResourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "IPAddress", default, skip_serializing_if = "Option::is_none")]
     pub ip_address: Option<String>,
-    #[serde(
-        rename = "ComputerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComputerName", default, skip_serializing_if = "Option::is_none")]
     pub computer_name: Option<String>,
-    #[serde(
-        rename = "AssociationStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationStatus", default, skip_serializing_if = "Option::is_none")]
     pub association_status: Option<String>,
-    #[serde(
-        rename = "LastAssociationExecutionDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastAssociationExecutionDate", default, skip_serializing_if = "Option::is_none")]
     pub last_association_execution_date: Option<Timestamp>,
-    #[serde(
-        rename = "LastSuccessfulAssociationExecutionDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastSuccessfulAssociationExecutionDate", default, skip_serializing_if = "Option::is_none")]
     pub last_successful_association_execution_date: Option<Timestamp>,
-    #[serde(
-        rename = "AssociationOverview",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationOverview", default, skip_serializing_if = "Option::is_none")]
     pub association_overview: Option<InstanceAggregatedAssociationOverview>,
     #[serde(rename = "SourceId", default, skip_serializing_if = "Option::is_none")]
     pub source_id: Option<String>,
-    #[serde(
-        rename = "SourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SourceType", default, skip_serializing_if = "Option::is_none")]
     pub source_type: Option<String>,
-    #[serde(
-        rename = "SourceLocation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SourceLocation", default, skip_serializing_if = "Option::is_none")]
     pub source_location: Option<String>,
 }
 
@@ -6008,77 +3518,29 @@ pub struct InstancePatchState {
     pub patch_group: String,
     #[serde(rename = "BaselineId")]
     pub baseline_id: String,
-    #[serde(
-        rename = "SnapshotId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SnapshotId", default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
-    #[serde(
-        rename = "InstallOverrideList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstallOverrideList", default, skip_serializing_if = "Option::is_none")]
     pub install_override_list: Option<String>,
-    #[serde(
-        rename = "OwnerInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OwnerInformation", default, skip_serializing_if = "Option::is_none")]
     pub owner_information: Option<String>,
-    #[serde(
-        rename = "InstalledCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstalledCount", default, skip_serializing_if = "Option::is_none")]
     pub installed_count: Option<i32>,
-    #[serde(
-        rename = "InstalledOtherCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstalledOtherCount", default, skip_serializing_if = "Option::is_none")]
     pub installed_other_count: Option<i32>,
-    #[serde(
-        rename = "InstalledPendingRebootCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstalledPendingRebootCount", default, skip_serializing_if = "Option::is_none")]
     pub installed_pending_reboot_count: Option<i32>,
-    #[serde(
-        rename = "InstalledRejectedCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstalledRejectedCount", default, skip_serializing_if = "Option::is_none")]
     pub installed_rejected_count: Option<i32>,
-    #[serde(
-        rename = "MissingCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MissingCount", default, skip_serializing_if = "Option::is_none")]
     pub missing_count: Option<i32>,
-    #[serde(
-        rename = "FailedCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FailedCount", default, skip_serializing_if = "Option::is_none")]
     pub failed_count: Option<i32>,
-    #[serde(
-        rename = "UnreportedNotApplicableCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "UnreportedNotApplicableCount", default, skip_serializing_if = "Option::is_none")]
     pub unreported_not_applicable_count: Option<i32>,
-    #[serde(
-        rename = "NotApplicableCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NotApplicableCount", default, skip_serializing_if = "Option::is_none")]
     pub not_applicable_count: Option<i32>,
-    #[serde(
-        rename = "AvailableSecurityUpdateCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AvailableSecurityUpdateCount", default, skip_serializing_if = "Option::is_none")]
     pub available_security_update_count: Option<i32>,
     #[serde(rename = "OperationStartTime")]
     pub operation_start_time: Timestamp,
@@ -6086,35 +3548,15 @@ pub struct InstancePatchState {
     pub operation_end_time: Timestamp,
     #[serde(rename = "Operation")]
     pub operation: String,
-    #[serde(
-        rename = "LastNoRebootInstallOperationTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastNoRebootInstallOperationTime", default, skip_serializing_if = "Option::is_none")]
     pub last_no_reboot_install_operation_time: Option<Timestamp>,
-    #[serde(
-        rename = "RebootOption",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RebootOption", default, skip_serializing_if = "Option::is_none")]
     pub reboot_option: Option<String>,
-    #[serde(
-        rename = "CriticalNonCompliantCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CriticalNonCompliantCount", default, skip_serializing_if = "Option::is_none")]
     pub critical_non_compliant_count: Option<i32>,
-    #[serde(
-        rename = "SecurityNonCompliantCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SecurityNonCompliantCount", default, skip_serializing_if = "Option::is_none")]
     pub security_non_compliant_count: Option<i32>,
-    #[serde(
-        rename = "OtherNonCompliantCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OtherNonCompliantCount", default, skip_serializing_if = "Option::is_none")]
     pub other_non_compliant_count: Option<i32>,
 }
 
@@ -6134,151 +3576,59 @@ pub struct InstancePatchStateFilter {
 pub struct InstanceProperty {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "InstanceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceType", default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
-    #[serde(
-        rename = "InstanceRole",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceRole", default, skip_serializing_if = "Option::is_none")]
     pub instance_role: Option<String>,
     #[serde(rename = "KeyName", default, skip_serializing_if = "Option::is_none")]
     pub key_name: Option<String>,
-    #[serde(
-        rename = "InstanceState",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceState", default, skip_serializing_if = "Option::is_none")]
     pub instance_state: Option<String>,
-    #[serde(
-        rename = "Architecture",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Architecture", default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
     #[serde(rename = "IPAddress", default, skip_serializing_if = "Option::is_none")]
     pub ip_address: Option<String>,
-    #[serde(
-        rename = "LaunchTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LaunchTime", default, skip_serializing_if = "Option::is_none")]
     pub launch_time: Option<Timestamp>,
-    #[serde(
-        rename = "PingStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PingStatus", default, skip_serializing_if = "Option::is_none")]
     pub ping_status: Option<String>,
-    #[serde(
-        rename = "LastPingDateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastPingDateTime", default, skip_serializing_if = "Option::is_none")]
     pub last_ping_date_time: Option<Timestamp>,
-    #[serde(
-        rename = "AgentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AgentVersion", default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
-    #[serde(
-        rename = "PlatformType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlatformType", default, skip_serializing_if = "Option::is_none")]
     pub platform_type: Option<String>,
-    #[serde(
-        rename = "PlatformName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlatformName", default, skip_serializing_if = "Option::is_none")]
     pub platform_name: Option<String>,
-    #[serde(
-        rename = "PlatformVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlatformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
-    #[serde(
-        rename = "ActivationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActivationId", default, skip_serializing_if = "Option::is_none")]
     pub activation_id: Option<String>,
     #[serde(rename = "IamRole", default, skip_serializing_if = "Option::is_none")]
     pub iam_role: Option<String>,
-    #[serde(
-        rename = "RegistrationDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RegistrationDate", default, skip_serializing_if = "Option::is_none")]
     pub registration_date: Option<Timestamp>,
-    #[serde(
-        rename = "ResourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
-    #[serde(
-        rename = "ComputerName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComputerName", default, skip_serializing_if = "Option::is_none")]
     pub computer_name: Option<String>,
-    #[serde(
-        rename = "AssociationStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationStatus", default, skip_serializing_if = "Option::is_none")]
     pub association_status: Option<String>,
-    #[serde(
-        rename = "LastAssociationExecutionDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastAssociationExecutionDate", default, skip_serializing_if = "Option::is_none")]
     pub last_association_execution_date: Option<Timestamp>,
-    #[serde(
-        rename = "LastSuccessfulAssociationExecutionDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastSuccessfulAssociationExecutionDate", default, skip_serializing_if = "Option::is_none")]
     pub last_successful_association_execution_date: Option<Timestamp>,
-    #[serde(
-        rename = "AssociationOverview",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationOverview", default, skip_serializing_if = "Option::is_none")]
     pub association_overview: Option<InstanceAggregatedAssociationOverview>,
     #[serde(rename = "SourceId", default, skip_serializing_if = "Option::is_none")]
     pub source_id: Option<String>,
-    #[serde(
-        rename = "SourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SourceType", default, skip_serializing_if = "Option::is_none")]
     pub source_type: Option<String>,
-    #[serde(
-        rename = "SourceLocation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SourceLocation", default, skip_serializing_if = "Option::is_none")]
     pub source_location: Option<String>,
-    #[serde(
-        rename = "AvailabilityZone",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AvailabilityZone", default, skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
 }
 
@@ -6305,17 +3655,9 @@ pub struct InstancePropertyStringFilter {
 /// The `InventoryAggregator` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InventoryAggregator {
-    #[serde(
-        rename = "Expression",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Expression", default, skip_serializing_if = "Option::is_none")]
     pub expression: Option<String>,
-    #[serde(
-        rename = "Aggregators",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Aggregators", default, skip_serializing_if = "Option::is_none")]
     pub aggregators: Option<Vec<InventoryAggregator>>,
     #[serde(rename = "Groups", default, skip_serializing_if = "Option::is_none")]
     pub groups: Option<Vec<InventoryGroup>>,
@@ -6324,66 +3666,30 @@ pub struct InventoryAggregator {
 /// The `InventoryDeletionStatusItem` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InventoryDeletionStatusItem {
-    #[serde(
-        rename = "DeletionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DeletionId", default, skip_serializing_if = "Option::is_none")]
     pub deletion_id: Option<String>,
     #[serde(rename = "TypeName", default, skip_serializing_if = "Option::is_none")]
     pub type_name: Option<String>,
-    #[serde(
-        rename = "DeletionStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DeletionStartTime", default, skip_serializing_if = "Option::is_none")]
     pub deletion_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "LastStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastStatus", default, skip_serializing_if = "Option::is_none")]
     pub last_status: Option<String>,
-    #[serde(
-        rename = "LastStatusMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastStatusMessage", default, skip_serializing_if = "Option::is_none")]
     pub last_status_message: Option<String>,
-    #[serde(
-        rename = "DeletionSummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DeletionSummary", default, skip_serializing_if = "Option::is_none")]
     pub deletion_summary: Option<InventoryDeletionSummary>,
-    #[serde(
-        rename = "LastStatusUpdateTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastStatusUpdateTime", default, skip_serializing_if = "Option::is_none")]
     pub last_status_update_time: Option<Timestamp>,
 }
 
 /// The `InventoryDeletionSummary` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InventoryDeletionSummary {
-    #[serde(
-        rename = "TotalCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TotalCount", default, skip_serializing_if = "Option::is_none")]
     pub total_count: Option<i32>,
-    #[serde(
-        rename = "RemainingCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RemainingCount", default, skip_serializing_if = "Option::is_none")]
     pub remaining_count: Option<i32>,
-    #[serde(
-        rename = "SummaryItems",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SummaryItems", default, skip_serializing_if = "Option::is_none")]
     pub summary_items: Option<Vec<InventoryDeletionSummaryItem>>,
 }
 
@@ -6394,11 +3700,7 @@ pub struct InventoryDeletionSummaryItem {
     pub version: Option<String>,
     #[serde(rename = "Count", default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i32>,
-    #[serde(
-        rename = "RemainingCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RemainingCount", default, skip_serializing_if = "Option::is_none")]
     pub remaining_count: Option<i32>,
 }
 
@@ -6431,11 +3733,7 @@ pub struct InventoryItem {
     pub schema_version: String,
     #[serde(rename = "CaptureTime")]
     pub capture_time: String,
-    #[serde(
-        rename = "ContentHash",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ContentHash", default, skip_serializing_if = "Option::is_none")]
     pub content_hash: Option<String>,
     #[serde(rename = "Content", default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Vec<BTreeMap<String, String>>>,
@@ -6461,11 +3759,7 @@ pub struct InventoryItemSchema {
     pub version: Option<String>,
     #[serde(rename = "Attributes")]
     pub attributes: Vec<InventoryItemAttribute>,
-    #[serde(
-        rename = "DisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
 }
 
@@ -6485,17 +3779,9 @@ pub struct InventoryResultItem {
     pub type_name: String,
     #[serde(rename = "SchemaVersion")]
     pub schema_version: String,
-    #[serde(
-        rename = "CaptureTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CaptureTime", default, skip_serializing_if = "Option::is_none")]
     pub capture_time: Option<String>,
-    #[serde(
-        rename = "ContentHash",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ContentHash", default, skip_serializing_if = "Option::is_none")]
     pub content_hash: Option<String>,
     #[serde(rename = "Content")]
     pub content: Vec<BTreeMap<String, String>>,
@@ -6506,11 +3792,7 @@ pub struct InventoryResultItem {
 pub struct LabelParameterVersionRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "ParameterVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ParameterVersion", default, skip_serializing_if = "Option::is_none")]
     pub parameter_version: Option<i64>,
     #[serde(rename = "Labels")]
     pub labels: Vec<String>,
@@ -6519,17 +3801,9 @@ pub struct LabelParameterVersionRequest {
 /// The `LabelParameterVersionResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LabelParameterVersionResult {
-    #[serde(
-        rename = "InvalidLabels",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InvalidLabels", default, skip_serializing_if = "Option::is_none")]
     pub invalid_labels: Option<Vec<String>>,
-    #[serde(
-        rename = "ParameterVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ParameterVersion", default, skip_serializing_if = "Option::is_none")]
     pub parameter_version: Option<i64>,
 }
 
@@ -6538,11 +3812,7 @@ pub struct LabelParameterVersionResult {
 pub struct ListAssociationVersionsRequest {
     #[serde(rename = "AssociationId")]
     pub association_id: String,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6551,11 +3821,7 @@ pub struct ListAssociationVersionsRequest {
 /// The `ListAssociationVersionsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListAssociationVersionsResult {
-    #[serde(
-        rename = "AssociationVersions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationVersions", default, skip_serializing_if = "Option::is_none")]
     pub association_versions: Option<Vec<AssociationVersionInfo>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6564,17 +3830,9 @@ pub struct ListAssociationVersionsResult {
 /// The `ListAssociationsRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListAssociationsRequest {
-    #[serde(
-        rename = "AssociationFilterList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationFilterList", default, skip_serializing_if = "Option::is_none")]
     pub association_filter_list: Option<Vec<AssociationFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6583,11 +3841,7 @@ pub struct ListAssociationsRequest {
 /// The `ListAssociationsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListAssociationsResult {
-    #[serde(
-        rename = "Associations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Associations", default, skip_serializing_if = "Option::is_none")]
     pub associations: Option<Vec<Association>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6596,11 +3850,7 @@ pub struct ListAssociationsResult {
 /// The `ListCloudConnectorsRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListCloudConnectorsRequest {
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6611,11 +3861,7 @@ pub struct ListCloudConnectorsRequest {
 /// The `ListCloudConnectorsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListCloudConnectorsResult {
-    #[serde(
-        rename = "CloudConnectors",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudConnectors", default, skip_serializing_if = "Option::is_none")]
     pub cloud_connectors: Option<Vec<CloudConnectorSummary>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6626,17 +3872,9 @@ pub struct ListCloudConnectorsResult {
 pub struct ListCommandInvocationsRequest {
     #[serde(rename = "CommandId", default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6649,11 +3887,7 @@ pub struct ListCommandInvocationsRequest {
 /// The `ListCommandInvocationsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListCommandInvocationsResult {
-    #[serde(
-        rename = "CommandInvocations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CommandInvocations", default, skip_serializing_if = "Option::is_none")]
     pub command_invocations: Option<Vec<CommandInvocation>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6664,17 +3898,9 @@ pub struct ListCommandInvocationsResult {
 pub struct ListCommandsRequest {
     #[serde(rename = "CommandId", default, skip_serializing_if = "Option::is_none")]
     pub command_id: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6696,36 +3922,20 @@ pub struct ListCommandsResult {
 pub struct ListComplianceItemsRequest {
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<ComplianceStringFilter>>,
-    #[serde(
-        rename = "ResourceIds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceIds", default, skip_serializing_if = "Option::is_none")]
     pub resource_ids: Option<Vec<String>>,
-    #[serde(
-        rename = "ResourceTypes",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceTypes", default, skip_serializing_if = "Option::is_none")]
     pub resource_types: Option<Vec<String>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
 /// The `ListComplianceItemsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListComplianceItemsResult {
-    #[serde(
-        rename = "ComplianceItems",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceItems", default, skip_serializing_if = "Option::is_none")]
     pub compliance_items: Option<Vec<ComplianceItem>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6738,22 +3948,14 @@ pub struct ListComplianceSummariesRequest {
     pub filters: Option<Vec<ComplianceStringFilter>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
 /// The `ListComplianceSummariesResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListComplianceSummariesResult {
-    #[serde(
-        rename = "ComplianceSummaryItems",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceSummaryItems", default, skip_serializing_if = "Option::is_none")]
     pub compliance_summary_items: Option<Vec<ComplianceSummaryItem>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6764,21 +3966,13 @@ pub struct ListComplianceSummariesResult {
 pub struct ListDocumentMetadataHistoryRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "Metadata")]
     pub metadata: String,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
@@ -6787,11 +3981,7 @@ pub struct ListDocumentMetadataHistoryRequest {
 pub struct ListDocumentMetadataHistoryResponse {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "Author", default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
@@ -6806,11 +3996,7 @@ pub struct ListDocumentMetadataHistoryResponse {
 pub struct ListDocumentVersionsRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6819,11 +4005,7 @@ pub struct ListDocumentVersionsRequest {
 /// The `ListDocumentVersionsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDocumentVersionsResult {
-    #[serde(
-        rename = "DocumentVersions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersions", default, skip_serializing_if = "Option::is_none")]
     pub document_versions: Option<Vec<DocumentVersionInfo>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6832,19 +4014,11 @@ pub struct ListDocumentVersionsResult {
 /// The `ListDocumentsRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDocumentsRequest {
-    #[serde(
-        rename = "DocumentFilterList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentFilterList", default, skip_serializing_if = "Option::is_none")]
     pub document_filter_list: Option<Vec<DocumentFilter>>,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<DocumentKeyValuesFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6853,11 +4027,7 @@ pub struct ListDocumentsRequest {
 /// The `ListDocumentsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDocumentsResult {
-    #[serde(
-        rename = "DocumentIdentifiers",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentIdentifiers", default, skip_serializing_if = "Option::is_none")]
     pub document_identifiers: Option<Vec<DocumentIdentifier>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6874,11 +4044,7 @@ pub struct ListInventoryEntriesRequest {
     pub filters: Option<Vec<InventoryFilter>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
@@ -6887,23 +4053,11 @@ pub struct ListInventoryEntriesRequest {
 pub struct ListInventoryEntriesResult {
     #[serde(rename = "TypeName", default, skip_serializing_if = "Option::is_none")]
     pub type_name: Option<String>,
-    #[serde(
-        rename = "InstanceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(
-        rename = "SchemaVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SchemaVersion", default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<String>,
-    #[serde(
-        rename = "CaptureTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CaptureTime", default, skip_serializing_if = "Option::is_none")]
     pub capture_time: Option<String>,
     #[serde(rename = "Entries", default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<Vec<BTreeMap<String, String>>>,
@@ -6920,11 +4074,7 @@ pub struct ListNodesRequest {
     pub filters: Option<Vec<NodeFilter>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
@@ -6948,11 +4098,7 @@ pub struct ListNodesSummaryRequest {
     pub aggregators: Vec<NodeAggregator>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
@@ -6970,11 +4116,7 @@ pub struct ListNodesSummaryResult {
 pub struct ListOpsItemEventsRequest {
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<OpsItemEventFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -6996,11 +4138,7 @@ pub struct ListOpsItemRelatedItemsRequest {
     pub ops_item_id: Option<String>,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<OpsItemRelatedItemsFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7020,11 +4158,7 @@ pub struct ListOpsItemRelatedItemsResponse {
 pub struct ListOpsMetadataRequest {
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<OpsMetadataFilter>>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7033,11 +4167,7 @@ pub struct ListOpsMetadataRequest {
 /// The `ListOpsMetadataResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListOpsMetadataResult {
-    #[serde(
-        rename = "OpsMetadataList",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsMetadataList", default, skip_serializing_if = "Option::is_none")]
     pub ops_metadata_list: Option<Vec<OpsMetadata>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7050,22 +4180,14 @@ pub struct ListResourceComplianceSummariesRequest {
     pub filters: Option<Vec<ComplianceStringFilter>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
 /// The `ListResourceComplianceSummariesResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListResourceComplianceSummariesResult {
-    #[serde(
-        rename = "ResourceComplianceSummaryItems",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceComplianceSummaryItems", default, skip_serializing_if = "Option::is_none")]
     pub resource_compliance_summary_items: Option<Vec<ResourceComplianceSummaryItem>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7078,22 +4200,14 @@ pub struct ListResourceDataSyncRequest {
     pub sync_type: Option<String>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
 }
 
 /// The `ListResourceDataSyncResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListResourceDataSyncResult {
-    #[serde(
-        rename = "ResourceDataSyncItems",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceDataSyncItems", default, skip_serializing_if = "Option::is_none")]
     pub resource_data_sync_items: Option<Vec<ResourceDataSyncItem>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -7120,11 +4234,7 @@ pub struct ListTagsForResourceResult {
 pub struct LoggingInfo {
     #[serde(rename = "S3BucketName")]
     pub s3_bucket_name: String,
-    #[serde(
-        rename = "S3KeyPrefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "S3KeyPrefix", default, skip_serializing_if = "Option::is_none")]
     pub s3_key_prefix: Option<String>,
     #[serde(rename = "S3Region")]
     pub s3_region: String,
@@ -7133,17 +4243,9 @@ pub struct LoggingInfo {
 /// The `MaintenanceWindowAutomationParameters` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceWindowAutomationParameters {
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
 }
 
@@ -7152,19 +4254,11 @@ pub struct MaintenanceWindowAutomationParameters {
 pub struct MaintenanceWindowExecution {
     #[serde(rename = "WindowId", default, skip_serializing_if = "Option::is_none")]
     pub window_id: Option<String>,
-    #[serde(
-        rename = "WindowExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub window_execution_id: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
@@ -7175,25 +4269,13 @@ pub struct MaintenanceWindowExecution {
 /// The `MaintenanceWindowExecutionTaskIdentity` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceWindowExecutionTaskIdentity {
-    #[serde(
-        rename = "WindowExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub window_execution_id: Option<String>,
-    #[serde(
-        rename = "TaskExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub task_execution_id: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
@@ -7203,78 +4285,38 @@ pub struct MaintenanceWindowExecutionTaskIdentity {
     pub task_arn: Option<String>,
     #[serde(rename = "TaskType", default, skip_serializing_if = "Option::is_none")]
     pub task_type: Option<String>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
-    #[serde(
-        rename = "TriggeredAlarms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TriggeredAlarms", default, skip_serializing_if = "Option::is_none")]
     pub triggered_alarms: Option<Vec<AlarmStateInformation>>,
 }
 
 /// The `MaintenanceWindowExecutionTaskInvocationIdentity` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceWindowExecutionTaskInvocationIdentity {
-    #[serde(
-        rename = "WindowExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub window_execution_id: Option<String>,
-    #[serde(
-        rename = "TaskExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub task_execution_id: Option<String>,
-    #[serde(
-        rename = "InvocationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InvocationId", default, skip_serializing_if = "Option::is_none")]
     pub invocation_id: Option<String>,
-    #[serde(
-        rename = "ExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
     #[serde(rename = "TaskType", default, skip_serializing_if = "Option::is_none")]
     pub task_type: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "StatusDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
     #[serde(rename = "EndTime", default, skip_serializing_if = "Option::is_none")]
     pub end_time: Option<Timestamp>,
-    #[serde(
-        rename = "OwnerInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OwnerInformation", default, skip_serializing_if = "Option::is_none")]
     pub owner_information: Option<String>,
-    #[serde(
-        rename = "WindowTargetId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowTargetId", default, skip_serializing_if = "Option::is_none")]
     pub window_target_id: Option<String>,
 }
 
@@ -7294,11 +4336,7 @@ pub struct MaintenanceWindowIdentity {
     pub window_id: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Enabled", default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
@@ -7308,27 +4346,15 @@ pub struct MaintenanceWindowIdentity {
     pub cutoff: Option<i32>,
     #[serde(rename = "Schedule", default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
-    #[serde(
-        rename = "ScheduleTimezone",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleTimezone", default, skip_serializing_if = "Option::is_none")]
     pub schedule_timezone: Option<String>,
-    #[serde(
-        rename = "ScheduleOffset",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleOffset", default, skip_serializing_if = "Option::is_none")]
     pub schedule_offset: Option<i32>,
     #[serde(rename = "EndDate", default, skip_serializing_if = "Option::is_none")]
     pub end_date: Option<String>,
     #[serde(rename = "StartDate", default, skip_serializing_if = "Option::is_none")]
     pub start_date: Option<String>,
-    #[serde(
-        rename = "NextExecutionTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NextExecutionTime", default, skip_serializing_if = "Option::is_none")]
     pub next_execution_time: Option<String>,
 }
 
@@ -7344,11 +4370,7 @@ pub struct MaintenanceWindowIdentityForTarget {
 /// The `MaintenanceWindowLambdaParameters` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceWindowLambdaParameters {
-    #[serde(
-        rename = "ClientContext",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ClientContext", default, skip_serializing_if = "Option::is_none")]
     pub client_context: Option<String>,
     #[serde(rename = "Qualifier", default, skip_serializing_if = "Option::is_none")]
     pub qualifier: Option<String>,
@@ -7361,65 +4383,25 @@ pub struct MaintenanceWindowLambdaParameters {
 pub struct MaintenanceWindowRunCommandParameters {
     #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    #[serde(
-        rename = "CloudWatchOutputConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudWatchOutputConfig", default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch_output_config: Option<CloudWatchOutputConfig>,
-    #[serde(
-        rename = "DocumentHash",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentHash", default, skip_serializing_if = "Option::is_none")]
     pub document_hash: Option<String>,
-    #[serde(
-        rename = "DocumentHashType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentHashType", default, skip_serializing_if = "Option::is_none")]
     pub document_hash_type: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "NotificationConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NotificationConfig", default, skip_serializing_if = "Option::is_none")]
     pub notification_config: Option<NotificationConfig>,
-    #[serde(
-        rename = "OutputS3BucketName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3BucketName", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_bucket_name: Option<String>,
-    #[serde(
-        rename = "OutputS3KeyPrefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3KeyPrefix", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_key_prefix: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "ServiceRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub service_role_arn: Option<String>,
-    #[serde(
-        rename = "TimeoutSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<i32>,
 }
 
@@ -7437,33 +4419,17 @@ pub struct MaintenanceWindowStepFunctionsParameters {
 pub struct MaintenanceWindowTarget {
     #[serde(rename = "WindowId", default, skip_serializing_if = "Option::is_none")]
     pub window_id: Option<String>,
-    #[serde(
-        rename = "WindowTargetId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowTargetId", default, skip_serializing_if = "Option::is_none")]
     pub window_target_id: Option<String>,
-    #[serde(
-        rename = "ResourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "OwnerInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OwnerInformation", default, skip_serializing_if = "Option::is_none")]
     pub owner_information: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
@@ -7472,11 +4438,7 @@ pub struct MaintenanceWindowTarget {
 pub struct MaintenanceWindowTask {
     #[serde(rename = "WindowId", default, skip_serializing_if = "Option::is_none")]
     pub window_id: Option<String>,
-    #[serde(
-        rename = "WindowTaskId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowTaskId", default, skip_serializing_if = "Option::is_none")]
     pub window_task_id: Option<String>,
     #[serde(rename = "TaskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
@@ -7484,76 +4446,36 @@ pub struct MaintenanceWindowTask {
     pub r#type: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "TaskParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_parameters: Option<BTreeMap<String, MaintenanceWindowTaskParameterValueExpression>>,
     #[serde(rename = "Priority", default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    #[serde(
-        rename = "LoggingInfo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LoggingInfo", default, skip_serializing_if = "Option::is_none")]
     pub logging_info: Option<LoggingInfo>,
-    #[serde(
-        rename = "ServiceRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub service_role_arn: Option<String>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "CutoffBehavior",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CutoffBehavior", default, skip_serializing_if = "Option::is_none")]
     pub cutoff_behavior: Option<String>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
 
 /// The `MaintenanceWindowTaskInvocationParameters` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceWindowTaskInvocationParameters {
-    #[serde(
-        rename = "RunCommand",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RunCommand", default, skip_serializing_if = "Option::is_none")]
     pub run_command: Option<MaintenanceWindowRunCommandParameters>,
-    #[serde(
-        rename = "Automation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Automation", default, skip_serializing_if = "Option::is_none")]
     pub automation: Option<MaintenanceWindowAutomationParameters>,
-    #[serde(
-        rename = "StepFunctions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StepFunctions", default, skip_serializing_if = "Option::is_none")]
     pub step_functions: Option<MaintenanceWindowStepFunctionsParameters>,
     #[serde(rename = "Lambda", default, skip_serializing_if = "Option::is_none")]
     pub lambda: Option<MaintenanceWindowLambdaParameters>,
@@ -7580,23 +4502,11 @@ pub struct ModifyDocumentPermissionRequest {
     pub name: String,
     #[serde(rename = "PermissionType")]
     pub permission_type: String,
-    #[serde(
-        rename = "AccountIdsToAdd",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AccountIdsToAdd", default, skip_serializing_if = "Option::is_none")]
     pub account_ids_to_add: Option<Vec<String>>,
-    #[serde(
-        rename = "AccountIdsToRemove",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AccountIdsToRemove", default, skip_serializing_if = "Option::is_none")]
     pub account_ids_to_remove: Option<Vec<String>>,
-    #[serde(
-        rename = "SharedDocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SharedDocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub shared_document_version: Option<String>,
 }
 
@@ -7607,11 +4517,7 @@ pub struct ModifyDocumentPermissionResponse {}
 /// The `Node` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Node {
-    #[serde(
-        rename = "CaptureTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CaptureTime", default, skip_serializing_if = "Option::is_none")]
     pub capture_time: Option<Timestamp>,
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -7632,11 +4538,7 @@ pub struct NodeAggregator {
     pub type_name: String,
     #[serde(rename = "AttributeName")]
     pub attribute_name: String,
-    #[serde(
-        rename = "Aggregators",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Aggregators", default, skip_serializing_if = "Option::is_none")]
     pub aggregators: Option<Vec<NodeAggregator>>,
 }
 
@@ -7656,17 +4558,9 @@ pub struct NodeFilter {
 pub struct NodeOwnerInfo {
     #[serde(rename = "AccountId", default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<String>,
-    #[serde(
-        rename = "OrganizationalUnitId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OrganizationalUnitId", default, skip_serializing_if = "Option::is_none")]
     pub organizational_unit_id: Option<String>,
-    #[serde(
-        rename = "OrganizationalUnitPath",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OrganizationalUnitPath", default, skip_serializing_if = "Option::is_none")]
     pub organizational_unit_path: Option<String>,
 }
 
@@ -7680,69 +4574,37 @@ pub struct NodeType {
 /// The `NonCompliantSummary` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NonCompliantSummary {
-    #[serde(
-        rename = "NonCompliantCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NonCompliantCount", default, skip_serializing_if = "Option::is_none")]
     pub non_compliant_count: Option<i32>,
-    #[serde(
-        rename = "SeveritySummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SeveritySummary", default, skip_serializing_if = "Option::is_none")]
     pub severity_summary: Option<SeveritySummary>,
 }
 
 /// The `NotificationConfig` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NotificationConfig {
-    #[serde(
-        rename = "NotificationArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NotificationArn", default, skip_serializing_if = "Option::is_none")]
     pub notification_arn: Option<String>,
-    #[serde(
-        rename = "NotificationEvents",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NotificationEvents", default, skip_serializing_if = "Option::is_none")]
     pub notification_events: Option<Vec<String>>,
-    #[serde(
-        rename = "NotificationType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NotificationType", default, skip_serializing_if = "Option::is_none")]
     pub notification_type: Option<String>,
 }
 
 /// The `OpsAggregator` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OpsAggregator {
-    #[serde(
-        rename = "AggregatorType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AggregatorType", default, skip_serializing_if = "Option::is_none")]
     pub aggregator_type: Option<String>,
     #[serde(rename = "TypeName", default, skip_serializing_if = "Option::is_none")]
     pub type_name: Option<String>,
-    #[serde(
-        rename = "AttributeName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AttributeName", default, skip_serializing_if = "Option::is_none")]
     pub attribute_name: Option<String>,
     #[serde(rename = "Values", default, skip_serializing_if = "Option::is_none")]
     pub values: Option<BTreeMap<String, String>>,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<OpsFilter>>,
-    #[serde(
-        rename = "Aggregators",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Aggregators", default, skip_serializing_if = "Option::is_none")]
     pub aggregators: Option<Vec<OpsAggregator>>,
 }
 
@@ -7758,11 +4620,7 @@ pub struct OpsEntity {
 /// The `OpsEntityItem` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OpsEntityItem {
-    #[serde(
-        rename = "CaptureTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CaptureTime", default, skip_serializing_if = "Option::is_none")]
     pub capture_time: Option<String>,
     #[serde(rename = "Content", default, skip_serializing_if = "Option::is_none")]
     pub content: Option<Vec<BTreeMap<String, String>>>,
@@ -7784,49 +4642,21 @@ pub struct OpsFilter {
 pub struct OpsItem {
     #[serde(rename = "CreatedBy", default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    #[serde(
-        rename = "OpsItemType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsItemType", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_type: Option<String>,
-    #[serde(
-        rename = "CreatedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedTime", default, skip_serializing_if = "Option::is_none")]
     pub created_time: Option<Timestamp>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "LastModifiedBy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedBy", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_by: Option<String>,
-    #[serde(
-        rename = "LastModifiedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedTime", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_time: Option<Timestamp>,
-    #[serde(
-        rename = "Notifications",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Notifications", default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<Vec<OpsItemNotification>>,
     #[serde(rename = "Priority", default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    #[serde(
-        rename = "RelatedOpsItems",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RelatedOpsItems", default, skip_serializing_if = "Option::is_none")]
     pub related_ops_items: Option<Vec<RelatedOpsItem>>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -7838,45 +4668,21 @@ pub struct OpsItem {
     pub title: Option<String>,
     #[serde(rename = "Source", default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    #[serde(
-        rename = "OperationalData",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperationalData", default, skip_serializing_if = "Option::is_none")]
     pub operational_data: Option<BTreeMap<String, OpsItemDataValue>>,
     #[serde(rename = "Category", default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
     #[serde(rename = "Severity", default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
-    #[serde(
-        rename = "ActualStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActualStartTime", default, skip_serializing_if = "Option::is_none")]
     pub actual_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "ActualEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActualEndTime", default, skip_serializing_if = "Option::is_none")]
     pub actual_end_time: Option<Timestamp>,
-    #[serde(
-        rename = "PlannedStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlannedStartTime", default, skip_serializing_if = "Option::is_none")]
     pub planned_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "PlannedEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlannedEndTime", default, skip_serializing_if = "Option::is_none")]
     pub planned_end_time: Option<Timestamp>,
-    #[serde(
-        rename = "OpsItemArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsItemArn", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_arn: Option<String>,
 }
 
@@ -7909,21 +4715,13 @@ pub struct OpsItemEventSummary {
     pub event_id: Option<String>,
     #[serde(rename = "Source", default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    #[serde(
-        rename = "DetailType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DetailType", default, skip_serializing_if = "Option::is_none")]
     pub detail_type: Option<String>,
     #[serde(rename = "Detail", default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     #[serde(rename = "CreatedBy", default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<OpsItemIdentity>,
-    #[serde(
-        rename = "CreatedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedTime", default, skip_serializing_if = "Option::is_none")]
     pub created_time: Option<Timestamp>,
 }
 
@@ -7957,49 +4755,21 @@ pub struct OpsItemNotification {
 pub struct OpsItemRelatedItemSummary {
     #[serde(rename = "OpsItemId", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_id: Option<String>,
-    #[serde(
-        rename = "AssociationId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationId", default, skip_serializing_if = "Option::is_none")]
     pub association_id: Option<String>,
-    #[serde(
-        rename = "ResourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
-    #[serde(
-        rename = "AssociationType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationType", default, skip_serializing_if = "Option::is_none")]
     pub association_type: Option<String>,
-    #[serde(
-        rename = "ResourceUri",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceUri", default, skip_serializing_if = "Option::is_none")]
     pub resource_uri: Option<String>,
     #[serde(rename = "CreatedBy", default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<OpsItemIdentity>,
-    #[serde(
-        rename = "CreatedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedTime", default, skip_serializing_if = "Option::is_none")]
     pub created_time: Option<Timestamp>,
-    #[serde(
-        rename = "LastModifiedBy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedBy", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_by: Option<OpsItemIdentity>,
-    #[serde(
-        rename = "LastModifiedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedTime", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_time: Option<Timestamp>,
 }
 
@@ -8019,23 +4789,11 @@ pub struct OpsItemRelatedItemsFilter {
 pub struct OpsItemSummary {
     #[serde(rename = "CreatedBy", default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
-    #[serde(
-        rename = "CreatedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedTime", default, skip_serializing_if = "Option::is_none")]
     pub created_time: Option<Timestamp>,
-    #[serde(
-        rename = "LastModifiedBy",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedBy", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_by: Option<String>,
-    #[serde(
-        rename = "LastModifiedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedTime", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_time: Option<Timestamp>,
     #[serde(rename = "Priority", default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
@@ -8047,80 +4805,36 @@ pub struct OpsItemSummary {
     pub ops_item_id: Option<String>,
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    #[serde(
-        rename = "OperationalData",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperationalData", default, skip_serializing_if = "Option::is_none")]
     pub operational_data: Option<BTreeMap<String, OpsItemDataValue>>,
     #[serde(rename = "Category", default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
     #[serde(rename = "Severity", default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
-    #[serde(
-        rename = "OpsItemType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsItemType", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_type: Option<String>,
-    #[serde(
-        rename = "ActualStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActualStartTime", default, skip_serializing_if = "Option::is_none")]
     pub actual_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "ActualEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActualEndTime", default, skip_serializing_if = "Option::is_none")]
     pub actual_end_time: Option<Timestamp>,
-    #[serde(
-        rename = "PlannedStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlannedStartTime", default, skip_serializing_if = "Option::is_none")]
     pub planned_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "PlannedEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlannedEndTime", default, skip_serializing_if = "Option::is_none")]
     pub planned_end_time: Option<Timestamp>,
 }
 
 /// The `OpsMetadata` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OpsMetadata {
-    #[serde(
-        rename = "ResourceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceId", default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
-    #[serde(
-        rename = "OpsMetadataArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsMetadataArn", default, skip_serializing_if = "Option::is_none")]
     pub ops_metadata_arn: Option<String>,
-    #[serde(
-        rename = "LastModifiedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedDate", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_date: Option<Timestamp>,
-    #[serde(
-        rename = "LastModifiedUser",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedUser", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_user: Option<String>,
-    #[serde(
-        rename = "CreationDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreationDate", default, skip_serializing_if = "Option::is_none")]
     pub creation_date: Option<Timestamp>,
 }
 
@@ -8143,17 +4857,9 @@ pub struct OpsResultAttribute {
 /// The `OutputSource` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OutputSource {
-    #[serde(
-        rename = "OutputSourceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputSourceId", default, skip_serializing_if = "Option::is_none")]
     pub output_source_id: Option<String>,
-    #[serde(
-        rename = "OutputSourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputSourceType", default, skip_serializing_if = "Option::is_none")]
     pub output_source_type: Option<String>,
 }
 
@@ -8170,17 +4876,9 @@ pub struct Parameter {
     pub version: Option<i64>,
     #[serde(rename = "Selector", default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    #[serde(
-        rename = "SourceResult",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SourceResult", default, skip_serializing_if = "Option::is_none")]
     pub source_result: Option<String>,
-    #[serde(
-        rename = "LastModifiedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedDate", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_date: Option<Timestamp>,
     #[serde(rename = "ARN", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
@@ -8197,31 +4895,15 @@ pub struct ParameterHistory {
     pub r#type: Option<String>,
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
-    #[serde(
-        rename = "LastModifiedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedDate", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_date: Option<Timestamp>,
-    #[serde(
-        rename = "LastModifiedUser",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedUser", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_user: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    #[serde(
-        rename = "AllowedPattern",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AllowedPattern", default, skip_serializing_if = "Option::is_none")]
     pub allowed_pattern: Option<String>,
     #[serde(rename = "Version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
@@ -8238,23 +4920,11 @@ pub struct ParameterHistory {
 /// The `ParameterInlinePolicy` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParameterInlinePolicy {
-    #[serde(
-        rename = "PolicyText",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PolicyText", default, skip_serializing_if = "Option::is_none")]
     pub policy_text: Option<String>,
-    #[serde(
-        rename = "PolicyType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PolicyType", default, skip_serializing_if = "Option::is_none")]
     pub policy_type: Option<String>,
-    #[serde(
-        rename = "PolicyStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PolicyStatus", default, skip_serializing_if = "Option::is_none")]
     pub policy_status: Option<String>,
 }
 
@@ -8269,29 +4939,13 @@ pub struct ParameterMetadata {
     pub r#type: Option<String>,
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
-    #[serde(
-        rename = "LastModifiedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedDate", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_date: Option<Timestamp>,
-    #[serde(
-        rename = "LastModifiedUser",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedUser", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_user: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "AllowedPattern",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AllowedPattern", default, skip_serializing_if = "Option::is_none")]
     pub allowed_pattern: Option<String>,
     #[serde(rename = "Version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
@@ -8326,11 +4980,7 @@ pub struct ParametersFilter {
 /// The `ParentStepDetails` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParentStepDetails {
-    #[serde(
-        rename = "StepExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StepExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub step_execution_id: Option<String>,
     #[serde(rename = "StepName", default, skip_serializing_if = "Option::is_none")]
     pub step_name: Option<String>,
@@ -8338,11 +4988,7 @@ pub struct ParentStepDetails {
     pub action: Option<String>,
     #[serde(rename = "Iteration", default, skip_serializing_if = "Option::is_none")]
     pub iteration: Option<i32>,
-    #[serde(
-        rename = "IteratorValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "IteratorValue", default, skip_serializing_if = "Option::is_none")]
     pub iterator_value: Option<String>,
 }
 
@@ -8351,69 +4997,33 @@ pub struct ParentStepDetails {
 pub struct Patch {
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    #[serde(
-        rename = "ReleaseDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ReleaseDate", default, skip_serializing_if = "Option::is_none")]
     pub release_date: Option<Timestamp>,
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "ContentUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ContentUrl", default, skip_serializing_if = "Option::is_none")]
     pub content_url: Option<String>,
     #[serde(rename = "Vendor", default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<String>,
-    #[serde(
-        rename = "ProductFamily",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ProductFamily", default, skip_serializing_if = "Option::is_none")]
     pub product_family: Option<String>,
     #[serde(rename = "Product", default, skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
-    #[serde(
-        rename = "Classification",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Classification", default, skip_serializing_if = "Option::is_none")]
     pub classification: Option<String>,
-    #[serde(
-        rename = "MsrcSeverity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MsrcSeverity", default, skip_serializing_if = "Option::is_none")]
     pub msrc_severity: Option<String>,
     #[serde(rename = "KbNumber", default, skip_serializing_if = "Option::is_none")]
     pub kb_number: Option<String>,
-    #[serde(
-        rename = "MsrcNumber",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MsrcNumber", default, skip_serializing_if = "Option::is_none")]
     pub msrc_number: Option<String>,
     #[serde(rename = "Language", default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
-    #[serde(
-        rename = "AdvisoryIds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AdvisoryIds", default, skip_serializing_if = "Option::is_none")]
     pub advisory_ids: Option<Vec<String>>,
-    #[serde(
-        rename = "BugzillaIds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BugzillaIds", default, skip_serializing_if = "Option::is_none")]
     pub bugzilla_ids: Option<Vec<String>>,
     #[serde(rename = "CVEIds", default, skip_serializing_if = "Option::is_none")]
     pub cve_ids: Option<Vec<String>>,
@@ -8429,46 +5039,22 @@ pub struct Patch {
     pub arch: Option<String>,
     #[serde(rename = "Severity", default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
-    #[serde(
-        rename = "Repository",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Repository", default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<String>,
 }
 
 /// The `PatchBaselineIdentity` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PatchBaselineIdentity {
-    #[serde(
-        rename = "BaselineId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineId", default, skip_serializing_if = "Option::is_none")]
     pub baseline_id: Option<String>,
-    #[serde(
-        rename = "BaselineName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineName", default, skip_serializing_if = "Option::is_none")]
     pub baseline_name: Option<String>,
-    #[serde(
-        rename = "OperatingSystem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
     pub operating_system: Option<String>,
-    #[serde(
-        rename = "BaselineDescription",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineDescription", default, skip_serializing_if = "Option::is_none")]
     pub baseline_description: Option<String>,
-    #[serde(
-        rename = "DefaultBaseline",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DefaultBaseline", default, skip_serializing_if = "Option::is_none")]
     pub default_baseline: Option<bool>,
 }
 
@@ -8510,17 +5096,9 @@ pub struct PatchFilterGroup {
 /// The `PatchGroupPatchBaselineMapping` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PatchGroupPatchBaselineMapping {
-    #[serde(
-        rename = "PatchGroup",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PatchGroup", default, skip_serializing_if = "Option::is_none")]
     pub patch_group: Option<String>,
-    #[serde(
-        rename = "BaselineIdentity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineIdentity", default, skip_serializing_if = "Option::is_none")]
     pub baseline_identity: Option<PatchBaselineIdentity>,
 }
 
@@ -8538,29 +5116,13 @@ pub struct PatchOrchestratorFilter {
 pub struct PatchRule {
     #[serde(rename = "PatchFilterGroup")]
     pub patch_filter_group: PatchFilterGroup,
-    #[serde(
-        rename = "ComplianceLevel",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceLevel", default, skip_serializing_if = "Option::is_none")]
     pub compliance_level: Option<String>,
-    #[serde(
-        rename = "ApproveAfterDays",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApproveAfterDays", default, skip_serializing_if = "Option::is_none")]
     pub approve_after_days: Option<i32>,
-    #[serde(
-        rename = "ApproveUntilDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApproveUntilDate", default, skip_serializing_if = "Option::is_none")]
     pub approve_until_date: Option<String>,
-    #[serde(
-        rename = "EnableNonSecurity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "EnableNonSecurity", default, skip_serializing_if = "Option::is_none")]
     pub enable_non_security: Option<bool>,
 }
 
@@ -8585,58 +5147,26 @@ pub struct PatchSource {
 /// The `PatchStatus` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PatchStatus {
-    #[serde(
-        rename = "DeploymentStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DeploymentStatus", default, skip_serializing_if = "Option::is_none")]
     pub deployment_status: Option<String>,
-    #[serde(
-        rename = "ComplianceLevel",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceLevel", default, skip_serializing_if = "Option::is_none")]
     pub compliance_level: Option<String>,
-    #[serde(
-        rename = "ApprovalDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovalDate", default, skip_serializing_if = "Option::is_none")]
     pub approval_date: Option<Timestamp>,
 }
 
 /// The `ProgressCounters` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProgressCounters {
-    #[serde(
-        rename = "TotalSteps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TotalSteps", default, skip_serializing_if = "Option::is_none")]
     pub total_steps: Option<i32>,
-    #[serde(
-        rename = "SuccessSteps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SuccessSteps", default, skip_serializing_if = "Option::is_none")]
     pub success_steps: Option<i32>,
-    #[serde(
-        rename = "FailedSteps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FailedSteps", default, skip_serializing_if = "Option::is_none")]
     pub failed_steps: Option<i32>,
-    #[serde(
-        rename = "CancelledSteps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CancelledSteps", default, skip_serializing_if = "Option::is_none")]
     pub cancelled_steps: Option<i32>,
-    #[serde(
-        rename = "TimedOutSteps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TimedOutSteps", default, skip_serializing_if = "Option::is_none")]
     pub timed_out_steps: Option<i32>,
 }
 
@@ -8653,17 +5183,9 @@ pub struct PutComplianceItemsRequest {
     pub execution_summary: ComplianceExecutionSummary,
     #[serde(rename = "Items")]
     pub items: Vec<ComplianceItemEntry>,
-    #[serde(
-        rename = "ItemContentHash",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ItemContentHash", default, skip_serializing_if = "Option::is_none")]
     pub item_content_hash: Option<String>,
-    #[serde(
-        rename = "UploadType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "UploadType", default, skip_serializing_if = "Option::is_none")]
     pub upload_type: Option<String>,
 }
 
@@ -8692,11 +5214,7 @@ pub struct PutInventoryResult {
 pub struct PutParameterRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Value")]
     pub value: String,
@@ -8706,11 +5224,7 @@ pub struct PutParameterRequest {
     pub key_id: Option<String>,
     #[serde(rename = "Overwrite", default, skip_serializing_if = "Option::is_none")]
     pub overwrite: Option<bool>,
-    #[serde(
-        rename = "AllowedPattern",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AllowedPattern", default, skip_serializing_if = "Option::is_none")]
     pub allowed_pattern: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
@@ -8740,11 +5254,7 @@ pub struct PutResourcePolicyRequest {
     pub policy: String,
     #[serde(rename = "PolicyId", default, skip_serializing_if = "Option::is_none")]
     pub policy_id: Option<String>,
-    #[serde(
-        rename = "PolicyHash",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PolicyHash", default, skip_serializing_if = "Option::is_none")]
     pub policy_hash: Option<String>,
 }
 
@@ -8753,11 +5263,7 @@ pub struct PutResourcePolicyRequest {
 pub struct PutResourcePolicyResponse {
     #[serde(rename = "PolicyId", default, skip_serializing_if = "Option::is_none")]
     pub policy_id: Option<String>,
-    #[serde(
-        rename = "PolicyHash",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PolicyHash", default, skip_serializing_if = "Option::is_none")]
     pub policy_hash: Option<String>,
 }
 
@@ -8789,11 +5295,7 @@ pub struct RegisterDefaultPatchBaselineRequest {
 /// The `RegisterDefaultPatchBaselineResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterDefaultPatchBaselineResult {
-    #[serde(
-        rename = "BaselineId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineId", default, skip_serializing_if = "Option::is_none")]
     pub baseline_id: Option<String>,
 }
 
@@ -8809,17 +5311,9 @@ pub struct RegisterPatchBaselineForPatchGroupRequest {
 /// The `RegisterPatchBaselineForPatchGroupResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterPatchBaselineForPatchGroupResult {
-    #[serde(
-        rename = "BaselineId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineId", default, skip_serializing_if = "Option::is_none")]
     pub baseline_id: Option<String>,
-    #[serde(
-        rename = "PatchGroup",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PatchGroup", default, skip_serializing_if = "Option::is_none")]
     pub patch_group: Option<String>,
 }
 
@@ -8832,36 +5326,20 @@ pub struct RegisterTargetWithMaintenanceWindowRequest {
     pub resource_type: String,
     #[serde(rename = "Targets")]
     pub targets: Vec<Target>,
-    #[serde(
-        rename = "OwnerInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OwnerInformation", default, skip_serializing_if = "Option::is_none")]
     pub owner_information: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "ClientToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ClientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
 }
 
 /// The `RegisterTargetWithMaintenanceWindowResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterTargetWithMaintenanceWindowResult {
-    #[serde(
-        rename = "WindowTargetId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowTargetId", default, skip_serializing_if = "Option::is_none")]
     pub window_target_id: Option<String>,
 }
 
@@ -8874,78 +5352,38 @@ pub struct RegisterTaskWithMaintenanceWindowRequest {
     pub targets: Option<Vec<Target>>,
     #[serde(rename = "TaskArn")]
     pub task_arn: String,
-    #[serde(
-        rename = "ServiceRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub service_role_arn: Option<String>,
     #[serde(rename = "TaskType")]
     pub task_type: String,
-    #[serde(
-        rename = "TaskParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_parameters: Option<BTreeMap<String, MaintenanceWindowTaskParameterValueExpression>>,
-    #[serde(
-        rename = "TaskInvocationParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskInvocationParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_invocation_parameters: Option<MaintenanceWindowTaskInvocationParameters>,
     #[serde(rename = "Priority", default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "LoggingInfo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LoggingInfo", default, skip_serializing_if = "Option::is_none")]
     pub logging_info: Option<LoggingInfo>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "ClientToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ClientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
-    #[serde(
-        rename = "CutoffBehavior",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CutoffBehavior", default, skip_serializing_if = "Option::is_none")]
     pub cutoff_behavior: Option<String>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
 
 /// The `RegisterTaskWithMaintenanceWindowResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterTaskWithMaintenanceWindowResult {
-    #[serde(
-        rename = "WindowTaskId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowTaskId", default, skip_serializing_if = "Option::is_none")]
     pub window_task_id: Option<String>,
 }
 
@@ -8990,22 +5428,14 @@ pub struct ResetServiceSettingRequest {
 /// The `ResetServiceSettingResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResetServiceSettingResult {
-    #[serde(
-        rename = "ServiceSetting",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceSetting", default, skip_serializing_if = "Option::is_none")]
     pub service_setting: Option<ServiceSetting>,
 }
 
 /// The `ResolvedTargets` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedTargets {
-    #[serde(
-        rename = "ParameterValues",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ParameterValues", default, skip_serializing_if = "Option::is_none")]
     pub parameter_values: Option<Vec<String>>,
     #[serde(rename = "Truncated", default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<bool>,
@@ -9014,49 +5444,21 @@ pub struct ResolvedTargets {
 /// The `ResourceComplianceSummaryItem` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourceComplianceSummaryItem {
-    #[serde(
-        rename = "ComplianceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceType", default, skip_serializing_if = "Option::is_none")]
     pub compliance_type: Option<String>,
-    #[serde(
-        rename = "ResourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
-    #[serde(
-        rename = "ResourceId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResourceId", default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(
-        rename = "OverallSeverity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OverallSeverity", default, skip_serializing_if = "Option::is_none")]
     pub overall_severity: Option<String>,
-    #[serde(
-        rename = "ExecutionSummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionSummary", default, skip_serializing_if = "Option::is_none")]
     pub execution_summary: Option<ComplianceExecutionSummary>,
-    #[serde(
-        rename = "CompliantSummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CompliantSummary", default, skip_serializing_if = "Option::is_none")]
     pub compliant_summary: Option<CompliantSummary>,
-    #[serde(
-        rename = "NonCompliantSummary",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NonCompliantSummary", default, skip_serializing_if = "Option::is_none")]
     pub non_compliant_summary: Option<NonCompliantSummary>,
 }
 
@@ -9065,22 +5467,14 @@ pub struct ResourceComplianceSummaryItem {
 pub struct ResourceDataSyncAwsOrganizationsSource {
     #[serde(rename = "OrganizationSourceType")]
     pub organization_source_type: String,
-    #[serde(
-        rename = "OrganizationalUnits",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OrganizationalUnits", default, skip_serializing_if = "Option::is_none")]
     pub organizational_units: Option<Vec<ResourceDataSyncOrganizationalUnit>>,
 }
 
 /// The `ResourceDataSyncDestinationDataSharing` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourceDataSyncDestinationDataSharing {
-    #[serde(
-        rename = "DestinationDataSharingType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DestinationDataSharingType", default, skip_serializing_if = "Option::is_none")]
     pub destination_data_sharing_type: Option<String>,
 }
 
@@ -9091,64 +5485,28 @@ pub struct ResourceDataSyncItem {
     pub sync_name: Option<String>,
     #[serde(rename = "SyncType", default, skip_serializing_if = "Option::is_none")]
     pub sync_type: Option<String>,
-    #[serde(
-        rename = "SyncSource",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SyncSource", default, skip_serializing_if = "Option::is_none")]
     pub sync_source: Option<ResourceDataSyncSourceWithState>,
-    #[serde(
-        rename = "S3Destination",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "S3Destination", default, skip_serializing_if = "Option::is_none")]
     pub s3_destination: Option<ResourceDataSyncS3Destination>,
-    #[serde(
-        rename = "LastSyncTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastSyncTime", default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Timestamp>,
-    #[serde(
-        rename = "LastSuccessfulSyncTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastSuccessfulSyncTime", default, skip_serializing_if = "Option::is_none")]
     pub last_successful_sync_time: Option<Timestamp>,
-    #[serde(
-        rename = "SyncLastModifiedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SyncLastModifiedTime", default, skip_serializing_if = "Option::is_none")]
     pub sync_last_modified_time: Option<Timestamp>,
-    #[serde(
-        rename = "LastStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastStatus", default, skip_serializing_if = "Option::is_none")]
     pub last_status: Option<String>,
-    #[serde(
-        rename = "SyncCreatedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SyncCreatedTime", default, skip_serializing_if = "Option::is_none")]
     pub sync_created_time: Option<Timestamp>,
-    #[serde(
-        rename = "LastSyncStatusMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastSyncStatusMessage", default, skip_serializing_if = "Option::is_none")]
     pub last_sync_status_message: Option<String>,
 }
 
 /// The `ResourceDataSyncOrganizationalUnit` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourceDataSyncOrganizationalUnit {
-    #[serde(
-        rename = "OrganizationalUnitId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OrganizationalUnitId", default, skip_serializing_if = "Option::is_none")]
     pub organizational_unit_id: Option<String>,
 }
 
@@ -9163,17 +5521,9 @@ pub struct ResourceDataSyncS3Destination {
     pub sync_format: String,
     #[serde(rename = "Region")]
     pub region: String,
-    #[serde(
-        rename = "AWSKMSKeyARN",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AWSKMSKeyARN", default, skip_serializing_if = "Option::is_none")]
     pub awskms_key_arn: Option<String>,
-    #[serde(
-        rename = "DestinationDataSharing",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DestinationDataSharing", default, skip_serializing_if = "Option::is_none")]
     pub destination_data_sharing: Option<ResourceDataSyncDestinationDataSharing>,
 }
 
@@ -9182,62 +5532,30 @@ pub struct ResourceDataSyncS3Destination {
 pub struct ResourceDataSyncSource {
     #[serde(rename = "SourceType")]
     pub source_type: String,
-    #[serde(
-        rename = "AwsOrganizationsSource",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AwsOrganizationsSource", default, skip_serializing_if = "Option::is_none")]
     pub aws_organizations_source: Option<ResourceDataSyncAwsOrganizationsSource>,
     #[serde(rename = "SourceRegions")]
     pub source_regions: Vec<String>,
-    #[serde(
-        rename = "IncludeFutureRegions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "IncludeFutureRegions", default, skip_serializing_if = "Option::is_none")]
     pub include_future_regions: Option<bool>,
-    #[serde(
-        rename = "EnableAllOpsDataSources",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "EnableAllOpsDataSources", default, skip_serializing_if = "Option::is_none")]
     pub enable_all_ops_data_sources: Option<bool>,
 }
 
 /// The `ResourceDataSyncSourceWithState` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourceDataSyncSourceWithState {
-    #[serde(
-        rename = "SourceType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SourceType", default, skip_serializing_if = "Option::is_none")]
     pub source_type: Option<String>,
-    #[serde(
-        rename = "AwsOrganizationsSource",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AwsOrganizationsSource", default, skip_serializing_if = "Option::is_none")]
     pub aws_organizations_source: Option<ResourceDataSyncAwsOrganizationsSource>,
-    #[serde(
-        rename = "SourceRegions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SourceRegions", default, skip_serializing_if = "Option::is_none")]
     pub source_regions: Option<Vec<String>>,
-    #[serde(
-        rename = "IncludeFutureRegions",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "IncludeFutureRegions", default, skip_serializing_if = "Option::is_none")]
     pub include_future_regions: Option<bool>,
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    #[serde(
-        rename = "EnableAllOpsDataSources",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "EnableAllOpsDataSources", default, skip_serializing_if = "Option::is_none")]
     pub enable_all_ops_data_sources: Option<bool>,
 }
 
@@ -9260,11 +5578,7 @@ pub struct ResumeSessionRequest {
 pub struct ResumeSessionResponse {
     #[serde(rename = "SessionId", default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
-    #[serde(
-        rename = "TokenValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TokenValue", default, skip_serializing_if = "Option::is_none")]
     pub token_value: Option<String>,
     #[serde(rename = "StreamUrl", default, skip_serializing_if = "Option::is_none")]
     pub stream_url: Option<String>,
@@ -9273,11 +5587,7 @@ pub struct ResumeSessionResponse {
 /// The `ReviewInformation` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReviewInformation {
-    #[serde(
-        rename = "ReviewedTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ReviewedTime", default, skip_serializing_if = "Option::is_none")]
     pub reviewed_time: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -9290,68 +5600,32 @@ pub struct ReviewInformation {
 pub struct Runbook {
     #[serde(rename = "DocumentName")]
     pub document_name: String,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "TargetParameterName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetParameterName", default, skip_serializing_if = "Option::is_none")]
     pub target_parameter_name: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "TargetMaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetMaps", default, skip_serializing_if = "Option::is_none")]
     pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "TargetLocations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocations", default, skip_serializing_if = "Option::is_none")]
     pub target_locations: Option<Vec<TargetLocation>>,
 }
 
 /// The `S3OutputLocation` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct S3OutputLocation {
-    #[serde(
-        rename = "OutputS3Region",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3Region", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_region: Option<String>,
-    #[serde(
-        rename = "OutputS3BucketName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3BucketName", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_bucket_name: Option<String>,
-    #[serde(
-        rename = "OutputS3KeyPrefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3KeyPrefix", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_key_prefix: Option<String>,
 }
 
@@ -9369,11 +5643,7 @@ pub struct ScheduledWindowExecution {
     pub window_id: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "ExecutionTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_time: Option<String>,
 }
 
@@ -9395,97 +5665,41 @@ pub struct SendAutomationSignalResult {}
 /// The `SendCommandRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SendCommandRequest {
-    #[serde(
-        rename = "InstanceIds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InstanceIds", default, skip_serializing_if = "Option::is_none")]
     pub instance_ids: Option<Vec<String>>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
     #[serde(rename = "DocumentName")]
     pub document_name: String,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "DocumentHash",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentHash", default, skip_serializing_if = "Option::is_none")]
     pub document_hash: Option<String>,
-    #[serde(
-        rename = "DocumentHashType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentHashType", default, skip_serializing_if = "Option::is_none")]
     pub document_hash_type: Option<String>,
-    #[serde(
-        rename = "TimeoutSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<i32>,
     #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "OutputS3Region",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3Region", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_region: Option<String>,
-    #[serde(
-        rename = "OutputS3BucketName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3BucketName", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_bucket_name: Option<String>,
-    #[serde(
-        rename = "OutputS3KeyPrefix",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputS3KeyPrefix", default, skip_serializing_if = "Option::is_none")]
     pub output_s3_key_prefix: Option<String>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "ServiceRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub service_role_arn: Option<String>,
-    #[serde(
-        rename = "NotificationConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "NotificationConfig", default, skip_serializing_if = "Option::is_none")]
     pub notification_config: Option<NotificationConfig>,
-    #[serde(
-        rename = "CloudWatchOutputConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudWatchOutputConfig", default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch_output_config: Option<CloudWatchOutputConfig>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
 
@@ -9501,23 +5715,11 @@ pub struct SendCommandResult {
 pub struct ServiceSetting {
     #[serde(rename = "SettingId", default, skip_serializing_if = "Option::is_none")]
     pub setting_id: Option<String>,
-    #[serde(
-        rename = "SettingValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SettingValue", default, skip_serializing_if = "Option::is_none")]
     pub setting_value: Option<String>,
-    #[serde(
-        rename = "LastModifiedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedDate", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_date: Option<Timestamp>,
-    #[serde(
-        rename = "LastModifiedUser",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LastModifiedUser", default, skip_serializing_if = "Option::is_none")]
     pub last_modified_user: Option<String>,
     #[serde(rename = "ARN", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
@@ -9538,11 +5740,7 @@ pub struct Session {
     pub start_date: Option<Timestamp>,
     #[serde(rename = "EndDate", default, skip_serializing_if = "Option::is_none")]
     pub end_date: Option<Timestamp>,
-    #[serde(
-        rename = "DocumentName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentName", default, skip_serializing_if = "Option::is_none")]
     pub document_name: Option<String>,
     #[serde(rename = "Owner", default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -9552,17 +5750,9 @@ pub struct Session {
     pub details: Option<String>,
     #[serde(rename = "OutputUrl", default, skip_serializing_if = "Option::is_none")]
     pub output_url: Option<SessionManagerOutputUrl>,
-    #[serde(
-        rename = "MaxSessionDuration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxSessionDuration", default, skip_serializing_if = "Option::is_none")]
     pub max_session_duration: Option<String>,
-    #[serde(
-        rename = "AccessType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AccessType", default, skip_serializing_if = "Option::is_none")]
     pub access_type: Option<String>,
 }
 
@@ -9578,50 +5768,26 @@ pub struct SessionFilter {
 /// The `SessionManagerOutputUrl` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionManagerOutputUrl {
-    #[serde(
-        rename = "S3OutputUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "S3OutputUrl", default, skip_serializing_if = "Option::is_none")]
     pub s3_output_url: Option<String>,
-    #[serde(
-        rename = "CloudWatchOutputUrl",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudWatchOutputUrl", default, skip_serializing_if = "Option::is_none")]
     pub cloud_watch_output_url: Option<String>,
 }
 
 /// The `SeveritySummary` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeveritySummary {
-    #[serde(
-        rename = "CriticalCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CriticalCount", default, skip_serializing_if = "Option::is_none")]
     pub critical_count: Option<i32>,
     #[serde(rename = "HighCount", default, skip_serializing_if = "Option::is_none")]
     pub high_count: Option<i32>,
-    #[serde(
-        rename = "MediumCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MediumCount", default, skip_serializing_if = "Option::is_none")]
     pub medium_count: Option<i32>,
     #[serde(rename = "LowCount", default, skip_serializing_if = "Option::is_none")]
     pub low_count: Option<i32>,
-    #[serde(
-        rename = "InformationalCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InformationalCount", default, skip_serializing_if = "Option::is_none")]
     pub informational_count: Option<i32>,
-    #[serde(
-        rename = "UnspecifiedCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "UnspecifiedCount", default, skip_serializing_if = "Option::is_none")]
     pub unspecified_count: Option<i32>,
 }
 
@@ -9639,11 +5805,7 @@ pub struct StartAccessRequestRequest {
 /// The `StartAccessRequestResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StartAccessRequestResponse {
-    #[serde(
-        rename = "AccessRequestId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AccessRequestId", default, skip_serializing_if = "Option::is_none")]
     pub access_request_id: Option<String>,
 }
 
@@ -9663,148 +5825,72 @@ pub struct StartAssociationsOnceResult {}
 pub struct StartAutomationExecutionRequest {
     #[serde(rename = "DocumentName")]
     pub document_name: String,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "ClientToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ClientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
     #[serde(rename = "Mode", default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
-    #[serde(
-        rename = "TargetParameterName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetParameterName", default, skip_serializing_if = "Option::is_none")]
     pub target_parameter_name: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "TargetMaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetMaps", default, skip_serializing_if = "Option::is_none")]
     pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "TargetLocations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocations", default, skip_serializing_if = "Option::is_none")]
     pub target_locations: Option<Vec<TargetLocation>>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
-    #[serde(
-        rename = "TargetLocationsURL",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocationsURL", default, skip_serializing_if = "Option::is_none")]
     pub target_locations_url: Option<String>,
 }
 
 /// The `StartAutomationExecutionResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StartAutomationExecutionResult {
-    #[serde(
-        rename = "AutomationExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub automation_execution_id: Option<String>,
 }
 
 /// The `StartChangeRequestExecutionRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StartChangeRequestExecutionRequest {
-    #[serde(
-        rename = "ScheduledTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduledTime", default, skip_serializing_if = "Option::is_none")]
     pub scheduled_time: Option<Timestamp>,
     #[serde(rename = "DocumentName")]
     pub document_name: String,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "ChangeRequestName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ChangeRequestName", default, skip_serializing_if = "Option::is_none")]
     pub change_request_name: Option<String>,
-    #[serde(
-        rename = "ClientToken",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ClientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
-    #[serde(
-        rename = "AutoApprove",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutoApprove", default, skip_serializing_if = "Option::is_none")]
     pub auto_approve: Option<bool>,
     #[serde(rename = "Runbooks")]
     pub runbooks: Vec<Runbook>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(
-        rename = "ScheduledEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduledEndTime", default, skip_serializing_if = "Option::is_none")]
     pub scheduled_end_time: Option<Timestamp>,
-    #[serde(
-        rename = "ChangeDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ChangeDetails", default, skip_serializing_if = "Option::is_none")]
     pub change_details: Option<String>,
 }
 
 /// The `StartChangeRequestExecutionResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StartChangeRequestExecutionResult {
-    #[serde(
-        rename = "AutomationExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub automation_execution_id: Option<String>,
 }
 
@@ -9813,28 +5899,16 @@ pub struct StartChangeRequestExecutionResult {
 pub struct StartExecutionPreviewRequest {
     #[serde(rename = "DocumentName")]
     pub document_name: String,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "ExecutionInputs",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionInputs", default, skip_serializing_if = "Option::is_none")]
     pub execution_inputs: Option<ExecutionInputs>,
 }
 
 /// The `StartExecutionPreviewResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StartExecutionPreviewResponse {
-    #[serde(
-        rename = "ExecutionPreviewId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionPreviewId", default, skip_serializing_if = "Option::is_none")]
     pub execution_preview_id: Option<String>,
 }
 
@@ -9843,19 +5917,11 @@ pub struct StartExecutionPreviewResponse {
 pub struct StartSessionRequest {
     #[serde(rename = "Target")]
     pub target: String,
-    #[serde(
-        rename = "DocumentName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentName", default, skip_serializing_if = "Option::is_none")]
     pub document_name: Option<String>,
     #[serde(rename = "Reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
 }
 
@@ -9864,11 +5930,7 @@ pub struct StartSessionRequest {
 pub struct StartSessionResponse {
     #[serde(rename = "SessionId", default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
-    #[serde(
-        rename = "TokenValue",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TokenValue", default, skip_serializing_if = "Option::is_none")]
     pub token_value: Option<String>,
     #[serde(rename = "StreamUrl", default, skip_serializing_if = "Option::is_none")]
     pub stream_url: Option<String>,
@@ -9881,43 +5943,19 @@ pub struct StepExecution {
     pub step_name: Option<String>,
     #[serde(rename = "Action", default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
-    #[serde(
-        rename = "TimeoutSeconds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<i64>,
     #[serde(rename = "OnFailure", default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<String>,
-    #[serde(
-        rename = "MaxAttempts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxAttempts", default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<i32>,
-    #[serde(
-        rename = "ExecutionStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionStartTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "ExecutionEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionEndTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_end_time: Option<Timestamp>,
-    #[serde(
-        rename = "StepStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StepStatus", default, skip_serializing_if = "Option::is_none")]
     pub step_status: Option<String>,
-    #[serde(
-        rename = "ResponseCode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ResponseCode", default, skip_serializing_if = "Option::is_none")]
     pub response_code: Option<String>,
     #[serde(rename = "Inputs", default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<BTreeMap<String, String>>,
@@ -9925,71 +5963,31 @@ pub struct StepExecution {
     pub outputs: Option<BTreeMap<String, Vec<String>>>,
     #[serde(rename = "Response", default, skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
-    #[serde(
-        rename = "FailureMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FailureMessage", default, skip_serializing_if = "Option::is_none")]
     pub failure_message: Option<String>,
-    #[serde(
-        rename = "WarningMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WarningMessage", default, skip_serializing_if = "Option::is_none")]
     pub warning_message: Option<String>,
-    #[serde(
-        rename = "FailureDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FailureDetails", default, skip_serializing_if = "Option::is_none")]
     pub failure_details: Option<FailureDetails>,
-    #[serde(
-        rename = "StepExecutionId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StepExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub step_execution_id: Option<String>,
-    #[serde(
-        rename = "OverriddenParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OverriddenParameters", default, skip_serializing_if = "Option::is_none")]
     pub overridden_parameters: Option<BTreeMap<String, Vec<String>>>,
     #[serde(rename = "IsEnd", default, skip_serializing_if = "Option::is_none")]
     pub is_end: Option<bool>,
     #[serde(rename = "NextStep", default, skip_serializing_if = "Option::is_none")]
     pub next_step: Option<String>,
-    #[serde(
-        rename = "IsCritical",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "IsCritical", default, skip_serializing_if = "Option::is_none")]
     pub is_critical: Option<bool>,
-    #[serde(
-        rename = "ValidNextSteps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ValidNextSteps", default, skip_serializing_if = "Option::is_none")]
     pub valid_next_steps: Option<Vec<String>>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "TargetLocation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocation", default, skip_serializing_if = "Option::is_none")]
     pub target_location: Option<TargetLocation>,
-    #[serde(
-        rename = "TriggeredAlarms",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TriggeredAlarms", default, skip_serializing_if = "Option::is_none")]
     pub triggered_alarms: Option<Vec<AlarmStateInformation>>,
-    #[serde(
-        rename = "ParentStepDetails",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ParentStepDetails", default, skip_serializing_if = "Option::is_none")]
     pub parent_step_details: Option<ParentStepDetails>,
 }
 
@@ -10040,55 +6038,23 @@ pub struct TargetLocation {
     pub accounts: Option<Vec<String>>,
     #[serde(rename = "Regions", default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<String>>,
-    #[serde(
-        rename = "TargetLocationMaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocationMaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub target_location_max_concurrency: Option<String>,
-    #[serde(
-        rename = "TargetLocationMaxErrors",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocationMaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub target_location_max_errors: Option<String>,
-    #[serde(
-        rename = "ExecutionRoleName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExecutionRoleName", default, skip_serializing_if = "Option::is_none")]
     pub execution_role_name: Option<String>,
-    #[serde(
-        rename = "TargetLocationAlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocationAlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub target_location_alarm_configuration: Option<AlarmConfiguration>,
-    #[serde(
-        rename = "IncludeChildOrganizationUnits",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "IncludeChildOrganizationUnits", default, skip_serializing_if = "Option::is_none")]
     pub include_child_organization_units: Option<bool>,
-    #[serde(
-        rename = "ExcludeAccounts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ExcludeAccounts", default, skip_serializing_if = "Option::is_none")]
     pub exclude_accounts: Option<Vec<String>>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "TargetsMaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetsMaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub targets_max_concurrency: Option<String>,
-    #[serde(
-        rename = "TargetsMaxErrors",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetsMaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub targets_max_errors: Option<String>,
 }
 
@@ -10097,46 +6063,22 @@ pub struct TargetLocation {
 pub struct TargetPreview {
     #[serde(rename = "Count", default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i32>,
-    #[serde(
-        rename = "TargetType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
 }
 
 /// The `TargetsSummary` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetsSummary {
-    #[serde(
-        rename = "TotalCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TotalCount", default, skip_serializing_if = "Option::is_none")]
     pub total_count: Option<i32>,
-    #[serde(
-        rename = "StartedCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "StartedCount", default, skip_serializing_if = "Option::is_none")]
     pub started_count: Option<i32>,
-    #[serde(
-        rename = "CompletedCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CompletedCount", default, skip_serializing_if = "Option::is_none")]
     pub completed_count: Option<i32>,
-    #[serde(
-        rename = "SuccessfulCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SuccessfulCount", default, skip_serializing_if = "Option::is_none")]
     pub successful_count: Option<i32>,
-    #[serde(
-        rename = "FailedCount",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "FailedCount", default, skip_serializing_if = "Option::is_none")]
     pub failed_count: Option<i32>,
 }
 
@@ -10168,17 +6110,9 @@ pub struct UnlabelParameterVersionRequest {
 /// The `UnlabelParameterVersionResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UnlabelParameterVersionResult {
-    #[serde(
-        rename = "RemovedLabels",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RemovedLabels", default, skip_serializing_if = "Option::is_none")]
     pub removed_labels: Option<Vec<String>>,
-    #[serde(
-        rename = "InvalidLabels",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "InvalidLabels", default, skip_serializing_if = "Option::is_none")]
     pub invalid_labels: Option<Vec<String>>,
 }
 
@@ -10187,126 +6121,54 @@ pub struct UnlabelParameterVersionResult {
 pub struct UpdateAssociationRequest {
     #[serde(rename = "AssociationId")]
     pub association_id: String,
-    #[serde(
-        rename = "Parameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<BTreeMap<String, Vec<String>>>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "ScheduleExpression",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleExpression", default, skip_serializing_if = "Option::is_none")]
     pub schedule_expression: Option<String>,
-    #[serde(
-        rename = "OutputLocation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OutputLocation", default, skip_serializing_if = "Option::is_none")]
     pub output_location: Option<InstanceAssociationOutputLocation>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "AssociationName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationName", default, skip_serializing_if = "Option::is_none")]
     pub association_name: Option<String>,
-    #[serde(
-        rename = "AssociationVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationVersion", default, skip_serializing_if = "Option::is_none")]
     pub association_version: Option<String>,
-    #[serde(
-        rename = "AutomationTargetParameterName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AutomationTargetParameterName", default, skip_serializing_if = "Option::is_none")]
     pub automation_target_parameter_name: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
-    #[serde(
-        rename = "ComplianceSeverity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ComplianceSeverity", default, skip_serializing_if = "Option::is_none")]
     pub compliance_severity: Option<String>,
-    #[serde(
-        rename = "SyncCompliance",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SyncCompliance", default, skip_serializing_if = "Option::is_none")]
     pub sync_compliance: Option<String>,
-    #[serde(
-        rename = "ApplyOnlyAtCronInterval",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApplyOnlyAtCronInterval", default, skip_serializing_if = "Option::is_none")]
     pub apply_only_at_cron_interval: Option<bool>,
-    #[serde(
-        rename = "CalendarNames",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CalendarNames", default, skip_serializing_if = "Option::is_none")]
     pub calendar_names: Option<Vec<String>>,
-    #[serde(
-        rename = "TargetLocations",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetLocations", default, skip_serializing_if = "Option::is_none")]
     pub target_locations: Option<Vec<TargetLocation>>,
-    #[serde(
-        rename = "ScheduleOffset",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleOffset", default, skip_serializing_if = "Option::is_none")]
     pub schedule_offset: Option<i32>,
     #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i32>,
-    #[serde(
-        rename = "TargetMaps",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetMaps", default, skip_serializing_if = "Option::is_none")]
     pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
-    #[serde(
-        rename = "AssociationDispatchAssumeRole",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationDispatchAssumeRole", default, skip_serializing_if = "Option::is_none")]
     pub association_dispatch_assume_role: Option<String>,
 }
 
 /// The `UpdateAssociationResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateAssociationResult {
-    #[serde(
-        rename = "AssociationDescription",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationDescription", default, skip_serializing_if = "Option::is_none")]
     pub association_description: Option<AssociationDescription>,
 }
 
@@ -10324,11 +6186,7 @@ pub struct UpdateAssociationStatusRequest {
 /// The `UpdateAssociationStatusResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateAssociationStatusResult {
-    #[serde(
-        rename = "AssociationDescription",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AssociationDescription", default, skip_serializing_if = "Option::is_none")]
     pub association_description: Option<AssociationDescription>,
 }
 
@@ -10337,34 +6195,18 @@ pub struct UpdateAssociationStatusResult {
 pub struct UpdateCloudConnectorRequest {
     #[serde(rename = "CloudConnectorId")]
     pub cloud_connector_id: String,
-    #[serde(
-        rename = "DisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(
-        rename = "Configuration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Configuration", default, skip_serializing_if = "Option::is_none")]
     pub configuration: Option<CloudConnectorConfiguration>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
 /// The `UpdateCloudConnectorResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateCloudConnectorResult {
-    #[serde(
-        rename = "CloudConnectorId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CloudConnectorId", default, skip_serializing_if = "Option::is_none")]
     pub cloud_connector_id: Option<String>,
 }
 
@@ -10380,11 +6222,7 @@ pub struct UpdateDocumentDefaultVersionRequest {
 /// The `UpdateDocumentDefaultVersionResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateDocumentDefaultVersionResult {
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<DocumentDefaultVersionDescription>,
 }
 
@@ -10393,11 +6231,7 @@ pub struct UpdateDocumentDefaultVersionResult {
 pub struct UpdateDocumentMetadataRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "DocumentReviews")]
     pub document_reviews: DocumentReviews,
@@ -10412,54 +6246,26 @@ pub struct UpdateDocumentMetadataResponse {}
 pub struct UpdateDocumentRequest {
     #[serde(rename = "Content")]
     pub content: String,
-    #[serde(
-        rename = "Attachments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Attachments", default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<AttachmentsSource>>,
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(
-        rename = "DisplayName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
-    #[serde(
-        rename = "VersionName",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
-    #[serde(
-        rename = "DocumentVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
-    #[serde(
-        rename = "DocumentFormat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
     pub document_format: Option<String>,
-    #[serde(
-        rename = "TargetType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TargetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
 }
 
 /// The `UpdateDocumentResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateDocumentResult {
-    #[serde(
-        rename = "DocumentDescription",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "DocumentDescription", default, skip_serializing_if = "Option::is_none")]
     pub document_description: Option<DocumentDescription>,
 }
 
@@ -10470,11 +6276,7 @@ pub struct UpdateMaintenanceWindowRequest {
     pub window_id: String,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "StartDate", default, skip_serializing_if = "Option::is_none")]
     pub start_date: Option<String>,
@@ -10482,27 +6284,15 @@ pub struct UpdateMaintenanceWindowRequest {
     pub end_date: Option<String>,
     #[serde(rename = "Schedule", default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
-    #[serde(
-        rename = "ScheduleTimezone",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleTimezone", default, skip_serializing_if = "Option::is_none")]
     pub schedule_timezone: Option<String>,
-    #[serde(
-        rename = "ScheduleOffset",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleOffset", default, skip_serializing_if = "Option::is_none")]
     pub schedule_offset: Option<i32>,
     #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i32>,
     #[serde(rename = "Cutoff", default, skip_serializing_if = "Option::is_none")]
     pub cutoff: Option<i32>,
-    #[serde(
-        rename = "AllowUnassociatedTargets",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AllowUnassociatedTargets", default, skip_serializing_if = "Option::is_none")]
     pub allow_unassociated_targets: Option<bool>,
     #[serde(rename = "Enabled", default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
@@ -10517,11 +6307,7 @@ pub struct UpdateMaintenanceWindowResult {
     pub window_id: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "StartDate", default, skip_serializing_if = "Option::is_none")]
     pub start_date: Option<String>,
@@ -10529,27 +6315,15 @@ pub struct UpdateMaintenanceWindowResult {
     pub end_date: Option<String>,
     #[serde(rename = "Schedule", default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
-    #[serde(
-        rename = "ScheduleTimezone",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleTimezone", default, skip_serializing_if = "Option::is_none")]
     pub schedule_timezone: Option<String>,
-    #[serde(
-        rename = "ScheduleOffset",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ScheduleOffset", default, skip_serializing_if = "Option::is_none")]
     pub schedule_offset: Option<i32>,
     #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<i32>,
     #[serde(rename = "Cutoff", default, skip_serializing_if = "Option::is_none")]
     pub cutoff: Option<i32>,
-    #[serde(
-        rename = "AllowUnassociatedTargets",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AllowUnassociatedTargets", default, skip_serializing_if = "Option::is_none")]
     pub allow_unassociated_targets: Option<bool>,
     #[serde(rename = "Enabled", default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
@@ -10564,19 +6338,11 @@ pub struct UpdateMaintenanceWindowTargetRequest {
     pub window_target_id: String,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "OwnerInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OwnerInformation", default, skip_serializing_if = "Option::is_none")]
     pub owner_information: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Replace", default, skip_serializing_if = "Option::is_none")]
     pub replace: Option<bool>,
@@ -10587,27 +6353,15 @@ pub struct UpdateMaintenanceWindowTargetRequest {
 pub struct UpdateMaintenanceWindowTargetResult {
     #[serde(rename = "WindowId", default, skip_serializing_if = "Option::is_none")]
     pub window_id: Option<String>,
-    #[serde(
-        rename = "WindowTargetId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowTargetId", default, skip_serializing_if = "Option::is_none")]
     pub window_target_id: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
-    #[serde(
-        rename = "OwnerInformation",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OwnerInformation", default, skip_serializing_if = "Option::is_none")]
     pub owner_information: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
@@ -10622,61 +6376,29 @@ pub struct UpdateMaintenanceWindowTaskRequest {
     pub targets: Option<Vec<Target>>,
     #[serde(rename = "TaskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(
-        rename = "ServiceRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub service_role_arn: Option<String>,
-    #[serde(
-        rename = "TaskParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_parameters: Option<BTreeMap<String, MaintenanceWindowTaskParameterValueExpression>>,
-    #[serde(
-        rename = "TaskInvocationParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskInvocationParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_invocation_parameters: Option<MaintenanceWindowTaskInvocationParameters>,
     #[serde(rename = "Priority", default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "LoggingInfo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LoggingInfo", default, skip_serializing_if = "Option::is_none")]
     pub logging_info: Option<LoggingInfo>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Replace", default, skip_serializing_if = "Option::is_none")]
     pub replace: Option<bool>,
-    #[serde(
-        rename = "CutoffBehavior",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CutoffBehavior", default, skip_serializing_if = "Option::is_none")]
     pub cutoff_behavior: Option<String>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
 
@@ -10685,69 +6407,33 @@ pub struct UpdateMaintenanceWindowTaskRequest {
 pub struct UpdateMaintenanceWindowTaskResult {
     #[serde(rename = "WindowId", default, skip_serializing_if = "Option::is_none")]
     pub window_id: Option<String>,
-    #[serde(
-        rename = "WindowTaskId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "WindowTaskId", default, skip_serializing_if = "Option::is_none")]
     pub window_task_id: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
     #[serde(rename = "TaskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    #[serde(
-        rename = "ServiceRoleArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ServiceRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub service_role_arn: Option<String>,
-    #[serde(
-        rename = "TaskParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_parameters: Option<BTreeMap<String, MaintenanceWindowTaskParameterValueExpression>>,
-    #[serde(
-        rename = "TaskInvocationParameters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "TaskInvocationParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_invocation_parameters: Option<MaintenanceWindowTaskInvocationParameters>,
     #[serde(rename = "Priority", default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    #[serde(
-        rename = "MaxConcurrency",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
-    #[serde(
-        rename = "LoggingInfo",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "LoggingInfo", default, skip_serializing_if = "Option::is_none")]
     pub logging_info: Option<LoggingInfo>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "CutoffBehavior",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CutoffBehavior", default, skip_serializing_if = "Option::is_none")]
     pub cutoff_behavior: Option<String>,
-    #[serde(
-        rename = "AlarmConfiguration",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
 
@@ -10767,37 +6453,17 @@ pub struct UpdateManagedInstanceRoleResult {}
 /// The `UpdateOpsItemRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateOpsItemRequest {
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(
-        rename = "OperationalData",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperationalData", default, skip_serializing_if = "Option::is_none")]
     pub operational_data: Option<BTreeMap<String, OpsItemDataValue>>,
-    #[serde(
-        rename = "OperationalDataToDelete",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperationalDataToDelete", default, skip_serializing_if = "Option::is_none")]
     pub operational_data_to_delete: Option<Vec<String>>,
-    #[serde(
-        rename = "Notifications",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Notifications", default, skip_serializing_if = "Option::is_none")]
     pub notifications: Option<Vec<OpsItemNotification>>,
     #[serde(rename = "Priority", default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    #[serde(
-        rename = "RelatedOpsItems",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RelatedOpsItems", default, skip_serializing_if = "Option::is_none")]
     pub related_ops_items: Option<Vec<RelatedOpsItem>>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -10809,35 +6475,15 @@ pub struct UpdateOpsItemRequest {
     pub category: Option<String>,
     #[serde(rename = "Severity", default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
-    #[serde(
-        rename = "ActualStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActualStartTime", default, skip_serializing_if = "Option::is_none")]
     pub actual_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "ActualEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ActualEndTime", default, skip_serializing_if = "Option::is_none")]
     pub actual_end_time: Option<Timestamp>,
-    #[serde(
-        rename = "PlannedStartTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlannedStartTime", default, skip_serializing_if = "Option::is_none")]
     pub planned_start_time: Option<Timestamp>,
-    #[serde(
-        rename = "PlannedEndTime",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "PlannedEndTime", default, skip_serializing_if = "Option::is_none")]
     pub planned_end_time: Option<Timestamp>,
-    #[serde(
-        rename = "OpsItemArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsItemArn", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_arn: Option<String>,
 }
 
@@ -10850,28 +6496,16 @@ pub struct UpdateOpsItemResponse {}
 pub struct UpdateOpsMetadataRequest {
     #[serde(rename = "OpsMetadataArn")]
     pub ops_metadata_arn: String,
-    #[serde(
-        rename = "MetadataToUpdate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MetadataToUpdate", default, skip_serializing_if = "Option::is_none")]
     pub metadata_to_update: Option<BTreeMap<String, MetadataValue>>,
-    #[serde(
-        rename = "KeysToDelete",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "KeysToDelete", default, skip_serializing_if = "Option::is_none")]
     pub keys_to_delete: Option<Vec<String>>,
 }
 
 /// The `UpdateOpsMetadataResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateOpsMetadataResult {
-    #[serde(
-        rename = "OpsMetadataArn",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OpsMetadataArn", default, skip_serializing_if = "Option::is_none")]
     pub ops_metadata_arn: Option<String>,
 }
 
@@ -10882,61 +6516,25 @@ pub struct UpdatePatchBaselineRequest {
     pub baseline_id: String,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "GlobalFilters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "GlobalFilters", default, skip_serializing_if = "Option::is_none")]
     pub global_filters: Option<PatchFilterGroup>,
-    #[serde(
-        rename = "ApprovalRules",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovalRules", default, skip_serializing_if = "Option::is_none")]
     pub approval_rules: Option<PatchRuleGroup>,
-    #[serde(
-        rename = "ApprovedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatches", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches: Option<Vec<String>>,
-    #[serde(
-        rename = "ApprovedPatchesComplianceLevel",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatchesComplianceLevel", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_compliance_level: Option<String>,
-    #[serde(
-        rename = "ApprovedPatchesEnableNonSecurity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatchesEnableNonSecurity", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_enable_non_security: Option<bool>,
-    #[serde(
-        rename = "RejectedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RejectedPatches", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches: Option<Vec<String>>,
-    #[serde(
-        rename = "RejectedPatchesAction",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RejectedPatchesAction", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches_action: Option<String>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Sources", default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<PatchSource>>,
-    #[serde(
-        rename = "AvailableSecurityUpdatesComplianceStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AvailableSecurityUpdatesComplianceStatus", default, skip_serializing_if = "Option::is_none")]
     pub available_security_updates_compliance_status: Option<String>,
     #[serde(rename = "Replace", default, skip_serializing_if = "Option::is_none")]
     pub replace: Option<bool>,
@@ -10945,87 +6543,35 @@ pub struct UpdatePatchBaselineRequest {
 /// The `UpdatePatchBaselineResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdatePatchBaselineResult {
-    #[serde(
-        rename = "BaselineId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "BaselineId", default, skip_serializing_if = "Option::is_none")]
     pub baseline_id: Option<String>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(
-        rename = "OperatingSystem",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
     pub operating_system: Option<String>,
-    #[serde(
-        rename = "GlobalFilters",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "GlobalFilters", default, skip_serializing_if = "Option::is_none")]
     pub global_filters: Option<PatchFilterGroup>,
-    #[serde(
-        rename = "ApprovalRules",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovalRules", default, skip_serializing_if = "Option::is_none")]
     pub approval_rules: Option<PatchRuleGroup>,
-    #[serde(
-        rename = "ApprovedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatches", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches: Option<Vec<String>>,
-    #[serde(
-        rename = "ApprovedPatchesComplianceLevel",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatchesComplianceLevel", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_compliance_level: Option<String>,
-    #[serde(
-        rename = "ApprovedPatchesEnableNonSecurity",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ApprovedPatchesEnableNonSecurity", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_enable_non_security: Option<bool>,
-    #[serde(
-        rename = "RejectedPatches",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RejectedPatches", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches: Option<Vec<String>>,
-    #[serde(
-        rename = "RejectedPatchesAction",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RejectedPatchesAction", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches_action: Option<String>,
-    #[serde(
-        rename = "CreatedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
     pub created_date: Option<Timestamp>,
-    #[serde(
-        rename = "ModifiedDate",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ModifiedDate", default, skip_serializing_if = "Option::is_none")]
     pub modified_date: Option<Timestamp>,
-    #[serde(
-        rename = "Description",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Sources", default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<PatchSource>>,
-    #[serde(
-        rename = "AvailableSecurityUpdatesComplianceStatus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "AvailableSecurityUpdatesComplianceStatus", default, skip_serializing_if = "Option::is_none")]
     pub available_security_updates_compliance_status: Option<String>,
 }
 
@@ -11062,11 +6608,7 @@ pub struct UpdateServiceSettingResult {}
 pub struct ValidateCloudConnectorRequest {
     #[serde(rename = "CloudConnectorId")]
     pub cloud_connector_id: String,
-    #[serde(
-        rename = "MaxResults",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -11075,11 +6617,7 @@ pub struct ValidateCloudConnectorRequest {
 /// The `ValidateCloudConnectorResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ValidateCloudConnectorResult {
-    #[serde(
-        rename = "ValidationFindings",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ValidationFindings", default, skip_serializing_if = "Option::is_none")]
     pub validation_findings: Option<Vec<ValidationFinding>>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
@@ -11094,11 +6632,7 @@ pub struct ValidationFinding {
     pub code: Option<String>,
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(
-        rename = "ProviderMessage",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "ProviderMessage", default, skip_serializing_if = "Option::is_none")]
     pub provider_message: Option<String>,
     #[serde(rename = "Scope", default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<ValidationFindingScope>,
