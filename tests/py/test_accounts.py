@@ -159,10 +159,6 @@ def test_second_account_owns_its_documents(ssm, second_account):
     assert c.describe_document(Name="AWS-RunShellScript")["Document"]["Owner"] == "Amazon"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: ListDocumentVersions does not resolve document ARNs (documents.rs list_versions "
-    "looks the literal Name up in the caller's own account), so the account a document is shared "
-    "with gets InvalidDocument although GetDocument by the same ARN (any DocumentVersion) works"))
 def test_shared_document_versions_by_arn(ssm, new_account):
     friend = new_account()
     name = unique_name("sharelist")

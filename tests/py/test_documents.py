@@ -316,10 +316,6 @@ def test_own_document_by_arn(ssm):
                  Name=f"arn:aws:ssm:us-west-2:{ROOT_ACCOUNT}:document/{name}")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: ListDocumentVersions looks the Name up literally (documents.rs list_versions "
-    "uses store.document(caller.account, name)), so an ARN - which GetDocument/DescribeDocument "
-    "accept for the same document - answers InvalidDocument"))
 def test_list_document_versions_by_own_arn(ssm):
     name = unique_name("verarn")
     ssm.create_document(Content=command_doc("1"), Name=name)
@@ -329,15 +325,6 @@ def test_list_document_versions_by_own_arn(ssm):
     assert [v["DocumentVersion"] for v in versions] == ["1", "2"]
 
 
-DELETED_LATEST_BUG = (
-    "server bug: deleting the latest version (not the default) leaves the document's "
-    "LatestVersion pointing at the deleted version: DescribeDocument still reports it and "
-    "GetDocument/DescribeDocument with DocumentVersion=$LATEST answer InvalidDocumentVersion "
-    "although versions remain"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=DELETED_LATEST_BUG)
 def test_deleting_the_latest_version_moves_latest_back(ssm):
     name = unique_name("dellatest")
     ssm.create_document(Content=command_doc("1"), Name=name)

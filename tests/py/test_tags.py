@@ -73,14 +73,6 @@ def test_create_with_too_many_tags(ssm):
                  Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(51)])
 
 
-ATOMIC_CREATE_BUG = (
-    "server bug: CreateDocument stores the document before validating Tags, so a request "
-    "refused with TooManyTagsError/ValidationException still leaves the (untagged) document "
-    "behind (crates/api/src/documents.rs create: store.create_document, then tags::set)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=ATOMIC_CREATE_BUG)
 def test_create_refused_for_too_many_tags_leaves_nothing_behind(ssm):
     name = unique_name("tagatomic")
     expect_error("TooManyTagsError", ssm.create_document, Content=command_doc(), Name=name,
@@ -96,7 +88,6 @@ def test_reserved_tag_key_prefix(ssm):
     assert tags_of(ssm, name) == {}
 
 
-@pytest.mark.xfail(strict=True, reason=ATOMIC_CREATE_BUG)
 def test_create_refused_for_reserved_tag_key_leaves_nothing_behind(ssm):
     name = unique_name("tagawsc")
     expect_error("ValidationException", ssm.create_document, Content=command_doc(), Name=name,

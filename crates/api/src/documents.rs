@@ -70,6 +70,17 @@ fn invalid_version() -> ApiError {
     ApiError::new(ErrorCode::InvalidDocumentVersion, "The document version is not valid or does not exist.")
 }
 
+/// Whose document a reference names.
+struct Located {
+    ownership: Ownership,
+    /// The owning account (empty for Amazon-owned documents).
+    account: String,
+    name: String,
+    /// The share that lets the caller read another account's document.
+    share: Option<ShareRow>,
+    amazon: Option<&'static amazon::AmazonDoc>,
+}
+
 /// A requested DocumentVersion.
 enum VersionSel {
     Default,
@@ -87,13 +98,9 @@ fn version_sel(v: Option<&str>) -> Result<VersionSel, ApiError> {
 
 impl Service {
     /// Finds a document (by name or ARN) and one of its versions, as the caller may see it.
-    pub async fn resolve_document(
-        &self,
-        caller: &Caller,
-        reference: &str,
-        version: Option<&str>,
-        version_name: Option<&str>,
-    ) -> Result<Resolved, ApiError> {
+    /// Finds whose document a reference (name or ARN) names, as the caller may see it:
+    /// Amazon-owned, the caller's own, or another account's shared with the caller.
+    async fn locate(&self, caller: &Caller, reference: &str) -> Result<Located, ApiError> {
         let (owner, name) = match ssmd_core::arn::parse_document(reference) {
             Some(arn) if arn.region != caller.region => return Err(invalid_document()),
             Some(arn) if arn.account.is_empty() => (None, arn.name),
@@ -101,10 +108,48 @@ impl Service {
             Some(arn) => (None, arn.name),
             None => (None, reference.to_string()),
         };
-        let sel = version_sel(version)?;
         if owner.is_none()
             && let Some(a) = amazon::find(&name)
         {
+            return Ok(Located {
+                ownership: Ownership::Amazon,
+                account: String::new(),
+                name,
+                share: None,
+                amazon: Some(a),
+            });
+        }
+        match owner {
+            Some(account) => {
+                let share = self
+                    .store
+                    .share_for(&account, &caller.region, &name, &caller.account)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or_else(invalid_document)?;
+                Ok(Located { ownership: Ownership::Shared, account, name, share: Some(share), amazon: None })
+            }
+            None => Ok(Located {
+                ownership: Ownership::Own,
+                account: caller.account.clone(),
+                name,
+                share: None,
+                amazon: None,
+            }),
+        }
+    }
+
+    /// Finds a document (by name or ARN) and one of its versions, as the caller may see it.
+    pub async fn resolve_document(
+        &self,
+        caller: &Caller,
+        reference: &str,
+        version: Option<&str>,
+        version_name: Option<&str>,
+    ) -> Result<Resolved, ApiError> {
+        let sel = version_sel(version)?;
+        let loc = self.locate(caller, reference).await?;
+        if let Some(a) = loc.amazon {
             let version = match sel {
                 VersionSel::Number(n) if n != a.version.version => return Err(invalid_version()),
                 _ => a.version.clone(),
@@ -114,16 +159,7 @@ impl Service {
             }
             return Ok(Resolved { ownership: Ownership::Amazon, doc: a.doc.clone(), version });
         }
-        let (account, ownership) = match &owner {
-            Some(o) => (o.as_str(), Ownership::Shared),
-            None => (caller.account.as_str(), Ownership::Own),
-        };
-        let share = if ownership == Ownership::Shared {
-            let s = self.store.share_for(account, &caller.region, &name, &caller.account).await.map_err(store_error)?;
-            Some(s.ok_or_else(invalid_document)?)
-        } else {
-            None
-        };
+        let (account, name, ownership, share) = (loc.account.as_str(), loc.name.clone(), loc.ownership, loc.share);
         let number = match sel {
             VersionSel::Number(n) => Some(n),
             _ => None,
@@ -369,6 +405,9 @@ pub(crate) async fn create(
             "name",
             "Member must not start with a reserved prefix (aws, amazon, amzn, AWSEC2, AWSConfigRemediation, AWSSupport)",
         ));
+    }
+    if let Some(tags) = &i.tags {
+        crate::tags::check_new(tags)?;
     }
     let doc_type = i.document_type.clone().unwrap_or_else(|| "Command".into());
     let format = format_of(i.document_format.as_deref());
@@ -750,20 +789,25 @@ pub(crate) async fn list_versions(
     const OP: &str = "ListDocumentVersions";
     let limit = page_size(i.max_results, 50);
     let after = svc.open_token(caller, OP, i.next_token.as_deref())?.and_then(|v| v.as_i64()).unwrap_or(0);
-    let (doc, versions) = match amazon::find(&i.name) {
+    let loc = svc.locate(caller, &i.name).await?;
+    let (doc, versions) = match loc.amazon {
         Some(a) => (a.doc.clone(), if after == 0 { vec![a.version.clone()] } else { vec![] }),
         None => {
             let doc = svc
                 .store
-                .document(&caller.account, &caller.region, &i.name)
+                .document(&loc.account, &caller.region, &loc.name)
                 .await
                 .map_err(store_error)?
                 .ok_or_else(invalid_document)?;
-            let versions = svc
+            let mut versions = svc
                 .store
-                .document_versions(&caller.account, &caller.region, &i.name, after, limit + 1)
+                .document_versions(&loc.account, &caller.region, &loc.name, after, limit + 1)
                 .await
                 .map_err(store_error)?;
+            // A share of one version shows only that version.
+            if let Some(n) = loc.share.as_ref().and_then(|s| s.shared_version.parse::<i64>().ok()) {
+                versions.retain(|v| v.version == n);
+            }
             (doc, versions)
         }
     };

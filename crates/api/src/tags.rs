@@ -46,6 +46,13 @@ fn check_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Result<(), ApiError
     Ok(())
 }
 
+/// Checks tags for a resource about to be created, so that a refused request creates nothing.
+pub(crate) fn check_new(tags: &[Tag]) -> Result<(), ApiError> {
+    check_keys(tags.iter().map(|t| &t.key))?;
+    let distinct: std::collections::HashSet<&str> = tags.iter().map(|t| t.key.as_str()).collect();
+    if distinct.len() > MAX_TAGS { Err(too_many()) } else { Ok(()) }
+}
+
 /// Sets tags on a resource the caller just created or owns (no existence check).
 pub(crate) async fn set(svc: &Service, caller: &Caller, rtype: &str, rid: &str, tags: &[Tag]) -> Result<(), ApiError> {
     check_keys(tags.iter().map(|t| &t.key))?;

@@ -496,6 +496,17 @@ impl Store {
         .bind(version)
         .execute(&mut *tx)
         .await?;
+        // Deleting the latest version makes the newest remaining one the latest.
+        sqlx::query(
+            "UPDATE documents SET latest_version = (SELECT MAX(version) FROM document_versions v \
+             WHERE v.account = documents.account AND v.region = documents.region AND v.name = documents.name) \
+             WHERE account = $1 AND region = $2 AND name = $3",
+        )
+        .bind(account)
+        .bind(region)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.invalidate_document(account, region, name);
         Ok(r.rows_affected() > 0)
