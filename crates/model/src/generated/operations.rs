@@ -2,11 +2,11 @@
 //! The operations of the SSM API: their metadata, the service trait and typed dispatch.
 
 #![allow(clippy::all)]
-use crate::Caller;
 use crate::error::ApiError;
 use crate::generated::errors::ErrorCode;
 use crate::generated::shapes::*;
 use crate::schema::ShapeId;
+use crate::Caller;
 use std::future::Future;
 
 /// One operation of the SSM API.
@@ -548,9 +548,7 @@ impl Operation {
             "DescribeInstancePatches" => Some(Self::DescribeInstancePatches),
             "DescribeInstanceProperties" => Some(Self::DescribeInstanceProperties),
             "DescribeInventoryDeletions" => Some(Self::DescribeInventoryDeletions),
-            "DescribeMaintenanceWindowExecutionTaskInvocations" => {
-                Some(Self::DescribeMaintenanceWindowExecutionTaskInvocations)
-            }
+            "DescribeMaintenanceWindowExecutionTaskInvocations" => Some(Self::DescribeMaintenanceWindowExecutionTaskInvocations),
             "DescribeMaintenanceWindowExecutionTasks" => Some(Self::DescribeMaintenanceWindowExecutionTasks),
             "DescribeMaintenanceWindowExecutions" => Some(Self::DescribeMaintenanceWindowExecutions),
             "DescribeMaintenanceWindowSchedule" => Some(Self::DescribeMaintenanceWindowSchedule),
@@ -661,1621 +659,160 @@ impl Operation {
     /// The model's facts about this operation.
     pub fn info(self) -> &'static OperationInfo {
         match self {
-            Self::AddTagsToResource => &OperationInfo {
-                name: "AddTagsToResource",
-                input: 17,
-                output: 18,
-                errors: &[
-                    ErrorCode::InvalidResourceType,
-                    ErrorCode::InvalidResourceId,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::TooManyTagsError,
-                    ErrorCode::TooManyUpdates,
-                ],
-                idempotency_token: None,
-            },
-            Self::AssociateOpsItemRelatedItem => &OperationInfo {
-                name: "AssociateOpsItemRelatedItem",
-                input: 34,
-                output: 35,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::OpsItemNotFoundException,
-                    ErrorCode::OpsItemLimitExceededException,
-                    ErrorCode::OpsItemInvalidParameterException,
-                    ErrorCode::OpsItemRelatedItemAlreadyExistsException,
-                    ErrorCode::OpsItemConflictException,
-                ],
-                idempotency_token: None,
-            },
-            Self::CancelCommand => &OperationInfo {
-                name: "CancelCommand",
-                input: 142,
-                output: 143,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidCommandId,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::DuplicateInstanceId,
-                ],
-                idempotency_token: None,
-            },
-            Self::CancelMaintenanceWindowExecution => &OperationInfo {
-                name: "CancelMaintenanceWindowExecution",
-                input: 144,
-                output: 145,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::DoesNotExistException],
-                idempotency_token: None,
-            },
-            Self::CreateActivation => &OperationInfo {
-                name: "CreateActivation",
-                input: 223,
-                output: 224,
-                errors: &[ErrorCode::InvalidParameters, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::CreateAssociation => &OperationInfo {
-                name: "CreateAssociation",
-                input: 229,
-                output: 230,
-                errors: &[
-                    ErrorCode::AssociationAlreadyExists,
-                    ErrorCode::AssociationLimitExceeded,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidDocumentVersion,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::UnsupportedPlatformType,
-                    ErrorCode::InvalidOutputLocation,
-                    ErrorCode::InvalidParameters,
-                    ErrorCode::InvalidTarget,
-                    ErrorCode::InvalidSchedule,
-                    ErrorCode::InvalidTargetMaps,
-                    ErrorCode::InvalidTag,
-                ],
-                idempotency_token: None,
-            },
-            Self::CreateAssociationBatch => &OperationInfo {
-                name: "CreateAssociationBatch",
-                input: 225,
-                output: 228,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidDocumentVersion,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidParameters,
-                    ErrorCode::DuplicateInstanceId,
-                    ErrorCode::AssociationLimitExceeded,
-                    ErrorCode::UnsupportedPlatformType,
-                    ErrorCode::InvalidOutputLocation,
-                    ErrorCode::InvalidTarget,
-                    ErrorCode::InvalidSchedule,
-                    ErrorCode::InvalidTargetMaps,
-                ],
-                idempotency_token: None,
-            },
-            Self::CreateCloudConnector => &OperationInfo {
-                name: "CreateCloudConnector",
-                input: 231,
-                output: 232,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ServiceQuotaExceededException,
-                    ErrorCode::ConflictException,
-                ],
-                idempotency_token: None,
-            },
-            Self::CreateDocument => &OperationInfo {
-                name: "CreateDocument",
-                input: 233,
-                output: 234,
-                errors: &[
-                    ErrorCode::DocumentAlreadyExists,
-                    ErrorCode::MaxDocumentSizeExceeded,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocumentContent,
-                    ErrorCode::DocumentLimitExceeded,
-                    ErrorCode::InvalidDocumentSchemaVersion,
-                    ErrorCode::TooManyUpdates,
-                    ErrorCode::NoLongerSupportedException,
-                ],
-                idempotency_token: None,
-            },
-            Self::CreateMaintenanceWindow => &OperationInfo {
-                name: "CreateMaintenanceWindow",
-                input: 235,
-                output: 236,
-                errors: &[
-                    ErrorCode::IdempotentParameterMismatch,
-                    ErrorCode::ResourceLimitExceededException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: Some("ClientToken"),
-            },
-            Self::CreateOpsItem => &OperationInfo {
-                name: "CreateOpsItem",
-                input: 237,
-                output: 238,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::OpsItemAlreadyExistsException,
-                    ErrorCode::OpsItemLimitExceededException,
-                    ErrorCode::OpsItemInvalidParameterException,
-                    ErrorCode::OpsItemAccessDeniedException,
-                ],
-                idempotency_token: None,
-            },
-            Self::CreateOpsMetadata => &OperationInfo {
-                name: "CreateOpsMetadata",
-                input: 239,
-                output: 240,
-                errors: &[
-                    ErrorCode::OpsMetadataAlreadyExistsException,
-                    ErrorCode::OpsMetadataTooManyUpdatesException,
-                    ErrorCode::OpsMetadataInvalidArgumentException,
-                    ErrorCode::OpsMetadataLimitExceededException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::CreatePatchBaseline => &OperationInfo {
-                name: "CreatePatchBaseline",
-                input: 241,
-                output: 242,
-                errors: &[
-                    ErrorCode::IdempotentParameterMismatch,
-                    ErrorCode::ResourceLimitExceededException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: Some("ClientToken"),
-            },
-            Self::CreateResourceDataSync => &OperationInfo {
-                name: "CreateResourceDataSync",
-                input: 243,
-                output: 244,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ResourceDataSyncCountExceededException,
-                    ErrorCode::ResourceDataSyncAlreadyExistsException,
-                    ErrorCode::ResourceDataSyncInvalidConfigurationException,
-                ],
-                idempotency_token: None,
-            },
-            Self::DeleteActivation => &OperationInfo {
-                name: "DeleteActivation",
-                input: 253,
-                output: 254,
-                errors: &[
-                    ErrorCode::InvalidActivationId,
-                    ErrorCode::InvalidActivation,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::TooManyUpdates,
-                ],
-                idempotency_token: None,
-            },
-            Self::DeleteAssociation => &OperationInfo {
-                name: "DeleteAssociation",
-                input: 255,
-                output: 256,
-                errors: &[
-                    ErrorCode::AssociationDoesNotExist,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::TooManyUpdates,
-                ],
-                idempotency_token: None,
-            },
-            Self::DeleteCloudConnector => &OperationInfo {
-                name: "DeleteCloudConnector",
-                input: 257,
-                output: 258,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ResourceNotFoundException,
-                    ErrorCode::ConflictException,
-                ],
-                idempotency_token: None,
-            },
-            Self::DeleteDocument => &OperationInfo {
-                name: "DeleteDocument",
-                input: 259,
-                output: 260,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidDocumentOperation,
-                    ErrorCode::AssociatedInstances,
-                    ErrorCode::TooManyUpdates,
-                ],
-                idempotency_token: None,
-            },
-            Self::DeleteInventory => &OperationInfo {
-                name: "DeleteInventory",
-                input: 261,
-                output: 262,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidTypeNameException,
-                    ErrorCode::InvalidOptionException,
-                    ErrorCode::InvalidDeleteInventoryParametersException,
-                    ErrorCode::InvalidInventoryRequestException,
-                ],
-                idempotency_token: Some("ClientToken"),
-            },
-            Self::DeleteMaintenanceWindow => &OperationInfo {
-                name: "DeleteMaintenanceWindow",
-                input: 263,
-                output: 264,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DeleteOpsItem => &OperationInfo {
-                name: "DeleteOpsItem",
-                input: 265,
-                output: 266,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemInvalidParameterException],
-                idempotency_token: None,
-            },
-            Self::DeleteOpsMetadata => &OperationInfo {
-                name: "DeleteOpsMetadata",
-                input: 267,
-                output: 268,
-                errors: &[
-                    ErrorCode::OpsMetadataNotFoundException,
-                    ErrorCode::OpsMetadataInvalidArgumentException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::DeleteParameter => &OperationInfo {
-                name: "DeleteParameter",
-                input: 269,
-                output: 270,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::ParameterNotFound],
-                idempotency_token: None,
-            },
-            Self::DeleteParameters => &OperationInfo {
-                name: "DeleteParameters",
-                input: 271,
-                output: 272,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DeletePatchBaseline => &OperationInfo {
-                name: "DeletePatchBaseline",
-                input: 273,
-                output: 274,
-                errors: &[ErrorCode::ResourceInUseException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DeleteResourceDataSync => &OperationInfo {
-                name: "DeleteResourceDataSync",
-                input: 275,
-                output: 276,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ResourceDataSyncNotFoundException,
-                    ErrorCode::ResourceDataSyncInvalidConfigurationException,
-                ],
-                idempotency_token: None,
-            },
-            Self::DeleteResourcePolicy => &OperationInfo {
-                name: "DeleteResourcePolicy",
-                input: 277,
-                output: 278,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ResourcePolicyInvalidParameterException,
-                    ErrorCode::ResourcePolicyConflictException,
-                    ErrorCode::ResourceNotFoundException,
-                    ErrorCode::MalformedResourcePolicyDocumentException,
-                    ErrorCode::ResourcePolicyNotFoundException,
-                ],
-                idempotency_token: None,
-            },
-            Self::DeregisterDefaultHostManagementConfiguration => &OperationInfo {
-                name: "DeregisterDefaultHostManagementConfiguration",
-                input: 281,
-                output: 282,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DeregisterManagedInstance => &OperationInfo {
-                name: "DeregisterManagedInstance",
-                input: 283,
-                output: 284,
-                errors: &[ErrorCode::InvalidInstanceId, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DeregisterPatchBaselineForPatchGroup => &OperationInfo {
-                name: "DeregisterPatchBaselineForPatchGroup",
-                input: 285,
-                output: 286,
-                errors: &[ErrorCode::InvalidResourceId, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DeregisterTargetFromMaintenanceWindow => &OperationInfo {
-                name: "DeregisterTargetFromMaintenanceWindow",
-                input: 287,
-                output: 288,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::TargetInUseException,
-                ],
-                idempotency_token: None,
-            },
-            Self::DeregisterTaskFromMaintenanceWindow => &OperationInfo {
-                name: "DeregisterTaskFromMaintenanceWindow",
-                input: 289,
-                output: 290,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeActivations => &OperationInfo {
-                name: "DescribeActivations",
-                input: 294,
-                output: 295,
-                errors: &[ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeAssociation => &OperationInfo {
-                name: "DescribeAssociation",
-                input: 300,
-                output: 301,
-                errors: &[
-                    ErrorCode::AssociationDoesNotExist,
-                    ErrorCode::InvalidAssociationVersion,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidInstanceId,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeAssociationExecutionTargets => &OperationInfo {
-                name: "DescribeAssociationExecutionTargets",
-                input: 296,
-                output: 297,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::AssociationDoesNotExist,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::AssociationExecutionDoesNotExist,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeAssociationExecutions => &OperationInfo {
-                name: "DescribeAssociationExecutions",
-                input: 298,
-                output: 299,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::AssociationDoesNotExist,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeAutomationExecutions => &OperationInfo {
-                name: "DescribeAutomationExecutions",
-                input: 302,
-                output: 303,
-                errors: &[
-                    ErrorCode::InvalidFilterKey,
-                    ErrorCode::InvalidFilterValue,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeAutomationStepExecutions => &OperationInfo {
-                name: "DescribeAutomationStepExecutions",
-                input: 304,
-                output: 305,
-                errors: &[
-                    ErrorCode::AutomationExecutionNotFoundException,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InvalidFilterKey,
-                    ErrorCode::InvalidFilterValue,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeAvailablePatches => &OperationInfo {
-                name: "DescribeAvailablePatches",
-                input: 306,
-                output: 307,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeDocument => &OperationInfo {
-                name: "DescribeDocument",
-                input: 310,
-                output: 311,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidDocumentVersion,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeDocumentPermission => &OperationInfo {
-                name: "DescribeDocumentPermission",
-                input: 308,
-                output: 309,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InvalidPermissionType,
-                    ErrorCode::InvalidDocumentOperation,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeEffectiveInstanceAssociations => &OperationInfo {
-                name: "DescribeEffectiveInstanceAssociations",
-                input: 312,
-                output: 313,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidNextToken],
-                idempotency_token: None,
-            },
-            Self::DescribeEffectivePatchesForPatchBaseline => &OperationInfo {
-                name: "DescribeEffectivePatchesForPatchBaseline",
-                input: 314,
-                output: 315,
-                errors: &[
-                    ErrorCode::InvalidResourceId,
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::UnsupportedOperatingSystem,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeInstanceAssociationsStatus => &OperationInfo {
-                name: "DescribeInstanceAssociationsStatus",
-                input: 316,
-                output: 317,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidNextToken],
-                idempotency_token: None,
-            },
-            Self::DescribeInstanceInformation => &OperationInfo {
-                name: "DescribeInstanceInformation",
-                input: 318,
-                output: 319,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InvalidInstanceInformationFilterValue,
-                    ErrorCode::InvalidFilterKey,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeInstancePatchStates => &OperationInfo {
-                name: "DescribeInstancePatchStates",
-                input: 322,
-                output: 323,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken],
-                idempotency_token: None,
-            },
-            Self::DescribeInstancePatchStatesForPatchGroup => &OperationInfo {
-                name: "DescribeInstancePatchStatesForPatchGroup",
-                input: 320,
-                output: 321,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken],
-                idempotency_token: None,
-            },
-            Self::DescribeInstancePatches => &OperationInfo {
-                name: "DescribeInstancePatches",
-                input: 324,
-                output: 325,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidFilter,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeInstanceProperties => &OperationInfo {
-                name: "DescribeInstanceProperties",
-                input: 327,
-                output: 328,
-                errors: &[
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InvalidFilterKey,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidActivationId,
-                    ErrorCode::InvalidInstancePropertyFilterValue,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeInventoryDeletions => &OperationInfo {
-                name: "DescribeInventoryDeletions",
-                input: 329,
-                output: 330,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDeletionIdException,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribeMaintenanceWindowExecutionTaskInvocations => &OperationInfo {
-                name: "DescribeMaintenanceWindowExecutionTaskInvocations",
-                input: 331,
-                output: 332,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeMaintenanceWindowExecutionTasks => &OperationInfo {
-                name: "DescribeMaintenanceWindowExecutionTasks",
-                input: 333,
-                output: 334,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeMaintenanceWindowExecutions => &OperationInfo {
-                name: "DescribeMaintenanceWindowExecutions",
-                input: 335,
-                output: 336,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeMaintenanceWindowSchedule => &OperationInfo {
-                name: "DescribeMaintenanceWindowSchedule",
-                input: 337,
-                output: 338,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::DoesNotExistException],
-                idempotency_token: None,
-            },
-            Self::DescribeMaintenanceWindowTargets => &OperationInfo {
-                name: "DescribeMaintenanceWindowTargets",
-                input: 339,
-                output: 340,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeMaintenanceWindowTasks => &OperationInfo {
-                name: "DescribeMaintenanceWindowTasks",
-                input: 341,
-                output: 342,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeMaintenanceWindows => &OperationInfo {
-                name: "DescribeMaintenanceWindows",
-                input: 345,
-                output: 346,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeMaintenanceWindowsForTarget => &OperationInfo {
-                name: "DescribeMaintenanceWindowsForTarget",
-                input: 343,
-                output: 344,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeOpsItems => &OperationInfo {
-                name: "DescribeOpsItems",
-                input: 347,
-                output: 348,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeParameters => &OperationInfo {
-                name: "DescribeParameters",
-                input: 349,
-                output: 350,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidFilterKey,
-                    ErrorCode::InvalidFilterOption,
-                    ErrorCode::InvalidFilterValue,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::DescribePatchBaselines => &OperationInfo {
-                name: "DescribePatchBaselines",
-                input: 351,
-                output: 352,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribePatchGroupState => &OperationInfo {
-                name: "DescribePatchGroupState",
-                input: 353,
-                output: 354,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken],
-                idempotency_token: None,
-            },
-            Self::DescribePatchGroups => &OperationInfo {
-                name: "DescribePatchGroups",
-                input: 355,
-                output: 356,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribePatchProperties => &OperationInfo {
-                name: "DescribePatchProperties",
-                input: 357,
-                output: 358,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::DescribeSessions => &OperationInfo {
-                name: "DescribeSessions",
-                input: 359,
-                output: 360,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidFilterKey, ErrorCode::InvalidNextToken],
-                idempotency_token: None,
-            },
-            Self::DisassociateOpsItemRelatedItem => &OperationInfo {
-                name: "DisassociateOpsItemRelatedItem",
-                input: 362,
-                output: 363,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::OpsItemRelatedItemAssociationNotFoundException,
-                    ErrorCode::OpsItemNotFoundException,
-                    ErrorCode::OpsItemInvalidParameterException,
-                    ErrorCode::OpsItemConflictException,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetAccessToken => &OperationInfo {
-                name: "GetAccessToken",
-                input: 455,
-                output: 456,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::AccessDeniedException,
-                    ErrorCode::ResourceNotFoundException,
-                    ErrorCode::ThrottlingException,
-                    ErrorCode::ValidationException,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetAutomationExecution => &OperationInfo {
-                name: "GetAutomationExecution",
-                input: 457,
-                output: 458,
-                errors: &[ErrorCode::AutomationExecutionNotFoundException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::GetCalendarState => &OperationInfo {
-                name: "GetCalendarState",
-                input: 459,
-                output: 460,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidDocumentType,
-                    ErrorCode::UnsupportedCalendarException,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetCloudConnector => &OperationInfo {
-                name: "GetCloudConnector",
-                input: 461,
-                output: 462,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceNotFoundException],
-                idempotency_token: None,
-            },
-            Self::GetCommandInvocation => &OperationInfo {
-                name: "GetCommandInvocation",
-                input: 463,
-                output: 464,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidCommandId,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidPluginName,
-                    ErrorCode::InvocationDoesNotExist,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetConnectionStatus => &OperationInfo {
-                name: "GetConnectionStatus",
-                input: 465,
-                output: 466,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::GetDefaultPatchBaseline => &OperationInfo {
-                name: "GetDefaultPatchBaseline",
-                input: 467,
-                output: 468,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::GetDeployablePatchSnapshotForInstance => &OperationInfo {
-                name: "GetDeployablePatchSnapshotForInstance",
-                input: 469,
-                output: 470,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::UnsupportedOperatingSystem,
-                    ErrorCode::UnsupportedFeatureRequiredException,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetDocument => &OperationInfo {
-                name: "GetDocument",
-                input: 471,
-                output: 472,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidDocumentVersion,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetExecutionPreview => &OperationInfo {
-                name: "GetExecutionPreview",
-                input: 473,
-                output: 474,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceNotFoundException],
-                idempotency_token: None,
-            },
-            Self::GetInventory => &OperationInfo {
-                name: "GetInventory",
-                input: 475,
-                output: 476,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidFilter,
-                    ErrorCode::InvalidInventoryGroupException,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InvalidTypeNameException,
-                    ErrorCode::InvalidAggregatorException,
-                    ErrorCode::InvalidResultAttributeException,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetInventorySchema => &OperationInfo {
-                name: "GetInventorySchema",
-                input: 478,
-                output: 479,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidTypeNameException,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetMaintenanceWindow => &OperationInfo {
-                name: "GetMaintenanceWindow",
-                input: 486,
-                output: 487,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::GetMaintenanceWindowExecution => &OperationInfo {
-                name: "GetMaintenanceWindowExecution",
-                input: 480,
-                output: 481,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::GetMaintenanceWindowExecutionTask => &OperationInfo {
-                name: "GetMaintenanceWindowExecutionTask",
-                input: 484,
-                output: 485,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::GetMaintenanceWindowExecutionTaskInvocation => &OperationInfo {
-                name: "GetMaintenanceWindowExecutionTaskInvocation",
-                input: 482,
-                output: 483,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::GetMaintenanceWindowTask => &OperationInfo {
-                name: "GetMaintenanceWindowTask",
-                input: 488,
-                output: 489,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::GetOpsItem => &OperationInfo {
-                name: "GetOpsItem",
-                input: 490,
-                output: 491,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::OpsItemNotFoundException,
-                    ErrorCode::OpsItemAccessDeniedException,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetOpsMetadata => &OperationInfo {
-                name: "GetOpsMetadata",
-                input: 493,
-                output: 494,
-                errors: &[
-                    ErrorCode::OpsMetadataNotFoundException,
-                    ErrorCode::OpsMetadataInvalidArgumentException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetOpsSummary => &OperationInfo {
-                name: "GetOpsSummary",
-                input: 495,
-                output: 496,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ResourceDataSyncNotFoundException,
-                    ErrorCode::InvalidFilter,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InvalidTypeNameException,
-                    ErrorCode::InvalidAggregatorException,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetParameter => &OperationInfo {
-                name: "GetParameter",
-                input: 499,
-                output: 500,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidKeyId,
-                    ErrorCode::ParameterNotFound,
-                    ErrorCode::ParameterVersionNotFound,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetParameterHistory => &OperationInfo {
-                name: "GetParameterHistory",
-                input: 497,
-                output: 498,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ParameterNotFound,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::InvalidKeyId,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetParameters => &OperationInfo {
-                name: "GetParameters",
-                input: 504,
-                output: 505,
-                errors: &[ErrorCode::InvalidKeyId, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::GetParametersByPath => &OperationInfo {
-                name: "GetParametersByPath",
-                input: 502,
-                output: 503,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidFilterKey,
-                    ErrorCode::InvalidFilterOption,
-                    ErrorCode::InvalidFilterValue,
-                    ErrorCode::InvalidKeyId,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetPatchBaseline => &OperationInfo {
-                name: "GetPatchBaseline",
-                input: 508,
-                output: 509,
-                errors: &[
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InvalidResourceId,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetPatchBaselineForPatchGroup => &OperationInfo {
-                name: "GetPatchBaselineForPatchGroup",
-                input: 506,
-                output: 507,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::GetResourcePolicies => &OperationInfo {
-                name: "GetResourcePolicies",
-                input: 510,
-                output: 511,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ResourcePolicyInvalidParameterException,
-                    ErrorCode::ResourceNotFoundException,
-                ],
-                idempotency_token: None,
-            },
-            Self::GetServiceSetting => &OperationInfo {
-                name: "GetServiceSetting",
-                input: 514,
-                output: 515,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::ServiceSettingNotFound],
-                idempotency_token: None,
-            },
-            Self::LabelParameterVersion => &OperationInfo {
-                name: "LabelParameterVersion",
-                input: 681,
-                output: 682,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::TooManyUpdates,
-                    ErrorCode::ParameterNotFound,
-                    ErrorCode::ParameterVersionNotFound,
-                    ErrorCode::ParameterVersionLabelLimitExceeded,
-                ],
-                idempotency_token: None,
-            },
-            Self::ListAssociationVersions => &OperationInfo {
-                name: "ListAssociationVersions",
-                input: 687,
-                output: 688,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::AssociationDoesNotExist,
-                ],
-                idempotency_token: None,
-            },
-            Self::ListAssociations => &OperationInfo {
-                name: "ListAssociations",
-                input: 689,
-                output: 690,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken],
-                idempotency_token: None,
-            },
-            Self::ListCloudConnectors => &OperationInfo {
-                name: "ListCloudConnectors",
-                input: 691,
-                output: 692,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::ListCommandInvocations => &OperationInfo {
-                name: "ListCommandInvocations",
-                input: 693,
-                output: 694,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidCommandId,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidFilterKey,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::ListCommands => &OperationInfo {
-                name: "ListCommands",
-                input: 695,
-                output: 696,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidCommandId,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidFilterKey,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::ListComplianceItems => &OperationInfo {
-                name: "ListComplianceItems",
-                input: 697,
-                output: 698,
-                errors: &[
-                    ErrorCode::InvalidResourceType,
-                    ErrorCode::InvalidResourceId,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidFilter,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::ListComplianceSummaries => &OperationInfo {
-                name: "ListComplianceSummaries",
-                input: 699,
-                output: 700,
-                errors: &[ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::ListDocumentMetadataHistory => &OperationInfo {
-                name: "ListDocumentMetadataHistory",
-                input: 701,
-                output: 702,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidDocumentVersion,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::ListDocumentVersions => &OperationInfo {
-                name: "ListDocumentVersions",
-                input: 703,
-                output: 704,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken, ErrorCode::InvalidDocument],
-                idempotency_token: None,
-            },
-            Self::ListDocuments => &OperationInfo {
-                name: "ListDocuments",
-                input: 705,
-                output: 706,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken, ErrorCode::InvalidFilterKey],
-                idempotency_token: None,
-            },
-            Self::ListInventoryEntries => &OperationInfo {
-                name: "ListInventoryEntries",
-                input: 707,
-                output: 708,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidTypeNameException,
-                    ErrorCode::InvalidFilter,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::ListNodes => &OperationInfo {
-                name: "ListNodes",
-                input: 709,
-                output: 710,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidFilter,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::ResourceDataSyncNotFoundException,
-                    ErrorCode::UnsupportedOperationException,
-                ],
-                idempotency_token: None,
-            },
-            Self::ListNodesSummary => &OperationInfo {
-                name: "ListNodesSummary",
-                input: 711,
-                output: 712,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidAggregatorException,
-                    ErrorCode::InvalidFilter,
-                    ErrorCode::InvalidNextToken,
-                    ErrorCode::ResourceDataSyncNotFoundException,
-                    ErrorCode::UnsupportedOperationException,
-                ],
-                idempotency_token: None,
-            },
-            Self::ListOpsItemEvents => &OperationInfo {
-                name: "ListOpsItemEvents",
-                input: 713,
-                output: 714,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::OpsItemNotFoundException,
-                    ErrorCode::OpsItemLimitExceededException,
-                    ErrorCode::OpsItemInvalidParameterException,
-                ],
-                idempotency_token: None,
-            },
-            Self::ListOpsItemRelatedItems => &OperationInfo {
-                name: "ListOpsItemRelatedItems",
-                input: 715,
-                output: 716,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemInvalidParameterException],
-                idempotency_token: None,
-            },
-            Self::ListOpsMetadata => &OperationInfo {
-                name: "ListOpsMetadata",
-                input: 718,
-                output: 719,
-                errors: &[ErrorCode::OpsMetadataInvalidArgumentException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::ListResourceComplianceSummaries => &OperationInfo {
-                name: "ListResourceComplianceSummaries",
-                input: 720,
-                output: 721,
-                errors: &[ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::ListResourceDataSync => &OperationInfo {
-                name: "ListResourceDataSync",
-                input: 722,
-                output: 723,
-                errors: &[
-                    ErrorCode::ResourceDataSyncInvalidConfigurationException,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidNextToken,
-                ],
-                idempotency_token: None,
-            },
-            Self::ListTagsForResource => &OperationInfo {
-                name: "ListTagsForResource",
-                input: 724,
-                output: 725,
-                errors: &[ErrorCode::InvalidResourceType, ErrorCode::InvalidResourceId, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::ModifyDocumentPermission => &OperationInfo {
-                name: "ModifyDocumentPermission",
-                input: 806,
-                output: 807,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidPermissionType,
-                    ErrorCode::DocumentPermissionLimit,
-                    ErrorCode::DocumentLimitExceeded,
-                ],
-                idempotency_token: None,
-            },
-            Self::PutComplianceItems => &OperationInfo {
-                name: "PutComplianceItems",
-                input: 1086,
-                output: 1087,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidItemContentException,
-                    ErrorCode::TotalSizeLimitExceededException,
-                    ErrorCode::ItemSizeLimitExceededException,
-                    ErrorCode::ComplianceTypeCountLimitExceededException,
-                    ErrorCode::InvalidResourceType,
-                    ErrorCode::InvalidResourceId,
-                ],
-                idempotency_token: None,
-            },
-            Self::PutInventory => &OperationInfo {
-                name: "PutInventory",
-                input: 1089,
-                output: 1090,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidTypeNameException,
-                    ErrorCode::InvalidItemContentException,
-                    ErrorCode::TotalSizeLimitExceededException,
-                    ErrorCode::ItemSizeLimitExceededException,
-                    ErrorCode::ItemContentMismatchException,
-                    ErrorCode::CustomSchemaCountLimitExceededException,
-                    ErrorCode::UnsupportedInventorySchemaVersionException,
-                    ErrorCode::UnsupportedInventoryItemContextException,
-                    ErrorCode::InvalidInventoryItemContextException,
-                    ErrorCode::SubTypeCountLimitExceededException,
-                ],
-                idempotency_token: None,
-            },
-            Self::PutParameter => &OperationInfo {
-                name: "PutParameter",
-                input: 1091,
-                output: 1092,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidKeyId,
-                    ErrorCode::ParameterLimitExceeded,
-                    ErrorCode::TooManyUpdates,
-                    ErrorCode::ParameterAlreadyExists,
-                    ErrorCode::HierarchyLevelLimitExceededException,
-                    ErrorCode::HierarchyTypeMismatchException,
-                    ErrorCode::InvalidAllowedPatternException,
-                    ErrorCode::ParameterMaxVersionLimitExceeded,
-                    ErrorCode::ParameterPatternMismatchException,
-                    ErrorCode::UnsupportedParameterType,
-                    ErrorCode::PoliciesLimitExceededException,
-                    ErrorCode::InvalidPolicyTypeException,
-                    ErrorCode::InvalidPolicyAttributeException,
-                    ErrorCode::IncompatiblePolicyException,
-                ],
-                idempotency_token: None,
-            },
-            Self::PutResourcePolicy => &OperationInfo {
-                name: "PutResourcePolicy",
-                input: 1093,
-                output: 1094,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ResourcePolicyInvalidParameterException,
-                    ErrorCode::ResourcePolicyLimitExceededException,
-                    ErrorCode::ResourcePolicyConflictException,
-                    ErrorCode::ResourceNotFoundException,
-                    ErrorCode::MalformedResourcePolicyDocumentException,
-                    ErrorCode::ResourcePolicyNotFoundException,
-                ],
-                idempotency_token: None,
-            },
-            Self::RegisterDefaultHostManagementConfiguration => &OperationInfo {
-                name: "RegisterDefaultHostManagementConfiguration",
-                input: 1099,
-                output: 1100,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::RegisterDefaultPatchBaseline => &OperationInfo {
-                name: "RegisterDefaultPatchBaseline",
-                input: 1101,
-                output: 1102,
-                errors: &[
-                    ErrorCode::InvalidResourceId,
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::RegisterPatchBaselineForPatchGroup => &OperationInfo {
-                name: "RegisterPatchBaselineForPatchGroup",
-                input: 1103,
-                output: 1104,
-                errors: &[
-                    ErrorCode::AlreadyExistsException,
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::InvalidResourceId,
-                    ErrorCode::ResourceLimitExceededException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::RegisterTargetWithMaintenanceWindow => &OperationInfo {
-                name: "RegisterTargetWithMaintenanceWindow",
-                input: 1105,
-                output: 1106,
-                errors: &[
-                    ErrorCode::IdempotentParameterMismatch,
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::ResourceLimitExceededException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: Some("ClientToken"),
-            },
-            Self::RegisterTaskWithMaintenanceWindow => &OperationInfo {
-                name: "RegisterTaskWithMaintenanceWindow",
-                input: 1107,
-                output: 1108,
-                errors: &[
-                    ErrorCode::IdempotentParameterMismatch,
-                    ErrorCode::DoesNotExistException,
-                    ErrorCode::ResourceLimitExceededException,
-                    ErrorCode::FeatureNotAvailableException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: Some("ClientToken"),
-            },
-            Self::RemoveTagsFromResource => &OperationInfo {
-                name: "RemoveTagsFromResource",
-                input: 1118,
-                output: 1119,
-                errors: &[
-                    ErrorCode::InvalidResourceType,
-                    ErrorCode::InvalidResourceId,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::TooManyUpdates,
-                ],
-                idempotency_token: None,
-            },
-            Self::ResetServiceSetting => &OperationInfo {
-                name: "ResetServiceSetting",
-                input: 1121,
-                output: 1122,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::ServiceSettingNotFound, ErrorCode::TooManyUpdates],
-                idempotency_token: None,
-            },
-            Self::ResumeSession => &OperationInfo {
-                name: "ResumeSession",
-                input: 1176,
-                output: 1177,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::SendAutomationSignal => &OperationInfo {
-                name: "SendAutomationSignal",
-                input: 1193,
-                output: 1194,
-                errors: &[
-                    ErrorCode::AutomationExecutionNotFoundException,
-                    ErrorCode::AutomationStepNotFoundException,
-                    ErrorCode::InvalidAutomationSignalException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::SendCommand => &OperationInfo {
-                name: "SendCommand",
-                input: 1195,
-                output: 1196,
-                errors: &[
-                    ErrorCode::DuplicateInstanceId,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidDocumentVersion,
-                    ErrorCode::InvalidOutputFolder,
-                    ErrorCode::InvalidParameters,
-                    ErrorCode::UnsupportedPlatformType,
-                    ErrorCode::MaxDocumentSizeExceeded,
-                    ErrorCode::InvalidRole,
-                    ErrorCode::InvalidNotificationConfig,
-                ],
-                idempotency_token: None,
-            },
-            Self::StartAccessRequest => &OperationInfo {
-                name: "StartAccessRequest",
-                input: 1235,
-                output: 1236,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::AccessDeniedException,
-                    ErrorCode::ResourceNotFoundException,
-                    ErrorCode::ServiceQuotaExceededException,
-                    ErrorCode::ThrottlingException,
-                    ErrorCode::ValidationException,
-                ],
-                idempotency_token: None,
-            },
-            Self::StartAssociationsOnce => &OperationInfo {
-                name: "StartAssociationsOnce",
-                input: 1237,
-                output: 1238,
-                errors: &[ErrorCode::InvalidAssociation, ErrorCode::AssociationDoesNotExist],
-                idempotency_token: None,
-            },
-            Self::StartAutomationExecution => &OperationInfo {
-                name: "StartAutomationExecution",
-                input: 1239,
-                output: 1240,
-                errors: &[
-                    ErrorCode::AutomationDefinitionNotFoundException,
-                    ErrorCode::InvalidAutomationExecutionParametersException,
-                    ErrorCode::AutomationExecutionLimitExceededException,
-                    ErrorCode::AutomationDefinitionVersionNotFoundException,
-                    ErrorCode::IdempotentParameterMismatch,
-                    ErrorCode::InvalidTarget,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::StartChangeRequestExecution => &OperationInfo {
-                name: "StartChangeRequestExecution",
-                input: 1241,
-                output: 1242,
-                errors: &[
-                    ErrorCode::AutomationDefinitionNotFoundException,
-                    ErrorCode::InvalidAutomationExecutionParametersException,
-                    ErrorCode::AutomationExecutionLimitExceededException,
-                    ErrorCode::AutomationDefinitionVersionNotFoundException,
-                    ErrorCode::IdempotentParameterMismatch,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::AutomationDefinitionNotApprovedException,
-                    ErrorCode::NoLongerSupportedException,
-                ],
-                idempotency_token: None,
-            },
-            Self::StartExecutionPreview => &OperationInfo {
-                name: "StartExecutionPreview",
-                input: 1243,
-                output: 1244,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::ValidationException],
-                idempotency_token: None,
-            },
-            Self::StartSession => &OperationInfo {
-                name: "StartSession",
-                input: 1245,
-                output: 1246,
-                errors: &[ErrorCode::InvalidDocument, ErrorCode::TargetNotConnected, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::StopAutomationExecution => &OperationInfo {
-                name: "StopAutomationExecution",
-                input: 1260,
-                output: 1261,
-                errors: &[
-                    ErrorCode::AutomationExecutionNotFoundException,
-                    ErrorCode::InvalidAutomationStatusUpdateException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::TerminateSession => &OperationInfo {
-                name: "TerminateSession",
-                input: 1294,
-                output: 1295,
-                errors: &[ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::UnlabelParameterVersion => &OperationInfo {
-                name: "UnlabelParameterVersion",
-                input: 1304,
-                output: 1305,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::TooManyUpdates,
-                    ErrorCode::ParameterNotFound,
-                    ErrorCode::ParameterVersionNotFound,
-                ],
-                idempotency_token: None,
-            },
-            Self::UpdateAssociation => &OperationInfo {
-                name: "UpdateAssociation",
-                input: 1314,
-                output: 1315,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidSchedule,
-                    ErrorCode::InvalidParameters,
-                    ErrorCode::InvalidOutputLocation,
-                    ErrorCode::InvalidDocumentVersion,
-                    ErrorCode::AssociationDoesNotExist,
-                    ErrorCode::InvalidUpdate,
-                    ErrorCode::TooManyUpdates,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidTarget,
-                    ErrorCode::InvalidAssociationVersion,
-                    ErrorCode::AssociationVersionLimitExceeded,
-                    ErrorCode::InvalidTargetMaps,
-                ],
-                idempotency_token: None,
-            },
-            Self::UpdateAssociationStatus => &OperationInfo {
-                name: "UpdateAssociationStatus",
-                input: 1316,
-                output: 1317,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidInstanceId,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::AssociationDoesNotExist,
-                    ErrorCode::StatusUnchanged,
-                    ErrorCode::TooManyUpdates,
-                ],
-                idempotency_token: None,
-            },
-            Self::UpdateCloudConnector => &OperationInfo {
-                name: "UpdateCloudConnector",
-                input: 1318,
-                output: 1319,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::ResourceNotFoundException,
-                    ErrorCode::ServiceQuotaExceededException,
-                    ErrorCode::ConflictException,
-                ],
-                idempotency_token: None,
-            },
-            Self::UpdateDocument => &OperationInfo {
-                name: "UpdateDocument",
-                input: 1324,
-                output: 1325,
-                errors: &[
-                    ErrorCode::MaxDocumentSizeExceeded,
-                    ErrorCode::DocumentVersionLimitExceeded,
-                    ErrorCode::InternalServerError,
-                    ErrorCode::DuplicateDocumentContent,
-                    ErrorCode::DuplicateDocumentVersionName,
-                    ErrorCode::InvalidDocumentContent,
-                    ErrorCode::InvalidDocumentVersion,
-                    ErrorCode::InvalidDocumentSchemaVersion,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidDocumentOperation,
-                ],
-                idempotency_token: None,
-            },
-            Self::UpdateDocumentDefaultVersion => &OperationInfo {
-                name: "UpdateDocumentDefaultVersion",
-                input: 1320,
-                output: 1321,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidDocumentVersion,
-                    ErrorCode::InvalidDocumentSchemaVersion,
-                ],
-                idempotency_token: None,
-            },
-            Self::UpdateDocumentMetadata => &OperationInfo {
-                name: "UpdateDocumentMetadata",
-                input: 1322,
-                output: 1323,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::InvalidDocument,
-                    ErrorCode::InvalidDocumentOperation,
-                    ErrorCode::InvalidDocumentVersion,
-                    ErrorCode::TooManyUpdates,
-                ],
-                idempotency_token: None,
-            },
-            Self::UpdateMaintenanceWindow => &OperationInfo {
-                name: "UpdateMaintenanceWindow",
-                input: 1326,
-                output: 1327,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::UpdateMaintenanceWindowTarget => &OperationInfo {
-                name: "UpdateMaintenanceWindowTarget",
-                input: 1328,
-                output: 1329,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::UpdateMaintenanceWindowTask => &OperationInfo {
-                name: "UpdateMaintenanceWindowTask",
-                input: 1330,
-                output: 1331,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::UpdateManagedInstanceRole => &OperationInfo {
-                name: "UpdateManagedInstanceRole",
-                input: 1332,
-                output: 1333,
-                errors: &[ErrorCode::InvalidInstanceId, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::UpdateOpsItem => &OperationInfo {
-                name: "UpdateOpsItem",
-                input: 1334,
-                output: 1335,
-                errors: &[
-                    ErrorCode::InternalServerError,
-                    ErrorCode::OpsItemNotFoundException,
-                    ErrorCode::OpsItemAlreadyExistsException,
-                    ErrorCode::OpsItemLimitExceededException,
-                    ErrorCode::OpsItemInvalidParameterException,
-                    ErrorCode::OpsItemAccessDeniedException,
-                    ErrorCode::OpsItemConflictException,
-                ],
-                idempotency_token: None,
-            },
-            Self::UpdateOpsMetadata => &OperationInfo {
-                name: "UpdateOpsMetadata",
-                input: 1336,
-                output: 1337,
-                errors: &[
-                    ErrorCode::OpsMetadataNotFoundException,
-                    ErrorCode::OpsMetadataInvalidArgumentException,
-                    ErrorCode::OpsMetadataKeyLimitExceededException,
-                    ErrorCode::OpsMetadataTooManyUpdatesException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::UpdatePatchBaseline => &OperationInfo {
-                name: "UpdatePatchBaseline",
-                input: 1338,
-                output: 1339,
-                errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError],
-                idempotency_token: None,
-            },
-            Self::UpdateResourceDataSync => &OperationInfo {
-                name: "UpdateResourceDataSync",
-                input: 1340,
-                output: 1341,
-                errors: &[
-                    ErrorCode::ResourceDataSyncNotFoundException,
-                    ErrorCode::ResourceDataSyncInvalidConfigurationException,
-                    ErrorCode::ResourceDataSyncConflictException,
-                    ErrorCode::InternalServerError,
-                ],
-                idempotency_token: None,
-            },
-            Self::UpdateServiceSetting => &OperationInfo {
-                name: "UpdateServiceSetting",
-                input: 1342,
-                output: 1343,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::ServiceSettingNotFound, ErrorCode::TooManyUpdates],
-                idempotency_token: None,
-            },
-            Self::ValidateCloudConnector => &OperationInfo {
-                name: "ValidateCloudConnector",
-                input: 1348,
-                output: 1349,
-                errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceNotFoundException],
-                idempotency_token: None,
-            },
+            Self::AddTagsToResource => &OperationInfo { name: "AddTagsToResource", input: 17, output: 18, errors: &[ErrorCode::InvalidResourceType, ErrorCode::InvalidResourceId, ErrorCode::InternalServerError, ErrorCode::TooManyTagsError, ErrorCode::TooManyUpdates], idempotency_token: None },
+            Self::AssociateOpsItemRelatedItem => &OperationInfo { name: "AssociateOpsItemRelatedItem", input: 34, output: 35, errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemNotFoundException, ErrorCode::OpsItemLimitExceededException, ErrorCode::OpsItemInvalidParameterException, ErrorCode::OpsItemRelatedItemAlreadyExistsException, ErrorCode::OpsItemConflictException], idempotency_token: None },
+            Self::CancelCommand => &OperationInfo { name: "CancelCommand", input: 142, output: 143, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidCommandId, ErrorCode::InvalidInstanceId, ErrorCode::DuplicateInstanceId], idempotency_token: None },
+            Self::CancelMaintenanceWindowExecution => &OperationInfo { name: "CancelMaintenanceWindowExecution", input: 144, output: 145, errors: &[ErrorCode::InternalServerError, ErrorCode::DoesNotExistException], idempotency_token: None },
+            Self::CreateActivation => &OperationInfo { name: "CreateActivation", input: 223, output: 224, errors: &[ErrorCode::InvalidParameters, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::CreateAssociation => &OperationInfo { name: "CreateAssociation", input: 229, output: 230, errors: &[ErrorCode::AssociationAlreadyExists, ErrorCode::AssociationLimitExceeded, ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidDocumentVersion, ErrorCode::InvalidInstanceId, ErrorCode::UnsupportedPlatformType, ErrorCode::InvalidOutputLocation, ErrorCode::InvalidParameters, ErrorCode::InvalidTarget, ErrorCode::InvalidSchedule, ErrorCode::InvalidTargetMaps, ErrorCode::InvalidTag], idempotency_token: None },
+            Self::CreateAssociationBatch => &OperationInfo { name: "CreateAssociationBatch", input: 225, output: 228, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidDocumentVersion, ErrorCode::InvalidInstanceId, ErrorCode::InvalidParameters, ErrorCode::DuplicateInstanceId, ErrorCode::AssociationLimitExceeded, ErrorCode::UnsupportedPlatformType, ErrorCode::InvalidOutputLocation, ErrorCode::InvalidTarget, ErrorCode::InvalidSchedule, ErrorCode::InvalidTargetMaps], idempotency_token: None },
+            Self::CreateCloudConnector => &OperationInfo { name: "CreateCloudConnector", input: 231, output: 232, errors: &[ErrorCode::InternalServerError, ErrorCode::ServiceQuotaExceededException, ErrorCode::ConflictException], idempotency_token: None },
+            Self::CreateDocument => &OperationInfo { name: "CreateDocument", input: 233, output: 234, errors: &[ErrorCode::DocumentAlreadyExists, ErrorCode::MaxDocumentSizeExceeded, ErrorCode::InternalServerError, ErrorCode::InvalidDocumentContent, ErrorCode::DocumentLimitExceeded, ErrorCode::InvalidDocumentSchemaVersion, ErrorCode::TooManyUpdates, ErrorCode::NoLongerSupportedException], idempotency_token: None },
+            Self::CreateMaintenanceWindow => &OperationInfo { name: "CreateMaintenanceWindow", input: 235, output: 236, errors: &[ErrorCode::IdempotentParameterMismatch, ErrorCode::ResourceLimitExceededException, ErrorCode::InternalServerError], idempotency_token: Some("ClientToken") },
+            Self::CreateOpsItem => &OperationInfo { name: "CreateOpsItem", input: 237, output: 238, errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemAlreadyExistsException, ErrorCode::OpsItemLimitExceededException, ErrorCode::OpsItemInvalidParameterException, ErrorCode::OpsItemAccessDeniedException], idempotency_token: None },
+            Self::CreateOpsMetadata => &OperationInfo { name: "CreateOpsMetadata", input: 239, output: 240, errors: &[ErrorCode::OpsMetadataAlreadyExistsException, ErrorCode::OpsMetadataTooManyUpdatesException, ErrorCode::OpsMetadataInvalidArgumentException, ErrorCode::OpsMetadataLimitExceededException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::CreatePatchBaseline => &OperationInfo { name: "CreatePatchBaseline", input: 241, output: 242, errors: &[ErrorCode::IdempotentParameterMismatch, ErrorCode::ResourceLimitExceededException, ErrorCode::InternalServerError], idempotency_token: Some("ClientToken") },
+            Self::CreateResourceDataSync => &OperationInfo { name: "CreateResourceDataSync", input: 243, output: 244, errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceDataSyncCountExceededException, ErrorCode::ResourceDataSyncAlreadyExistsException, ErrorCode::ResourceDataSyncInvalidConfigurationException], idempotency_token: None },
+            Self::DeleteActivation => &OperationInfo { name: "DeleteActivation", input: 253, output: 254, errors: &[ErrorCode::InvalidActivationId, ErrorCode::InvalidActivation, ErrorCode::InternalServerError, ErrorCode::TooManyUpdates], idempotency_token: None },
+            Self::DeleteAssociation => &OperationInfo { name: "DeleteAssociation", input: 255, output: 256, errors: &[ErrorCode::AssociationDoesNotExist, ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidInstanceId, ErrorCode::TooManyUpdates], idempotency_token: None },
+            Self::DeleteCloudConnector => &OperationInfo { name: "DeleteCloudConnector", input: 257, output: 258, errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceNotFoundException, ErrorCode::ConflictException], idempotency_token: None },
+            Self::DeleteDocument => &OperationInfo { name: "DeleteDocument", input: 259, output: 260, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidDocumentOperation, ErrorCode::AssociatedInstances, ErrorCode::TooManyUpdates], idempotency_token: None },
+            Self::DeleteInventory => &OperationInfo { name: "DeleteInventory", input: 261, output: 262, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidTypeNameException, ErrorCode::InvalidOptionException, ErrorCode::InvalidDeleteInventoryParametersException, ErrorCode::InvalidInventoryRequestException], idempotency_token: Some("ClientToken") },
+            Self::DeleteMaintenanceWindow => &OperationInfo { name: "DeleteMaintenanceWindow", input: 263, output: 264, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DeleteOpsItem => &OperationInfo { name: "DeleteOpsItem", input: 265, output: 266, errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemInvalidParameterException], idempotency_token: None },
+            Self::DeleteOpsMetadata => &OperationInfo { name: "DeleteOpsMetadata", input: 267, output: 268, errors: &[ErrorCode::OpsMetadataNotFoundException, ErrorCode::OpsMetadataInvalidArgumentException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DeleteParameter => &OperationInfo { name: "DeleteParameter", input: 269, output: 270, errors: &[ErrorCode::InternalServerError, ErrorCode::ParameterNotFound], idempotency_token: None },
+            Self::DeleteParameters => &OperationInfo { name: "DeleteParameters", input: 271, output: 272, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DeletePatchBaseline => &OperationInfo { name: "DeletePatchBaseline", input: 273, output: 274, errors: &[ErrorCode::ResourceInUseException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DeleteResourceDataSync => &OperationInfo { name: "DeleteResourceDataSync", input: 275, output: 276, errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceDataSyncNotFoundException, ErrorCode::ResourceDataSyncInvalidConfigurationException], idempotency_token: None },
+            Self::DeleteResourcePolicy => &OperationInfo { name: "DeleteResourcePolicy", input: 277, output: 278, errors: &[ErrorCode::InternalServerError, ErrorCode::ResourcePolicyInvalidParameterException, ErrorCode::ResourcePolicyConflictException, ErrorCode::ResourceNotFoundException, ErrorCode::MalformedResourcePolicyDocumentException, ErrorCode::ResourcePolicyNotFoundException], idempotency_token: None },
+            Self::DeregisterDefaultHostManagementConfiguration => &OperationInfo { name: "DeregisterDefaultHostManagementConfiguration", input: 281, output: 282, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DeregisterManagedInstance => &OperationInfo { name: "DeregisterManagedInstance", input: 283, output: 284, errors: &[ErrorCode::InvalidInstanceId, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DeregisterPatchBaselineForPatchGroup => &OperationInfo { name: "DeregisterPatchBaselineForPatchGroup", input: 285, output: 286, errors: &[ErrorCode::InvalidResourceId, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DeregisterTargetFromMaintenanceWindow => &OperationInfo { name: "DeregisterTargetFromMaintenanceWindow", input: 287, output: 288, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError, ErrorCode::TargetInUseException], idempotency_token: None },
+            Self::DeregisterTaskFromMaintenanceWindow => &OperationInfo { name: "DeregisterTaskFromMaintenanceWindow", input: 289, output: 290, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeActivations => &OperationInfo { name: "DescribeActivations", input: 294, output: 295, errors: &[ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeAssociation => &OperationInfo { name: "DescribeAssociation", input: 300, output: 301, errors: &[ErrorCode::AssociationDoesNotExist, ErrorCode::InvalidAssociationVersion, ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidInstanceId], idempotency_token: None },
+            Self::DescribeAssociationExecutionTargets => &OperationInfo { name: "DescribeAssociationExecutionTargets", input: 296, output: 297, errors: &[ErrorCode::InternalServerError, ErrorCode::AssociationDoesNotExist, ErrorCode::InvalidNextToken, ErrorCode::AssociationExecutionDoesNotExist], idempotency_token: None },
+            Self::DescribeAssociationExecutions => &OperationInfo { name: "DescribeAssociationExecutions", input: 298, output: 299, errors: &[ErrorCode::InternalServerError, ErrorCode::AssociationDoesNotExist, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::DescribeAutomationExecutions => &OperationInfo { name: "DescribeAutomationExecutions", input: 302, output: 303, errors: &[ErrorCode::InvalidFilterKey, ErrorCode::InvalidFilterValue, ErrorCode::InvalidNextToken, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeAutomationStepExecutions => &OperationInfo { name: "DescribeAutomationStepExecutions", input: 304, output: 305, errors: &[ErrorCode::AutomationExecutionNotFoundException, ErrorCode::InvalidNextToken, ErrorCode::InvalidFilterKey, ErrorCode::InvalidFilterValue, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeAvailablePatches => &OperationInfo { name: "DescribeAvailablePatches", input: 306, output: 307, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeDocument => &OperationInfo { name: "DescribeDocument", input: 310, output: 311, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidDocumentVersion], idempotency_token: None },
+            Self::DescribeDocumentPermission => &OperationInfo { name: "DescribeDocumentPermission", input: 308, output: 309, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidNextToken, ErrorCode::InvalidPermissionType, ErrorCode::InvalidDocumentOperation], idempotency_token: None },
+            Self::DescribeEffectiveInstanceAssociations => &OperationInfo { name: "DescribeEffectiveInstanceAssociations", input: 312, output: 313, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::DescribeEffectivePatchesForPatchBaseline => &OperationInfo { name: "DescribeEffectivePatchesForPatchBaseline", input: 314, output: 315, errors: &[ErrorCode::InvalidResourceId, ErrorCode::DoesNotExistException, ErrorCode::UnsupportedOperatingSystem, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeInstanceAssociationsStatus => &OperationInfo { name: "DescribeInstanceAssociationsStatus", input: 316, output: 317, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::DescribeInstanceInformation => &OperationInfo { name: "DescribeInstanceInformation", input: 318, output: 319, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidNextToken, ErrorCode::InvalidInstanceInformationFilterValue, ErrorCode::InvalidFilterKey], idempotency_token: None },
+            Self::DescribeInstancePatchStates => &OperationInfo { name: "DescribeInstancePatchStates", input: 322, output: 323, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::DescribeInstancePatchStatesForPatchGroup => &OperationInfo { name: "DescribeInstancePatchStatesForPatchGroup", input: 320, output: 321, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::DescribeInstancePatches => &OperationInfo { name: "DescribeInstancePatches", input: 324, output: 325, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::DescribeInstanceProperties => &OperationInfo { name: "DescribeInstanceProperties", input: 327, output: 328, errors: &[ErrorCode::InvalidNextToken, ErrorCode::InvalidFilterKey, ErrorCode::InvalidInstanceId, ErrorCode::InvalidActivationId, ErrorCode::InvalidInstancePropertyFilterValue, ErrorCode::InternalServerError, ErrorCode::InvalidDocument], idempotency_token: None },
+            Self::DescribeInventoryDeletions => &OperationInfo { name: "DescribeInventoryDeletions", input: 329, output: 330, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidDeletionIdException, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::DescribeMaintenanceWindowExecutionTaskInvocations => &OperationInfo { name: "DescribeMaintenanceWindowExecutionTaskInvocations", input: 331, output: 332, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeMaintenanceWindowExecutionTasks => &OperationInfo { name: "DescribeMaintenanceWindowExecutionTasks", input: 333, output: 334, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeMaintenanceWindowExecutions => &OperationInfo { name: "DescribeMaintenanceWindowExecutions", input: 335, output: 336, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeMaintenanceWindowSchedule => &OperationInfo { name: "DescribeMaintenanceWindowSchedule", input: 337, output: 338, errors: &[ErrorCode::InternalServerError, ErrorCode::DoesNotExistException], idempotency_token: None },
+            Self::DescribeMaintenanceWindowTargets => &OperationInfo { name: "DescribeMaintenanceWindowTargets", input: 339, output: 340, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeMaintenanceWindowTasks => &OperationInfo { name: "DescribeMaintenanceWindowTasks", input: 341, output: 342, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeMaintenanceWindows => &OperationInfo { name: "DescribeMaintenanceWindows", input: 345, output: 346, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeMaintenanceWindowsForTarget => &OperationInfo { name: "DescribeMaintenanceWindowsForTarget", input: 343, output: 344, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeOpsItems => &OperationInfo { name: "DescribeOpsItems", input: 347, output: 348, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeParameters => &OperationInfo { name: "DescribeParameters", input: 349, output: 350, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidFilterKey, ErrorCode::InvalidFilterOption, ErrorCode::InvalidFilterValue, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::DescribePatchBaselines => &OperationInfo { name: "DescribePatchBaselines", input: 351, output: 352, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribePatchGroupState => &OperationInfo { name: "DescribePatchGroupState", input: 353, output: 354, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::DescribePatchGroups => &OperationInfo { name: "DescribePatchGroups", input: 355, output: 356, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribePatchProperties => &OperationInfo { name: "DescribePatchProperties", input: 357, output: 358, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::DescribeSessions => &OperationInfo { name: "DescribeSessions", input: 359, output: 360, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidFilterKey, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::DisassociateOpsItemRelatedItem => &OperationInfo { name: "DisassociateOpsItemRelatedItem", input: 362, output: 363, errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemRelatedItemAssociationNotFoundException, ErrorCode::OpsItemNotFoundException, ErrorCode::OpsItemInvalidParameterException, ErrorCode::OpsItemConflictException], idempotency_token: None },
+            Self::GetAccessToken => &OperationInfo { name: "GetAccessToken", input: 455, output: 456, errors: &[ErrorCode::InternalServerError, ErrorCode::AccessDeniedException, ErrorCode::ResourceNotFoundException, ErrorCode::ThrottlingException, ErrorCode::ValidationException], idempotency_token: None },
+            Self::GetAutomationExecution => &OperationInfo { name: "GetAutomationExecution", input: 457, output: 458, errors: &[ErrorCode::AutomationExecutionNotFoundException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetCalendarState => &OperationInfo { name: "GetCalendarState", input: 459, output: 460, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidDocumentType, ErrorCode::UnsupportedCalendarException], idempotency_token: None },
+            Self::GetCloudConnector => &OperationInfo { name: "GetCloudConnector", input: 461, output: 462, errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceNotFoundException], idempotency_token: None },
+            Self::GetCommandInvocation => &OperationInfo { name: "GetCommandInvocation", input: 463, output: 464, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidCommandId, ErrorCode::InvalidInstanceId, ErrorCode::InvalidPluginName, ErrorCode::InvocationDoesNotExist], idempotency_token: None },
+            Self::GetConnectionStatus => &OperationInfo { name: "GetConnectionStatus", input: 465, output: 466, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetDefaultPatchBaseline => &OperationInfo { name: "GetDefaultPatchBaseline", input: 467, output: 468, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetDeployablePatchSnapshotForInstance => &OperationInfo { name: "GetDeployablePatchSnapshotForInstance", input: 469, output: 470, errors: &[ErrorCode::InternalServerError, ErrorCode::UnsupportedOperatingSystem, ErrorCode::UnsupportedFeatureRequiredException], idempotency_token: None },
+            Self::GetDocument => &OperationInfo { name: "GetDocument", input: 471, output: 472, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidDocumentVersion], idempotency_token: None },
+            Self::GetExecutionPreview => &OperationInfo { name: "GetExecutionPreview", input: 473, output: 474, errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceNotFoundException], idempotency_token: None },
+            Self::GetInventory => &OperationInfo { name: "GetInventory", input: 475, output: 476, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidFilter, ErrorCode::InvalidInventoryGroupException, ErrorCode::InvalidNextToken, ErrorCode::InvalidTypeNameException, ErrorCode::InvalidAggregatorException, ErrorCode::InvalidResultAttributeException], idempotency_token: None },
+            Self::GetInventorySchema => &OperationInfo { name: "GetInventorySchema", input: 478, output: 479, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidTypeNameException, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::GetMaintenanceWindow => &OperationInfo { name: "GetMaintenanceWindow", input: 486, output: 487, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetMaintenanceWindowExecution => &OperationInfo { name: "GetMaintenanceWindowExecution", input: 480, output: 481, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetMaintenanceWindowExecutionTask => &OperationInfo { name: "GetMaintenanceWindowExecutionTask", input: 484, output: 485, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetMaintenanceWindowExecutionTaskInvocation => &OperationInfo { name: "GetMaintenanceWindowExecutionTaskInvocation", input: 482, output: 483, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetMaintenanceWindowTask => &OperationInfo { name: "GetMaintenanceWindowTask", input: 488, output: 489, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetOpsItem => &OperationInfo { name: "GetOpsItem", input: 490, output: 491, errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemNotFoundException, ErrorCode::OpsItemAccessDeniedException], idempotency_token: None },
+            Self::GetOpsMetadata => &OperationInfo { name: "GetOpsMetadata", input: 493, output: 494, errors: &[ErrorCode::OpsMetadataNotFoundException, ErrorCode::OpsMetadataInvalidArgumentException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetOpsSummary => &OperationInfo { name: "GetOpsSummary", input: 495, output: 496, errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceDataSyncNotFoundException, ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::InvalidTypeNameException, ErrorCode::InvalidAggregatorException], idempotency_token: None },
+            Self::GetParameter => &OperationInfo { name: "GetParameter", input: 499, output: 500, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidKeyId, ErrorCode::ParameterNotFound, ErrorCode::ParameterVersionNotFound], idempotency_token: None },
+            Self::GetParameterHistory => &OperationInfo { name: "GetParameterHistory", input: 497, output: 498, errors: &[ErrorCode::InternalServerError, ErrorCode::ParameterNotFound, ErrorCode::InvalidNextToken, ErrorCode::InvalidKeyId], idempotency_token: None },
+            Self::GetParameters => &OperationInfo { name: "GetParameters", input: 504, output: 505, errors: &[ErrorCode::InvalidKeyId, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetParametersByPath => &OperationInfo { name: "GetParametersByPath", input: 502, output: 503, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidFilterKey, ErrorCode::InvalidFilterOption, ErrorCode::InvalidFilterValue, ErrorCode::InvalidKeyId, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::GetPatchBaseline => &OperationInfo { name: "GetPatchBaseline", input: 508, output: 509, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InvalidResourceId, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetPatchBaselineForPatchGroup => &OperationInfo { name: "GetPatchBaselineForPatchGroup", input: 506, output: 507, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::GetResourcePolicies => &OperationInfo { name: "GetResourcePolicies", input: 510, output: 511, errors: &[ErrorCode::InternalServerError, ErrorCode::ResourcePolicyInvalidParameterException, ErrorCode::ResourceNotFoundException], idempotency_token: None },
+            Self::GetServiceSetting => &OperationInfo { name: "GetServiceSetting", input: 514, output: 515, errors: &[ErrorCode::InternalServerError, ErrorCode::ServiceSettingNotFound], idempotency_token: None },
+            Self::LabelParameterVersion => &OperationInfo { name: "LabelParameterVersion", input: 681, output: 682, errors: &[ErrorCode::InternalServerError, ErrorCode::TooManyUpdates, ErrorCode::ParameterNotFound, ErrorCode::ParameterVersionNotFound, ErrorCode::ParameterVersionLabelLimitExceeded], idempotency_token: None },
+            Self::ListAssociationVersions => &OperationInfo { name: "ListAssociationVersions", input: 687, output: 688, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken, ErrorCode::AssociationDoesNotExist], idempotency_token: None },
+            Self::ListAssociations => &OperationInfo { name: "ListAssociations", input: 689, output: 690, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::ListCloudConnectors => &OperationInfo { name: "ListCloudConnectors", input: 691, output: 692, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::ListCommandInvocations => &OperationInfo { name: "ListCommandInvocations", input: 693, output: 694, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidCommandId, ErrorCode::InvalidInstanceId, ErrorCode::InvalidFilterKey, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::ListCommands => &OperationInfo { name: "ListCommands", input: 695, output: 696, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidCommandId, ErrorCode::InvalidInstanceId, ErrorCode::InvalidFilterKey, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::ListComplianceItems => &OperationInfo { name: "ListComplianceItems", input: 697, output: 698, errors: &[ErrorCode::InvalidResourceType, ErrorCode::InvalidResourceId, ErrorCode::InternalServerError, ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::ListComplianceSummaries => &OperationInfo { name: "ListComplianceSummaries", input: 699, output: 700, errors: &[ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::ListDocumentMetadataHistory => &OperationInfo { name: "ListDocumentMetadataHistory", input: 701, output: 702, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidDocumentVersion, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::ListDocumentVersions => &OperationInfo { name: "ListDocumentVersions", input: 703, output: 704, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken, ErrorCode::InvalidDocument], idempotency_token: None },
+            Self::ListDocuments => &OperationInfo { name: "ListDocuments", input: 705, output: 706, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidNextToken, ErrorCode::InvalidFilterKey], idempotency_token: None },
+            Self::ListInventoryEntries => &OperationInfo { name: "ListInventoryEntries", input: 707, output: 708, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidTypeNameException, ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::ListNodes => &OperationInfo { name: "ListNodes", input: 709, output: 710, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::ResourceDataSyncNotFoundException, ErrorCode::UnsupportedOperationException], idempotency_token: None },
+            Self::ListNodesSummary => &OperationInfo { name: "ListNodesSummary", input: 711, output: 712, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidAggregatorException, ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::ResourceDataSyncNotFoundException, ErrorCode::UnsupportedOperationException], idempotency_token: None },
+            Self::ListOpsItemEvents => &OperationInfo { name: "ListOpsItemEvents", input: 713, output: 714, errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemNotFoundException, ErrorCode::OpsItemLimitExceededException, ErrorCode::OpsItemInvalidParameterException], idempotency_token: None },
+            Self::ListOpsItemRelatedItems => &OperationInfo { name: "ListOpsItemRelatedItems", input: 715, output: 716, errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemInvalidParameterException], idempotency_token: None },
+            Self::ListOpsMetadata => &OperationInfo { name: "ListOpsMetadata", input: 718, output: 719, errors: &[ErrorCode::OpsMetadataInvalidArgumentException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::ListResourceComplianceSummaries => &OperationInfo { name: "ListResourceComplianceSummaries", input: 720, output: 721, errors: &[ErrorCode::InvalidFilter, ErrorCode::InvalidNextToken, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::ListResourceDataSync => &OperationInfo { name: "ListResourceDataSync", input: 722, output: 723, errors: &[ErrorCode::ResourceDataSyncInvalidConfigurationException, ErrorCode::InternalServerError, ErrorCode::InvalidNextToken], idempotency_token: None },
+            Self::ListTagsForResource => &OperationInfo { name: "ListTagsForResource", input: 724, output: 725, errors: &[ErrorCode::InvalidResourceType, ErrorCode::InvalidResourceId, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::ModifyDocumentPermission => &OperationInfo { name: "ModifyDocumentPermission", input: 806, output: 807, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidPermissionType, ErrorCode::DocumentPermissionLimit, ErrorCode::DocumentLimitExceeded], idempotency_token: None },
+            Self::PutComplianceItems => &OperationInfo { name: "PutComplianceItems", input: 1086, output: 1087, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidItemContentException, ErrorCode::TotalSizeLimitExceededException, ErrorCode::ItemSizeLimitExceededException, ErrorCode::ComplianceTypeCountLimitExceededException, ErrorCode::InvalidResourceType, ErrorCode::InvalidResourceId], idempotency_token: None },
+            Self::PutInventory => &OperationInfo { name: "PutInventory", input: 1089, output: 1090, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidTypeNameException, ErrorCode::InvalidItemContentException, ErrorCode::TotalSizeLimitExceededException, ErrorCode::ItemSizeLimitExceededException, ErrorCode::ItemContentMismatchException, ErrorCode::CustomSchemaCountLimitExceededException, ErrorCode::UnsupportedInventorySchemaVersionException, ErrorCode::UnsupportedInventoryItemContextException, ErrorCode::InvalidInventoryItemContextException, ErrorCode::SubTypeCountLimitExceededException], idempotency_token: None },
+            Self::PutParameter => &OperationInfo { name: "PutParameter", input: 1091, output: 1092, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidKeyId, ErrorCode::ParameterLimitExceeded, ErrorCode::TooManyUpdates, ErrorCode::ParameterAlreadyExists, ErrorCode::HierarchyLevelLimitExceededException, ErrorCode::HierarchyTypeMismatchException, ErrorCode::InvalidAllowedPatternException, ErrorCode::ParameterMaxVersionLimitExceeded, ErrorCode::ParameterPatternMismatchException, ErrorCode::UnsupportedParameterType, ErrorCode::PoliciesLimitExceededException, ErrorCode::InvalidPolicyTypeException, ErrorCode::InvalidPolicyAttributeException, ErrorCode::IncompatiblePolicyException], idempotency_token: None },
+            Self::PutResourcePolicy => &OperationInfo { name: "PutResourcePolicy", input: 1093, output: 1094, errors: &[ErrorCode::InternalServerError, ErrorCode::ResourcePolicyInvalidParameterException, ErrorCode::ResourcePolicyLimitExceededException, ErrorCode::ResourcePolicyConflictException, ErrorCode::ResourceNotFoundException, ErrorCode::MalformedResourcePolicyDocumentException, ErrorCode::ResourcePolicyNotFoundException], idempotency_token: None },
+            Self::RegisterDefaultHostManagementConfiguration => &OperationInfo { name: "RegisterDefaultHostManagementConfiguration", input: 1099, output: 1100, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::RegisterDefaultPatchBaseline => &OperationInfo { name: "RegisterDefaultPatchBaseline", input: 1101, output: 1102, errors: &[ErrorCode::InvalidResourceId, ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::RegisterPatchBaselineForPatchGroup => &OperationInfo { name: "RegisterPatchBaselineForPatchGroup", input: 1103, output: 1104, errors: &[ErrorCode::AlreadyExistsException, ErrorCode::DoesNotExistException, ErrorCode::InvalidResourceId, ErrorCode::ResourceLimitExceededException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::RegisterTargetWithMaintenanceWindow => &OperationInfo { name: "RegisterTargetWithMaintenanceWindow", input: 1105, output: 1106, errors: &[ErrorCode::IdempotentParameterMismatch, ErrorCode::DoesNotExistException, ErrorCode::ResourceLimitExceededException, ErrorCode::InternalServerError], idempotency_token: Some("ClientToken") },
+            Self::RegisterTaskWithMaintenanceWindow => &OperationInfo { name: "RegisterTaskWithMaintenanceWindow", input: 1107, output: 1108, errors: &[ErrorCode::IdempotentParameterMismatch, ErrorCode::DoesNotExistException, ErrorCode::ResourceLimitExceededException, ErrorCode::FeatureNotAvailableException, ErrorCode::InternalServerError], idempotency_token: Some("ClientToken") },
+            Self::RemoveTagsFromResource => &OperationInfo { name: "RemoveTagsFromResource", input: 1118, output: 1119, errors: &[ErrorCode::InvalidResourceType, ErrorCode::InvalidResourceId, ErrorCode::InternalServerError, ErrorCode::TooManyUpdates], idempotency_token: None },
+            Self::ResetServiceSetting => &OperationInfo { name: "ResetServiceSetting", input: 1121, output: 1122, errors: &[ErrorCode::InternalServerError, ErrorCode::ServiceSettingNotFound, ErrorCode::TooManyUpdates], idempotency_token: None },
+            Self::ResumeSession => &OperationInfo { name: "ResumeSession", input: 1176, output: 1177, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::SendAutomationSignal => &OperationInfo { name: "SendAutomationSignal", input: 1193, output: 1194, errors: &[ErrorCode::AutomationExecutionNotFoundException, ErrorCode::AutomationStepNotFoundException, ErrorCode::InvalidAutomationSignalException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::SendCommand => &OperationInfo { name: "SendCommand", input: 1195, output: 1196, errors: &[ErrorCode::DuplicateInstanceId, ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidDocument, ErrorCode::InvalidDocumentVersion, ErrorCode::InvalidOutputFolder, ErrorCode::InvalidParameters, ErrorCode::UnsupportedPlatformType, ErrorCode::MaxDocumentSizeExceeded, ErrorCode::InvalidRole, ErrorCode::InvalidNotificationConfig], idempotency_token: None },
+            Self::StartAccessRequest => &OperationInfo { name: "StartAccessRequest", input: 1235, output: 1236, errors: &[ErrorCode::InternalServerError, ErrorCode::AccessDeniedException, ErrorCode::ResourceNotFoundException, ErrorCode::ServiceQuotaExceededException, ErrorCode::ThrottlingException, ErrorCode::ValidationException], idempotency_token: None },
+            Self::StartAssociationsOnce => &OperationInfo { name: "StartAssociationsOnce", input: 1237, output: 1238, errors: &[ErrorCode::InvalidAssociation, ErrorCode::AssociationDoesNotExist], idempotency_token: None },
+            Self::StartAutomationExecution => &OperationInfo { name: "StartAutomationExecution", input: 1239, output: 1240, errors: &[ErrorCode::AutomationDefinitionNotFoundException, ErrorCode::InvalidAutomationExecutionParametersException, ErrorCode::AutomationExecutionLimitExceededException, ErrorCode::AutomationDefinitionVersionNotFoundException, ErrorCode::IdempotentParameterMismatch, ErrorCode::InvalidTarget, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::StartChangeRequestExecution => &OperationInfo { name: "StartChangeRequestExecution", input: 1241, output: 1242, errors: &[ErrorCode::AutomationDefinitionNotFoundException, ErrorCode::InvalidAutomationExecutionParametersException, ErrorCode::AutomationExecutionLimitExceededException, ErrorCode::AutomationDefinitionVersionNotFoundException, ErrorCode::IdempotentParameterMismatch, ErrorCode::InternalServerError, ErrorCode::AutomationDefinitionNotApprovedException, ErrorCode::NoLongerSupportedException], idempotency_token: None },
+            Self::StartExecutionPreview => &OperationInfo { name: "StartExecutionPreview", input: 1243, output: 1244, errors: &[ErrorCode::InternalServerError, ErrorCode::ValidationException], idempotency_token: None },
+            Self::StartSession => &OperationInfo { name: "StartSession", input: 1245, output: 1246, errors: &[ErrorCode::InvalidDocument, ErrorCode::TargetNotConnected, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::StopAutomationExecution => &OperationInfo { name: "StopAutomationExecution", input: 1260, output: 1261, errors: &[ErrorCode::AutomationExecutionNotFoundException, ErrorCode::InvalidAutomationStatusUpdateException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::TerminateSession => &OperationInfo { name: "TerminateSession", input: 1294, output: 1295, errors: &[ErrorCode::InternalServerError], idempotency_token: None },
+            Self::UnlabelParameterVersion => &OperationInfo { name: "UnlabelParameterVersion", input: 1304, output: 1305, errors: &[ErrorCode::InternalServerError, ErrorCode::TooManyUpdates, ErrorCode::ParameterNotFound, ErrorCode::ParameterVersionNotFound], idempotency_token: None },
+            Self::UpdateAssociation => &OperationInfo { name: "UpdateAssociation", input: 1314, output: 1315, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidSchedule, ErrorCode::InvalidParameters, ErrorCode::InvalidOutputLocation, ErrorCode::InvalidDocumentVersion, ErrorCode::AssociationDoesNotExist, ErrorCode::InvalidUpdate, ErrorCode::TooManyUpdates, ErrorCode::InvalidDocument, ErrorCode::InvalidTarget, ErrorCode::InvalidAssociationVersion, ErrorCode::AssociationVersionLimitExceeded, ErrorCode::InvalidTargetMaps], idempotency_token: None },
+            Self::UpdateAssociationStatus => &OperationInfo { name: "UpdateAssociationStatus", input: 1316, output: 1317, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidInstanceId, ErrorCode::InvalidDocument, ErrorCode::AssociationDoesNotExist, ErrorCode::StatusUnchanged, ErrorCode::TooManyUpdates], idempotency_token: None },
+            Self::UpdateCloudConnector => &OperationInfo { name: "UpdateCloudConnector", input: 1318, output: 1319, errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceNotFoundException, ErrorCode::ServiceQuotaExceededException, ErrorCode::ConflictException], idempotency_token: None },
+            Self::UpdateDocument => &OperationInfo { name: "UpdateDocument", input: 1324, output: 1325, errors: &[ErrorCode::MaxDocumentSizeExceeded, ErrorCode::DocumentVersionLimitExceeded, ErrorCode::InternalServerError, ErrorCode::DuplicateDocumentContent, ErrorCode::DuplicateDocumentVersionName, ErrorCode::InvalidDocumentContent, ErrorCode::InvalidDocumentVersion, ErrorCode::InvalidDocumentSchemaVersion, ErrorCode::InvalidDocument, ErrorCode::InvalidDocumentOperation], idempotency_token: None },
+            Self::UpdateDocumentDefaultVersion => &OperationInfo { name: "UpdateDocumentDefaultVersion", input: 1320, output: 1321, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidDocumentVersion, ErrorCode::InvalidDocumentSchemaVersion], idempotency_token: None },
+            Self::UpdateDocumentMetadata => &OperationInfo { name: "UpdateDocumentMetadata", input: 1322, output: 1323, errors: &[ErrorCode::InternalServerError, ErrorCode::InvalidDocument, ErrorCode::InvalidDocumentOperation, ErrorCode::InvalidDocumentVersion, ErrorCode::TooManyUpdates], idempotency_token: None },
+            Self::UpdateMaintenanceWindow => &OperationInfo { name: "UpdateMaintenanceWindow", input: 1326, output: 1327, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::UpdateMaintenanceWindowTarget => &OperationInfo { name: "UpdateMaintenanceWindowTarget", input: 1328, output: 1329, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::UpdateMaintenanceWindowTask => &OperationInfo { name: "UpdateMaintenanceWindowTask", input: 1330, output: 1331, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::UpdateManagedInstanceRole => &OperationInfo { name: "UpdateManagedInstanceRole", input: 1332, output: 1333, errors: &[ErrorCode::InvalidInstanceId, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::UpdateOpsItem => &OperationInfo { name: "UpdateOpsItem", input: 1334, output: 1335, errors: &[ErrorCode::InternalServerError, ErrorCode::OpsItemNotFoundException, ErrorCode::OpsItemAlreadyExistsException, ErrorCode::OpsItemLimitExceededException, ErrorCode::OpsItemInvalidParameterException, ErrorCode::OpsItemAccessDeniedException, ErrorCode::OpsItemConflictException], idempotency_token: None },
+            Self::UpdateOpsMetadata => &OperationInfo { name: "UpdateOpsMetadata", input: 1336, output: 1337, errors: &[ErrorCode::OpsMetadataNotFoundException, ErrorCode::OpsMetadataInvalidArgumentException, ErrorCode::OpsMetadataKeyLimitExceededException, ErrorCode::OpsMetadataTooManyUpdatesException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::UpdatePatchBaseline => &OperationInfo { name: "UpdatePatchBaseline", input: 1338, output: 1339, errors: &[ErrorCode::DoesNotExistException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::UpdateResourceDataSync => &OperationInfo { name: "UpdateResourceDataSync", input: 1340, output: 1341, errors: &[ErrorCode::ResourceDataSyncNotFoundException, ErrorCode::ResourceDataSyncInvalidConfigurationException, ErrorCode::ResourceDataSyncConflictException, ErrorCode::InternalServerError], idempotency_token: None },
+            Self::UpdateServiceSetting => &OperationInfo { name: "UpdateServiceSetting", input: 1342, output: 1343, errors: &[ErrorCode::InternalServerError, ErrorCode::ServiceSettingNotFound, ErrorCode::TooManyUpdates], idempotency_token: None },
+            Self::ValidateCloudConnector => &OperationInfo { name: "ValidateCloudConnector", input: 1348, output: 1349, errors: &[ErrorCode::InternalServerError, ErrorCode::ResourceNotFoundException], idempotency_token: None },
         }
     }
 }
@@ -2285,1758 +822,933 @@ impl Operation {
 /// implement yet answers clearly instead of faking success.
 pub trait Ssm: Sync {
     /// `AddTagsToResource`
-    fn add_tags_to_resource(
-        &self,
-        caller: &Caller,
-        input: AddTagsToResourceRequest,
-    ) -> impl Future<Output = Result<AddTagsToResourceResult, ApiError>> + Send {
+    fn add_tags_to_resource(&self, caller: &Caller, input: AddTagsToResourceRequest) -> impl Future<Output = Result<AddTagsToResourceResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("AddTagsToResource")) }
     }
     /// `AssociateOpsItemRelatedItem`
-    fn associate_ops_item_related_item(
-        &self,
-        caller: &Caller,
-        input: AssociateOpsItemRelatedItemRequest,
-    ) -> impl Future<Output = Result<AssociateOpsItemRelatedItemResponse, ApiError>> + Send {
+    fn associate_ops_item_related_item(&self, caller: &Caller, input: AssociateOpsItemRelatedItemRequest) -> impl Future<Output = Result<AssociateOpsItemRelatedItemResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("AssociateOpsItemRelatedItem")) }
     }
     /// `CancelCommand`
-    fn cancel_command(
-        &self,
-        caller: &Caller,
-        input: CancelCommandRequest,
-    ) -> impl Future<Output = Result<CancelCommandResult, ApiError>> + Send {
+    fn cancel_command(&self, caller: &Caller, input: CancelCommandRequest) -> impl Future<Output = Result<CancelCommandResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CancelCommand")) }
     }
     /// `CancelMaintenanceWindowExecution`
-    fn cancel_maintenance_window_execution(
-        &self,
-        caller: &Caller,
-        input: CancelMaintenanceWindowExecutionRequest,
-    ) -> impl Future<Output = Result<CancelMaintenanceWindowExecutionResult, ApiError>> + Send {
+    fn cancel_maintenance_window_execution(&self, caller: &Caller, input: CancelMaintenanceWindowExecutionRequest) -> impl Future<Output = Result<CancelMaintenanceWindowExecutionResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CancelMaintenanceWindowExecution")) }
     }
     /// `CreateActivation`
-    fn create_activation(
-        &self,
-        caller: &Caller,
-        input: CreateActivationRequest,
-    ) -> impl Future<Output = Result<CreateActivationResult, ApiError>> + Send {
+    fn create_activation(&self, caller: &Caller, input: CreateActivationRequest) -> impl Future<Output = Result<CreateActivationResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CreateActivation")) }
     }
     /// `CreateAssociation`
-    fn create_association(
-        &self,
-        caller: &Caller,
-        input: CreateAssociationRequest,
-    ) -> impl Future<Output = Result<CreateAssociationResult, ApiError>> + Send {
+    fn create_association(&self, caller: &Caller, input: CreateAssociationRequest) -> impl Future<Output = Result<CreateAssociationResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CreateAssociation")) }
     }
     /// `CreateAssociationBatch`
-    fn create_association_batch(
-        &self,
-        caller: &Caller,
-        input: CreateAssociationBatchRequest,
-    ) -> impl Future<Output = Result<CreateAssociationBatchResult, ApiError>> + Send {
+    fn create_association_batch(&self, caller: &Caller, input: CreateAssociationBatchRequest) -> impl Future<Output = Result<CreateAssociationBatchResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CreateAssociationBatch")) }
     }
     /// `CreateCloudConnector`
-    fn create_cloud_connector(
-        &self,
-        caller: &Caller,
-        input: CreateCloudConnectorRequest,
-    ) -> impl Future<Output = Result<CreateCloudConnectorResult, ApiError>> + Send {
+    fn create_cloud_connector(&self, caller: &Caller, input: CreateCloudConnectorRequest) -> impl Future<Output = Result<CreateCloudConnectorResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CreateCloudConnector")) }
     }
     /// `CreateDocument`
-    fn create_document(
-        &self,
-        caller: &Caller,
-        input: CreateDocumentRequest,
-    ) -> impl Future<Output = Result<CreateDocumentResult, ApiError>> + Send {
+    fn create_document(&self, caller: &Caller, input: CreateDocumentRequest) -> impl Future<Output = Result<CreateDocumentResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CreateDocument")) }
     }
     /// `CreateMaintenanceWindow`
-    fn create_maintenance_window(
-        &self,
-        caller: &Caller,
-        input: CreateMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<CreateMaintenanceWindowResult, ApiError>> + Send {
+    fn create_maintenance_window(&self, caller: &Caller, input: CreateMaintenanceWindowRequest) -> impl Future<Output = Result<CreateMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CreateMaintenanceWindow")) }
     }
     /// `CreateOpsItem`
-    fn create_ops_item(
-        &self,
-        caller: &Caller,
-        input: CreateOpsItemRequest,
-    ) -> impl Future<Output = Result<CreateOpsItemResponse, ApiError>> + Send {
+    fn create_ops_item(&self, caller: &Caller, input: CreateOpsItemRequest) -> impl Future<Output = Result<CreateOpsItemResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CreateOpsItem")) }
     }
     /// `CreateOpsMetadata`
-    fn create_ops_metadata(
-        &self,
-        caller: &Caller,
-        input: CreateOpsMetadataRequest,
-    ) -> impl Future<Output = Result<CreateOpsMetadataResult, ApiError>> + Send {
+    fn create_ops_metadata(&self, caller: &Caller, input: CreateOpsMetadataRequest) -> impl Future<Output = Result<CreateOpsMetadataResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CreateOpsMetadata")) }
     }
     /// `CreatePatchBaseline`
-    fn create_patch_baseline(
-        &self,
-        caller: &Caller,
-        input: CreatePatchBaselineRequest,
-    ) -> impl Future<Output = Result<CreatePatchBaselineResult, ApiError>> + Send {
+    fn create_patch_baseline(&self, caller: &Caller, input: CreatePatchBaselineRequest) -> impl Future<Output = Result<CreatePatchBaselineResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CreatePatchBaseline")) }
     }
     /// `CreateResourceDataSync`
-    fn create_resource_data_sync(
-        &self,
-        caller: &Caller,
-        input: CreateResourceDataSyncRequest,
-    ) -> impl Future<Output = Result<CreateResourceDataSyncResult, ApiError>> + Send {
+    fn create_resource_data_sync(&self, caller: &Caller, input: CreateResourceDataSyncRequest) -> impl Future<Output = Result<CreateResourceDataSyncResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("CreateResourceDataSync")) }
     }
     /// `DeleteActivation`
-    fn delete_activation(
-        &self,
-        caller: &Caller,
-        input: DeleteActivationRequest,
-    ) -> impl Future<Output = Result<DeleteActivationResult, ApiError>> + Send {
+    fn delete_activation(&self, caller: &Caller, input: DeleteActivationRequest) -> impl Future<Output = Result<DeleteActivationResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteActivation")) }
     }
     /// `DeleteAssociation`
-    fn delete_association(
-        &self,
-        caller: &Caller,
-        input: DeleteAssociationRequest,
-    ) -> impl Future<Output = Result<DeleteAssociationResult, ApiError>> + Send {
+    fn delete_association(&self, caller: &Caller, input: DeleteAssociationRequest) -> impl Future<Output = Result<DeleteAssociationResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteAssociation")) }
     }
     /// `DeleteCloudConnector`
-    fn delete_cloud_connector(
-        &self,
-        caller: &Caller,
-        input: DeleteCloudConnectorRequest,
-    ) -> impl Future<Output = Result<DeleteCloudConnectorResult, ApiError>> + Send {
+    fn delete_cloud_connector(&self, caller: &Caller, input: DeleteCloudConnectorRequest) -> impl Future<Output = Result<DeleteCloudConnectorResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteCloudConnector")) }
     }
     /// `DeleteDocument`
-    fn delete_document(
-        &self,
-        caller: &Caller,
-        input: DeleteDocumentRequest,
-    ) -> impl Future<Output = Result<DeleteDocumentResult, ApiError>> + Send {
+    fn delete_document(&self, caller: &Caller, input: DeleteDocumentRequest) -> impl Future<Output = Result<DeleteDocumentResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteDocument")) }
     }
     /// `DeleteInventory`
-    fn delete_inventory(
-        &self,
-        caller: &Caller,
-        input: DeleteInventoryRequest,
-    ) -> impl Future<Output = Result<DeleteInventoryResult, ApiError>> + Send {
+    fn delete_inventory(&self, caller: &Caller, input: DeleteInventoryRequest) -> impl Future<Output = Result<DeleteInventoryResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteInventory")) }
     }
     /// `DeleteMaintenanceWindow`
-    fn delete_maintenance_window(
-        &self,
-        caller: &Caller,
-        input: DeleteMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<DeleteMaintenanceWindowResult, ApiError>> + Send {
+    fn delete_maintenance_window(&self, caller: &Caller, input: DeleteMaintenanceWindowRequest) -> impl Future<Output = Result<DeleteMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteMaintenanceWindow")) }
     }
     /// `DeleteOpsItem`
-    fn delete_ops_item(
-        &self,
-        caller: &Caller,
-        input: DeleteOpsItemRequest,
-    ) -> impl Future<Output = Result<DeleteOpsItemResponse, ApiError>> + Send {
+    fn delete_ops_item(&self, caller: &Caller, input: DeleteOpsItemRequest) -> impl Future<Output = Result<DeleteOpsItemResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteOpsItem")) }
     }
     /// `DeleteOpsMetadata`
-    fn delete_ops_metadata(
-        &self,
-        caller: &Caller,
-        input: DeleteOpsMetadataRequest,
-    ) -> impl Future<Output = Result<DeleteOpsMetadataResult, ApiError>> + Send {
+    fn delete_ops_metadata(&self, caller: &Caller, input: DeleteOpsMetadataRequest) -> impl Future<Output = Result<DeleteOpsMetadataResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteOpsMetadata")) }
     }
     /// `DeleteParameter`
-    fn delete_parameter(
-        &self,
-        caller: &Caller,
-        input: DeleteParameterRequest,
-    ) -> impl Future<Output = Result<DeleteParameterResult, ApiError>> + Send {
+    fn delete_parameter(&self, caller: &Caller, input: DeleteParameterRequest) -> impl Future<Output = Result<DeleteParameterResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteParameter")) }
     }
     /// `DeleteParameters`
-    fn delete_parameters(
-        &self,
-        caller: &Caller,
-        input: DeleteParametersRequest,
-    ) -> impl Future<Output = Result<DeleteParametersResult, ApiError>> + Send {
+    fn delete_parameters(&self, caller: &Caller, input: DeleteParametersRequest) -> impl Future<Output = Result<DeleteParametersResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteParameters")) }
     }
     /// `DeletePatchBaseline`
-    fn delete_patch_baseline(
-        &self,
-        caller: &Caller,
-        input: DeletePatchBaselineRequest,
-    ) -> impl Future<Output = Result<DeletePatchBaselineResult, ApiError>> + Send {
+    fn delete_patch_baseline(&self, caller: &Caller, input: DeletePatchBaselineRequest) -> impl Future<Output = Result<DeletePatchBaselineResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeletePatchBaseline")) }
     }
     /// `DeleteResourceDataSync`
-    fn delete_resource_data_sync(
-        &self,
-        caller: &Caller,
-        input: DeleteResourceDataSyncRequest,
-    ) -> impl Future<Output = Result<DeleteResourceDataSyncResult, ApiError>> + Send {
+    fn delete_resource_data_sync(&self, caller: &Caller, input: DeleteResourceDataSyncRequest) -> impl Future<Output = Result<DeleteResourceDataSyncResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteResourceDataSync")) }
     }
     /// `DeleteResourcePolicy`
-    fn delete_resource_policy(
-        &self,
-        caller: &Caller,
-        input: DeleteResourcePolicyRequest,
-    ) -> impl Future<Output = Result<DeleteResourcePolicyResponse, ApiError>> + Send {
+    fn delete_resource_policy(&self, caller: &Caller, input: DeleteResourcePolicyRequest) -> impl Future<Output = Result<DeleteResourcePolicyResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeleteResourcePolicy")) }
     }
     /// `DeregisterDefaultHostManagementConfiguration`
-    fn deregister_default_host_management_configuration(
-        &self,
-        caller: &Caller,
-        input: DeregisterDefaultHostManagementConfigurationRequest,
-    ) -> impl Future<Output = Result<DeregisterDefaultHostManagementConfigurationResult, ApiError>> + Send {
+    fn deregister_default_host_management_configuration(&self, caller: &Caller, input: DeregisterDefaultHostManagementConfigurationRequest) -> impl Future<Output = Result<DeregisterDefaultHostManagementConfigurationResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeregisterDefaultHostManagementConfiguration")) }
     }
     /// `DeregisterManagedInstance`
-    fn deregister_managed_instance(
-        &self,
-        caller: &Caller,
-        input: DeregisterManagedInstanceRequest,
-    ) -> impl Future<Output = Result<DeregisterManagedInstanceResult, ApiError>> + Send {
+    fn deregister_managed_instance(&self, caller: &Caller, input: DeregisterManagedInstanceRequest) -> impl Future<Output = Result<DeregisterManagedInstanceResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeregisterManagedInstance")) }
     }
     /// `DeregisterPatchBaselineForPatchGroup`
-    fn deregister_patch_baseline_for_patch_group(
-        &self,
-        caller: &Caller,
-        input: DeregisterPatchBaselineForPatchGroupRequest,
-    ) -> impl Future<Output = Result<DeregisterPatchBaselineForPatchGroupResult, ApiError>> + Send {
+    fn deregister_patch_baseline_for_patch_group(&self, caller: &Caller, input: DeregisterPatchBaselineForPatchGroupRequest) -> impl Future<Output = Result<DeregisterPatchBaselineForPatchGroupResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeregisterPatchBaselineForPatchGroup")) }
     }
     /// `DeregisterTargetFromMaintenanceWindow`
-    fn deregister_target_from_maintenance_window(
-        &self,
-        caller: &Caller,
-        input: DeregisterTargetFromMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<DeregisterTargetFromMaintenanceWindowResult, ApiError>> + Send {
+    fn deregister_target_from_maintenance_window(&self, caller: &Caller, input: DeregisterTargetFromMaintenanceWindowRequest) -> impl Future<Output = Result<DeregisterTargetFromMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeregisterTargetFromMaintenanceWindow")) }
     }
     /// `DeregisterTaskFromMaintenanceWindow`
-    fn deregister_task_from_maintenance_window(
-        &self,
-        caller: &Caller,
-        input: DeregisterTaskFromMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<DeregisterTaskFromMaintenanceWindowResult, ApiError>> + Send {
+    fn deregister_task_from_maintenance_window(&self, caller: &Caller, input: DeregisterTaskFromMaintenanceWindowRequest) -> impl Future<Output = Result<DeregisterTaskFromMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DeregisterTaskFromMaintenanceWindow")) }
     }
     /// `DescribeActivations`
-    fn describe_activations(
-        &self,
-        caller: &Caller,
-        input: DescribeActivationsRequest,
-    ) -> impl Future<Output = Result<DescribeActivationsResult, ApiError>> + Send {
+    fn describe_activations(&self, caller: &Caller, input: DescribeActivationsRequest) -> impl Future<Output = Result<DescribeActivationsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeActivations")) }
     }
     /// `DescribeAssociation`
-    fn describe_association(
-        &self,
-        caller: &Caller,
-        input: DescribeAssociationRequest,
-    ) -> impl Future<Output = Result<DescribeAssociationResult, ApiError>> + Send {
+    fn describe_association(&self, caller: &Caller, input: DescribeAssociationRequest) -> impl Future<Output = Result<DescribeAssociationResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeAssociation")) }
     }
     /// `DescribeAssociationExecutionTargets`
-    fn describe_association_execution_targets(
-        &self,
-        caller: &Caller,
-        input: DescribeAssociationExecutionTargetsRequest,
-    ) -> impl Future<Output = Result<DescribeAssociationExecutionTargetsResult, ApiError>> + Send {
+    fn describe_association_execution_targets(&self, caller: &Caller, input: DescribeAssociationExecutionTargetsRequest) -> impl Future<Output = Result<DescribeAssociationExecutionTargetsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeAssociationExecutionTargets")) }
     }
     /// `DescribeAssociationExecutions`
-    fn describe_association_executions(
-        &self,
-        caller: &Caller,
-        input: DescribeAssociationExecutionsRequest,
-    ) -> impl Future<Output = Result<DescribeAssociationExecutionsResult, ApiError>> + Send {
+    fn describe_association_executions(&self, caller: &Caller, input: DescribeAssociationExecutionsRequest) -> impl Future<Output = Result<DescribeAssociationExecutionsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeAssociationExecutions")) }
     }
     /// `DescribeAutomationExecutions`
-    fn describe_automation_executions(
-        &self,
-        caller: &Caller,
-        input: DescribeAutomationExecutionsRequest,
-    ) -> impl Future<Output = Result<DescribeAutomationExecutionsResult, ApiError>> + Send {
+    fn describe_automation_executions(&self, caller: &Caller, input: DescribeAutomationExecutionsRequest) -> impl Future<Output = Result<DescribeAutomationExecutionsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeAutomationExecutions")) }
     }
     /// `DescribeAutomationStepExecutions`
-    fn describe_automation_step_executions(
-        &self,
-        caller: &Caller,
-        input: DescribeAutomationStepExecutionsRequest,
-    ) -> impl Future<Output = Result<DescribeAutomationStepExecutionsResult, ApiError>> + Send {
+    fn describe_automation_step_executions(&self, caller: &Caller, input: DescribeAutomationStepExecutionsRequest) -> impl Future<Output = Result<DescribeAutomationStepExecutionsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeAutomationStepExecutions")) }
     }
     /// `DescribeAvailablePatches`
-    fn describe_available_patches(
-        &self,
-        caller: &Caller,
-        input: DescribeAvailablePatchesRequest,
-    ) -> impl Future<Output = Result<DescribeAvailablePatchesResult, ApiError>> + Send {
+    fn describe_available_patches(&self, caller: &Caller, input: DescribeAvailablePatchesRequest) -> impl Future<Output = Result<DescribeAvailablePatchesResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeAvailablePatches")) }
     }
     /// `DescribeDocument`
-    fn describe_document(
-        &self,
-        caller: &Caller,
-        input: DescribeDocumentRequest,
-    ) -> impl Future<Output = Result<DescribeDocumentResult, ApiError>> + Send {
+    fn describe_document(&self, caller: &Caller, input: DescribeDocumentRequest) -> impl Future<Output = Result<DescribeDocumentResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeDocument")) }
     }
     /// `DescribeDocumentPermission`
-    fn describe_document_permission(
-        &self,
-        caller: &Caller,
-        input: DescribeDocumentPermissionRequest,
-    ) -> impl Future<Output = Result<DescribeDocumentPermissionResponse, ApiError>> + Send {
+    fn describe_document_permission(&self, caller: &Caller, input: DescribeDocumentPermissionRequest) -> impl Future<Output = Result<DescribeDocumentPermissionResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeDocumentPermission")) }
     }
     /// `DescribeEffectiveInstanceAssociations`
-    fn describe_effective_instance_associations(
-        &self,
-        caller: &Caller,
-        input: DescribeEffectiveInstanceAssociationsRequest,
-    ) -> impl Future<Output = Result<DescribeEffectiveInstanceAssociationsResult, ApiError>> + Send {
+    fn describe_effective_instance_associations(&self, caller: &Caller, input: DescribeEffectiveInstanceAssociationsRequest) -> impl Future<Output = Result<DescribeEffectiveInstanceAssociationsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeEffectiveInstanceAssociations")) }
     }
     /// `DescribeEffectivePatchesForPatchBaseline`
-    fn describe_effective_patches_for_patch_baseline(
-        &self,
-        caller: &Caller,
-        input: DescribeEffectivePatchesForPatchBaselineRequest,
-    ) -> impl Future<Output = Result<DescribeEffectivePatchesForPatchBaselineResult, ApiError>> + Send {
+    fn describe_effective_patches_for_patch_baseline(&self, caller: &Caller, input: DescribeEffectivePatchesForPatchBaselineRequest) -> impl Future<Output = Result<DescribeEffectivePatchesForPatchBaselineResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeEffectivePatchesForPatchBaseline")) }
     }
     /// `DescribeInstanceAssociationsStatus`
-    fn describe_instance_associations_status(
-        &self,
-        caller: &Caller,
-        input: DescribeInstanceAssociationsStatusRequest,
-    ) -> impl Future<Output = Result<DescribeInstanceAssociationsStatusResult, ApiError>> + Send {
+    fn describe_instance_associations_status(&self, caller: &Caller, input: DescribeInstanceAssociationsStatusRequest) -> impl Future<Output = Result<DescribeInstanceAssociationsStatusResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeInstanceAssociationsStatus")) }
     }
     /// `DescribeInstanceInformation`
-    fn describe_instance_information(
-        &self,
-        caller: &Caller,
-        input: DescribeInstanceInformationRequest,
-    ) -> impl Future<Output = Result<DescribeInstanceInformationResult, ApiError>> + Send {
+    fn describe_instance_information(&self, caller: &Caller, input: DescribeInstanceInformationRequest) -> impl Future<Output = Result<DescribeInstanceInformationResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeInstanceInformation")) }
     }
     /// `DescribeInstancePatchStates`
-    fn describe_instance_patch_states(
-        &self,
-        caller: &Caller,
-        input: DescribeInstancePatchStatesRequest,
-    ) -> impl Future<Output = Result<DescribeInstancePatchStatesResult, ApiError>> + Send {
+    fn describe_instance_patch_states(&self, caller: &Caller, input: DescribeInstancePatchStatesRequest) -> impl Future<Output = Result<DescribeInstancePatchStatesResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeInstancePatchStates")) }
     }
     /// `DescribeInstancePatchStatesForPatchGroup`
-    fn describe_instance_patch_states_for_patch_group(
-        &self,
-        caller: &Caller,
-        input: DescribeInstancePatchStatesForPatchGroupRequest,
-    ) -> impl Future<Output = Result<DescribeInstancePatchStatesForPatchGroupResult, ApiError>> + Send {
+    fn describe_instance_patch_states_for_patch_group(&self, caller: &Caller, input: DescribeInstancePatchStatesForPatchGroupRequest) -> impl Future<Output = Result<DescribeInstancePatchStatesForPatchGroupResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeInstancePatchStatesForPatchGroup")) }
     }
     /// `DescribeInstancePatches`
-    fn describe_instance_patches(
-        &self,
-        caller: &Caller,
-        input: DescribeInstancePatchesRequest,
-    ) -> impl Future<Output = Result<DescribeInstancePatchesResult, ApiError>> + Send {
+    fn describe_instance_patches(&self, caller: &Caller, input: DescribeInstancePatchesRequest) -> impl Future<Output = Result<DescribeInstancePatchesResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeInstancePatches")) }
     }
     /// `DescribeInstanceProperties`
-    fn describe_instance_properties(
-        &self,
-        caller: &Caller,
-        input: DescribeInstancePropertiesRequest,
-    ) -> impl Future<Output = Result<DescribeInstancePropertiesResult, ApiError>> + Send {
+    fn describe_instance_properties(&self, caller: &Caller, input: DescribeInstancePropertiesRequest) -> impl Future<Output = Result<DescribeInstancePropertiesResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeInstanceProperties")) }
     }
     /// `DescribeInventoryDeletions`
-    fn describe_inventory_deletions(
-        &self,
-        caller: &Caller,
-        input: DescribeInventoryDeletionsRequest,
-    ) -> impl Future<Output = Result<DescribeInventoryDeletionsResult, ApiError>> + Send {
+    fn describe_inventory_deletions(&self, caller: &Caller, input: DescribeInventoryDeletionsRequest) -> impl Future<Output = Result<DescribeInventoryDeletionsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeInventoryDeletions")) }
     }
     /// `DescribeMaintenanceWindowExecutionTaskInvocations`
-    fn describe_maintenance_window_execution_task_invocations(
-        &self,
-        caller: &Caller,
-        input: DescribeMaintenanceWindowExecutionTaskInvocationsRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowExecutionTaskInvocationsResult, ApiError>> + Send {
+    fn describe_maintenance_window_execution_task_invocations(&self, caller: &Caller, input: DescribeMaintenanceWindowExecutionTaskInvocationsRequest) -> impl Future<Output = Result<DescribeMaintenanceWindowExecutionTaskInvocationsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeMaintenanceWindowExecutionTaskInvocations")) }
     }
     /// `DescribeMaintenanceWindowExecutionTasks`
-    fn describe_maintenance_window_execution_tasks(
-        &self,
-        caller: &Caller,
-        input: DescribeMaintenanceWindowExecutionTasksRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowExecutionTasksResult, ApiError>> + Send {
+    fn describe_maintenance_window_execution_tasks(&self, caller: &Caller, input: DescribeMaintenanceWindowExecutionTasksRequest) -> impl Future<Output = Result<DescribeMaintenanceWindowExecutionTasksResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeMaintenanceWindowExecutionTasks")) }
     }
     /// `DescribeMaintenanceWindowExecutions`
-    fn describe_maintenance_window_executions(
-        &self,
-        caller: &Caller,
-        input: DescribeMaintenanceWindowExecutionsRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowExecutionsResult, ApiError>> + Send {
+    fn describe_maintenance_window_executions(&self, caller: &Caller, input: DescribeMaintenanceWindowExecutionsRequest) -> impl Future<Output = Result<DescribeMaintenanceWindowExecutionsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeMaintenanceWindowExecutions")) }
     }
     /// `DescribeMaintenanceWindowSchedule`
-    fn describe_maintenance_window_schedule(
-        &self,
-        caller: &Caller,
-        input: DescribeMaintenanceWindowScheduleRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowScheduleResult, ApiError>> + Send {
+    fn describe_maintenance_window_schedule(&self, caller: &Caller, input: DescribeMaintenanceWindowScheduleRequest) -> impl Future<Output = Result<DescribeMaintenanceWindowScheduleResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeMaintenanceWindowSchedule")) }
     }
     /// `DescribeMaintenanceWindowTargets`
-    fn describe_maintenance_window_targets(
-        &self,
-        caller: &Caller,
-        input: DescribeMaintenanceWindowTargetsRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowTargetsResult, ApiError>> + Send {
+    fn describe_maintenance_window_targets(&self, caller: &Caller, input: DescribeMaintenanceWindowTargetsRequest) -> impl Future<Output = Result<DescribeMaintenanceWindowTargetsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeMaintenanceWindowTargets")) }
     }
     /// `DescribeMaintenanceWindowTasks`
-    fn describe_maintenance_window_tasks(
-        &self,
-        caller: &Caller,
-        input: DescribeMaintenanceWindowTasksRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowTasksResult, ApiError>> + Send {
+    fn describe_maintenance_window_tasks(&self, caller: &Caller, input: DescribeMaintenanceWindowTasksRequest) -> impl Future<Output = Result<DescribeMaintenanceWindowTasksResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeMaintenanceWindowTasks")) }
     }
     /// `DescribeMaintenanceWindows`
-    fn describe_maintenance_windows(
-        &self,
-        caller: &Caller,
-        input: DescribeMaintenanceWindowsRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowsResult, ApiError>> + Send {
+    fn describe_maintenance_windows(&self, caller: &Caller, input: DescribeMaintenanceWindowsRequest) -> impl Future<Output = Result<DescribeMaintenanceWindowsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeMaintenanceWindows")) }
     }
     /// `DescribeMaintenanceWindowsForTarget`
-    fn describe_maintenance_windows_for_target(
-        &self,
-        caller: &Caller,
-        input: DescribeMaintenanceWindowsForTargetRequest,
-    ) -> impl Future<Output = Result<DescribeMaintenanceWindowsForTargetResult, ApiError>> + Send {
+    fn describe_maintenance_windows_for_target(&self, caller: &Caller, input: DescribeMaintenanceWindowsForTargetRequest) -> impl Future<Output = Result<DescribeMaintenanceWindowsForTargetResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeMaintenanceWindowsForTarget")) }
     }
     /// `DescribeOpsItems`
-    fn describe_ops_items(
-        &self,
-        caller: &Caller,
-        input: DescribeOpsItemsRequest,
-    ) -> impl Future<Output = Result<DescribeOpsItemsResponse, ApiError>> + Send {
+    fn describe_ops_items(&self, caller: &Caller, input: DescribeOpsItemsRequest) -> impl Future<Output = Result<DescribeOpsItemsResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeOpsItems")) }
     }
     /// `DescribeParameters`
-    fn describe_parameters(
-        &self,
-        caller: &Caller,
-        input: DescribeParametersRequest,
-    ) -> impl Future<Output = Result<DescribeParametersResult, ApiError>> + Send {
+    fn describe_parameters(&self, caller: &Caller, input: DescribeParametersRequest) -> impl Future<Output = Result<DescribeParametersResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeParameters")) }
     }
     /// `DescribePatchBaselines`
-    fn describe_patch_baselines(
-        &self,
-        caller: &Caller,
-        input: DescribePatchBaselinesRequest,
-    ) -> impl Future<Output = Result<DescribePatchBaselinesResult, ApiError>> + Send {
+    fn describe_patch_baselines(&self, caller: &Caller, input: DescribePatchBaselinesRequest) -> impl Future<Output = Result<DescribePatchBaselinesResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribePatchBaselines")) }
     }
     /// `DescribePatchGroupState`
-    fn describe_patch_group_state(
-        &self,
-        caller: &Caller,
-        input: DescribePatchGroupStateRequest,
-    ) -> impl Future<Output = Result<DescribePatchGroupStateResult, ApiError>> + Send {
+    fn describe_patch_group_state(&self, caller: &Caller, input: DescribePatchGroupStateRequest) -> impl Future<Output = Result<DescribePatchGroupStateResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribePatchGroupState")) }
     }
     /// `DescribePatchGroups`
-    fn describe_patch_groups(
-        &self,
-        caller: &Caller,
-        input: DescribePatchGroupsRequest,
-    ) -> impl Future<Output = Result<DescribePatchGroupsResult, ApiError>> + Send {
+    fn describe_patch_groups(&self, caller: &Caller, input: DescribePatchGroupsRequest) -> impl Future<Output = Result<DescribePatchGroupsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribePatchGroups")) }
     }
     /// `DescribePatchProperties`
-    fn describe_patch_properties(
-        &self,
-        caller: &Caller,
-        input: DescribePatchPropertiesRequest,
-    ) -> impl Future<Output = Result<DescribePatchPropertiesResult, ApiError>> + Send {
+    fn describe_patch_properties(&self, caller: &Caller, input: DescribePatchPropertiesRequest) -> impl Future<Output = Result<DescribePatchPropertiesResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribePatchProperties")) }
     }
     /// `DescribeSessions`
-    fn describe_sessions(
-        &self,
-        caller: &Caller,
-        input: DescribeSessionsRequest,
-    ) -> impl Future<Output = Result<DescribeSessionsResponse, ApiError>> + Send {
+    fn describe_sessions(&self, caller: &Caller, input: DescribeSessionsRequest) -> impl Future<Output = Result<DescribeSessionsResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DescribeSessions")) }
     }
     /// `DisassociateOpsItemRelatedItem`
-    fn disassociate_ops_item_related_item(
-        &self,
-        caller: &Caller,
-        input: DisassociateOpsItemRelatedItemRequest,
-    ) -> impl Future<Output = Result<DisassociateOpsItemRelatedItemResponse, ApiError>> + Send {
+    fn disassociate_ops_item_related_item(&self, caller: &Caller, input: DisassociateOpsItemRelatedItemRequest) -> impl Future<Output = Result<DisassociateOpsItemRelatedItemResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("DisassociateOpsItemRelatedItem")) }
     }
     /// `GetAccessToken`
-    fn get_access_token(
-        &self,
-        caller: &Caller,
-        input: GetAccessTokenRequest,
-    ) -> impl Future<Output = Result<GetAccessTokenResponse, ApiError>> + Send {
+    fn get_access_token(&self, caller: &Caller, input: GetAccessTokenRequest) -> impl Future<Output = Result<GetAccessTokenResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetAccessToken")) }
     }
     /// `GetAutomationExecution`
-    fn get_automation_execution(
-        &self,
-        caller: &Caller,
-        input: GetAutomationExecutionRequest,
-    ) -> impl Future<Output = Result<GetAutomationExecutionResult, ApiError>> + Send {
+    fn get_automation_execution(&self, caller: &Caller, input: GetAutomationExecutionRequest) -> impl Future<Output = Result<GetAutomationExecutionResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetAutomationExecution")) }
     }
     /// `GetCalendarState`
-    fn get_calendar_state(
-        &self,
-        caller: &Caller,
-        input: GetCalendarStateRequest,
-    ) -> impl Future<Output = Result<GetCalendarStateResponse, ApiError>> + Send {
+    fn get_calendar_state(&self, caller: &Caller, input: GetCalendarStateRequest) -> impl Future<Output = Result<GetCalendarStateResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetCalendarState")) }
     }
     /// `GetCloudConnector`
-    fn get_cloud_connector(
-        &self,
-        caller: &Caller,
-        input: GetCloudConnectorRequest,
-    ) -> impl Future<Output = Result<GetCloudConnectorResult, ApiError>> + Send {
+    fn get_cloud_connector(&self, caller: &Caller, input: GetCloudConnectorRequest) -> impl Future<Output = Result<GetCloudConnectorResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetCloudConnector")) }
     }
     /// `GetCommandInvocation`
-    fn get_command_invocation(
-        &self,
-        caller: &Caller,
-        input: GetCommandInvocationRequest,
-    ) -> impl Future<Output = Result<GetCommandInvocationResult, ApiError>> + Send {
+    fn get_command_invocation(&self, caller: &Caller, input: GetCommandInvocationRequest) -> impl Future<Output = Result<GetCommandInvocationResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetCommandInvocation")) }
     }
     /// `GetConnectionStatus`
-    fn get_connection_status(
-        &self,
-        caller: &Caller,
-        input: GetConnectionStatusRequest,
-    ) -> impl Future<Output = Result<GetConnectionStatusResponse, ApiError>> + Send {
+    fn get_connection_status(&self, caller: &Caller, input: GetConnectionStatusRequest) -> impl Future<Output = Result<GetConnectionStatusResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetConnectionStatus")) }
     }
     /// `GetDefaultPatchBaseline`
-    fn get_default_patch_baseline(
-        &self,
-        caller: &Caller,
-        input: GetDefaultPatchBaselineRequest,
-    ) -> impl Future<Output = Result<GetDefaultPatchBaselineResult, ApiError>> + Send {
+    fn get_default_patch_baseline(&self, caller: &Caller, input: GetDefaultPatchBaselineRequest) -> impl Future<Output = Result<GetDefaultPatchBaselineResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetDefaultPatchBaseline")) }
     }
     /// `GetDeployablePatchSnapshotForInstance`
-    fn get_deployable_patch_snapshot_for_instance(
-        &self,
-        caller: &Caller,
-        input: GetDeployablePatchSnapshotForInstanceRequest,
-    ) -> impl Future<Output = Result<GetDeployablePatchSnapshotForInstanceResult, ApiError>> + Send {
+    fn get_deployable_patch_snapshot_for_instance(&self, caller: &Caller, input: GetDeployablePatchSnapshotForInstanceRequest) -> impl Future<Output = Result<GetDeployablePatchSnapshotForInstanceResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetDeployablePatchSnapshotForInstance")) }
     }
     /// `GetDocument`
-    fn get_document(
-        &self,
-        caller: &Caller,
-        input: GetDocumentRequest,
-    ) -> impl Future<Output = Result<GetDocumentResult, ApiError>> + Send {
+    fn get_document(&self, caller: &Caller, input: GetDocumentRequest) -> impl Future<Output = Result<GetDocumentResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetDocument")) }
     }
     /// `GetExecutionPreview`
-    fn get_execution_preview(
-        &self,
-        caller: &Caller,
-        input: GetExecutionPreviewRequest,
-    ) -> impl Future<Output = Result<GetExecutionPreviewResponse, ApiError>> + Send {
+    fn get_execution_preview(&self, caller: &Caller, input: GetExecutionPreviewRequest) -> impl Future<Output = Result<GetExecutionPreviewResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetExecutionPreview")) }
     }
     /// `GetInventory`
-    fn get_inventory(
-        &self,
-        caller: &Caller,
-        input: GetInventoryRequest,
-    ) -> impl Future<Output = Result<GetInventoryResult, ApiError>> + Send {
+    fn get_inventory(&self, caller: &Caller, input: GetInventoryRequest) -> impl Future<Output = Result<GetInventoryResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetInventory")) }
     }
     /// `GetInventorySchema`
-    fn get_inventory_schema(
-        &self,
-        caller: &Caller,
-        input: GetInventorySchemaRequest,
-    ) -> impl Future<Output = Result<GetInventorySchemaResult, ApiError>> + Send {
+    fn get_inventory_schema(&self, caller: &Caller, input: GetInventorySchemaRequest) -> impl Future<Output = Result<GetInventorySchemaResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetInventorySchema")) }
     }
     /// `GetMaintenanceWindow`
-    fn get_maintenance_window(
-        &self,
-        caller: &Caller,
-        input: GetMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<GetMaintenanceWindowResult, ApiError>> + Send {
+    fn get_maintenance_window(&self, caller: &Caller, input: GetMaintenanceWindowRequest) -> impl Future<Output = Result<GetMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetMaintenanceWindow")) }
     }
     /// `GetMaintenanceWindowExecution`
-    fn get_maintenance_window_execution(
-        &self,
-        caller: &Caller,
-        input: GetMaintenanceWindowExecutionRequest,
-    ) -> impl Future<Output = Result<GetMaintenanceWindowExecutionResult, ApiError>> + Send {
+    fn get_maintenance_window_execution(&self, caller: &Caller, input: GetMaintenanceWindowExecutionRequest) -> impl Future<Output = Result<GetMaintenanceWindowExecutionResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetMaintenanceWindowExecution")) }
     }
     /// `GetMaintenanceWindowExecutionTask`
-    fn get_maintenance_window_execution_task(
-        &self,
-        caller: &Caller,
-        input: GetMaintenanceWindowExecutionTaskRequest,
-    ) -> impl Future<Output = Result<GetMaintenanceWindowExecutionTaskResult, ApiError>> + Send {
+    fn get_maintenance_window_execution_task(&self, caller: &Caller, input: GetMaintenanceWindowExecutionTaskRequest) -> impl Future<Output = Result<GetMaintenanceWindowExecutionTaskResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetMaintenanceWindowExecutionTask")) }
     }
     /// `GetMaintenanceWindowExecutionTaskInvocation`
-    fn get_maintenance_window_execution_task_invocation(
-        &self,
-        caller: &Caller,
-        input: GetMaintenanceWindowExecutionTaskInvocationRequest,
-    ) -> impl Future<Output = Result<GetMaintenanceWindowExecutionTaskInvocationResult, ApiError>> + Send {
+    fn get_maintenance_window_execution_task_invocation(&self, caller: &Caller, input: GetMaintenanceWindowExecutionTaskInvocationRequest) -> impl Future<Output = Result<GetMaintenanceWindowExecutionTaskInvocationResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetMaintenanceWindowExecutionTaskInvocation")) }
     }
     /// `GetMaintenanceWindowTask`
-    fn get_maintenance_window_task(
-        &self,
-        caller: &Caller,
-        input: GetMaintenanceWindowTaskRequest,
-    ) -> impl Future<Output = Result<GetMaintenanceWindowTaskResult, ApiError>> + Send {
+    fn get_maintenance_window_task(&self, caller: &Caller, input: GetMaintenanceWindowTaskRequest) -> impl Future<Output = Result<GetMaintenanceWindowTaskResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetMaintenanceWindowTask")) }
     }
     /// `GetOpsItem`
-    fn get_ops_item(
-        &self,
-        caller: &Caller,
-        input: GetOpsItemRequest,
-    ) -> impl Future<Output = Result<GetOpsItemResponse, ApiError>> + Send {
+    fn get_ops_item(&self, caller: &Caller, input: GetOpsItemRequest) -> impl Future<Output = Result<GetOpsItemResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetOpsItem")) }
     }
     /// `GetOpsMetadata`
-    fn get_ops_metadata(
-        &self,
-        caller: &Caller,
-        input: GetOpsMetadataRequest,
-    ) -> impl Future<Output = Result<GetOpsMetadataResult, ApiError>> + Send {
+    fn get_ops_metadata(&self, caller: &Caller, input: GetOpsMetadataRequest) -> impl Future<Output = Result<GetOpsMetadataResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetOpsMetadata")) }
     }
     /// `GetOpsSummary`
-    fn get_ops_summary(
-        &self,
-        caller: &Caller,
-        input: GetOpsSummaryRequest,
-    ) -> impl Future<Output = Result<GetOpsSummaryResult, ApiError>> + Send {
+    fn get_ops_summary(&self, caller: &Caller, input: GetOpsSummaryRequest) -> impl Future<Output = Result<GetOpsSummaryResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetOpsSummary")) }
     }
     /// `GetParameter`
-    fn get_parameter(
-        &self,
-        caller: &Caller,
-        input: GetParameterRequest,
-    ) -> impl Future<Output = Result<GetParameterResult, ApiError>> + Send {
+    fn get_parameter(&self, caller: &Caller, input: GetParameterRequest) -> impl Future<Output = Result<GetParameterResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetParameter")) }
     }
     /// `GetParameterHistory`
-    fn get_parameter_history(
-        &self,
-        caller: &Caller,
-        input: GetParameterHistoryRequest,
-    ) -> impl Future<Output = Result<GetParameterHistoryResult, ApiError>> + Send {
+    fn get_parameter_history(&self, caller: &Caller, input: GetParameterHistoryRequest) -> impl Future<Output = Result<GetParameterHistoryResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetParameterHistory")) }
     }
     /// `GetParameters`
-    fn get_parameters(
-        &self,
-        caller: &Caller,
-        input: GetParametersRequest,
-    ) -> impl Future<Output = Result<GetParametersResult, ApiError>> + Send {
+    fn get_parameters(&self, caller: &Caller, input: GetParametersRequest) -> impl Future<Output = Result<GetParametersResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetParameters")) }
     }
     /// `GetParametersByPath`
-    fn get_parameters_by_path(
-        &self,
-        caller: &Caller,
-        input: GetParametersByPathRequest,
-    ) -> impl Future<Output = Result<GetParametersByPathResult, ApiError>> + Send {
+    fn get_parameters_by_path(&self, caller: &Caller, input: GetParametersByPathRequest) -> impl Future<Output = Result<GetParametersByPathResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetParametersByPath")) }
     }
     /// `GetPatchBaseline`
-    fn get_patch_baseline(
-        &self,
-        caller: &Caller,
-        input: GetPatchBaselineRequest,
-    ) -> impl Future<Output = Result<GetPatchBaselineResult, ApiError>> + Send {
+    fn get_patch_baseline(&self, caller: &Caller, input: GetPatchBaselineRequest) -> impl Future<Output = Result<GetPatchBaselineResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetPatchBaseline")) }
     }
     /// `GetPatchBaselineForPatchGroup`
-    fn get_patch_baseline_for_patch_group(
-        &self,
-        caller: &Caller,
-        input: GetPatchBaselineForPatchGroupRequest,
-    ) -> impl Future<Output = Result<GetPatchBaselineForPatchGroupResult, ApiError>> + Send {
+    fn get_patch_baseline_for_patch_group(&self, caller: &Caller, input: GetPatchBaselineForPatchGroupRequest) -> impl Future<Output = Result<GetPatchBaselineForPatchGroupResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetPatchBaselineForPatchGroup")) }
     }
     /// `GetResourcePolicies`
-    fn get_resource_policies(
-        &self,
-        caller: &Caller,
-        input: GetResourcePoliciesRequest,
-    ) -> impl Future<Output = Result<GetResourcePoliciesResponse, ApiError>> + Send {
+    fn get_resource_policies(&self, caller: &Caller, input: GetResourcePoliciesRequest) -> impl Future<Output = Result<GetResourcePoliciesResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetResourcePolicies")) }
     }
     /// `GetServiceSetting`
-    fn get_service_setting(
-        &self,
-        caller: &Caller,
-        input: GetServiceSettingRequest,
-    ) -> impl Future<Output = Result<GetServiceSettingResult, ApiError>> + Send {
+    fn get_service_setting(&self, caller: &Caller, input: GetServiceSettingRequest) -> impl Future<Output = Result<GetServiceSettingResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("GetServiceSetting")) }
     }
     /// `LabelParameterVersion`
-    fn label_parameter_version(
-        &self,
-        caller: &Caller,
-        input: LabelParameterVersionRequest,
-    ) -> impl Future<Output = Result<LabelParameterVersionResult, ApiError>> + Send {
+    fn label_parameter_version(&self, caller: &Caller, input: LabelParameterVersionRequest) -> impl Future<Output = Result<LabelParameterVersionResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("LabelParameterVersion")) }
     }
     /// `ListAssociationVersions`
-    fn list_association_versions(
-        &self,
-        caller: &Caller,
-        input: ListAssociationVersionsRequest,
-    ) -> impl Future<Output = Result<ListAssociationVersionsResult, ApiError>> + Send {
+    fn list_association_versions(&self, caller: &Caller, input: ListAssociationVersionsRequest) -> impl Future<Output = Result<ListAssociationVersionsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListAssociationVersions")) }
     }
     /// `ListAssociations`
-    fn list_associations(
-        &self,
-        caller: &Caller,
-        input: ListAssociationsRequest,
-    ) -> impl Future<Output = Result<ListAssociationsResult, ApiError>> + Send {
+    fn list_associations(&self, caller: &Caller, input: ListAssociationsRequest) -> impl Future<Output = Result<ListAssociationsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListAssociations")) }
     }
     /// `ListCloudConnectors`
-    fn list_cloud_connectors(
-        &self,
-        caller: &Caller,
-        input: ListCloudConnectorsRequest,
-    ) -> impl Future<Output = Result<ListCloudConnectorsResult, ApiError>> + Send {
+    fn list_cloud_connectors(&self, caller: &Caller, input: ListCloudConnectorsRequest) -> impl Future<Output = Result<ListCloudConnectorsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListCloudConnectors")) }
     }
     /// `ListCommandInvocations`
-    fn list_command_invocations(
-        &self,
-        caller: &Caller,
-        input: ListCommandInvocationsRequest,
-    ) -> impl Future<Output = Result<ListCommandInvocationsResult, ApiError>> + Send {
+    fn list_command_invocations(&self, caller: &Caller, input: ListCommandInvocationsRequest) -> impl Future<Output = Result<ListCommandInvocationsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListCommandInvocations")) }
     }
     /// `ListCommands`
-    fn list_commands(
-        &self,
-        caller: &Caller,
-        input: ListCommandsRequest,
-    ) -> impl Future<Output = Result<ListCommandsResult, ApiError>> + Send {
+    fn list_commands(&self, caller: &Caller, input: ListCommandsRequest) -> impl Future<Output = Result<ListCommandsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListCommands")) }
     }
     /// `ListComplianceItems`
-    fn list_compliance_items(
-        &self,
-        caller: &Caller,
-        input: ListComplianceItemsRequest,
-    ) -> impl Future<Output = Result<ListComplianceItemsResult, ApiError>> + Send {
+    fn list_compliance_items(&self, caller: &Caller, input: ListComplianceItemsRequest) -> impl Future<Output = Result<ListComplianceItemsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListComplianceItems")) }
     }
     /// `ListComplianceSummaries`
-    fn list_compliance_summaries(
-        &self,
-        caller: &Caller,
-        input: ListComplianceSummariesRequest,
-    ) -> impl Future<Output = Result<ListComplianceSummariesResult, ApiError>> + Send {
+    fn list_compliance_summaries(&self, caller: &Caller, input: ListComplianceSummariesRequest) -> impl Future<Output = Result<ListComplianceSummariesResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListComplianceSummaries")) }
     }
     /// `ListDocumentMetadataHistory`
-    fn list_document_metadata_history(
-        &self,
-        caller: &Caller,
-        input: ListDocumentMetadataHistoryRequest,
-    ) -> impl Future<Output = Result<ListDocumentMetadataHistoryResponse, ApiError>> + Send {
+    fn list_document_metadata_history(&self, caller: &Caller, input: ListDocumentMetadataHistoryRequest) -> impl Future<Output = Result<ListDocumentMetadataHistoryResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListDocumentMetadataHistory")) }
     }
     /// `ListDocumentVersions`
-    fn list_document_versions(
-        &self,
-        caller: &Caller,
-        input: ListDocumentVersionsRequest,
-    ) -> impl Future<Output = Result<ListDocumentVersionsResult, ApiError>> + Send {
+    fn list_document_versions(&self, caller: &Caller, input: ListDocumentVersionsRequest) -> impl Future<Output = Result<ListDocumentVersionsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListDocumentVersions")) }
     }
     /// `ListDocuments`
-    fn list_documents(
-        &self,
-        caller: &Caller,
-        input: ListDocumentsRequest,
-    ) -> impl Future<Output = Result<ListDocumentsResult, ApiError>> + Send {
+    fn list_documents(&self, caller: &Caller, input: ListDocumentsRequest) -> impl Future<Output = Result<ListDocumentsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListDocuments")) }
     }
     /// `ListInventoryEntries`
-    fn list_inventory_entries(
-        &self,
-        caller: &Caller,
-        input: ListInventoryEntriesRequest,
-    ) -> impl Future<Output = Result<ListInventoryEntriesResult, ApiError>> + Send {
+    fn list_inventory_entries(&self, caller: &Caller, input: ListInventoryEntriesRequest) -> impl Future<Output = Result<ListInventoryEntriesResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListInventoryEntries")) }
     }
     /// `ListNodes`
-    fn list_nodes(
-        &self,
-        caller: &Caller,
-        input: ListNodesRequest,
-    ) -> impl Future<Output = Result<ListNodesResult, ApiError>> + Send {
+    fn list_nodes(&self, caller: &Caller, input: ListNodesRequest) -> impl Future<Output = Result<ListNodesResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListNodes")) }
     }
     /// `ListNodesSummary`
-    fn list_nodes_summary(
-        &self,
-        caller: &Caller,
-        input: ListNodesSummaryRequest,
-    ) -> impl Future<Output = Result<ListNodesSummaryResult, ApiError>> + Send {
+    fn list_nodes_summary(&self, caller: &Caller, input: ListNodesSummaryRequest) -> impl Future<Output = Result<ListNodesSummaryResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListNodesSummary")) }
     }
     /// `ListOpsItemEvents`
-    fn list_ops_item_events(
-        &self,
-        caller: &Caller,
-        input: ListOpsItemEventsRequest,
-    ) -> impl Future<Output = Result<ListOpsItemEventsResponse, ApiError>> + Send {
+    fn list_ops_item_events(&self, caller: &Caller, input: ListOpsItemEventsRequest) -> impl Future<Output = Result<ListOpsItemEventsResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListOpsItemEvents")) }
     }
     /// `ListOpsItemRelatedItems`
-    fn list_ops_item_related_items(
-        &self,
-        caller: &Caller,
-        input: ListOpsItemRelatedItemsRequest,
-    ) -> impl Future<Output = Result<ListOpsItemRelatedItemsResponse, ApiError>> + Send {
+    fn list_ops_item_related_items(&self, caller: &Caller, input: ListOpsItemRelatedItemsRequest) -> impl Future<Output = Result<ListOpsItemRelatedItemsResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListOpsItemRelatedItems")) }
     }
     /// `ListOpsMetadata`
-    fn list_ops_metadata(
-        &self,
-        caller: &Caller,
-        input: ListOpsMetadataRequest,
-    ) -> impl Future<Output = Result<ListOpsMetadataResult, ApiError>> + Send {
+    fn list_ops_metadata(&self, caller: &Caller, input: ListOpsMetadataRequest) -> impl Future<Output = Result<ListOpsMetadataResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListOpsMetadata")) }
     }
     /// `ListResourceComplianceSummaries`
-    fn list_resource_compliance_summaries(
-        &self,
-        caller: &Caller,
-        input: ListResourceComplianceSummariesRequest,
-    ) -> impl Future<Output = Result<ListResourceComplianceSummariesResult, ApiError>> + Send {
+    fn list_resource_compliance_summaries(&self, caller: &Caller, input: ListResourceComplianceSummariesRequest) -> impl Future<Output = Result<ListResourceComplianceSummariesResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListResourceComplianceSummaries")) }
     }
     /// `ListResourceDataSync`
-    fn list_resource_data_sync(
-        &self,
-        caller: &Caller,
-        input: ListResourceDataSyncRequest,
-    ) -> impl Future<Output = Result<ListResourceDataSyncResult, ApiError>> + Send {
+    fn list_resource_data_sync(&self, caller: &Caller, input: ListResourceDataSyncRequest) -> impl Future<Output = Result<ListResourceDataSyncResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListResourceDataSync")) }
     }
     /// `ListTagsForResource`
-    fn list_tags_for_resource(
-        &self,
-        caller: &Caller,
-        input: ListTagsForResourceRequest,
-    ) -> impl Future<Output = Result<ListTagsForResourceResult, ApiError>> + Send {
+    fn list_tags_for_resource(&self, caller: &Caller, input: ListTagsForResourceRequest) -> impl Future<Output = Result<ListTagsForResourceResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ListTagsForResource")) }
     }
     /// `ModifyDocumentPermission`
-    fn modify_document_permission(
-        &self,
-        caller: &Caller,
-        input: ModifyDocumentPermissionRequest,
-    ) -> impl Future<Output = Result<ModifyDocumentPermissionResponse, ApiError>> + Send {
+    fn modify_document_permission(&self, caller: &Caller, input: ModifyDocumentPermissionRequest) -> impl Future<Output = Result<ModifyDocumentPermissionResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ModifyDocumentPermission")) }
     }
     /// `PutComplianceItems`
-    fn put_compliance_items(
-        &self,
-        caller: &Caller,
-        input: PutComplianceItemsRequest,
-    ) -> impl Future<Output = Result<PutComplianceItemsResult, ApiError>> + Send {
+    fn put_compliance_items(&self, caller: &Caller, input: PutComplianceItemsRequest) -> impl Future<Output = Result<PutComplianceItemsResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("PutComplianceItems")) }
     }
     /// `PutInventory`
-    fn put_inventory(
-        &self,
-        caller: &Caller,
-        input: PutInventoryRequest,
-    ) -> impl Future<Output = Result<PutInventoryResult, ApiError>> + Send {
+    fn put_inventory(&self, caller: &Caller, input: PutInventoryRequest) -> impl Future<Output = Result<PutInventoryResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("PutInventory")) }
     }
     /// `PutParameter`
-    fn put_parameter(
-        &self,
-        caller: &Caller,
-        input: PutParameterRequest,
-    ) -> impl Future<Output = Result<PutParameterResult, ApiError>> + Send {
+    fn put_parameter(&self, caller: &Caller, input: PutParameterRequest) -> impl Future<Output = Result<PutParameterResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("PutParameter")) }
     }
     /// `PutResourcePolicy`
-    fn put_resource_policy(
-        &self,
-        caller: &Caller,
-        input: PutResourcePolicyRequest,
-    ) -> impl Future<Output = Result<PutResourcePolicyResponse, ApiError>> + Send {
+    fn put_resource_policy(&self, caller: &Caller, input: PutResourcePolicyRequest) -> impl Future<Output = Result<PutResourcePolicyResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("PutResourcePolicy")) }
     }
     /// `RegisterDefaultHostManagementConfiguration`
-    fn register_default_host_management_configuration(
-        &self,
-        caller: &Caller,
-        input: RegisterDefaultHostManagementConfigurationRequest,
-    ) -> impl Future<Output = Result<RegisterDefaultHostManagementConfigurationResult, ApiError>> + Send {
+    fn register_default_host_management_configuration(&self, caller: &Caller, input: RegisterDefaultHostManagementConfigurationRequest) -> impl Future<Output = Result<RegisterDefaultHostManagementConfigurationResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("RegisterDefaultHostManagementConfiguration")) }
     }
     /// `RegisterDefaultPatchBaseline`
-    fn register_default_patch_baseline(
-        &self,
-        caller: &Caller,
-        input: RegisterDefaultPatchBaselineRequest,
-    ) -> impl Future<Output = Result<RegisterDefaultPatchBaselineResult, ApiError>> + Send {
+    fn register_default_patch_baseline(&self, caller: &Caller, input: RegisterDefaultPatchBaselineRequest) -> impl Future<Output = Result<RegisterDefaultPatchBaselineResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("RegisterDefaultPatchBaseline")) }
     }
     /// `RegisterPatchBaselineForPatchGroup`
-    fn register_patch_baseline_for_patch_group(
-        &self,
-        caller: &Caller,
-        input: RegisterPatchBaselineForPatchGroupRequest,
-    ) -> impl Future<Output = Result<RegisterPatchBaselineForPatchGroupResult, ApiError>> + Send {
+    fn register_patch_baseline_for_patch_group(&self, caller: &Caller, input: RegisterPatchBaselineForPatchGroupRequest) -> impl Future<Output = Result<RegisterPatchBaselineForPatchGroupResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("RegisterPatchBaselineForPatchGroup")) }
     }
     /// `RegisterTargetWithMaintenanceWindow`
-    fn register_target_with_maintenance_window(
-        &self,
-        caller: &Caller,
-        input: RegisterTargetWithMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<RegisterTargetWithMaintenanceWindowResult, ApiError>> + Send {
+    fn register_target_with_maintenance_window(&self, caller: &Caller, input: RegisterTargetWithMaintenanceWindowRequest) -> impl Future<Output = Result<RegisterTargetWithMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("RegisterTargetWithMaintenanceWindow")) }
     }
     /// `RegisterTaskWithMaintenanceWindow`
-    fn register_task_with_maintenance_window(
-        &self,
-        caller: &Caller,
-        input: RegisterTaskWithMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<RegisterTaskWithMaintenanceWindowResult, ApiError>> + Send {
+    fn register_task_with_maintenance_window(&self, caller: &Caller, input: RegisterTaskWithMaintenanceWindowRequest) -> impl Future<Output = Result<RegisterTaskWithMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("RegisterTaskWithMaintenanceWindow")) }
     }
     /// `RemoveTagsFromResource`
-    fn remove_tags_from_resource(
-        &self,
-        caller: &Caller,
-        input: RemoveTagsFromResourceRequest,
-    ) -> impl Future<Output = Result<RemoveTagsFromResourceResult, ApiError>> + Send {
+    fn remove_tags_from_resource(&self, caller: &Caller, input: RemoveTagsFromResourceRequest) -> impl Future<Output = Result<RemoveTagsFromResourceResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("RemoveTagsFromResource")) }
     }
     /// `ResetServiceSetting`
-    fn reset_service_setting(
-        &self,
-        caller: &Caller,
-        input: ResetServiceSettingRequest,
-    ) -> impl Future<Output = Result<ResetServiceSettingResult, ApiError>> + Send {
+    fn reset_service_setting(&self, caller: &Caller, input: ResetServiceSettingRequest) -> impl Future<Output = Result<ResetServiceSettingResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ResetServiceSetting")) }
     }
     /// `ResumeSession`
-    fn resume_session(
-        &self,
-        caller: &Caller,
-        input: ResumeSessionRequest,
-    ) -> impl Future<Output = Result<ResumeSessionResponse, ApiError>> + Send {
+    fn resume_session(&self, caller: &Caller, input: ResumeSessionRequest) -> impl Future<Output = Result<ResumeSessionResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ResumeSession")) }
     }
     /// `SendAutomationSignal`
-    fn send_automation_signal(
-        &self,
-        caller: &Caller,
-        input: SendAutomationSignalRequest,
-    ) -> impl Future<Output = Result<SendAutomationSignalResult, ApiError>> + Send {
+    fn send_automation_signal(&self, caller: &Caller, input: SendAutomationSignalRequest) -> impl Future<Output = Result<SendAutomationSignalResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("SendAutomationSignal")) }
     }
     /// `SendCommand`
-    fn send_command(
-        &self,
-        caller: &Caller,
-        input: SendCommandRequest,
-    ) -> impl Future<Output = Result<SendCommandResult, ApiError>> + Send {
+    fn send_command(&self, caller: &Caller, input: SendCommandRequest) -> impl Future<Output = Result<SendCommandResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("SendCommand")) }
     }
     /// `StartAccessRequest`
-    fn start_access_request(
-        &self,
-        caller: &Caller,
-        input: StartAccessRequestRequest,
-    ) -> impl Future<Output = Result<StartAccessRequestResponse, ApiError>> + Send {
+    fn start_access_request(&self, caller: &Caller, input: StartAccessRequestRequest) -> impl Future<Output = Result<StartAccessRequestResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("StartAccessRequest")) }
     }
     /// `StartAssociationsOnce`
-    fn start_associations_once(
-        &self,
-        caller: &Caller,
-        input: StartAssociationsOnceRequest,
-    ) -> impl Future<Output = Result<StartAssociationsOnceResult, ApiError>> + Send {
+    fn start_associations_once(&self, caller: &Caller, input: StartAssociationsOnceRequest) -> impl Future<Output = Result<StartAssociationsOnceResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("StartAssociationsOnce")) }
     }
     /// `StartAutomationExecution`
-    fn start_automation_execution(
-        &self,
-        caller: &Caller,
-        input: StartAutomationExecutionRequest,
-    ) -> impl Future<Output = Result<StartAutomationExecutionResult, ApiError>> + Send {
+    fn start_automation_execution(&self, caller: &Caller, input: StartAutomationExecutionRequest) -> impl Future<Output = Result<StartAutomationExecutionResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("StartAutomationExecution")) }
     }
     /// `StartChangeRequestExecution`
-    fn start_change_request_execution(
-        &self,
-        caller: &Caller,
-        input: StartChangeRequestExecutionRequest,
-    ) -> impl Future<Output = Result<StartChangeRequestExecutionResult, ApiError>> + Send {
+    fn start_change_request_execution(&self, caller: &Caller, input: StartChangeRequestExecutionRequest) -> impl Future<Output = Result<StartChangeRequestExecutionResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("StartChangeRequestExecution")) }
     }
     /// `StartExecutionPreview`
-    fn start_execution_preview(
-        &self,
-        caller: &Caller,
-        input: StartExecutionPreviewRequest,
-    ) -> impl Future<Output = Result<StartExecutionPreviewResponse, ApiError>> + Send {
+    fn start_execution_preview(&self, caller: &Caller, input: StartExecutionPreviewRequest) -> impl Future<Output = Result<StartExecutionPreviewResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("StartExecutionPreview")) }
     }
     /// `StartSession`
-    fn start_session(
-        &self,
-        caller: &Caller,
-        input: StartSessionRequest,
-    ) -> impl Future<Output = Result<StartSessionResponse, ApiError>> + Send {
+    fn start_session(&self, caller: &Caller, input: StartSessionRequest) -> impl Future<Output = Result<StartSessionResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("StartSession")) }
     }
     /// `StopAutomationExecution`
-    fn stop_automation_execution(
-        &self,
-        caller: &Caller,
-        input: StopAutomationExecutionRequest,
-    ) -> impl Future<Output = Result<StopAutomationExecutionResult, ApiError>> + Send {
+    fn stop_automation_execution(&self, caller: &Caller, input: StopAutomationExecutionRequest) -> impl Future<Output = Result<StopAutomationExecutionResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("StopAutomationExecution")) }
     }
     /// `TerminateSession`
-    fn terminate_session(
-        &self,
-        caller: &Caller,
-        input: TerminateSessionRequest,
-    ) -> impl Future<Output = Result<TerminateSessionResponse, ApiError>> + Send {
+    fn terminate_session(&self, caller: &Caller, input: TerminateSessionRequest) -> impl Future<Output = Result<TerminateSessionResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("TerminateSession")) }
     }
     /// `UnlabelParameterVersion`
-    fn unlabel_parameter_version(
-        &self,
-        caller: &Caller,
-        input: UnlabelParameterVersionRequest,
-    ) -> impl Future<Output = Result<UnlabelParameterVersionResult, ApiError>> + Send {
+    fn unlabel_parameter_version(&self, caller: &Caller, input: UnlabelParameterVersionRequest) -> impl Future<Output = Result<UnlabelParameterVersionResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UnlabelParameterVersion")) }
     }
     /// `UpdateAssociation`
-    fn update_association(
-        &self,
-        caller: &Caller,
-        input: UpdateAssociationRequest,
-    ) -> impl Future<Output = Result<UpdateAssociationResult, ApiError>> + Send {
+    fn update_association(&self, caller: &Caller, input: UpdateAssociationRequest) -> impl Future<Output = Result<UpdateAssociationResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateAssociation")) }
     }
     /// `UpdateAssociationStatus`
-    fn update_association_status(
-        &self,
-        caller: &Caller,
-        input: UpdateAssociationStatusRequest,
-    ) -> impl Future<Output = Result<UpdateAssociationStatusResult, ApiError>> + Send {
+    fn update_association_status(&self, caller: &Caller, input: UpdateAssociationStatusRequest) -> impl Future<Output = Result<UpdateAssociationStatusResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateAssociationStatus")) }
     }
     /// `UpdateCloudConnector`
-    fn update_cloud_connector(
-        &self,
-        caller: &Caller,
-        input: UpdateCloudConnectorRequest,
-    ) -> impl Future<Output = Result<UpdateCloudConnectorResult, ApiError>> + Send {
+    fn update_cloud_connector(&self, caller: &Caller, input: UpdateCloudConnectorRequest) -> impl Future<Output = Result<UpdateCloudConnectorResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateCloudConnector")) }
     }
     /// `UpdateDocument`
-    fn update_document(
-        &self,
-        caller: &Caller,
-        input: UpdateDocumentRequest,
-    ) -> impl Future<Output = Result<UpdateDocumentResult, ApiError>> + Send {
+    fn update_document(&self, caller: &Caller, input: UpdateDocumentRequest) -> impl Future<Output = Result<UpdateDocumentResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateDocument")) }
     }
     /// `UpdateDocumentDefaultVersion`
-    fn update_document_default_version(
-        &self,
-        caller: &Caller,
-        input: UpdateDocumentDefaultVersionRequest,
-    ) -> impl Future<Output = Result<UpdateDocumentDefaultVersionResult, ApiError>> + Send {
+    fn update_document_default_version(&self, caller: &Caller, input: UpdateDocumentDefaultVersionRequest) -> impl Future<Output = Result<UpdateDocumentDefaultVersionResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateDocumentDefaultVersion")) }
     }
     /// `UpdateDocumentMetadata`
-    fn update_document_metadata(
-        &self,
-        caller: &Caller,
-        input: UpdateDocumentMetadataRequest,
-    ) -> impl Future<Output = Result<UpdateDocumentMetadataResponse, ApiError>> + Send {
+    fn update_document_metadata(&self, caller: &Caller, input: UpdateDocumentMetadataRequest) -> impl Future<Output = Result<UpdateDocumentMetadataResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateDocumentMetadata")) }
     }
     /// `UpdateMaintenanceWindow`
-    fn update_maintenance_window(
-        &self,
-        caller: &Caller,
-        input: UpdateMaintenanceWindowRequest,
-    ) -> impl Future<Output = Result<UpdateMaintenanceWindowResult, ApiError>> + Send {
+    fn update_maintenance_window(&self, caller: &Caller, input: UpdateMaintenanceWindowRequest) -> impl Future<Output = Result<UpdateMaintenanceWindowResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateMaintenanceWindow")) }
     }
     /// `UpdateMaintenanceWindowTarget`
-    fn update_maintenance_window_target(
-        &self,
-        caller: &Caller,
-        input: UpdateMaintenanceWindowTargetRequest,
-    ) -> impl Future<Output = Result<UpdateMaintenanceWindowTargetResult, ApiError>> + Send {
+    fn update_maintenance_window_target(&self, caller: &Caller, input: UpdateMaintenanceWindowTargetRequest) -> impl Future<Output = Result<UpdateMaintenanceWindowTargetResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateMaintenanceWindowTarget")) }
     }
     /// `UpdateMaintenanceWindowTask`
-    fn update_maintenance_window_task(
-        &self,
-        caller: &Caller,
-        input: UpdateMaintenanceWindowTaskRequest,
-    ) -> impl Future<Output = Result<UpdateMaintenanceWindowTaskResult, ApiError>> + Send {
+    fn update_maintenance_window_task(&self, caller: &Caller, input: UpdateMaintenanceWindowTaskRequest) -> impl Future<Output = Result<UpdateMaintenanceWindowTaskResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateMaintenanceWindowTask")) }
     }
     /// `UpdateManagedInstanceRole`
-    fn update_managed_instance_role(
-        &self,
-        caller: &Caller,
-        input: UpdateManagedInstanceRoleRequest,
-    ) -> impl Future<Output = Result<UpdateManagedInstanceRoleResult, ApiError>> + Send {
+    fn update_managed_instance_role(&self, caller: &Caller, input: UpdateManagedInstanceRoleRequest) -> impl Future<Output = Result<UpdateManagedInstanceRoleResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateManagedInstanceRole")) }
     }
     /// `UpdateOpsItem`
-    fn update_ops_item(
-        &self,
-        caller: &Caller,
-        input: UpdateOpsItemRequest,
-    ) -> impl Future<Output = Result<UpdateOpsItemResponse, ApiError>> + Send {
+    fn update_ops_item(&self, caller: &Caller, input: UpdateOpsItemRequest) -> impl Future<Output = Result<UpdateOpsItemResponse, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateOpsItem")) }
     }
     /// `UpdateOpsMetadata`
-    fn update_ops_metadata(
-        &self,
-        caller: &Caller,
-        input: UpdateOpsMetadataRequest,
-    ) -> impl Future<Output = Result<UpdateOpsMetadataResult, ApiError>> + Send {
+    fn update_ops_metadata(&self, caller: &Caller, input: UpdateOpsMetadataRequest) -> impl Future<Output = Result<UpdateOpsMetadataResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateOpsMetadata")) }
     }
     /// `UpdatePatchBaseline`
-    fn update_patch_baseline(
-        &self,
-        caller: &Caller,
-        input: UpdatePatchBaselineRequest,
-    ) -> impl Future<Output = Result<UpdatePatchBaselineResult, ApiError>> + Send {
+    fn update_patch_baseline(&self, caller: &Caller, input: UpdatePatchBaselineRequest) -> impl Future<Output = Result<UpdatePatchBaselineResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdatePatchBaseline")) }
     }
     /// `UpdateResourceDataSync`
-    fn update_resource_data_sync(
-        &self,
-        caller: &Caller,
-        input: UpdateResourceDataSyncRequest,
-    ) -> impl Future<Output = Result<UpdateResourceDataSyncResult, ApiError>> + Send {
+    fn update_resource_data_sync(&self, caller: &Caller, input: UpdateResourceDataSyncRequest) -> impl Future<Output = Result<UpdateResourceDataSyncResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateResourceDataSync")) }
     }
     /// `UpdateServiceSetting`
-    fn update_service_setting(
-        &self,
-        caller: &Caller,
-        input: UpdateServiceSettingRequest,
-    ) -> impl Future<Output = Result<UpdateServiceSettingResult, ApiError>> + Send {
+    fn update_service_setting(&self, caller: &Caller, input: UpdateServiceSettingRequest) -> impl Future<Output = Result<UpdateServiceSettingResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("UpdateServiceSetting")) }
     }
     /// `ValidateCloudConnector`
-    fn validate_cloud_connector(
-        &self,
-        caller: &Caller,
-        input: ValidateCloudConnectorRequest,
-    ) -> impl Future<Output = Result<ValidateCloudConnectorResult, ApiError>> + Send {
+    fn validate_cloud_connector(&self, caller: &Caller, input: ValidateCloudConnectorRequest) -> impl Future<Output = Result<ValidateCloudConnectorResult, ApiError>> + Send {
         let _ = (caller, input);
         async { Err(ApiError::not_implemented("ValidateCloudConnector")) }
     }
 }
 
 /// Decodes an already validated input, calls the service and encodes the output as JSON.
-pub async fn dispatch<S: Ssm>(
-    svc: &S,
-    caller: &Caller,
-    op: Operation,
-    input: serde_json::Value,
-) -> Result<Vec<u8>, ApiError> {
+pub async fn dispatch<S: Ssm>(svc: &S, caller: &Caller, op: Operation, input: serde_json::Value) -> Result<Vec<u8>, ApiError> {
     match op {
         Operation::AddTagsToResource => crate::encode(&svc.add_tags_to_resource(caller, crate::decode(input)?).await?),
-        Operation::AssociateOpsItemRelatedItem => {
-            crate::encode(&svc.associate_ops_item_related_item(caller, crate::decode(input)?).await?)
-        }
+        Operation::AssociateOpsItemRelatedItem => crate::encode(&svc.associate_ops_item_related_item(caller, crate::decode(input)?).await?),
         Operation::CancelCommand => crate::encode(&svc.cancel_command(caller, crate::decode(input)?).await?),
-        Operation::CancelMaintenanceWindowExecution => {
-            crate::encode(&svc.cancel_maintenance_window_execution(caller, crate::decode(input)?).await?)
-        }
+        Operation::CancelMaintenanceWindowExecution => crate::encode(&svc.cancel_maintenance_window_execution(caller, crate::decode(input)?).await?),
         Operation::CreateActivation => crate::encode(&svc.create_activation(caller, crate::decode(input)?).await?),
         Operation::CreateAssociation => crate::encode(&svc.create_association(caller, crate::decode(input)?).await?),
-        Operation::CreateAssociationBatch => {
-            crate::encode(&svc.create_association_batch(caller, crate::decode(input)?).await?)
-        }
-        Operation::CreateCloudConnector => {
-            crate::encode(&svc.create_cloud_connector(caller, crate::decode(input)?).await?)
-        }
+        Operation::CreateAssociationBatch => crate::encode(&svc.create_association_batch(caller, crate::decode(input)?).await?),
+        Operation::CreateCloudConnector => crate::encode(&svc.create_cloud_connector(caller, crate::decode(input)?).await?),
         Operation::CreateDocument => crate::encode(&svc.create_document(caller, crate::decode(input)?).await?),
-        Operation::CreateMaintenanceWindow => {
-            crate::encode(&svc.create_maintenance_window(caller, crate::decode(input)?).await?)
-        }
+        Operation::CreateMaintenanceWindow => crate::encode(&svc.create_maintenance_window(caller, crate::decode(input)?).await?),
         Operation::CreateOpsItem => crate::encode(&svc.create_ops_item(caller, crate::decode(input)?).await?),
         Operation::CreateOpsMetadata => crate::encode(&svc.create_ops_metadata(caller, crate::decode(input)?).await?),
-        Operation::CreatePatchBaseline => {
-            crate::encode(&svc.create_patch_baseline(caller, crate::decode(input)?).await?)
-        }
-        Operation::CreateResourceDataSync => {
-            crate::encode(&svc.create_resource_data_sync(caller, crate::decode(input)?).await?)
-        }
+        Operation::CreatePatchBaseline => crate::encode(&svc.create_patch_baseline(caller, crate::decode(input)?).await?),
+        Operation::CreateResourceDataSync => crate::encode(&svc.create_resource_data_sync(caller, crate::decode(input)?).await?),
         Operation::DeleteActivation => crate::encode(&svc.delete_activation(caller, crate::decode(input)?).await?),
         Operation::DeleteAssociation => crate::encode(&svc.delete_association(caller, crate::decode(input)?).await?),
-        Operation::DeleteCloudConnector => {
-            crate::encode(&svc.delete_cloud_connector(caller, crate::decode(input)?).await?)
-        }
+        Operation::DeleteCloudConnector => crate::encode(&svc.delete_cloud_connector(caller, crate::decode(input)?).await?),
         Operation::DeleteDocument => crate::encode(&svc.delete_document(caller, crate::decode(input)?).await?),
         Operation::DeleteInventory => crate::encode(&svc.delete_inventory(caller, crate::decode(input)?).await?),
-        Operation::DeleteMaintenanceWindow => {
-            crate::encode(&svc.delete_maintenance_window(caller, crate::decode(input)?).await?)
-        }
+        Operation::DeleteMaintenanceWindow => crate::encode(&svc.delete_maintenance_window(caller, crate::decode(input)?).await?),
         Operation::DeleteOpsItem => crate::encode(&svc.delete_ops_item(caller, crate::decode(input)?).await?),
         Operation::DeleteOpsMetadata => crate::encode(&svc.delete_ops_metadata(caller, crate::decode(input)?).await?),
         Operation::DeleteParameter => crate::encode(&svc.delete_parameter(caller, crate::decode(input)?).await?),
         Operation::DeleteParameters => crate::encode(&svc.delete_parameters(caller, crate::decode(input)?).await?),
-        Operation::DeletePatchBaseline => {
-            crate::encode(&svc.delete_patch_baseline(caller, crate::decode(input)?).await?)
-        }
-        Operation::DeleteResourceDataSync => {
-            crate::encode(&svc.delete_resource_data_sync(caller, crate::decode(input)?).await?)
-        }
-        Operation::DeleteResourcePolicy => {
-            crate::encode(&svc.delete_resource_policy(caller, crate::decode(input)?).await?)
-        }
-        Operation::DeregisterDefaultHostManagementConfiguration => {
-            crate::encode(&svc.deregister_default_host_management_configuration(caller, crate::decode(input)?).await?)
-        }
-        Operation::DeregisterManagedInstance => {
-            crate::encode(&svc.deregister_managed_instance(caller, crate::decode(input)?).await?)
-        }
-        Operation::DeregisterPatchBaselineForPatchGroup => {
-            crate::encode(&svc.deregister_patch_baseline_for_patch_group(caller, crate::decode(input)?).await?)
-        }
-        Operation::DeregisterTargetFromMaintenanceWindow => {
-            crate::encode(&svc.deregister_target_from_maintenance_window(caller, crate::decode(input)?).await?)
-        }
-        Operation::DeregisterTaskFromMaintenanceWindow => {
-            crate::encode(&svc.deregister_task_from_maintenance_window(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeActivations => {
-            crate::encode(&svc.describe_activations(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeAssociation => {
-            crate::encode(&svc.describe_association(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeAssociationExecutionTargets => {
-            crate::encode(&svc.describe_association_execution_targets(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeAssociationExecutions => {
-            crate::encode(&svc.describe_association_executions(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeAutomationExecutions => {
-            crate::encode(&svc.describe_automation_executions(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeAutomationStepExecutions => {
-            crate::encode(&svc.describe_automation_step_executions(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeAvailablePatches => {
-            crate::encode(&svc.describe_available_patches(caller, crate::decode(input)?).await?)
-        }
+        Operation::DeletePatchBaseline => crate::encode(&svc.delete_patch_baseline(caller, crate::decode(input)?).await?),
+        Operation::DeleteResourceDataSync => crate::encode(&svc.delete_resource_data_sync(caller, crate::decode(input)?).await?),
+        Operation::DeleteResourcePolicy => crate::encode(&svc.delete_resource_policy(caller, crate::decode(input)?).await?),
+        Operation::DeregisterDefaultHostManagementConfiguration => crate::encode(&svc.deregister_default_host_management_configuration(caller, crate::decode(input)?).await?),
+        Operation::DeregisterManagedInstance => crate::encode(&svc.deregister_managed_instance(caller, crate::decode(input)?).await?),
+        Operation::DeregisterPatchBaselineForPatchGroup => crate::encode(&svc.deregister_patch_baseline_for_patch_group(caller, crate::decode(input)?).await?),
+        Operation::DeregisterTargetFromMaintenanceWindow => crate::encode(&svc.deregister_target_from_maintenance_window(caller, crate::decode(input)?).await?),
+        Operation::DeregisterTaskFromMaintenanceWindow => crate::encode(&svc.deregister_task_from_maintenance_window(caller, crate::decode(input)?).await?),
+        Operation::DescribeActivations => crate::encode(&svc.describe_activations(caller, crate::decode(input)?).await?),
+        Operation::DescribeAssociation => crate::encode(&svc.describe_association(caller, crate::decode(input)?).await?),
+        Operation::DescribeAssociationExecutionTargets => crate::encode(&svc.describe_association_execution_targets(caller, crate::decode(input)?).await?),
+        Operation::DescribeAssociationExecutions => crate::encode(&svc.describe_association_executions(caller, crate::decode(input)?).await?),
+        Operation::DescribeAutomationExecutions => crate::encode(&svc.describe_automation_executions(caller, crate::decode(input)?).await?),
+        Operation::DescribeAutomationStepExecutions => crate::encode(&svc.describe_automation_step_executions(caller, crate::decode(input)?).await?),
+        Operation::DescribeAvailablePatches => crate::encode(&svc.describe_available_patches(caller, crate::decode(input)?).await?),
         Operation::DescribeDocument => crate::encode(&svc.describe_document(caller, crate::decode(input)?).await?),
-        Operation::DescribeDocumentPermission => {
-            crate::encode(&svc.describe_document_permission(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeEffectiveInstanceAssociations => {
-            crate::encode(&svc.describe_effective_instance_associations(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeEffectivePatchesForPatchBaseline => {
-            crate::encode(&svc.describe_effective_patches_for_patch_baseline(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeInstanceAssociationsStatus => {
-            crate::encode(&svc.describe_instance_associations_status(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeInstanceInformation => {
-            crate::encode(&svc.describe_instance_information(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeInstancePatchStates => {
-            crate::encode(&svc.describe_instance_patch_states(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeInstancePatchStatesForPatchGroup => {
-            crate::encode(&svc.describe_instance_patch_states_for_patch_group(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeInstancePatches => {
-            crate::encode(&svc.describe_instance_patches(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeInstanceProperties => {
-            crate::encode(&svc.describe_instance_properties(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeInventoryDeletions => {
-            crate::encode(&svc.describe_inventory_deletions(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeMaintenanceWindowExecutionTaskInvocations => crate::encode(
-            &svc.describe_maintenance_window_execution_task_invocations(caller, crate::decode(input)?).await?,
-        ),
-        Operation::DescribeMaintenanceWindowExecutionTasks => {
-            crate::encode(&svc.describe_maintenance_window_execution_tasks(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeMaintenanceWindowExecutions => {
-            crate::encode(&svc.describe_maintenance_window_executions(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeMaintenanceWindowSchedule => {
-            crate::encode(&svc.describe_maintenance_window_schedule(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeMaintenanceWindowTargets => {
-            crate::encode(&svc.describe_maintenance_window_targets(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeMaintenanceWindowTasks => {
-            crate::encode(&svc.describe_maintenance_window_tasks(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeMaintenanceWindows => {
-            crate::encode(&svc.describe_maintenance_windows(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribeMaintenanceWindowsForTarget => {
-            crate::encode(&svc.describe_maintenance_windows_for_target(caller, crate::decode(input)?).await?)
-        }
+        Operation::DescribeDocumentPermission => crate::encode(&svc.describe_document_permission(caller, crate::decode(input)?).await?),
+        Operation::DescribeEffectiveInstanceAssociations => crate::encode(&svc.describe_effective_instance_associations(caller, crate::decode(input)?).await?),
+        Operation::DescribeEffectivePatchesForPatchBaseline => crate::encode(&svc.describe_effective_patches_for_patch_baseline(caller, crate::decode(input)?).await?),
+        Operation::DescribeInstanceAssociationsStatus => crate::encode(&svc.describe_instance_associations_status(caller, crate::decode(input)?).await?),
+        Operation::DescribeInstanceInformation => crate::encode(&svc.describe_instance_information(caller, crate::decode(input)?).await?),
+        Operation::DescribeInstancePatchStates => crate::encode(&svc.describe_instance_patch_states(caller, crate::decode(input)?).await?),
+        Operation::DescribeInstancePatchStatesForPatchGroup => crate::encode(&svc.describe_instance_patch_states_for_patch_group(caller, crate::decode(input)?).await?),
+        Operation::DescribeInstancePatches => crate::encode(&svc.describe_instance_patches(caller, crate::decode(input)?).await?),
+        Operation::DescribeInstanceProperties => crate::encode(&svc.describe_instance_properties(caller, crate::decode(input)?).await?),
+        Operation::DescribeInventoryDeletions => crate::encode(&svc.describe_inventory_deletions(caller, crate::decode(input)?).await?),
+        Operation::DescribeMaintenanceWindowExecutionTaskInvocations => crate::encode(&svc.describe_maintenance_window_execution_task_invocations(caller, crate::decode(input)?).await?),
+        Operation::DescribeMaintenanceWindowExecutionTasks => crate::encode(&svc.describe_maintenance_window_execution_tasks(caller, crate::decode(input)?).await?),
+        Operation::DescribeMaintenanceWindowExecutions => crate::encode(&svc.describe_maintenance_window_executions(caller, crate::decode(input)?).await?),
+        Operation::DescribeMaintenanceWindowSchedule => crate::encode(&svc.describe_maintenance_window_schedule(caller, crate::decode(input)?).await?),
+        Operation::DescribeMaintenanceWindowTargets => crate::encode(&svc.describe_maintenance_window_targets(caller, crate::decode(input)?).await?),
+        Operation::DescribeMaintenanceWindowTasks => crate::encode(&svc.describe_maintenance_window_tasks(caller, crate::decode(input)?).await?),
+        Operation::DescribeMaintenanceWindows => crate::encode(&svc.describe_maintenance_windows(caller, crate::decode(input)?).await?),
+        Operation::DescribeMaintenanceWindowsForTarget => crate::encode(&svc.describe_maintenance_windows_for_target(caller, crate::decode(input)?).await?),
         Operation::DescribeOpsItems => crate::encode(&svc.describe_ops_items(caller, crate::decode(input)?).await?),
         Operation::DescribeParameters => crate::encode(&svc.describe_parameters(caller, crate::decode(input)?).await?),
-        Operation::DescribePatchBaselines => {
-            crate::encode(&svc.describe_patch_baselines(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribePatchGroupState => {
-            crate::encode(&svc.describe_patch_group_state(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribePatchGroups => {
-            crate::encode(&svc.describe_patch_groups(caller, crate::decode(input)?).await?)
-        }
-        Operation::DescribePatchProperties => {
-            crate::encode(&svc.describe_patch_properties(caller, crate::decode(input)?).await?)
-        }
+        Operation::DescribePatchBaselines => crate::encode(&svc.describe_patch_baselines(caller, crate::decode(input)?).await?),
+        Operation::DescribePatchGroupState => crate::encode(&svc.describe_patch_group_state(caller, crate::decode(input)?).await?),
+        Operation::DescribePatchGroups => crate::encode(&svc.describe_patch_groups(caller, crate::decode(input)?).await?),
+        Operation::DescribePatchProperties => crate::encode(&svc.describe_patch_properties(caller, crate::decode(input)?).await?),
         Operation::DescribeSessions => crate::encode(&svc.describe_sessions(caller, crate::decode(input)?).await?),
-        Operation::DisassociateOpsItemRelatedItem => {
-            crate::encode(&svc.disassociate_ops_item_related_item(caller, crate::decode(input)?).await?)
-        }
+        Operation::DisassociateOpsItemRelatedItem => crate::encode(&svc.disassociate_ops_item_related_item(caller, crate::decode(input)?).await?),
         Operation::GetAccessToken => crate::encode(&svc.get_access_token(caller, crate::decode(input)?).await?),
-        Operation::GetAutomationExecution => {
-            crate::encode(&svc.get_automation_execution(caller, crate::decode(input)?).await?)
-        }
+        Operation::GetAutomationExecution => crate::encode(&svc.get_automation_execution(caller, crate::decode(input)?).await?),
         Operation::GetCalendarState => crate::encode(&svc.get_calendar_state(caller, crate::decode(input)?).await?),
         Operation::GetCloudConnector => crate::encode(&svc.get_cloud_connector(caller, crate::decode(input)?).await?),
-        Operation::GetCommandInvocation => {
-            crate::encode(&svc.get_command_invocation(caller, crate::decode(input)?).await?)
-        }
-        Operation::GetConnectionStatus => {
-            crate::encode(&svc.get_connection_status(caller, crate::decode(input)?).await?)
-        }
-        Operation::GetDefaultPatchBaseline => {
-            crate::encode(&svc.get_default_patch_baseline(caller, crate::decode(input)?).await?)
-        }
-        Operation::GetDeployablePatchSnapshotForInstance => {
-            crate::encode(&svc.get_deployable_patch_snapshot_for_instance(caller, crate::decode(input)?).await?)
-        }
+        Operation::GetCommandInvocation => crate::encode(&svc.get_command_invocation(caller, crate::decode(input)?).await?),
+        Operation::GetConnectionStatus => crate::encode(&svc.get_connection_status(caller, crate::decode(input)?).await?),
+        Operation::GetDefaultPatchBaseline => crate::encode(&svc.get_default_patch_baseline(caller, crate::decode(input)?).await?),
+        Operation::GetDeployablePatchSnapshotForInstance => crate::encode(&svc.get_deployable_patch_snapshot_for_instance(caller, crate::decode(input)?).await?),
         Operation::GetDocument => crate::encode(&svc.get_document(caller, crate::decode(input)?).await?),
-        Operation::GetExecutionPreview => {
-            crate::encode(&svc.get_execution_preview(caller, crate::decode(input)?).await?)
-        }
+        Operation::GetExecutionPreview => crate::encode(&svc.get_execution_preview(caller, crate::decode(input)?).await?),
         Operation::GetInventory => crate::encode(&svc.get_inventory(caller, crate::decode(input)?).await?),
         Operation::GetInventorySchema => crate::encode(&svc.get_inventory_schema(caller, crate::decode(input)?).await?),
-        Operation::GetMaintenanceWindow => {
-            crate::encode(&svc.get_maintenance_window(caller, crate::decode(input)?).await?)
-        }
-        Operation::GetMaintenanceWindowExecution => {
-            crate::encode(&svc.get_maintenance_window_execution(caller, crate::decode(input)?).await?)
-        }
-        Operation::GetMaintenanceWindowExecutionTask => {
-            crate::encode(&svc.get_maintenance_window_execution_task(caller, crate::decode(input)?).await?)
-        }
-        Operation::GetMaintenanceWindowExecutionTaskInvocation => {
-            crate::encode(&svc.get_maintenance_window_execution_task_invocation(caller, crate::decode(input)?).await?)
-        }
-        Operation::GetMaintenanceWindowTask => {
-            crate::encode(&svc.get_maintenance_window_task(caller, crate::decode(input)?).await?)
-        }
+        Operation::GetMaintenanceWindow => crate::encode(&svc.get_maintenance_window(caller, crate::decode(input)?).await?),
+        Operation::GetMaintenanceWindowExecution => crate::encode(&svc.get_maintenance_window_execution(caller, crate::decode(input)?).await?),
+        Operation::GetMaintenanceWindowExecutionTask => crate::encode(&svc.get_maintenance_window_execution_task(caller, crate::decode(input)?).await?),
+        Operation::GetMaintenanceWindowExecutionTaskInvocation => crate::encode(&svc.get_maintenance_window_execution_task_invocation(caller, crate::decode(input)?).await?),
+        Operation::GetMaintenanceWindowTask => crate::encode(&svc.get_maintenance_window_task(caller, crate::decode(input)?).await?),
         Operation::GetOpsItem => crate::encode(&svc.get_ops_item(caller, crate::decode(input)?).await?),
         Operation::GetOpsMetadata => crate::encode(&svc.get_ops_metadata(caller, crate::decode(input)?).await?),
         Operation::GetOpsSummary => crate::encode(&svc.get_ops_summary(caller, crate::decode(input)?).await?),
         Operation::GetParameter => crate::encode(&svc.get_parameter(caller, crate::decode(input)?).await?),
-        Operation::GetParameterHistory => {
-            crate::encode(&svc.get_parameter_history(caller, crate::decode(input)?).await?)
-        }
+        Operation::GetParameterHistory => crate::encode(&svc.get_parameter_history(caller, crate::decode(input)?).await?),
         Operation::GetParameters => crate::encode(&svc.get_parameters(caller, crate::decode(input)?).await?),
-        Operation::GetParametersByPath => {
-            crate::encode(&svc.get_parameters_by_path(caller, crate::decode(input)?).await?)
-        }
+        Operation::GetParametersByPath => crate::encode(&svc.get_parameters_by_path(caller, crate::decode(input)?).await?),
         Operation::GetPatchBaseline => crate::encode(&svc.get_patch_baseline(caller, crate::decode(input)?).await?),
-        Operation::GetPatchBaselineForPatchGroup => {
-            crate::encode(&svc.get_patch_baseline_for_patch_group(caller, crate::decode(input)?).await?)
-        }
-        Operation::GetResourcePolicies => {
-            crate::encode(&svc.get_resource_policies(caller, crate::decode(input)?).await?)
-        }
+        Operation::GetPatchBaselineForPatchGroup => crate::encode(&svc.get_patch_baseline_for_patch_group(caller, crate::decode(input)?).await?),
+        Operation::GetResourcePolicies => crate::encode(&svc.get_resource_policies(caller, crate::decode(input)?).await?),
         Operation::GetServiceSetting => crate::encode(&svc.get_service_setting(caller, crate::decode(input)?).await?),
-        Operation::LabelParameterVersion => {
-            crate::encode(&svc.label_parameter_version(caller, crate::decode(input)?).await?)
-        }
-        Operation::ListAssociationVersions => {
-            crate::encode(&svc.list_association_versions(caller, crate::decode(input)?).await?)
-        }
+        Operation::LabelParameterVersion => crate::encode(&svc.label_parameter_version(caller, crate::decode(input)?).await?),
+        Operation::ListAssociationVersions => crate::encode(&svc.list_association_versions(caller, crate::decode(input)?).await?),
         Operation::ListAssociations => crate::encode(&svc.list_associations(caller, crate::decode(input)?).await?),
-        Operation::ListCloudConnectors => {
-            crate::encode(&svc.list_cloud_connectors(caller, crate::decode(input)?).await?)
-        }
-        Operation::ListCommandInvocations => {
-            crate::encode(&svc.list_command_invocations(caller, crate::decode(input)?).await?)
-        }
+        Operation::ListCloudConnectors => crate::encode(&svc.list_cloud_connectors(caller, crate::decode(input)?).await?),
+        Operation::ListCommandInvocations => crate::encode(&svc.list_command_invocations(caller, crate::decode(input)?).await?),
         Operation::ListCommands => crate::encode(&svc.list_commands(caller, crate::decode(input)?).await?),
-        Operation::ListComplianceItems => {
-            crate::encode(&svc.list_compliance_items(caller, crate::decode(input)?).await?)
-        }
-        Operation::ListComplianceSummaries => {
-            crate::encode(&svc.list_compliance_summaries(caller, crate::decode(input)?).await?)
-        }
-        Operation::ListDocumentMetadataHistory => {
-            crate::encode(&svc.list_document_metadata_history(caller, crate::decode(input)?).await?)
-        }
-        Operation::ListDocumentVersions => {
-            crate::encode(&svc.list_document_versions(caller, crate::decode(input)?).await?)
-        }
+        Operation::ListComplianceItems => crate::encode(&svc.list_compliance_items(caller, crate::decode(input)?).await?),
+        Operation::ListComplianceSummaries => crate::encode(&svc.list_compliance_summaries(caller, crate::decode(input)?).await?),
+        Operation::ListDocumentMetadataHistory => crate::encode(&svc.list_document_metadata_history(caller, crate::decode(input)?).await?),
+        Operation::ListDocumentVersions => crate::encode(&svc.list_document_versions(caller, crate::decode(input)?).await?),
         Operation::ListDocuments => crate::encode(&svc.list_documents(caller, crate::decode(input)?).await?),
-        Operation::ListInventoryEntries => {
-            crate::encode(&svc.list_inventory_entries(caller, crate::decode(input)?).await?)
-        }
+        Operation::ListInventoryEntries => crate::encode(&svc.list_inventory_entries(caller, crate::decode(input)?).await?),
         Operation::ListNodes => crate::encode(&svc.list_nodes(caller, crate::decode(input)?).await?),
         Operation::ListNodesSummary => crate::encode(&svc.list_nodes_summary(caller, crate::decode(input)?).await?),
         Operation::ListOpsItemEvents => crate::encode(&svc.list_ops_item_events(caller, crate::decode(input)?).await?),
-        Operation::ListOpsItemRelatedItems => {
-            crate::encode(&svc.list_ops_item_related_items(caller, crate::decode(input)?).await?)
-        }
+        Operation::ListOpsItemRelatedItems => crate::encode(&svc.list_ops_item_related_items(caller, crate::decode(input)?).await?),
         Operation::ListOpsMetadata => crate::encode(&svc.list_ops_metadata(caller, crate::decode(input)?).await?),
-        Operation::ListResourceComplianceSummaries => {
-            crate::encode(&svc.list_resource_compliance_summaries(caller, crate::decode(input)?).await?)
-        }
-        Operation::ListResourceDataSync => {
-            crate::encode(&svc.list_resource_data_sync(caller, crate::decode(input)?).await?)
-        }
-        Operation::ListTagsForResource => {
-            crate::encode(&svc.list_tags_for_resource(caller, crate::decode(input)?).await?)
-        }
-        Operation::ModifyDocumentPermission => {
-            crate::encode(&svc.modify_document_permission(caller, crate::decode(input)?).await?)
-        }
+        Operation::ListResourceComplianceSummaries => crate::encode(&svc.list_resource_compliance_summaries(caller, crate::decode(input)?).await?),
+        Operation::ListResourceDataSync => crate::encode(&svc.list_resource_data_sync(caller, crate::decode(input)?).await?),
+        Operation::ListTagsForResource => crate::encode(&svc.list_tags_for_resource(caller, crate::decode(input)?).await?),
+        Operation::ModifyDocumentPermission => crate::encode(&svc.modify_document_permission(caller, crate::decode(input)?).await?),
         Operation::PutComplianceItems => crate::encode(&svc.put_compliance_items(caller, crate::decode(input)?).await?),
         Operation::PutInventory => crate::encode(&svc.put_inventory(caller, crate::decode(input)?).await?),
         Operation::PutParameter => crate::encode(&svc.put_parameter(caller, crate::decode(input)?).await?),
         Operation::PutResourcePolicy => crate::encode(&svc.put_resource_policy(caller, crate::decode(input)?).await?),
-        Operation::RegisterDefaultHostManagementConfiguration => {
-            crate::encode(&svc.register_default_host_management_configuration(caller, crate::decode(input)?).await?)
-        }
-        Operation::RegisterDefaultPatchBaseline => {
-            crate::encode(&svc.register_default_patch_baseline(caller, crate::decode(input)?).await?)
-        }
-        Operation::RegisterPatchBaselineForPatchGroup => {
-            crate::encode(&svc.register_patch_baseline_for_patch_group(caller, crate::decode(input)?).await?)
-        }
-        Operation::RegisterTargetWithMaintenanceWindow => {
-            crate::encode(&svc.register_target_with_maintenance_window(caller, crate::decode(input)?).await?)
-        }
-        Operation::RegisterTaskWithMaintenanceWindow => {
-            crate::encode(&svc.register_task_with_maintenance_window(caller, crate::decode(input)?).await?)
-        }
-        Operation::RemoveTagsFromResource => {
-            crate::encode(&svc.remove_tags_from_resource(caller, crate::decode(input)?).await?)
-        }
-        Operation::ResetServiceSetting => {
-            crate::encode(&svc.reset_service_setting(caller, crate::decode(input)?).await?)
-        }
+        Operation::RegisterDefaultHostManagementConfiguration => crate::encode(&svc.register_default_host_management_configuration(caller, crate::decode(input)?).await?),
+        Operation::RegisterDefaultPatchBaseline => crate::encode(&svc.register_default_patch_baseline(caller, crate::decode(input)?).await?),
+        Operation::RegisterPatchBaselineForPatchGroup => crate::encode(&svc.register_patch_baseline_for_patch_group(caller, crate::decode(input)?).await?),
+        Operation::RegisterTargetWithMaintenanceWindow => crate::encode(&svc.register_target_with_maintenance_window(caller, crate::decode(input)?).await?),
+        Operation::RegisterTaskWithMaintenanceWindow => crate::encode(&svc.register_task_with_maintenance_window(caller, crate::decode(input)?).await?),
+        Operation::RemoveTagsFromResource => crate::encode(&svc.remove_tags_from_resource(caller, crate::decode(input)?).await?),
+        Operation::ResetServiceSetting => crate::encode(&svc.reset_service_setting(caller, crate::decode(input)?).await?),
         Operation::ResumeSession => crate::encode(&svc.resume_session(caller, crate::decode(input)?).await?),
-        Operation::SendAutomationSignal => {
-            crate::encode(&svc.send_automation_signal(caller, crate::decode(input)?).await?)
-        }
+        Operation::SendAutomationSignal => crate::encode(&svc.send_automation_signal(caller, crate::decode(input)?).await?),
         Operation::SendCommand => crate::encode(&svc.send_command(caller, crate::decode(input)?).await?),
         Operation::StartAccessRequest => crate::encode(&svc.start_access_request(caller, crate::decode(input)?).await?),
-        Operation::StartAssociationsOnce => {
-            crate::encode(&svc.start_associations_once(caller, crate::decode(input)?).await?)
-        }
-        Operation::StartAutomationExecution => {
-            crate::encode(&svc.start_automation_execution(caller, crate::decode(input)?).await?)
-        }
-        Operation::StartChangeRequestExecution => {
-            crate::encode(&svc.start_change_request_execution(caller, crate::decode(input)?).await?)
-        }
-        Operation::StartExecutionPreview => {
-            crate::encode(&svc.start_execution_preview(caller, crate::decode(input)?).await?)
-        }
+        Operation::StartAssociationsOnce => crate::encode(&svc.start_associations_once(caller, crate::decode(input)?).await?),
+        Operation::StartAutomationExecution => crate::encode(&svc.start_automation_execution(caller, crate::decode(input)?).await?),
+        Operation::StartChangeRequestExecution => crate::encode(&svc.start_change_request_execution(caller, crate::decode(input)?).await?),
+        Operation::StartExecutionPreview => crate::encode(&svc.start_execution_preview(caller, crate::decode(input)?).await?),
         Operation::StartSession => crate::encode(&svc.start_session(caller, crate::decode(input)?).await?),
-        Operation::StopAutomationExecution => {
-            crate::encode(&svc.stop_automation_execution(caller, crate::decode(input)?).await?)
-        }
+        Operation::StopAutomationExecution => crate::encode(&svc.stop_automation_execution(caller, crate::decode(input)?).await?),
         Operation::TerminateSession => crate::encode(&svc.terminate_session(caller, crate::decode(input)?).await?),
-        Operation::UnlabelParameterVersion => {
-            crate::encode(&svc.unlabel_parameter_version(caller, crate::decode(input)?).await?)
-        }
+        Operation::UnlabelParameterVersion => crate::encode(&svc.unlabel_parameter_version(caller, crate::decode(input)?).await?),
         Operation::UpdateAssociation => crate::encode(&svc.update_association(caller, crate::decode(input)?).await?),
-        Operation::UpdateAssociationStatus => {
-            crate::encode(&svc.update_association_status(caller, crate::decode(input)?).await?)
-        }
-        Operation::UpdateCloudConnector => {
-            crate::encode(&svc.update_cloud_connector(caller, crate::decode(input)?).await?)
-        }
+        Operation::UpdateAssociationStatus => crate::encode(&svc.update_association_status(caller, crate::decode(input)?).await?),
+        Operation::UpdateCloudConnector => crate::encode(&svc.update_cloud_connector(caller, crate::decode(input)?).await?),
         Operation::UpdateDocument => crate::encode(&svc.update_document(caller, crate::decode(input)?).await?),
-        Operation::UpdateDocumentDefaultVersion => {
-            crate::encode(&svc.update_document_default_version(caller, crate::decode(input)?).await?)
-        }
-        Operation::UpdateDocumentMetadata => {
-            crate::encode(&svc.update_document_metadata(caller, crate::decode(input)?).await?)
-        }
-        Operation::UpdateMaintenanceWindow => {
-            crate::encode(&svc.update_maintenance_window(caller, crate::decode(input)?).await?)
-        }
-        Operation::UpdateMaintenanceWindowTarget => {
-            crate::encode(&svc.update_maintenance_window_target(caller, crate::decode(input)?).await?)
-        }
-        Operation::UpdateMaintenanceWindowTask => {
-            crate::encode(&svc.update_maintenance_window_task(caller, crate::decode(input)?).await?)
-        }
-        Operation::UpdateManagedInstanceRole => {
-            crate::encode(&svc.update_managed_instance_role(caller, crate::decode(input)?).await?)
-        }
+        Operation::UpdateDocumentDefaultVersion => crate::encode(&svc.update_document_default_version(caller, crate::decode(input)?).await?),
+        Operation::UpdateDocumentMetadata => crate::encode(&svc.update_document_metadata(caller, crate::decode(input)?).await?),
+        Operation::UpdateMaintenanceWindow => crate::encode(&svc.update_maintenance_window(caller, crate::decode(input)?).await?),
+        Operation::UpdateMaintenanceWindowTarget => crate::encode(&svc.update_maintenance_window_target(caller, crate::decode(input)?).await?),
+        Operation::UpdateMaintenanceWindowTask => crate::encode(&svc.update_maintenance_window_task(caller, crate::decode(input)?).await?),
+        Operation::UpdateManagedInstanceRole => crate::encode(&svc.update_managed_instance_role(caller, crate::decode(input)?).await?),
         Operation::UpdateOpsItem => crate::encode(&svc.update_ops_item(caller, crate::decode(input)?).await?),
         Operation::UpdateOpsMetadata => crate::encode(&svc.update_ops_metadata(caller, crate::decode(input)?).await?),
-        Operation::UpdatePatchBaseline => {
-            crate::encode(&svc.update_patch_baseline(caller, crate::decode(input)?).await?)
-        }
-        Operation::UpdateResourceDataSync => {
-            crate::encode(&svc.update_resource_data_sync(caller, crate::decode(input)?).await?)
-        }
-        Operation::UpdateServiceSetting => {
-            crate::encode(&svc.update_service_setting(caller, crate::decode(input)?).await?)
-        }
-        Operation::ValidateCloudConnector => {
-            crate::encode(&svc.validate_cloud_connector(caller, crate::decode(input)?).await?)
-        }
+        Operation::UpdatePatchBaseline => crate::encode(&svc.update_patch_baseline(caller, crate::decode(input)?).await?),
+        Operation::UpdateResourceDataSync => crate::encode(&svc.update_resource_data_sync(caller, crate::decode(input)?).await?),
+        Operation::UpdateServiceSetting => crate::encode(&svc.update_service_setting(caller, crate::decode(input)?).await?),
+        Operation::ValidateCloudConnector => crate::encode(&svc.validate_cloud_connector(caller, crate::decode(input)?).await?),
     }
 }

@@ -55,7 +55,8 @@ pub struct AddTagsToResourceRequest {
 
 /// The `AddTagsToResourceResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AddTagsToResourceResult {}
+pub struct AddTagsToResourceResult {
+}
 
 /// The `Alarm` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -626,7 +627,8 @@ pub struct CancelCommandRequest {
 
 /// The `CancelCommandResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CancelCommandResult {}
+pub struct CancelCommandResult {
+}
 
 /// The `CancelMaintenanceWindowExecutionRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1267,7 +1269,8 @@ pub struct CreateResourceDataSyncRequest {
 
 /// The `CreateResourceDataSyncResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CreateResourceDataSyncResult {}
+pub struct CreateResourceDataSyncResult {
+}
 
 /// The `Credentials` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1291,7 +1294,8 @@ pub struct DeleteActivationRequest {
 
 /// The `DeleteActivationResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteActivationResult {}
+pub struct DeleteActivationResult {
+}
 
 /// The `DeleteAssociationRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1306,7 +1310,8 @@ pub struct DeleteAssociationRequest {
 
 /// The `DeleteAssociationResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteAssociationResult {}
+pub struct DeleteAssociationResult {
+}
 
 /// The `DeleteCloudConnectorRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1337,7 +1342,8 @@ pub struct DeleteDocumentRequest {
 
 /// The `DeleteDocumentResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteDocumentResult {}
+pub struct DeleteDocumentResult {
+}
 
 /// The `DeleteInventoryRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1386,7 +1392,8 @@ pub struct DeleteOpsItemRequest {
 
 /// The `DeleteOpsItemResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteOpsItemResponse {}
+pub struct DeleteOpsItemResponse {
+}
 
 /// The `DeleteOpsMetadataRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1397,7 +1404,8 @@ pub struct DeleteOpsMetadataRequest {
 
 /// The `DeleteOpsMetadataResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteOpsMetadataResult {}
+pub struct DeleteOpsMetadataResult {
+}
 
 /// The `DeleteParameterRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1408,7 +1416,8 @@ pub struct DeleteParameterRequest {
 
 /// The `DeleteParameterResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteParameterResult {}
+pub struct DeleteParameterResult {
+}
 
 /// The `DeleteParametersRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1451,7 +1460,8 @@ pub struct DeleteResourceDataSyncRequest {
 
 /// The `DeleteResourceDataSyncResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteResourceDataSyncResult {}
+pub struct DeleteResourceDataSyncResult {
+}
 
 /// The `DeleteResourcePolicyRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1468,15 +1478,18 @@ pub struct DeleteResourcePolicyRequest {
 
 /// The `DeleteResourcePolicyResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteResourcePolicyResponse {}
+pub struct DeleteResourcePolicyResponse {
+}
 
 /// The `DeregisterDefaultHostManagementConfigurationRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeregisterDefaultHostManagementConfigurationRequest {}
+pub struct DeregisterDefaultHostManagementConfigurationRequest {
+}
 
 /// The `DeregisterDefaultHostManagementConfigurationResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeregisterDefaultHostManagementConfigurationResult {}
+pub struct DeregisterDefaultHostManagementConfigurationResult {
+}
 
 /// The `DeregisterManagedInstanceRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1487,7 +1500,8 @@ pub struct DeregisterManagedInstanceRequest {
 
 /// The `DeregisterManagedInstanceResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeregisterManagedInstanceResult {}
+pub struct DeregisterManagedInstanceResult {
+}
 
 /// The `DeregisterPatchBaselineForPatchGroupRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2293,7 +2307,8 @@ pub struct DisassociateOpsItemRelatedItemRequest {
 
 /// The `DisassociateOpsItemRelatedItemResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DisassociateOpsItemRelatedItemResponse {}
+pub struct DisassociateOpsItemRelatedItemResponse {
+}
 
 /// The `DocumentDefaultVersionDescription` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -4512,7 +4527,8 @@ pub struct ModifyDocumentPermissionRequest {
 
 /// The `ModifyDocumentPermissionResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModifyDocumentPermissionResponse {}
+pub struct ModifyDocumentPermissionResponse {
+}
 
 /// The `Node` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5191,7 +5207,8 @@ pub struct PutComplianceItemsRequest {
 
 /// The `PutComplianceItemsResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PutComplianceItemsResult {}
+pub struct PutComplianceItemsResult {
+}
 
 /// The `PutInventoryRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5416,7 +5433,8 @@ pub struct RemoveTagsFromResourceRequest {
 
 /// The `RemoveTagsFromResourceResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RemoveTagsFromResourceResult {}
+pub struct RemoveTagsFromResourceResult {
+}
 
 /// The `ResetServiceSettingRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5660,7 +5678,8 @@ pub struct SendAutomationSignalRequest {
 
 /// The `SendAutomationSignalResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SendAutomationSignalResult {}
+pub struct SendAutomationSignalResult {
+}
 
 /// The `SendCommandRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5818,7 +5837,8 @@ pub struct StartAssociationsOnceRequest {
 
 /// The `StartAssociationsOnceResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StartAssociationsOnceResult {}
+pub struct StartAssociationsOnceResult {
+}
 
 /// The `StartAutomationExecutionRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -6011,7 +6031,8 @@ pub struct StopAutomationExecutionRequest {
 
 /// The `StopAutomationExecutionResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StopAutomationExecutionResult {}
+pub struct StopAutomationExecutionResult {
+}
 
 /// The `Tag` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -6239,7 +6260,8 @@ pub struct UpdateDocumentMetadataRequest {
 
 /// The `UpdateDocumentMetadataResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UpdateDocumentMetadataResponse {}
+pub struct UpdateDocumentMetadataResponse {
+}
 
 /// The `UpdateDocumentRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -6448,7 +6470,8 @@ pub struct UpdateManagedInstanceRoleRequest {
 
 /// The `UpdateManagedInstanceRoleResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UpdateManagedInstanceRoleResult {}
+pub struct UpdateManagedInstanceRoleResult {
+}
 
 /// The `UpdateOpsItemRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -6489,7 +6512,8 @@ pub struct UpdateOpsItemRequest {
 
 /// The `UpdateOpsItemResponse` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UpdateOpsItemResponse {}
+pub struct UpdateOpsItemResponse {
+}
 
 /// The `UpdateOpsMetadataRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -6588,7 +6612,8 @@ pub struct UpdateResourceDataSyncRequest {
 
 /// The `UpdateResourceDataSyncResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UpdateResourceDataSyncResult {}
+pub struct UpdateResourceDataSyncResult {
+}
 
 /// The `UpdateServiceSettingRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -6601,7 +6626,8 @@ pub struct UpdateServiceSettingRequest {
 
 /// The `UpdateServiceSettingResult` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UpdateServiceSettingResult {}
+pub struct UpdateServiceSettingResult {
+}
 
 /// The `ValidateCloudConnectorRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -6646,3 +6672,4 @@ pub struct ValidationFindingScope {
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
+
