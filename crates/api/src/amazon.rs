@@ -36,22 +36,8 @@ static DOCS: LazyLock<Vec<AmazonDoc>> = LazyLock::new(|| {
                     return None;
                 }
             };
-            let params: Vec<serde_json::Value> = parsed
-                .parameters
-                .iter()
-                .map(|p| {
-                    let mut o = serde_json::json!({"Name": p.name, "Type": p.kind});
-                    if let Some(d) = &p.description {
-                        o["Description"] = d.clone().into();
-                    }
-                    if let Some(d) = &p.default_value {
-                        o["DefaultValue"] = d.clone().into();
-                    }
-                    o
-                })
-                .collect();
-            let platforms =
-                if *doc_type == "Command" { r#"["Linux","MacOS"]"# } else { r#"["Windows","Linux","MacOS"]"# };
+            let platforms = serde_json::json!(crate::documents::platform_types(doc_type, &parsed)).to_string();
+            let parameters = crate::documents::parameters_json(&parsed.parameters);
             Some(AmazonDoc {
                 doc: DocumentRow {
                     account: String::new(),
@@ -70,8 +56,8 @@ static DOCS: LazyLock<Vec<AmazonDoc>> = LazyLock::new(|| {
                     hash: document::sha256_hex(content),
                     schema_version: parsed.schema_version,
                     description: parsed.description,
-                    parameters: serde_json::Value::Array(params).to_string(),
-                    platform_types: platforms.to_string(),
+                    parameters,
+                    platform_types: platforms,
                     created_ms: CREATED_MS,
                     ..Default::default()
                 },

@@ -297,8 +297,26 @@ fn describe_version(r: &Resolved, tags: Vec<Tag>, reviews: &[ReviewRow]) -> Docu
     }
 }
 
+/// The parameter list DescribeDocument reports, as stored JSON.
+pub(crate) fn parameters_json(params: &[document::DocParameter]) -> String {
+    let list: Vec<Value> = params
+        .iter()
+        .map(|p| {
+            let mut o = json!({"Name": p.name, "Type": p.kind});
+            if let Some(d) = &p.description {
+                o["Description"] = json!(d);
+            }
+            if let Some(d) = &p.default_value {
+                o["DefaultValue"] = json!(d);
+            }
+            o
+        })
+        .collect();
+    Value::Array(list).to_string()
+}
+
 /// The platforms a document runs on, derived from its actions as SSM does.
-fn platform_types(doc_type: &str, parsed: &Parsed) -> Vec<String> {
+pub(crate) fn platform_types(doc_type: &str, parsed: &Parsed) -> Vec<String> {
     let all = || vec!["Windows".to_string(), "Linux".to_string(), "MacOS".to_string()];
     if doc_type != "Command" {
         return all();
@@ -349,20 +367,6 @@ fn build_version(
         ));
     }
     let parsed = document::parse(content, format, doc_type).map_err(doc_error)?;
-    let params: Vec<Value> = parsed
-        .parameters
-        .iter()
-        .map(|p| {
-            let mut o = json!({"Name": p.name, "Type": p.kind});
-            if let Some(d) = &p.description {
-                o["Description"] = json!(d);
-            }
-            if let Some(d) = &p.default_value {
-                o["DefaultValue"] = json!(d);
-            }
-            o
-        })
-        .collect();
     let attachments_info = attachments.map(|a| {
         Value::Array(
             a.iter()
@@ -379,7 +383,7 @@ fn build_version(
         hash: document::sha256_hex(content),
         schema_version: parsed.schema_version.clone(),
         description: parsed.description.clone(),
-        parameters: Value::Array(params).to_string(),
+        parameters: parameters_json(&parsed.parameters),
         platform_types: json!(platform_types(doc_type, &parsed)).to_string(),
         requires: requires.map(|r| serde_json::to_string(r).unwrap_or_default()),
         attachments: attachments_info,
