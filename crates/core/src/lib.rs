@@ -3,10 +3,12 @@
 //! its inputs (time comes from a `Clock`), so it is tested without a server or a database.
 
 pub mod arn;
+pub mod automation;
 pub mod clock;
 pub mod document;
 pub mod fingerprint;
 pub mod ids;
+pub mod rate;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};
