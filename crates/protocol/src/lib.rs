@@ -55,7 +55,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(ensure_request_id))
         .with_state(state)
+}
+
+/// Every response carries `x-amzn-RequestId`, including health, metrics and unknown routes.
+async fn ensure_request_id(mut r: Response) -> Response {
+    if !r.headers().contains_key("x-amzn-requestid")
+        && let Ok(v) = HeaderValue::from_str(&ssmd_core::ids::uuid())
+    {
+        r.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    r
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -108,6 +108,21 @@ impl Server {
         s
     }
 
+    /// Starts another replica on this server's PostgreSQL database.
+    pub fn replica(&self) -> Server {
+        assert_eq!(self.backend, Backend::Postgres, "replicas share a PostgreSQL database");
+        let mut s = Server {
+            child: None,
+            endpoint: String::new(),
+            backend: self.backend,
+            data_dir: tempdir::Dir::new(),
+            database_url: self.database_url.clone(),
+            extra_args: self.extra_args.clone(),
+        };
+        s.spawn("127.0.0.1:0");
+        s
+    }
+
     fn spawn(&mut self, listen: &str) {
         let mut cmd = Command::new(ssmd_bin());
         cmd.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(&self.data_dir.0);

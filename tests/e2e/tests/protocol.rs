@@ -261,8 +261,12 @@ fn hostile_input_never_breaks_the_server() {
 fn health_and_metrics() {
     let server = Server::start(Backend::Sqlite);
     let port = server.port();
-    let r = send_raw(port, format!("GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes());
+    let r = send_raw(port, b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
+    assert!(r.head.contains("x-amzn-requestid: "), "{}", r.head);
+    let r = send_raw(port, b"GET /nowhere HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    assert_eq!((r.status, r.error_type().as_str()), (404, "UnknownOperationException"));
+    assert!(r.head.contains("x-amzn-requestid: "), "{}", r.head);
     call(port, "AmazonSSM.ListDocuments", b"{}");
     call(port, "AmazonSSM.GetDocument", br#"{"Name":"Missing"}"#);
     let r = send_raw(port, b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
