@@ -1,8 +1,7 @@
 //! Documents, their versions, sharing permissions and review history.
 
+use crate::sql::{self, Row, Tx};
 use crate::{Result, Store, StoreError, opt_str, timed};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use std::sync::LazyLock;
 
 /// A document: what is common to all its versions.
@@ -115,55 +114,49 @@ fn prefixed(alias: &str, cols: &str) -> String {
     cols.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ")
 }
 
-fn doc_from(r: &AnyRow) -> Result<DocumentRow> {
+fn doc_from(r: &Row) -> Result<DocumentRow> {
     Ok(DocumentRow {
-        account: r.try_get("account")?,
-        region: r.try_get("region")?,
-        name: r.try_get("name")?,
-        doc_type: r.try_get("doc_type")?,
+        account: r.get("account")?,
+        region: r.get("region")?,
+        name: r.get("name")?,
+        doc_type: r.get("doc_type")?,
         target_type: opt_str(r, "target_type")?,
-        default_version: r.try_get("default_version")?,
-        latest_version: r.try_get("latest_version")?,
-        created_ms: r.try_get("created_ms")?,
+        default_version: r.get("default_version")?,
+        latest_version: r.get("latest_version")?,
+        created_ms: r.get("created_ms")?,
     })
 }
 
-fn version_from(r: &AnyRow) -> Result<VersionRow> {
+fn version_from(r: &Row) -> Result<VersionRow> {
     version_cols(r, "")
 }
 
-fn joined_version(r: &AnyRow) -> Result<VersionRow> {
+fn joined_version(r: &Row) -> Result<VersionRow> {
     version_cols(r, "v_")
 }
 
-fn version_cols(r: &AnyRow, p: &str) -> Result<VersionRow> {
+fn version_cols(r: &Row, p: &str) -> Result<VersionRow> {
     let c = |name: &str| format!("{p}{name}");
     Ok(VersionRow {
-        version: r.try_get(c("version").as_str())?,
+        version: r.get(c("version").as_str())?,
         version_name: opt_str(r, &c("version_name"))?,
-        content: r.try_get(c("content").as_str())?,
-        format: r.try_get(c("format").as_str())?,
-        hash: r.try_get(c("hash").as_str())?,
+        content: r.get(c("content").as_str())?,
+        format: r.get(c("format").as_str())?,
+        hash: r.get(c("hash").as_str())?,
         schema_version: opt_str(r, &c("schema_version"))?,
         description: opt_str(r, &c("description"))?,
-        parameters: r.try_get(c("parameters").as_str())?,
-        platform_types: r.try_get(c("platform_types").as_str())?,
+        parameters: r.get(c("parameters").as_str())?,
+        platform_types: r.get(c("platform_types").as_str())?,
         requires: opt_str(r, &c("requires"))?,
         attachments: opt_str(r, &c("attachments"))?,
         display_name: opt_str(r, &c("display_name"))?,
         review_status: opt_str(r, &c("review_status"))?,
-        created_ms: r.try_get(c("created_ms").as_str())?,
+        created_ms: r.get(c("created_ms").as_str())?,
     })
 }
 
-async fn insert_version(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    account: &str,
-    region: &str,
-    name: &str,
-    v: &VersionRow,
-) -> Result<()> {
-    sqlx::query(
+async fn insert_version(tx: &mut Tx<'_>, account: &str, region: &str, name: &str, v: &VersionRow) -> Result<()> {
+    sql::query(
         "INSERT INTO document_versions (account, region, name, version, version_name, content, format, hash, schema_version, description, \
          parameters, platform_types, requires, attachments, display_name, review_status, created_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
@@ -185,9 +178,9 @@ async fn insert_version(
     .bind(&v.display_name)
     .bind(&v.review_status)
     .bind(v.created_ms)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await
-    .map_err(StoreError::from_write)?;
+    ?;
     Ok(())
 }
 
@@ -195,21 +188,18 @@ impl Store {
     /// Creates a document with its first version; `Conflict` if the name is taken.
     pub async fn create_document(&self, doc: &DocumentRow, v: &VersionRow) -> Result<()> {
         timed("create_document", async {
-            let mut tx = self.write.begin().await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO documents ({DOC_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            )))
-            .bind(&doc.account)
-            .bind(&doc.region)
-            .bind(&doc.name)
-            .bind(&doc.doc_type)
-            .bind(&doc.target_type)
-            .bind(doc.default_version)
-            .bind(doc.latest_version)
-            .bind(doc.created_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_write)?;
+            let mut tx = self.db.begin().await?;
+            sql::query(format!("INSERT INTO documents ({DOC_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+                .bind(&doc.account)
+                .bind(&doc.region)
+                .bind(&doc.name)
+                .bind(&doc.doc_type)
+                .bind(&doc.target_type)
+                .bind(doc.default_version)
+                .bind(doc.latest_version)
+                .bind(doc.created_ms)
+                .execute(&mut tx)
+                .await?;
             insert_version(&mut tx, &doc.account, &doc.region, &doc.name, v).await?;
             tx.commit().await?;
             self.invalidate_document(&doc.account, &doc.region, &doc.name);
@@ -221,13 +211,13 @@ impl Store {
     /// A document by name.
     pub async fn document(&self, account: &str, region: &str, name: &str) -> Result<Option<DocumentRow>> {
         timed("document", async {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let row = sql::query(format!(
                 "SELECT {DOC_COLS} FROM documents WHERE account = $1 AND region = $2 AND name = $3"
-            )))
+            ))
             .bind(account)
             .bind(region)
             .bind(name)
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.db)
             .await?;
             row.as_ref().map(doc_from).transpose()
         })
@@ -243,14 +233,14 @@ impl Store {
         version: i64,
     ) -> Result<Option<VersionRow>> {
         timed("document_version", async {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let row = sql::query(format!(
                 "SELECT {VERSION_COLS} FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version = $4"
-            )))
+            ))
             .bind(account)
             .bind(region)
             .bind(name)
             .bind(version)
-            .fetch_optional(&self.read)
+            .fetch_optional(&self.db)
             .await?;
             row.as_ref().map(version_from).transpose()
         })
@@ -272,12 +262,12 @@ impl Store {
         }
         let seen = self.doc_cache.as_ref().map(|c| c.generation());
         let found: Option<(DocumentRow, Option<VersionRow>)> = timed("document_with_version", async {
-            let row = sqlx::query(sqlx::AssertSqlSafe(DOC_WITH_VERSION.as_str()))
+            let row = sql::query(DOC_WITH_VERSION.as_str())
                 .bind(version)
                 .bind(account)
                 .bind(region)
                 .bind(name)
-                .fetch_optional(&self.read)
+                .fetch_optional(&self.db)
                 .await?;
             let Some(r) = row else { return Ok::<_, StoreError>(None) };
             let doc = doc_from(&r)?;
@@ -299,14 +289,14 @@ impl Store {
         name: &str,
         version_name: &str,
     ) -> Result<Option<VersionRow>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let row = sql::query(format!(
             "SELECT {VERSION_COLS} FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version_name = $4"
-        )))
+        ))
         .bind(account)
         .bind(region)
         .bind(name)
         .bind(version_name)
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(version_from).transpose()
     }
@@ -319,14 +309,14 @@ impl Store {
         name: &str,
         hash: &str,
     ) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
+        Ok(sql::query(
             "SELECT version FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND hash = $4",
         )
         .bind(account)
         .bind(region)
         .bind(name)
         .bind(hash)
-        .fetch_optional(&self.read)
+        .scalar_opt(&self.db)
         .await?)
     }
 
@@ -342,8 +332,8 @@ impl Store {
         target_type: Option<&str>,
     ) -> Result<()> {
         timed("add_document_version", async {
-            let mut tx = self.write.begin().await?;
-            let r = sqlx::query(
+            let mut tx = self.db.begin().await?;
+            let r = sql::query(
                 "UPDATE documents SET latest_version = $1, target_type = COALESCE($2, target_type) \
                  WHERE account = $3 AND region = $4 AND name = $5 AND latest_version = $6",
             )
@@ -353,9 +343,9 @@ impl Store {
             .bind(region)
             .bind(name)
             .bind(expected_latest)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
-            if r.rows_affected() != 1 {
+            if r != 1 {
                 return Err(StoreError::Conflict);
             }
             insert_version(&mut tx, account, region, name, v).await?;
@@ -375,15 +365,15 @@ impl Store {
         version: i64,
     ) -> Result<bool> {
         let r =
-            sqlx::query("UPDATE documents SET default_version = $1 WHERE account = $2 AND region = $3 AND name = $4")
+            sql::query("UPDATE documents SET default_version = $1 WHERE account = $2 AND region = $3 AND name = $4")
                 .bind(version)
                 .bind(account)
                 .bind(region)
                 .bind(name)
-                .execute(&self.write)
+                .execute(&self.db)
                 .await?;
         self.invalidate_document(account, region, name);
-        Ok(r.rows_affected() == 1)
+        Ok(r == 1)
     }
 
     /// Versions in ascending order after `after`, at most `limit`.
@@ -395,15 +385,15 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<VersionRow>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = sql::query(format!(
             "SELECT {VERSION_COLS} FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version > $4 ORDER BY version LIMIT $5"
-        )))
+        ))
         .bind(account)
         .bind(region)
         .bind(name)
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.read)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(version_from).collect()
     }
@@ -419,16 +409,16 @@ impl Store {
     ) -> Result<Vec<(DocumentRow, VersionRow)>> {
         timed("documents_page", async {
             let (dcols, cols) = (&*D_COLS, &*V_COLS_NO_CONTENT);
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let rows = sql::query(format!(
                 "SELECT {dcols}, {cols} FROM documents d JOIN document_versions v \
                  ON v.account = d.account AND v.region = d.region AND v.name = d.name AND v.version = d.default_version \
                  WHERE d.account = $1 AND d.region = $2 AND d.name > $3 ORDER BY d.name LIMIT $4"
-            )))
+            ))
             .bind(account)
             .bind(region)
             .bind(after)
             .bind(limit)
-            .fetch_all(&self.read)
+            .fetch_all(&self.db)
             .await?;
             rows.iter().map(|r| Ok((doc_from(r)?, joined_version(r)?))).collect()
         })
@@ -437,37 +427,35 @@ impl Store {
 
     /// Number of documents an account holds in a region.
     pub async fn document_count(&self, account: &str, region: &str) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE account = $1 AND region = $2")
+        Ok(sql::query("SELECT COUNT(*) FROM documents WHERE account = $1 AND region = $2")
             .bind(account)
             .bind(region)
-            .fetch_one(&self.read)
+            .scalar(&self.db)
             .await?)
     }
 
     /// Deletes a whole document with its versions, shares, reviews and tags.
     pub async fn delete_document(&self, account: &str, region: &str, name: &str) -> Result<bool> {
         timed("delete_document", async {
-            let mut tx = self.write.begin().await?;
-            let r = sqlx::query("DELETE FROM documents WHERE account = $1 AND region = $2 AND name = $3")
+            let mut tx = self.db.begin().await?;
+            let r = sql::query("DELETE FROM documents WHERE account = $1 AND region = $2 AND name = $3")
                 .bind(account)
                 .bind(region)
                 .bind(name)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             for table in ["document_versions", "document_shares", "document_reviews"] {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DELETE FROM {table} WHERE account = $1 AND region = $2 AND name = $3"
-                )))
-                .bind(account)
-                .bind(region)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
+                sql::query(format!("DELETE FROM {table} WHERE account = $1 AND region = $2 AND name = $3"))
+                    .bind(account)
+                    .bind(region)
+                    .bind(name)
+                    .execute(&mut tx)
+                    .await?;
             }
             Store::drop_tags(&mut tx, account, region, "Document", name).await?;
             tx.commit().await?;
             self.invalidate_document(account, region, name);
-            Ok(r.rows_affected() > 0)
+            Ok(r > 0)
         })
         .await
     }
@@ -475,29 +463,28 @@ impl Store {
     /// Deletes one version (never the default: the caller checks, and the guard here makes a
     /// concurrent default change safe). Returns false if nothing was deleted.
     pub async fn delete_document_version(&self, account: &str, region: &str, name: &str, version: i64) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
-        let default: Option<i64> = sqlx::query_scalar(
-            "SELECT default_version FROM documents WHERE account = $1 AND region = $2 AND name = $3",
-        )
-        .bind(account)
-        .bind(region)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let mut tx = self.db.begin().await?;
+        let default: Option<i64> =
+            sql::query("SELECT default_version FROM documents WHERE account = $1 AND region = $2 AND name = $3")
+                .bind(account)
+                .bind(region)
+                .bind(name)
+                .scalar_opt(&mut tx)
+                .await?;
         if default.is_none() || default == Some(version) {
             return Ok(false);
         }
-        let r = sqlx::query(
+        let r = sql::query(
             "DELETE FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version = $4",
         )
         .bind(account)
         .bind(region)
         .bind(name)
         .bind(version)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         // Deleting the latest version makes the newest remaining one the latest.
-        sqlx::query(
+        sql::query(
             "UPDATE documents SET latest_version = (SELECT MAX(version) FROM document_versions v \
              WHERE v.account = documents.account AND v.region = documents.region AND v.name = documents.name) \
              WHERE account = $1 AND region = $2 AND name = $3",
@@ -505,25 +492,23 @@ impl Store {
         .bind(account)
         .bind(region)
         .bind(name)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         tx.commit().await?;
         self.invalidate_document(account, region, name);
-        Ok(r.rows_affected() > 0)
+        Ok(r > 0)
     }
 
     /// The accounts a document is shared with.
     pub async fn document_shares(&self, account: &str, region: &str, name: &str) -> Result<Vec<ShareRow>> {
-        let rows = sqlx::query("SELECT shared_with, shared_version FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 ORDER BY shared_with")
+        let rows = sql::query("SELECT shared_with, shared_version FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 ORDER BY shared_with")
             .bind(account)
             .bind(region)
             .bind(name)
-            .fetch_all(&self.read)
+            .fetch_all(&self.db)
             .await?;
         rows.iter()
-            .map(|r| {
-                Ok(ShareRow { shared_with: r.try_get("shared_with")?, shared_version: r.try_get("shared_version")? })
-            })
+            .map(|r| Ok(ShareRow { shared_with: r.get("shared_with")?, shared_version: r.get("shared_version")? }))
             .collect()
     }
 
@@ -536,9 +521,9 @@ impl Store {
         add: &[ShareRow],
         remove: &[String],
     ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.db.begin().await?;
         for s in add {
-            sqlx::query(
+            sql::query(
                 "INSERT INTO document_shares (account, region, name, shared_with, shared_version) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (account, region, name, shared_with) DO UPDATE SET shared_version = excluded.shared_version",
             )
@@ -547,18 +532,18 @@ impl Store {
             .bind(name)
             .bind(&s.shared_with)
             .bind(&s.shared_version)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         for who in remove {
-            sqlx::query(
+            sql::query(
                 "DELETE FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 AND shared_with = $4",
             )
             .bind(account)
             .bind(region)
             .bind(name)
             .bind(who)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         }
         tx.commit().await?;
@@ -567,7 +552,7 @@ impl Store {
 
     /// The share, if any, that gives `reader` access to another account's document.
     pub async fn share_for(&self, owner: &str, region: &str, name: &str, reader: &str) -> Result<Option<ShareRow>> {
-        let row = sqlx::query(
+        let row = sql::query(
             "SELECT shared_with, shared_version FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 \
              AND (shared_with = $4 OR shared_with = 'All') ORDER BY CASE WHEN shared_with = 'All' THEN 1 ELSE 0 END LIMIT 1",
         )
@@ -575,12 +560,10 @@ impl Store {
         .bind(region)
         .bind(name)
         .bind(reader)
-        .fetch_optional(&self.read)
+        .fetch_optional(&self.db)
         .await?;
         Ok(match row {
-            Some(r) => {
-                Some(ShareRow { shared_with: r.try_get("shared_with")?, shared_version: r.try_get("shared_version")? })
-            }
+            Some(r) => Some(ShareRow { shared_with: r.get("shared_with")?, shared_version: r.get("shared_version")? }),
             None => None,
         })
     }
@@ -589,33 +572,33 @@ impl Store {
     /// default version.
     pub async fn documents_shared_with(&self, reader: &str, region: &str) -> Result<Vec<(DocumentRow, VersionRow)>> {
         let (dcols, cols) = (&*D_COLS, &*V_COLS);
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = sql::query(format!(
             "SELECT DISTINCT {dcols}, {cols} FROM document_shares s \
              JOIN documents d ON d.account = s.account AND d.region = s.region AND d.name = s.name \
              JOIN document_versions v ON v.account = d.account AND v.region = d.region AND v.name = d.name AND v.version = d.default_version \
              WHERE (s.shared_with = $1 OR s.shared_with = 'All') AND s.region = $2 AND s.account <> $3 ORDER BY d.name"
-        )))
+        ))
         .bind(reader)
         .bind(region)
         .bind(reader)
-        .fetch_all(&self.read)
+        .fetch_all(&self.db)
         .await?;
         rows.iter().map(|r| Ok((doc_from(r)?, joined_version(r)?))).collect()
     }
 
     /// Records a review action and sets the version's ReviewStatus.
     pub async fn add_document_review(&self, account: &str, region: &str, name: &str, review: &ReviewRow) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        let seq: i64 = sqlx::query_scalar(
+        let mut tx = self.db.begin().await?;
+        let seq: i64 = sql::query(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM document_reviews WHERE account = $1 AND region = $2 AND name = $3 AND version = $4",
         )
         .bind(account)
         .bind(region)
         .bind(name)
         .bind(review.version)
-        .fetch_one(&mut *tx)
+        .scalar(&mut tx)
         .await?;
-        sqlx::query(
+        sql::query(
             "INSERT INTO document_reviews (account, region, name, version, seq, reviewer, status, comment, created_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -628,15 +611,15 @@ impl Store {
         .bind(&review.status)
         .bind(&review.comment)
         .bind(review.created_ms)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
-        sqlx::query("UPDATE document_versions SET review_status = $1 WHERE account = $2 AND region = $3 AND name = $4 AND version = $5")
+        sql::query("UPDATE document_versions SET review_status = $1 WHERE account = $2 AND region = $3 AND name = $4 AND version = $5")
             .bind(&review.status)
             .bind(account)
             .bind(region)
             .bind(name)
             .bind(review.version)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         tx.commit().await?;
         self.invalidate_document(account, region, name);
@@ -653,7 +636,7 @@ impl Store {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<ReviewRow>> {
-        let rows = sqlx::query(
+        let rows = sql::query(
             "SELECT version, seq, reviewer, status, comment, created_ms FROM document_reviews \
              WHERE account = $1 AND region = $2 AND name = $3 AND version = $4 AND seq > $5 ORDER BY seq LIMIT $6",
         )
@@ -663,17 +646,17 @@ impl Store {
         .bind(version)
         .bind(after_seq)
         .bind(limit)
-        .fetch_all(&self.read)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(ReviewRow {
-                    version: r.try_get("version")?,
-                    seq: r.try_get("seq")?,
-                    reviewer: r.try_get("reviewer")?,
-                    status: r.try_get("status")?,
+                    version: r.get("version")?,
+                    seq: r.get("seq")?,
+                    reviewer: r.get("reviewer")?,
+                    status: r.get("status")?,
                     comment: opt_str(r, "comment")?,
-                    created_ms: r.try_get("created_ms")?,
+                    created_ms: r.get("created_ms")?,
                 })
             })
             .collect()

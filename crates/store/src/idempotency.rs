@@ -2,8 +2,8 @@
 //! runs, and completed with its response, so a retry returns the same result and a reuse with
 //! other input is detected.
 
-use crate::{Result, Store, StoreError, timed};
-use sqlx::Row;
+use crate::sql;
+use crate::{Result, Store, timed};
 
 /// What is stored for a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,16 +26,16 @@ impl Store {
         now_ms: i64,
     ) -> Result<()> {
         timed("reserve_token", async {
-            sqlx::query("INSERT INTO idempotency (account, region, operation, token, fingerprint, created_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+            sql::query("INSERT INTO idempotency (account, region, operation, token, fingerprint, created_ms) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(account)
                 .bind(region)
                 .bind(op)
                 .bind(token)
                 .bind(fingerprint)
                 .bind(now_ms)
-                .execute(&self.write)
+                .execute(&self.db)
                 .await
-                .map_err(StoreError::from_write)?;
+                ?;
             Ok(())
         })
         .await
@@ -49,17 +49,15 @@ impl Store {
         op: &str,
         token: &str,
     ) -> Result<Option<IdempotencyRecord>> {
-        let row = sqlx::query("SELECT fingerprint, response FROM idempotency WHERE account = $1 AND region = $2 AND operation = $3 AND token = $4")
+        let row = sql::query("SELECT fingerprint, response FROM idempotency WHERE account = $1 AND region = $2 AND operation = $3 AND token = $4")
             .bind(account)
             .bind(region)
             .bind(op)
             .bind(token)
-            .fetch_optional(&self.write)
+            .fetch_optional(&self.db)
             .await?;
         Ok(match row {
-            Some(r) => {
-                Some(IdempotencyRecord { fingerprint: r.try_get("fingerprint")?, response: r.try_get("response")? })
-            }
+            Some(r) => Some(IdempotencyRecord { fingerprint: r.get("fingerprint")?, response: r.get("response")? }),
             None => None,
         })
     }
@@ -73,7 +71,7 @@ impl Store {
         token: &str,
         response: &str,
     ) -> Result<()> {
-        sqlx::query(
+        sql::query(
             "UPDATE idempotency SET response = $1 WHERE account = $2 AND region = $3 AND operation = $4 AND token = $5",
         )
         .bind(response)
@@ -81,19 +79,19 @@ impl Store {
         .bind(region)
         .bind(op)
         .bind(token)
-        .execute(&self.write)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
 
     /// Frees a reservation whose operation failed, so the token can be used again.
     pub async fn release_token(&self, account: &str, region: &str, op: &str, token: &str) -> Result<()> {
-        sqlx::query("DELETE FROM idempotency WHERE account = $1 AND region = $2 AND operation = $3 AND token = $4 AND response IS NULL")
+        sql::query("DELETE FROM idempotency WHERE account = $1 AND region = $2 AND operation = $3 AND token = $4 AND response IS NULL")
             .bind(account)
             .bind(region)
             .bind(op)
             .bind(token)
-            .execute(&self.write)
+            .execute(&self.db)
             .await?;
         Ok(())
     }

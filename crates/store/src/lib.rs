@@ -1,5 +1,5 @@
 //! Persistence for ssmd over SQLite (the embedded default) and PostgreSQL (for several replicas
-//! on one database), through one SQL code path (sqlx's `Any` driver).
+//! on one database). Every query is written once (`sql` runs it on either database).
 //!
 //! Guarantees:
 //! * every method returns only after its writes are committed (SQLite in WAL mode survives a
@@ -7,14 +7,15 @@
 //! * times are always bound parameters supplied by the caller's clock, never SQL `now()`;
 //! * every row is scoped by (account, region), and every query filters on both.
 //!
-//! On SQLite, writes go through a single-connection pool so writers queue in-process instead of
-//! failing with `SQLITE_BUSY`; reads use a separate pool. On PostgreSQL both are one pool.
+//! On SQLite, writes go through a single connection so writers queue in-process instead of
+//! failing with `SQLITE_BUSY`; reads use their own connections. On PostgreSQL, sqlx's pool.
 
 mod cache;
 mod documents;
 mod idempotency;
 mod keys;
 mod migrations;
+pub mod sql;
 mod tags;
 
 pub use documents::{DocumentRow, ReviewRow, ShareRow, VersionRow};
@@ -22,8 +23,6 @@ pub use idempotency::IdempotencyRecord;
 pub use keys::AccessKey;
 pub use tags::Tag;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
 use std::time::{Duration, Instant};
 
 /// Which database is behind the store.
@@ -44,19 +43,10 @@ pub enum StoreError {
     Conflict,
     /// The database failed.
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(String),
     /// The database URL is not one ssmd supports.
     #[error("unsupported database URL: {0}")]
     BadUrl(String),
-}
-
-impl StoreError {
-    fn from_write(e: sqlx::Error) -> StoreError {
-        match &e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
-            _ => StoreError::Db(e),
-        }
-    }
 }
 
 /// Result alias for store calls.
@@ -65,8 +55,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// The store handle; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    read: AnyPool,
-    write: AnyPool,
+    db: sql::Db,
     backend: Backend,
     /// Present only on SQLite, where this process is the only writer.
     doc_cache: Option<std::sync::Arc<cache::DocCache>>,
@@ -76,44 +65,22 @@ impl Store {
     /// Opens (creating if needed) the database at `url` and applies pending migrations.
     /// `sqlite://PATH` and `postgres://...` (or `postgresql://`) are accepted.
     pub async fn open(url: &str) -> Result<Store> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
+        let (db, backend) = if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or(path);
+            (sql::Db::sqlite(path)?, Backend::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            (sql::Db::Postgres(pool), Backend::Postgres)
         } else {
             return Err(StoreError::BadUrl(url.to_string()));
         };
-        let (read, write) = match backend {
-            Backend::Sqlite => {
-                let url = if url.contains('?') { url.to_string() } else { format!("{url}?mode=rwc") };
-                let opts = || {
-                    AnyPoolOptions::new().test_before_acquire(false).after_connect(|conn, _| {
-                        Box::pin(async move {
-                            sqlx::raw_sql(
-                                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
-                            )
-                            .execute(conn)
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                };
-                let write = opts().max_connections(1).min_connections(1).connect(&url).await?;
-                let read = opts().max_connections(8).min_connections(1).connect(&url).await?;
-                (read, write)
-            }
-            Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect(url)
-                    .await?;
-                (pool.clone(), pool)
-            }
-        };
         let doc_cache = (backend == Backend::Sqlite).then(Default::default);
-        let store = Store { read, write, backend, doc_cache };
+        let store = Store { db, backend, doc_cache };
         migrations::run(&store).await?;
         Ok(store)
     }
@@ -130,10 +97,9 @@ impl Store {
         }
     }
 
-    /// Closes both pools, waiting for in-flight queries.
+    /// Closes the database, waiting for in-flight queries.
     pub async fn close(&self) {
-        self.write.close().await;
-        self.read.close().await;
+        self.db.close().await;
     }
 }
 
@@ -145,6 +111,6 @@ async fn timed<T>(op: &'static str, fut: impl std::future::Future<Output = T>) -
     out
 }
 
-fn opt_str(row: &AnyRow, col: &str) -> Result<Option<String>> {
-    Ok(row.try_get::<Option<String>, _>(col)?)
+fn opt_str(row: &sql::Row, col: &str) -> Result<Option<String>> {
+    row.get::<Option<String>>(col)
 }

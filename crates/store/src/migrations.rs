@@ -1,8 +1,8 @@
-//! Versioned schema migrations, applied in order at start-up and recorded in
-//! `ssmd_migrations`. The SQL is written once for both backends (types both accept); on
-//! PostgreSQL an advisory lock makes concurrent replicas apply them one at a time.
+//! Versioned schema migrations, applied in order at start-up, each in one transaction with its
+//! record in `ssmd_migrations`. The SQL is written once for both backends (types both accept);
+//! on PostgreSQL an advisory lock makes concurrent replicas apply them one at a time.
 
-use crate::{Backend, Result, Store};
+use crate::{Backend, Result, Store, sql};
 
 /// (version, SQL statements). Append only: never edit a migration that has shipped.
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -97,30 +97,48 @@ CREATE TABLE idempotency (
 )];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
-    let mut conn = store.write.acquire().await?;
-    if store.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_lock(7437146)").execute(&mut *conn).await?;
+    match store.backend {
+        // One process owns an SQLite file; the write connection serialises everything.
+        Backend::Sqlite => apply(store).await,
+        Backend::Postgres => {
+            // Replicas starting together apply migrations one at a time, in one transaction
+            // holding a transaction-scoped advisory lock.
+            let mut tx = store.db.begin().await?;
+            sql::query("SELECT pg_advisory_xact_lock(7437146)").execute(&mut tx).await?;
+            sql::query("CREATE TABLE IF NOT EXISTS ssmd_migrations (version BIGINT PRIMARY KEY)")
+                .execute(&mut tx)
+                .await?;
+            let applied = applied(&mut tx).await?;
+            for (version, stmts) in MIGRATIONS {
+                if applied.contains(version) {
+                    continue;
+                }
+                for stmt in stmts.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                    sql::query(stmt).execute(&mut tx).await?;
+                }
+                sql::query("INSERT INTO ssmd_migrations (version) VALUES ($1)").bind(*version).execute(&mut tx).await?;
+            }
+            tx.commit().await
+        }
     }
-    let result = apply(&mut conn).await;
-    if store.backend == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_unlock(7437146)").execute(&mut *conn).await?;
-    }
-    result
 }
 
-async fn apply(conn: &mut sqlx::AnyConnection) -> Result<()> {
-    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS ssmd_migrations (version BIGINT PRIMARY KEY)")
-        .execute(&mut *conn)
-        .await?;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM ssmd_migrations").fetch_all(&mut *conn).await?;
-    for (version, sql) in MIGRATIONS {
+async fn applied(tx: &mut sql::Tx<'_>) -> Result<Vec<i64>> {
+    sql::query("SELECT version FROM ssmd_migrations").fetch_all(tx).await?.iter().map(|r| r.first()).collect()
+}
+
+async fn apply(store: &Store) -> Result<()> {
+    store.db.execute_batch("CREATE TABLE IF NOT EXISTS ssmd_migrations (version BIGINT PRIMARY KEY)").await?;
+    let mut tx = store.db.begin().await?;
+    let applied = applied(&mut tx).await?;
+    for (version, stmts) in MIGRATIONS {
         if applied.contains(version) {
             continue;
         }
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO ssmd_migrations (version) VALUES ($1)").bind(*version).execute(&mut *tx).await?;
-        tx.commit().await?;
+        for stmt in stmts.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            sql::query(stmt).execute(&mut tx).await?;
+        }
+        sql::query("INSERT INTO ssmd_migrations (version) VALUES ($1)").bind(*version).execute(&mut tx).await?;
     }
-    Ok(())
+    tx.commit().await
 }

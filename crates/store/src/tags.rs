@@ -1,7 +1,7 @@
 //! Tags on any resource, keyed by (account, region, resource type, resource id).
 
+use crate::sql::{self, Tx};
 use crate::{Result, Store, timed};
-use sqlx::Row;
 
 /// One tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,19 +16,19 @@ impl Store {
     /// The tags of a resource, ordered by key.
     pub async fn tags(&self, account: &str, region: &str, rtype: &str, rid: &str) -> Result<Vec<Tag>> {
         timed("tags", async {
-            let rows = sqlx::query(
+            let rows = sql::query(
                 "SELECT tag_key, tag_value FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4 ORDER BY tag_key",
             )
             .bind(account)
             .bind(region)
             .bind(rtype)
             .bind(rid)
-            .fetch_all(&self.read)
+            .fetch_all(&self.db)
             .await?;
             Ok(rows
                 .iter()
-                .map(|r| Ok(Tag { key: r.try_get("tag_key")?, value: r.try_get("tag_value")? }))
-                .collect::<std::result::Result<_, sqlx::Error>>()?)
+                .map(|r| Ok(Tag { key: r.get("tag_key")?, value: r.get("tag_value")? }))
+                .collect::<Result<_>>()?)
         })
         .await
     }
@@ -52,13 +52,13 @@ impl Store {
             placeholders.join(", ")
         );
         timed("tags_of_many", async {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(account).bind(region).bind(rtype);
+            let mut q = sql::query(sql).bind(account).bind(region).bind(rtype);
             for id in ids {
                 q = q.bind(id);
             }
-            for r in q.fetch_all(&self.read).await? {
-                let id: String = r.try_get("resource_id")?;
-                out.entry(id).or_default().push(Tag { key: r.try_get("tag_key")?, value: r.try_get("tag_value")? });
+            for r in q.fetch_all(&self.db).await? {
+                let id: String = r.get("resource_id")?;
+                out.entry(id).or_default().push(Tag { key: r.get("tag_key")?, value: r.get("tag_value")? });
             }
             Ok(out)
         })
@@ -78,9 +78,9 @@ impl Store {
         limit: usize,
     ) -> Result<bool> {
         timed("change_tags", async {
-            let mut tx = self.write.begin().await?;
+            let mut tx = self.db.begin().await?;
             for t in set {
-                sqlx::query(
+                sql::query(
                     "INSERT INTO tags (account, region, resource_type, resource_id, tag_key, tag_value) VALUES ($1, $2, $3, $4, $5, $6) \
                      ON CONFLICT (account, region, resource_type, resource_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
                 )
@@ -90,27 +90,27 @@ impl Store {
                 .bind(rid)
                 .bind(&t.key)
                 .bind(&t.value)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
             }
             for k in remove {
-                sqlx::query("DELETE FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4 AND tag_key = $5")
+                sql::query("DELETE FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4 AND tag_key = $5")
                     .bind(account)
                     .bind(region)
                     .bind(rtype)
                     .bind(rid)
                     .bind(k)
-                    .execute(&mut *tx)
+                    .execute(&mut tx)
                     .await?;
             }
-            let n: i64 = sqlx::query_scalar(
+            let n: i64 = sql::query(
                 "SELECT COUNT(*) FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4",
             )
             .bind(account)
             .bind(region)
             .bind(rtype)
             .bind(rid)
-            .fetch_one(&mut *tx)
+            .scalar(&mut tx)
             .await?;
             if n as usize > limit {
                 tx.rollback().await?;
@@ -123,19 +123,13 @@ impl Store {
     }
 
     /// Removes every tag of a resource (when the resource is deleted).
-    pub(crate) async fn drop_tags(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        account: &str,
-        region: &str,
-        rtype: &str,
-        rid: &str,
-    ) -> Result<()> {
-        sqlx::query("DELETE FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4")
+    pub(crate) async fn drop_tags(tx: &mut Tx<'_>, account: &str, region: &str, rtype: &str, rid: &str) -> Result<()> {
+        sql::query("DELETE FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4")
             .bind(account)
             .bind(region)
             .bind(rtype)
             .bind(rid)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         Ok(())
     }
