@@ -97,40 +97,22 @@ CREATE TABLE idempotency (
 )];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
-    match store.backend {
-        // One process owns an SQLite file; the write connection serialises everything.
-        Backend::Sqlite => apply(store).await,
-        Backend::Postgres => {
-            // Replicas starting together apply migrations one at a time, in one transaction
-            // holding a transaction-scoped advisory lock.
-            let mut tx = store.db.begin().await?;
-            sql::query("SELECT pg_advisory_xact_lock(7437146)").execute(&mut tx).await?;
-            sql::query("CREATE TABLE IF NOT EXISTS ssmd_migrations (version BIGINT PRIMARY KEY)")
-                .execute(&mut tx)
-                .await?;
-            let applied = applied(&mut tx).await?;
-            for (version, stmts) in MIGRATIONS {
-                if applied.contains(version) {
-                    continue;
-                }
-                for stmt in stmts.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                    sql::query(stmt).execute(&mut tx).await?;
-                }
-                sql::query("INSERT INTO ssmd_migrations (version) VALUES ($1)").bind(*version).execute(&mut tx).await?;
-            }
-            tx.commit().await
-        }
+    if store.backend == Backend::Sqlite {
+        store.db.execute_batch("CREATE TABLE IF NOT EXISTS ssmd_migrations (version BIGINT PRIMARY KEY)").await?;
     }
-}
-
-async fn applied(tx: &mut sql::Tx<'_>) -> Result<Vec<i64>> {
-    sql::query("SELECT version FROM ssmd_migrations").fetch_all(tx).await?.iter().map(|r| r.first()).collect()
-}
-
-async fn apply(store: &Store) -> Result<()> {
-    store.db.execute_batch("CREATE TABLE IF NOT EXISTS ssmd_migrations (version BIGINT PRIMARY KEY)").await?;
     let mut tx = store.db.begin().await?;
-    let applied = applied(&mut tx).await?;
+    if store.backend == Backend::Postgres {
+        // Replicas starting together apply migrations one at a time: the transaction holds an
+        // advisory lock. (One process owns an SQLite file; its write connection serialises.)
+        sql::query("SELECT pg_advisory_xact_lock(7437146)").execute(&mut tx).await?;
+        sql::query("CREATE TABLE IF NOT EXISTS ssmd_migrations (version BIGINT PRIMARY KEY)").execute(&mut tx).await?;
+    }
+    let applied: Vec<i64> = sql::query("SELECT version FROM ssmd_migrations")
+        .fetch_all(&mut tx)
+        .await?
+        .iter()
+        .map(|r| r.first())
+        .collect::<Result<_>>()?;
     for (version, stmts) in MIGRATIONS {
         if applied.contains(version) {
             continue;
