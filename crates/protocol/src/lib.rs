@@ -48,6 +48,50 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
 }
 
+/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests finish
+/// (for up to 30 s). A client that does not send a complete request head within
+/// `header_timeout` (counted from the connection's start or its previous response) is
+/// disconnected, so idle or stalled clients cannot hold connections forever.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+    header_timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(std::time::Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+        tracing::warn!("in-flight requests did not finish within 30 s of shutdown");
+    }
+    Ok(())
+}
+
 /// The router with every route ssmd serves.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()

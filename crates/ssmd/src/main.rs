@@ -81,6 +81,10 @@ enum Command {
         /// The account unknown keys map to with --accept-any-credentials.
         #[arg(long, env = "SSMD_DEFAULT_ACCOUNT", default_value = "123456789012")]
         default_account: String,
+        /// Seconds a client may take to send a request's headers (idle keep-alive included)
+        /// before the connection is closed.
+        #[arg(long, env = "SSMD_HEADER_TIMEOUT", default_value_t = 30.0)]
+        header_timeout: f64,
     },
     /// Manage access keys and the accounts they belong to.
     Keys {
@@ -119,7 +123,13 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-async fn serve(listen: SocketAddr, db: DbArgs, accept_any: bool, default_account: String) -> Result<()> {
+async fn serve(
+    listen: SocketAddr,
+    db: DbArgs,
+    accept_any: bool,
+    default_account: String,
+    header_timeout: std::time::Duration,
+) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = db.open().await?;
     let root = keys::ensure_root_key(&store, clock.now_ms()).await?;
@@ -143,7 +153,7 @@ async fn serve(listen: SocketAddr, db: DbArgs, accept_any: bool, default_account
     }
     println!("ssmd listening on http://{addr}");
     tracing::info!(%addr, backend = ?store.backend(), "ssmd ready");
-    axum::serve(listener, ssmd_protocol::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    ssmd_protocol::serve(listener, ssmd_protocol::router(state), shutdown_signal(), header_timeout).await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -153,9 +163,10 @@ async fn serve(listen: SocketAddr, db: DbArgs, accept_any: bool, default_account
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, db, log_format, accept_any_credentials, default_account } => {
+        Command::Serve { listen, db, log_format, accept_any_credentials, default_account, header_timeout } => {
             init_logging(log_format);
-            serve(listen, db, accept_any_credentials, default_account).await
+            let header_timeout = std::time::Duration::try_from_secs_f64(header_timeout).context("--header-timeout")?;
+            serve(listen, db, accept_any_credentials, default_account, header_timeout).await
         }
         Command::Keys { command, db } => {
             init_logging(LogFormat::Text);

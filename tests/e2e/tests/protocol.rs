@@ -307,3 +307,26 @@ async fn unimplemented_operations_say_so_through_the_sdk() {
     assert_eq!(code(&e), "UnsupportedOperationException");
     assert!(message(&e).contains("GetParameter"));
 }
+
+#[test]
+fn stalled_clients_are_disconnected_and_others_served() {
+    let server = Server::start_with(Backend::Sqlite, &["--header-timeout", "0.5"]);
+    let port = server.port();
+    let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stalled.write_all(b"POST / HTTP/1.1\r\nhost: x\r\n").unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Meanwhile other clients are served.
+    assert_eq!(call(port, "AmazonSSM.ListDocuments", b"{}").status, 200);
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = stalled.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "the stalled connection was held for {waited:?}");
+    let mut idle = idle;
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    assert!(started.elapsed() < Duration::from_secs(5), "the idle connection was held");
+    assert_eq!(call(port, "AmazonSSM.ListDocuments", b"{}").status, 200);
+}
