@@ -85,6 +85,11 @@ impl Store {
         Ok(store)
     }
 
+    /// The database, for statements outside the store's methods (tests, tools).
+    pub fn db(&self) -> &sql::Db {
+        &self.db
+    }
+
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
