@@ -118,7 +118,8 @@ fn violation(errors: &mut Vec<String>, id: ShapeId, value: &Value, path: &str, r
     errors.push(format!("{shown} at '{path}' failed to satisfy constraint: {rule}"));
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// What kind of JSON value `v` is, for messages ("a string", "a list", ...).
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -309,7 +309,7 @@ impl Store {
         name: &str,
         hash: &str,
     ) -> Result<Option<i64>> {
-        Ok(sql::query(
+        sql::query(
             "SELECT version FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND hash = $4",
         )
         .bind(account)
@@ -317,7 +317,7 @@ impl Store {
         .bind(name)
         .bind(hash)
         .scalar_opt(&self.db)
-        .await?)
+        .await
     }
 
     /// Adds version `v.version`, which must be `expected_latest + 1`; `Conflict` if another
@@ -427,11 +427,11 @@ impl Store {
 
     /// Number of documents an account holds in a region.
     pub async fn document_count(&self, account: &str, region: &str) -> Result<i64> {
-        Ok(sql::query("SELECT COUNT(*) FROM documents WHERE account = $1 AND region = $2")
+        sql::query("SELECT COUNT(*) FROM documents WHERE account = $1 AND region = $2")
             .bind(account)
             .bind(region)
             .scalar(&self.db)
-            .await?)
+            .await
     }
 
     /// Deletes a whole document with its versions, shares, reviews and tags.

@@ -44,7 +44,7 @@ impl Store {
                 .bind(id)
                 .fetch_optional(&self.db)
                 .await?;
-            Ok(row.map(|r| key_from(&r)).transpose()?)
+            row.map(|r| key_from(&r)).transpose()
         })
         .await
     }
@@ -54,7 +54,7 @@ impl Store {
         let rows = sql::query("SELECT access_key_id, secret_access_key, account, session_token, expires_ms FROM access_keys ORDER BY created_ms, access_key_id")
             .fetch_all(&self.db)
             .await?;
-        Ok(rows.iter().map(key_from).collect::<std::result::Result<_, _>>()?)
+        rows.iter().map(key_from).collect::<std::result::Result<_, _>>()
     }
 
     /// Deletes a key; true if it existed.

@@ -25,10 +25,10 @@ impl Store {
             .bind(rid)
             .fetch_all(&self.db)
             .await?;
-            Ok(rows
+            rows
                 .iter()
                 .map(|r| Ok(Tag { key: r.get("tag_key")?, value: r.get("tag_value")? }))
-                .collect::<Result<_>>()?)
+                .collect::<Result<_>>()
         })
         .await
     }

@@ -116,7 +116,7 @@ pub fn wake_at(inputs: &Value, now_ms: i64) -> Result<i64, SleepError> {
             let Some(text) = duration.as_str() else {
                 return Err(SleepError::InvalidDuration {
                     value: duration.to_string(),
-                    reason: format!("it must be a string, not {}", kind(duration)),
+                    reason: format!("it must be a string, not {}", ssmd_model::validate::type_name(duration)),
                 });
             };
             let millis = parse_duration_ms(text)?;
@@ -129,7 +129,7 @@ pub fn wake_at(inputs: &Value, now_ms: i64) -> Result<i64, SleepError> {
             let Some(text) = timestamp.as_str() else {
                 return Err(SleepError::InvalidTimestamp {
                     value: timestamp.to_string(),
-                    reason: format!("it must be a string, not {}", kind(timestamp)),
+                    reason: format!("it must be a string, not {}", ssmd_model::validate::type_name(timestamp)),
                 });
             };
             let at = parse_timestamp_ms(text)?;
@@ -419,18 +419,6 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 /// A string quoted as JSON.
 fn quote(text: &str) -> String {
     Value::String(text.to_string()).to_string()
-}
-
-/// What kind of JSON value `v` is, for messages.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Milliseconds as seconds, with only the decimals needed (`604800`, `604799.5`).
