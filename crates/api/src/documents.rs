@@ -345,17 +345,18 @@ pub(crate) fn platform_types(doc_type: &str, parsed: &Parsed) -> Vec<String> {
 }
 
 /// Validates content for a type and builds the version row.
-fn build_version(
-    content: &str,
+/// What a CreateDocument or UpdateDocument request says about the new version.
+struct NewVersion<'a> {
+    content: &'a str,
     format: Format,
-    doc_type: &str,
-    version: i64,
-    now_ms: i64,
     version_name: Option<String>,
     display_name: Option<String>,
-    requires: Option<&Vec<DocumentRequires>>,
-    attachments: Option<&Vec<AttachmentsSource>>,
-) -> Result<VersionRow, ApiError> {
+    requires: Option<&'a Vec<DocumentRequires>>,
+    attachments: Option<&'a Vec<AttachmentsSource>>,
+}
+
+fn build_version(new: NewVersion, doc_type: &str, version: i64, now_ms: i64) -> Result<VersionRow, ApiError> {
+    let NewVersion { content, format, version_name, display_name, requires, attachments } = new;
     if content.len() > document::MAX_CONTENT_BYTES {
         return Err(ApiError::new(
             ErrorCode::MaxDocumentSizeExceeded,
@@ -417,15 +418,17 @@ pub(crate) async fn create(
     let format = format_of(i.document_format.as_deref());
     let now = svc.now_ms();
     let version = build_version(
-        &i.content,
-        format,
+        NewVersion {
+            content: &i.content,
+            format: format,
+            version_name: i.version_name.clone(),
+            display_name: i.display_name.clone(),
+            requires: i.requires.as_ref(),
+            attachments: i.attachments.as_ref(),
+        },
         &doc_type,
         1,
         now,
-        i.version_name.clone(),
-        i.display_name.clone(),
-        i.requires.as_ref(),
-        i.attachments.as_ref(),
     )?;
     let doc = DocumentRow {
         account: caller.account.clone(),
@@ -716,15 +719,17 @@ pub(crate) async fn update(
     }
     let display_name = i.display_name.clone().or_else(|| latest.as_ref().and_then(|l| l.display_name.clone()));
     let version = build_version(
-        &i.content,
-        format,
+        NewVersion {
+            content: &i.content,
+            format: format,
+            version_name: i.version_name.clone(),
+            display_name: display_name,
+            requires: None,
+            attachments: i.attachments.as_ref(),
+        },
         &doc.doc_type,
         doc.latest_version + 1,
         svc.now_ms(),
-        i.version_name.clone(),
-        display_name,
-        None,
-        i.attachments.as_ref(),
     )?;
     match svc
         .store
