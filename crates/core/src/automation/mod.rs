@@ -10,6 +10,7 @@
 pub mod branch;
 pub mod interpolate;
 pub mod params;
+pub mod selector;
 pub mod sleep;
 
 pub use branch::{BranchError, condition_holds};
