@@ -358,14 +358,6 @@ impl Db {
         Ok(self.fetch_all(q).await?.into_iter().next())
     }
 
-    /// Runs a read through the writer connection (read-your-writes on SQLite).
-    pub async fn fetch_primary(&self, q: Query) -> Result<Vec<Row>> {
-        match self {
-            Db::Sqlite(s) => sqlite_run(&*s.write.lock().await, &q),
-            Db::Postgres(_) => self.fetch_all(q).await,
-        }
-    }
-
     /// Runs one write statement on its own; returns the rows affected.
     pub async fn execute(&self, q: Query) -> Result<u64> {
         match self {
