@@ -440,7 +440,9 @@ pub(crate) async fn create(
         latest_version: 1,
         created_ms: now,
     };
-    match svc.store.create_document(&doc, &version).await {
+    let tags: Vec<ssmd_store::Tag> =
+        i.tags.iter().flatten().map(|t| ssmd_store::Tag { key: t.key.clone(), value: t.value.clone() }).collect();
+    match svc.store.create_document(&doc, &version, &tags).await {
         Ok(()) => {}
         Err(StoreError::Conflict) => {
             return Err(ApiError::new(
@@ -449,9 +451,6 @@ pub(crate) async fn create(
             ));
         }
         Err(e) => return Err(store_error(e)),
-    }
-    if let Some(tags) = &i.tags {
-        crate::tags::set(svc, caller, RESOURCE_TYPE, &i.name, tags).await?;
     }
     let r = Resolved { ownership: Ownership::Own, doc, version };
     Ok(CreateDocumentResult { document_description: Some(svc.description(&r).await?) })

@@ -186,7 +186,8 @@ async fn insert_version(tx: &mut Tx<'_>, account: &str, region: &str, name: &str
 
 impl Store {
     /// Creates a document with its first version; `Conflict` if the name is taken.
-    pub async fn create_document(&self, doc: &DocumentRow, v: &VersionRow) -> Result<()> {
+    /// The document, its first version and its tags are written in one transaction.
+    pub async fn create_document(&self, doc: &DocumentRow, v: &VersionRow, tags: &[crate::Tag]) -> Result<()> {
         timed("create_document", async {
             let mut tx = self.db.begin().await?;
             sql::query(format!("INSERT INTO documents ({DOC_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
@@ -201,6 +202,7 @@ impl Store {
                 .execute(&mut tx)
                 .await?;
             insert_version(&mut tx, &doc.account, &doc.region, &doc.name, v).await?;
+            Store::upsert_tags(&mut tx, &doc.account, &doc.region, "Document", &doc.name, tags).await?;
             tx.commit().await?;
             self.invalidate_document(&doc.account, &doc.region, &doc.name);
             Ok(())

@@ -79,20 +79,7 @@ impl Store {
     ) -> Result<bool> {
         timed("change_tags", async {
             let mut tx = self.db.begin().await?;
-            for t in set {
-                sql::query(
-                    "INSERT INTO tags (account, region, resource_type, resource_id, tag_key, tag_value) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (account, region, resource_type, resource_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
-                )
-                .bind(account)
-                .bind(region)
-                .bind(rtype)
-                .bind(rid)
-                .bind(&t.key)
-                .bind(&t.value)
-                .execute(&mut tx)
-                .await?;
-            }
+            Store::upsert_tags(&mut tx, account, region, rtype, rid, set).await?;
             for k in remove {
                 sql::query("DELETE FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4 AND tag_key = $5")
                     .bind(account)
@@ -120,6 +107,33 @@ impl Store {
             Ok(true)
         })
         .await
+    }
+
+    /// Adds or overwrites tags inside a transaction (used when a resource is created with tags,
+    /// so that the resource and its tags are written together).
+    pub(crate) async fn upsert_tags(
+        tx: &mut Tx<'_>,
+        account: &str,
+        region: &str,
+        rtype: &str,
+        rid: &str,
+        tags: &[Tag],
+    ) -> Result<()> {
+        for t in tags {
+            sql::query(
+                "INSERT INTO tags (account, region, resource_type, resource_id, tag_key, tag_value) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (account, region, resource_type, resource_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value",
+            )
+            .bind(account)
+            .bind(region)
+            .bind(rtype)
+            .bind(rid)
+            .bind(&t.key)
+            .bind(&t.value)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Removes every tag of a resource (when the resource is deleted).

@@ -79,8 +79,13 @@ macro_rules! on_both {
 }
 
 on_both!(conflicts_and_guarded_updates, |s: Store, url: String| async move {
-    s.create_document(&doc("d"), &version(1, "a")).await.unwrap();
-    assert!(matches!(s.create_document(&doc("d"), &version(1, "b")).await, Err(StoreError::Conflict)));
+    let tag = Tag { key: "k".into(), value: "v".into() };
+    s.create_document(&doc("d"), &version(1, "a"), std::slice::from_ref(&tag)).await.unwrap();
+    assert_eq!(s.tags(A, R, "Document", "d").await.unwrap(), [tag.clone()]);
+    let other = Tag { key: "other".into(), value: "v".into() };
+    assert!(matches!(s.create_document(&doc("d"), &version(1, "b"), &[other]).await, Err(StoreError::Conflict)));
+    // The refused create's tags were not written either.
+    assert_eq!(s.tags(A, R, "Document", "d").await.unwrap(), [tag]);
     // The refused create wrote nothing: version 1 still holds the first content.
     assert_eq!(s.document_version(A, R, "d", 1).await.unwrap().unwrap().content, "a");
     // A version added against a stale latest is refused and leaves no row behind.
@@ -97,7 +102,7 @@ on_both!(conflicts_and_guarded_updates, |s: Store, url: String| async move {
 });
 
 on_both!(reads_follow_writes, |s: Store, _url: String| async move {
-    s.create_document(&doc("c"), &version(1, "one")).await.unwrap();
+    s.create_document(&doc("c"), &version(1, "one"), &[]).await.unwrap();
     let (_, v) = s.document_with_version(A, R, "c", None).await.unwrap().unwrap();
     assert_eq!(v.unwrap().content, "one");
     s.add_document_version(A, R, "c", &version(2, "two"), 1, None).await.unwrap();
@@ -108,7 +113,7 @@ on_both!(reads_follow_writes, |s: Store, _url: String| async move {
     s.delete_document(A, R, "c").await.unwrap();
     assert!(s.document_with_version(A, R, "c", None).await.unwrap().is_none());
     // Another account and another region see nothing.
-    s.create_document(&doc("c"), &version(1, "again")).await.unwrap();
+    s.create_document(&doc("c"), &version(1, "again"), &[]).await.unwrap();
     assert!(s.document_with_version("222222222222", R, "c", None).await.unwrap().is_none());
     assert!(s.document_with_version(A, "eu-west-1", "c", None).await.unwrap().is_none());
 });
@@ -163,7 +168,7 @@ on_both!(concurrent_writers_all_land, |s: Store, _url: String| async move {
     for i in 0..40 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.create_document(&doc(&format!("w{i:02}")), &version(1, &format!("c{i}"))).await
+            s.create_document(&doc(&format!("w{i:02}")), &version(1, &format!("c{i}")), &[]).await
         }));
     }
     for t in tasks {
