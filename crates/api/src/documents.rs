@@ -523,6 +523,17 @@ fn identifier(r: &Resolved, tags: Vec<Tag>) -> DocumentIdentifier {
     }
 }
 
+/// Whether an `Owner` filter value selects documents of this ownership.
+fn owner_matches(value: &str, ownership: &Ownership) -> bool {
+    match value {
+        "Self" => *ownership == Ownership::Own,
+        "Amazon" | "Public" => *ownership == Ownership::Amazon,
+        "Private" | "ThirdParty" => *ownership == Ownership::Shared,
+        "All" => true,
+        _ => false,
+    }
+}
+
 fn matches(f: &Filter, r: &Resolved, tags: &[Tag]) -> Result<bool, ApiError> {
     let any = |pred: &dyn Fn(&str) -> bool| f.values.iter().any(|v| pred(v));
     Ok(match f.key.as_str() {
@@ -531,13 +542,7 @@ fn matches(f: &Filter, r: &Resolved, tags: &[Tag]) -> Result<bool, ApiError> {
         "DocumentType" => any(&|v| r.doc.doc_type == v),
         "TargetType" => any(&|v| r.doc.target_type.as_deref() == Some(v)),
         "PlatformTypes" => any(&|v| r.version.platform_types.contains(&format!("\"{v}\""))),
-        "Owner" => any(&|v| match v {
-            "Self" => r.ownership == Ownership::Own,
-            "Amazon" | "Public" => r.ownership == Ownership::Amazon,
-            "Private" | "ThirdParty" => r.ownership == Ownership::Shared,
-            "All" => true,
-            _ => false,
-        }),
+        "Owner" => any(&|v| owner_matches(v, &r.ownership)),
         k if k.starts_with("tag:") => {
             let key = &k[4..];
             tags.iter().any(|t| t.key == key && (f.values.is_empty() || f.values.contains(&t.value)))
@@ -571,16 +576,8 @@ pub(crate) async fn list(
     }
     let owners: Vec<&str> =
         filters.iter().filter(|f| f.key == "Owner").flat_map(|f| f.values.iter().map(String::as_str)).collect();
-    let want = |o: &Ownership| {
-        owners.is_empty()
-            || owners.iter().any(|v| match v {
-                &"Self" => *o == Ownership::Own,
-                &"Amazon" | &"Public" => *o == Ownership::Amazon,
-                &"Private" | &"ThirdParty" => *o == Ownership::Shared,
-                &"All" => true,
-                _ => false,
-            })
-    };
+    // Owner filters choose which sources are read at all.
+    let want = |o: &Ownership| owners.is_empty() || owners.iter().any(|v| owner_matches(v, o));
     let limit = page_size(i.max_results, 50) as usize;
     let after = svc.open_token(caller, OP, i.next_token.as_deref())?;
     let after_key: (String, String) = match &after {
