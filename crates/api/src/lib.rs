@@ -4,6 +4,7 @@
 //! steps that call the SSM API all go through `call`, so every caller sees the same rules.
 
 mod amazon;
+pub mod automation;
 mod documents;
 mod errors;
 mod idempotency;
@@ -25,19 +26,34 @@ pub struct Service {
     store: Store,
     clock: Arc<dyn Clock>,
     tokens: TokenSigner,
+    automation: automation::Shared,
 }
 
 impl Service {
     /// Builds the service; the pagination-token key is read from (or created in) the store so
     /// that every replica accepts every other replica's tokens.
     pub async fn new(store: Store, clock: Arc<dyn Clock>) -> Result<Service, ApiError> {
+        Service::with_settings(store, clock, automation::Settings::default()).await
+    }
+
+    /// Builds the service with Automation settings.
+    pub async fn with_settings(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        settings: automation::Settings,
+    ) -> Result<Service, ApiError> {
         let secret = store
             .server_secret("next-token-key", || {
                 ssmd_core::ids::random_from(b"abcdefghijklmnopqrstuvwxyz0123456789", 48)
             })
             .await
             .map_err(store_error)?;
-        Ok(Service { store, clock, tokens: TokenSigner::new(secret.into_bytes()) })
+        Ok(Service {
+            store,
+            clock,
+            tokens: TokenSigner::new(secret.into_bytes()),
+            automation: automation::Shared::new(settings),
+        })
     }
 
     /// The store.
@@ -142,5 +158,47 @@ impl Ssm for Service {
         i: ListTagsForResourceRequest,
     ) -> Result<ListTagsForResourceResult, ApiError> {
         tags::list(self, c, i).await
+    }
+    async fn start_automation_execution(
+        &self,
+        c: &Caller,
+        i: StartAutomationExecutionRequest,
+    ) -> Result<StartAutomationExecutionResult, ApiError> {
+        automation::start::start(self, c, i).await
+    }
+    async fn get_automation_execution(
+        &self,
+        c: &Caller,
+        i: GetAutomationExecutionRequest,
+    ) -> Result<GetAutomationExecutionResult, ApiError> {
+        automation::query::get(self, c, i).await
+    }
+    async fn describe_automation_executions(
+        &self,
+        c: &Caller,
+        i: DescribeAutomationExecutionsRequest,
+    ) -> Result<DescribeAutomationExecutionsResult, ApiError> {
+        automation::query::describe(self, c, i).await
+    }
+    async fn describe_automation_step_executions(
+        &self,
+        c: &Caller,
+        i: DescribeAutomationStepExecutionsRequest,
+    ) -> Result<DescribeAutomationStepExecutionsResult, ApiError> {
+        automation::query::describe_steps(self, c, i).await
+    }
+    async fn send_automation_signal(
+        &self,
+        c: &Caller,
+        i: SendAutomationSignalRequest,
+    ) -> Result<SendAutomationSignalResult, ApiError> {
+        automation::control::signal(self, c, i).await
+    }
+    async fn stop_automation_execution(
+        &self,
+        c: &Caller,
+        i: StopAutomationExecutionRequest,
+    ) -> Result<StopAutomationExecutionResult, ApiError> {
+        automation::control::stop(self, c, i).await
     }
 }

@@ -2,7 +2,7 @@
 //! ListTagsForResource. A resource type ssmd does not hold yet is `InvalidResourceType`; a
 //! resource that does not exist (or belongs to another account) is `InvalidResourceId`.
 
-use crate::{Service, amazon, documents, store_error};
+use crate::{Service, amazon, automation, documents, store_error};
 use ssmd_model::shapes::*;
 use ssmd_model::{ApiError, Caller, ErrorCode};
 
@@ -15,10 +15,13 @@ async fn check_resource(svc: &Service, caller: &Caller, rtype: &str, rid: &str) 
             amazon::find(rid).is_none()
                 && svc.store.document(&caller.account, &caller.region, rid).await.map_err(store_error)?.is_some()
         }
+        automation::RESOURCE_TYPE => {
+            svc.store.execution(&caller.account, &caller.region, rid).await.map_err(store_error)?.is_some()
+        }
         other => {
             return Err(ApiError::new(
                 ErrorCode::InvalidResourceType,
-                format!("ssmd does not hold resources of type {other} yet; tags can be set on: Document."),
+                format!("ssmd does not hold resources of type {other} yet; tags can be set on: Document, Automation."),
             ));
         }
     };

@@ -45,3 +45,33 @@ impl Clock for ManualClock {
 pub fn epoch_seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
+
+/// The UTC calendar fields `(year, month, day, hour, minute, second)` of an instant in epoch
+/// milliseconds (Howard Hinnant's `civil_from_days`).
+pub fn utc_fields(ms: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_fields_of_known_instants() {
+        assert_eq!(utc_fields(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(utc_fields(951_782_400_000), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(utc_fields(1_795_398_245_999), (2026, 11, 23, 1, 44, 5));
+        assert_eq!(utc_fields(-1000), (1969, 12, 31, 23, 59, 59));
+    }
+}

@@ -56,6 +56,36 @@ impl DbArgs {
     }
 }
 
+/// Automation engine settings.
+#[derive(clap::Args, Clone)]
+struct AutomationArgs {
+    /// Automation executions of one account and Region running at once (more wait in Pending).
+    #[arg(long, env = "SSMD_AUTOMATION_MAX_RUNNING", default_value_t = 100)]
+    automation_max_running: i64,
+    /// Automation executions that may wait in Pending before starts are refused.
+    #[arg(long, env = "SSMD_AUTOMATION_MAX_QUEUED", default_value_t = 1000)]
+    automation_max_queued: i64,
+    /// Seconds an engine's claim on an execution lasts unrenewed; after it another replica takes
+    /// the execution over.
+    #[arg(long, env = "SSMD_AUTOMATION_LEASE_SECONDS", default_value_t = 30.0)]
+    automation_lease_seconds: f64,
+    /// Python interpreter for aws:executeScript steps.
+    #[arg(long, env = "SSMD_PYTHON", default_value = "python3")]
+    python: PathBuf,
+}
+
+impl AutomationArgs {
+    fn settings(&self) -> ssmd_api::automation::Settings {
+        ssmd_api::automation::Settings {
+            max_running: self.automation_max_running.max(1),
+            max_queued: self.automation_max_queued.max(0),
+            lease_ms: (self.automation_lease_seconds * 1000.0).max(1000.0) as i64,
+            python: self.python.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -85,6 +115,8 @@ enum Command {
         /// before the connection is closed.
         #[arg(long, env = "SSMD_HEADER_TIMEOUT", default_value_t = 30.0)]
         header_timeout: f64,
+        #[command(flatten)]
+        automation: AutomationArgs,
     },
     /// Manage access keys and the accounts they belong to.
     Keys {
@@ -129,6 +161,7 @@ async fn serve(
     accept_any: bool,
     default_account: String,
     header_timeout: std::time::Duration,
+    automation: AutomationArgs,
 ) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = db.open().await?;
@@ -138,8 +171,12 @@ async fn serve(
         .context("configuring metrics")?
         .install_recorder()
         .context("installing the metrics recorder")?;
-    let service =
-        Arc::new(ssmd_api::Service::new(store.clone(), clock.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?);
+    let service = Arc::new(
+        ssmd_api::Service::with_settings(store.clone(), clock.clone(), automation.settings())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    ssmd_api::automation::Engine::start(service.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let auth = Authenticator::new(store.clone(), accept_any.then_some(default_account));
     let state = Arc::new(AppState { auth, service, clock, metrics: Some(metrics) });
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
@@ -163,10 +200,18 @@ async fn serve(
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, db, log_format, accept_any_credentials, default_account, header_timeout } => {
+        Command::Serve {
+            listen,
+            db,
+            log_format,
+            accept_any_credentials,
+            default_account,
+            header_timeout,
+            automation,
+        } => {
             init_logging(log_format);
             let header_timeout = std::time::Duration::try_from_secs_f64(header_timeout).context("--header-timeout")?;
-            serve(listen, db, accept_any_credentials, default_account, header_timeout).await
+            serve(listen, db, accept_any_credentials, default_account, header_timeout, automation).await
         }
         Command::Keys { command, db } => {
             init_logging(LogFormat::Text);

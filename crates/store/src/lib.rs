@@ -10,6 +10,7 @@
 //! On SQLite, writes go through a single connection so writers queue in-process instead of
 //! failing with `SQLITE_BUSY`; reads use their own connections. On PostgreSQL, sqlx's pool.
 
+mod automation;
 mod cache;
 mod documents;
 mod idempotency;
@@ -18,6 +19,7 @@ mod migrations;
 pub mod sql;
 mod tags;
 
+pub use automation::{ExecutionFilter, ExecutionRow, NewExecution, StateWrite};
 pub use documents::{DocumentRow, ReviewRow, ShareRow, VersionRow};
 pub use idempotency::IdempotencyRecord;
 pub use keys::AccessKey;

@@ -5,9 +5,10 @@
 use crate::{Backend, Result, Store, sql};
 
 /// (version, SQL statements). Append only: never edit a migration that has shipped.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE access_keys (
     access_key_id TEXT PRIMARY KEY,
     secret_access_key TEXT NOT NULL,
@@ -94,7 +95,37 @@ CREATE TABLE idempotency (
     PRIMARY KEY (account, region, operation, token)
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE automation_runbooks (
+    sha TEXT PRIMARY KEY,
+    content TEXT NOT NULL
+);
+CREATE TABLE automation_executions (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    document_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    parent_id TEXT,
+    start_ms BIGINT NOT NULL,
+    runbook_sha TEXT NOT NULL,
+    state TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    outputs TEXT,
+    due_ms BIGINT,
+    lease_owner TEXT,
+    lease_until BIGINT
+);
+CREATE INDEX automation_executions_by_start ON automation_executions (account, region, start_ms);
+CREATE INDEX automation_executions_by_status ON automation_executions (account, region, status);
+CREATE INDEX automation_executions_by_parent ON automation_executions (parent_id);
+CREATE INDEX automation_executions_due ON automation_executions (due_ms)
+"#,
+    ),
+];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
     if store.backend == Backend::Sqlite {

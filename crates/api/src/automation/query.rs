@@ -1,0 +1,198 @@
+//! GetAutomationExecution, DescribeAutomationExecutions (every filter key, pagination) and
+//! DescribeAutomationStepExecutions (filters, ReverseOrder, pagination).
+
+use super::{RESOURCE_TYPE, parse_state, report};
+use crate::pagination::page_size;
+use crate::{Service, store_error};
+use serde_json::json;
+use ssmd_core::automation::execution::{Execution, StepRecord};
+use ssmd_core::automation::sleep::parse_timestamp_ms;
+use ssmd_model::shapes::*;
+use ssmd_model::{ApiError, Caller, ErrorCode};
+use ssmd_store::ExecutionFilter;
+
+fn bad_value(key: &str, value: &str, why: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidFilterValue, format!("The filter value {value} of {key} is not valid: {why}."))
+}
+
+fn time_value(key: &str, values: &[String]) -> Result<i64, ApiError> {
+    let v = values.first().map(String::as_str).unwrap_or_default();
+    if values.len() != 1 {
+        return Err(bad_value(key, v, "give exactly one time"));
+    }
+    parse_timestamp_ms(v).map_err(|_| bad_value(key, v, "use an ISO 8601 time such as 2024-01-31T12:00:00Z"))
+}
+
+pub(crate) async fn get(
+    svc: &Service,
+    caller: &Caller,
+    i: GetAutomationExecutionRequest,
+) -> Result<GetAutomationExecutionResult, ApiError> {
+    let (row, x) = svc.own_execution(caller, &i.automation_execution_id).await?;
+    let rb = svc.runbook(&row.runbook_sha).await?;
+    Ok(GetAutomationExecutionResult { automation_execution: Some(report::execution(&x, &rb)) })
+}
+
+/// Filters applied after the database ones.
+#[derive(Default)]
+struct Residual {
+    actions: Vec<String>,
+    types: Vec<String>,
+    subtypes: Vec<String>,
+    tag_keys: Vec<String>,
+    impossible: bool,
+}
+
+impl Residual {
+    fn any(&self) -> bool {
+        !self.actions.is_empty() || !self.types.is_empty() || !self.subtypes.is_empty() || !self.tag_keys.is_empty()
+    }
+
+    fn keeps(&self, x: &Execution, tags: &[ssmd_store::Tag]) -> bool {
+        let action = x.current_step().map(|c| c.1.to_string()).unwrap_or_default();
+        let automation_type = if x.echo.target_locations.is_some() { "CrossAccount" } else { "Local" };
+        (self.actions.is_empty() || self.actions.contains(&action))
+            && (self.types.is_empty() || self.types.iter().any(|t| t == automation_type))
+            && (self.subtypes.is_empty())
+            && (self.tag_keys.is_empty() || tags.iter().any(|t| self.tag_keys.contains(&t.key)))
+    }
+}
+
+pub(crate) async fn describe(
+    svc: &Service,
+    caller: &Caller,
+    i: DescribeAutomationExecutionsRequest,
+) -> Result<DescribeAutomationExecutionsResult, ApiError> {
+    let op = "DescribeAutomationExecutions";
+    let mut f = ExecutionFilter::default();
+    let mut rest = Residual::default();
+    for filter in i.filters.iter().flatten() {
+        let values = filter.values.clone();
+        match filter.key.as_str() {
+            "DocumentNamePrefix" => f.name_prefixes.extend(values),
+            "ExecutionStatus" => f.statuses.extend(values),
+            "ExecutionId" => f.ids.extend(values),
+            "ParentExecutionId" => f.parents.extend(values),
+            "CurrentAction" => rest.actions.extend(values),
+            "StartTimeBefore" => f.start_before_ms = Some(time_value(&filter.key, &values)?),
+            "StartTimeAfter" => f.start_after_ms = Some(time_value(&filter.key, &values)?),
+            "AutomationType" => rest.types.extend(values),
+            "AutomationSubtype" => rest.subtypes.extend(values),
+            "TagKey" => rest.tag_keys.extend(values),
+            // No execution has a resource-group target or an OpsItem in ssmd.
+            "TargetResourceGroup" | "OpsItemId" => rest.impossible = true,
+            other => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidFilterKey,
+                    format!("The filter key {other} is not valid."),
+                ));
+            }
+        }
+    }
+    let size = page_size(i.max_results, 50) as usize;
+    let mut offset = match svc.open_token(caller, op, i.next_token.as_deref())? {
+        Some(p) => p.get("offset").and_then(|v| v.as_i64()).unwrap_or(0),
+        None => 0,
+    };
+    let mut out = Vec::new();
+    let mut more = false;
+    if !rest.impossible {
+        let batch = if rest.any() { 200 } else { size as i64 + 1 };
+        'scan: loop {
+            let rows = svc
+                .store
+                .executions_page(&caller.account, &caller.region, &f, offset, batch)
+                .await
+                .map_err(store_error)?;
+            let tags = if rest.tag_keys.is_empty() {
+                Default::default()
+            } else {
+                let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+                svc.store
+                    .tags_of_many(&caller.account, &caller.region, RESOURCE_TYPE, &ids)
+                    .await
+                    .map_err(store_error)?
+            };
+            let n = rows.len();
+            for row in rows {
+                let x = parse_state(&row)?;
+                if !rest.keeps(&x, tags.get(&row.id).map(Vec::as_slice).unwrap_or_default()) {
+                    offset += 1;
+                    continue;
+                }
+                if out.len() == size {
+                    more = true;
+                    break 'scan;
+                }
+                let rb = svc.runbook(&row.runbook_sha).await?;
+                let outputs = ssmd_core::automation::machine::document_outputs(&x, &rb);
+                out.push(report::metadata(&x, outputs));
+                offset += 1;
+            }
+            if (n as i64) < batch {
+                break;
+            }
+        }
+    }
+    Ok(DescribeAutomationExecutionsResult {
+        automation_execution_metadata_list: Some(out),
+        next_token: more.then(|| svc.issue_token(caller, op, json!({ "offset": offset }))),
+    })
+}
+
+fn step_matches(r: &StepRecord, key: &str, values: &[String]) -> Result<bool, ApiError> {
+    let any = |v: Option<String>| v.is_some_and(|v| values.contains(&v));
+    Ok(match key {
+        "StepExecutionStatus" => values.iter().any(|v| v.eq_ignore_ascii_case(&r.status)),
+        "StepExecutionId" => any(Some(r.id.clone())),
+        "StepName" => any(Some(r.name.clone())),
+        "Action" => any(Some(r.action.clone())),
+        "ParentStepExecutionId" => any(r.parent.as_ref().map(|p| p.id.clone())),
+        "ParentStepIteration" => any(r.parent.as_ref().map(|p| p.iteration.to_string())),
+        "ParentStepIteratorValue" => any(r.parent.as_ref().and_then(|p| p.iterator_value.clone())),
+        "StartTimeBefore" => r.start_ms.is_some_and(|s| s < time_value(key, values).unwrap_or(i64::MIN)),
+        "StartTimeAfter" => r.start_ms.is_some_and(|s| s > time_value(key, values).unwrap_or(i64::MAX)),
+        other => {
+            return Err(ApiError::new(ErrorCode::InvalidFilterKey, format!("The filter key {other} is not valid.")));
+        }
+    })
+}
+
+pub(crate) async fn describe_steps(
+    svc: &Service,
+    caller: &Caller,
+    i: DescribeAutomationStepExecutionsRequest,
+) -> Result<DescribeAutomationStepExecutionsResult, ApiError> {
+    let op = "DescribeAutomationStepExecutions";
+    let (_, x) = svc.own_execution(caller, &i.automation_execution_id).await?;
+    let filters = i.filters.unwrap_or_default();
+    for filter in &filters {
+        if filter.key.starts_with("StartTime") {
+            time_value(&filter.key, &filter.values)?;
+        }
+    }
+    let mut steps: Vec<&StepRecord> = Vec::new();
+    for r in &x.steps {
+        let mut keep = true;
+        for filter in &filters {
+            keep &= step_matches(r, &filter.key, &filter.values)?;
+        }
+        if keep {
+            steps.push(r);
+        }
+    }
+    if i.reverse_order == Some(true) {
+        steps.reverse();
+    }
+    let start = match svc.open_token(caller, op, i.next_token.as_deref())? {
+        Some(p) => p.get("offset").and_then(|v| v.as_u64()).unwrap_or(0) as usize,
+        None => 0,
+    };
+    let size = page_size(i.max_results, 50) as usize;
+    let page: Vec<StepExecution> = steps.iter().skip(start).take(size).map(|r| report::step(r)).collect();
+    let next = start + page.len();
+    Ok(DescribeAutomationStepExecutionsResult {
+        step_executions: Some(page),
+        next_token: (next < steps.len()).then(|| svc.issue_token(caller, op, json!({ "offset": next }))),
+    })
+}

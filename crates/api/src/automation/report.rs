@@ -1,0 +1,153 @@
+//! An execution's state in SSM's wire shapes: `AutomationExecution` (GetAutomationExecution),
+//! `AutomationExecutionMetadata` (DescribeAutomationExecutions) and `StepExecution`.
+
+use serde_json::{Map, Value};
+use ssmd_core::automation::execution::{Execution, StepRecord, status};
+use ssmd_core::automation::machine;
+use ssmd_core::automation::params::to_wire;
+use ssmd_core::automation::runbook::Runbook;
+use ssmd_core::clock::epoch_seconds;
+use ssmd_model::shapes::*;
+use std::collections::BTreeMap;
+
+fn wire(m: &Map<String, Value>) -> BTreeMap<String, Vec<String>> {
+    to_wire(m)
+}
+
+/// One StepExecution.
+pub(crate) fn step(r: &StepRecord) -> StepExecution {
+    let inputs = r.inputs.as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.to_string())).collect());
+    let p = r.props.as_ref();
+    StepExecution {
+        step_name: Some(r.name.clone()),
+        action: Some(r.action.clone()),
+        timeout_seconds: p.and_then(|p| p.timeout_seconds),
+        on_failure: p.map(|p| p.on_failure.clone()),
+        max_attempts: p.map(|p| p.max_attempts as i32),
+        execution_start_time: r.start_ms.map(epoch_seconds),
+        execution_end_time: r.end_ms.map(epoch_seconds),
+        step_status: Some(r.status.clone()),
+        inputs,
+        outputs: (!r.outputs.is_empty()).then(|| wire(&r.outputs)),
+        failure_message: r.failure_message.clone().filter(|_| r.status != status::SUCCESS),
+        failure_details: r.failure.as_ref().map(|(stage, kind)| FailureDetails {
+            failure_stage: Some(stage.clone()),
+            failure_type: Some(kind.clone()),
+            details: None,
+        }),
+        step_execution_id: Some(r.id.clone()),
+        overridden_parameters: (!r.overridden.is_empty()).then(|| r.overridden.clone()),
+        is_end: p.map(|p| p.is_end),
+        next_step: p.and_then(|p| p.next_step.clone()),
+        is_critical: p.map(|p| p.is_critical),
+        valid_next_steps: (!r.valid_next.is_empty()).then(|| r.valid_next.clone()),
+        parent_step_details: r.parent.as_ref().map(|pr| ParentStepDetails {
+            step_execution_id: Some(pr.id.clone()),
+            step_name: Some(pr.name.clone()),
+            action: Some("aws:loop".into()),
+            iteration: Some(pr.iteration as i32),
+            iterator_value: pr.iterator_value.clone(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn resolved_targets(x: &Execution) -> Option<ResolvedTargets> {
+    let f = x.fanout.as_ref()?;
+    Some(ResolvedTargets {
+        parameter_values: Some(if f.from_targets { f.items.iter().map(|i| i.label.clone()).collect() } else { vec![] }),
+        truncated: Some(false),
+    })
+}
+
+fn targets_summary(x: &Execution) -> Option<TargetsSummary> {
+    let c = &x.fanout.as_ref()?.controller;
+    Some(TargetsSummary {
+        total_count: Some(c.total() as i32),
+        started_count: Some(c.started() as i32),
+        completed_count: Some(c.completed() as i32),
+        successful_count: Some(c.succeeded() as i32),
+        failed_count: Some(c.failed() as i32),
+    })
+}
+
+fn progress(x: &Execution) -> ProgressCounters {
+    let count = |s: &str| x.steps.iter().filter(|r| r.status == s).count() as i32;
+    ProgressCounters {
+        total_steps: Some(x.steps.iter().filter(|r| r.status != status::PENDING).count() as i32),
+        success_steps: Some(count(status::SUCCESS)),
+        failed_steps: Some(count(status::FAILED)),
+        cancelled_steps: Some(count(status::CANCELLED)),
+        timed_out_steps: Some(count(status::TIMED_OUT)),
+    }
+}
+
+fn parameters(x: &Execution) -> BTreeMap<String, Vec<String>> {
+    wire(&x.parameters)
+}
+
+/// GetAutomationExecution's AutomationExecution.
+pub(crate) fn execution(x: &Execution, rb: &Runbook) -> AutomationExecution {
+    let current = x.current_step();
+    AutomationExecution {
+        automation_execution_id: Some(x.id.clone()),
+        document_name: Some(x.document_name.clone()),
+        document_version: Some(x.document_version.clone()),
+        execution_start_time: Some(epoch_seconds(x.start_ms)),
+        execution_end_time: x.end_ms.map(epoch_seconds),
+        automation_execution_status: Some(x.status.clone()),
+        step_executions: Some(x.steps.iter().map(step).collect()),
+        step_executions_truncated: Some(false),
+        parameters: Some(parameters(x)),
+        outputs: Some(machine::document_outputs(x, rb)),
+        failure_message: x.failure_message.clone(),
+        mode: Some(x.mode.clone()),
+        parent_automation_execution_id: x.parent_id.clone(),
+        executed_by: Some(x.executed_by.clone()),
+        current_step_name: current.map(|c| c.0.to_string()),
+        current_action: current.map(|c| c.1.to_string()),
+        target_parameter_name: x.echo.target_parameter_name.clone(),
+        targets: x.echo.targets.clone(),
+        target_maps: x.echo.target_maps.clone(),
+        resolved_targets: resolved_targets(x),
+        max_concurrency: x.echo.max_concurrency.clone(),
+        max_errors: x.echo.max_errors.clone(),
+        target: x.target.clone(),
+        target_locations: x.echo.target_locations.clone(),
+        progress_counters: Some(progress(x)),
+        alarm_configuration: x.echo.alarm_configuration.clone(),
+        variables: (!x.variables.is_empty()).then(|| wire(&x.variables)),
+        targets_summary: targets_summary(x),
+        ..Default::default()
+    }
+}
+
+/// DescribeAutomationExecutions' AutomationExecutionMetadata.
+pub(crate) fn metadata(x: &Execution, outputs: BTreeMap<String, Vec<String>>) -> AutomationExecutionMetadata {
+    let current = x.current_step();
+    AutomationExecutionMetadata {
+        automation_execution_id: Some(x.id.clone()),
+        document_name: Some(x.document_name.clone()),
+        document_version: Some(x.document_version.clone()),
+        automation_execution_status: Some(x.status.clone()),
+        execution_start_time: Some(epoch_seconds(x.start_ms)),
+        execution_end_time: x.end_ms.map(epoch_seconds),
+        executed_by: Some(x.executed_by.clone()),
+        outputs: Some(outputs),
+        mode: Some(x.mode.clone()),
+        parent_automation_execution_id: x.parent_id.clone(),
+        current_step_name: current.map(|c| c.0.to_string()),
+        current_action: current.map(|c| c.1.to_string()),
+        failure_message: x.failure_message.clone(),
+        target_parameter_name: x.echo.target_parameter_name.clone(),
+        targets: x.echo.targets.clone(),
+        target_maps: x.echo.target_maps.clone(),
+        resolved_targets: resolved_targets(x),
+        max_concurrency: x.echo.max_concurrency.clone(),
+        max_errors: x.echo.max_errors.clone(),
+        target: x.target.clone(),
+        automation_type: Some(if x.echo.target_locations.is_some() { "CrossAccount" } else { "Local" }.into()),
+        alarm_configuration: x.echo.alarm_configuration.clone(),
+        ..Default::default()
+    }
+}

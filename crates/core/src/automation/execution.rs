@@ -1,0 +1,315 @@
+//! The persisted state of one Automation execution: its status, parameters, variables, every
+//! step execution record, where it stands in the runbook, open loops and, for a rate-controlled
+//! parent, the fan-out over its targets. The whole state is one serialisable value, written
+//! atomically on every transition; `machine` is the only code that changes it.
+
+use crate::rate::RateController;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use ssmd_model::shapes::{AlarmConfiguration, Target, TargetLocation};
+use std::collections::BTreeMap;
+
+/// Execution and step status values (`AutomationExecutionStatus`).
+pub mod status {
+    /// Not started.
+    pub const PENDING: &str = "Pending";
+    /// Running.
+    pub const IN_PROGRESS: &str = "InProgress";
+    /// Waiting for a signal, an approval or a timer the caller controls.
+    pub const WAITING: &str = "Waiting";
+    /// Finished well.
+    pub const SUCCESS: &str = "Success";
+    /// A step or approval ran out of time.
+    pub const TIMED_OUT: &str = "TimedOut";
+    /// Cancel requested; the cancellation workflow runs.
+    pub const CANCELLING: &str = "Cancelling";
+    /// Cancelled.
+    pub const CANCELLED: &str = "Cancelled";
+    /// Did not finish well.
+    pub const FAILED: &str = "Failed";
+
+    /// Whether a status is final.
+    pub fn is_terminal(s: &str) -> bool {
+        matches!(
+            s,
+            SUCCESS
+                | TIMED_OUT
+                | CANCELLED
+                | FAILED
+                | "Rejected"
+                | "CompletedWithSuccess"
+                | "CompletedWithFailure"
+                | "Exited"
+                | "ChangeCalendarOverrideRejected"
+        )
+    }
+}
+
+/// `Auto` or `Interactive`.
+pub mod mode {
+    /// Steps run back to back.
+    pub const AUTO: &str = "Auto";
+    /// Each step waits for a StartStep signal.
+    pub const INTERACTIVE: &str = "Interactive";
+}
+
+/// Where an execution stands in its runbook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum At {
+    /// About to start the named step.
+    Start(String),
+    /// The step record at this index is running or waiting.
+    Running(usize),
+    /// Interactive mode, between steps: waiting for StartStep or Complete.
+    Idle,
+    /// Finished.
+    End,
+}
+
+/// One approver's decision on an `aws:approve` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The caller identity (ARN) that decided.
+    pub approver: String,
+    /// `Approve` or `Reject`.
+    pub decision: String,
+    /// The comment sent with the signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// When, in epoch milliseconds.
+    pub time_ms: i64,
+}
+
+/// The loop step a sub-step execution ran under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParentRef {
+    /// Step execution id of the loop step.
+    pub id: String,
+    /// Name of the loop step.
+    pub name: String,
+    /// 1-based iteration.
+    pub iteration: u32,
+    /// The iterator value, as text, for for-each loops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterator_value: Option<String>,
+}
+
+/// One step execution (a `StepExecution` on the wire).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// StepExecutionId.
+    pub id: String,
+    /// StepName (the target value for a rate-controlled parent's steps).
+    pub name: String,
+    /// Action.
+    pub action: String,
+    /// StepStatus.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<i64>,
+    /// Resolved inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Map<String, Value>>,
+    /// Typed outputs.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub outputs: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_message: Option<String>,
+    /// FailureDetails (stage, type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<(String, String)>,
+    /// Current attempt, 1-based (0 while Pending).
+    #[serde(default)]
+    pub attempt: u32,
+    /// Timer: sleep wake-up, approval expiry or step deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_ms: Option<i64>,
+    /// The current attempt's work was handed out (persisted before it runs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dispatched: bool,
+    /// Times the step was restarted after the server running it went away.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recoveries: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<Decision>,
+    /// Child execution run by this step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub valid_next: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overridden: BTreeMap<String, Vec<String>>,
+    /// Index of the fan-out target this record runs (rate-controlled parents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fan_item: Option<usize>,
+    /// Step properties echoed from the document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub props: Option<StepProps>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The document properties a StepExecution echoes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepProps {
+    pub is_end: bool,
+    pub is_critical: bool,
+    pub on_failure: String,
+    pub max_attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i64>,
+}
+
+/// An open `aws:loop`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopFrame {
+    /// The loop step's name.
+    pub step: String,
+    /// Its step record.
+    pub record: usize,
+    /// 1-based current iteration.
+    pub iteration: u32,
+    /// Iterator values (for-each loops); `None` for LoopCondition loops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<Value>>,
+    /// Iteration limit.
+    pub max: u32,
+}
+
+/// One target of a rate-controlled parent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanItem {
+    /// The target value (StepName of its step record).
+    pub label: String,
+    /// Parameters of its child (wire form).
+    pub parameters: BTreeMap<String, Vec<String>>,
+    /// The child, once started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
+}
+
+/// A rate-controlled parent's fan-out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FanOut {
+    pub controller: RateController,
+    pub items: Vec<FanItem>,
+    /// Whether the targets came from Targets (ResolvedTargets lists them) or TargetMaps.
+    pub from_targets: bool,
+}
+
+/// Request fields an execution echoes on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Echo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_parameter_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<Target>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_maps: Option<Vec<BTreeMap<String, Vec<String>>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_errors: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_locations: Option<Vec<TargetLocation>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_locations_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_configuration: Option<AlarmConfiguration>,
+}
+
+/// One Automation execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub id: String,
+    pub account: String,
+    pub region: String,
+    pub document_name: String,
+    pub document_version: String,
+    pub mode: String,
+    pub status: String,
+    pub executed_by: String,
+    pub start_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<i64>,
+    /// Typed runbook parameters (supplied or default).
+    pub parameters: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub variables: Map<String, Value>,
+    pub steps: Vec<StepRecord>,
+    pub at: At,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loops: Vec<LoopFrame>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_message: Option<String>,
+    /// The status a critical step failure left for the end (`Failed` or `TimedOut`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanOut>,
+    #[serde(default)]
+    pub echo: Echo,
+    /// While the onCancel workflow runs: when it must end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_deadline_ms: Option<i64>,
+    /// The record a cancel interrupted (its onCancel step runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_record: Option<usize>,
+    /// Children to cancel (the engine cancels them, then clears this).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancel_children: Vec<String>,
+    /// StartStep payload keys other than StepName, for the step it starts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<String, Vec<String>>,
+}
+
+impl Execution {
+    /// The step record currently running or waiting, if any.
+    pub fn current(&self) -> Option<&StepRecord> {
+        match self.at {
+            At::Running(i) => self.steps.get(i),
+            _ => None,
+        }
+    }
+
+    /// CurrentStepName and CurrentAction for the wire.
+    pub fn current_step(&self) -> Option<(&str, &str)> {
+        if status::is_terminal(&self.status) {
+            return None;
+        }
+        if let Some(r) = self.current() {
+            return Some((&r.name, &r.action));
+        }
+        if let Some(f) = &self.fanout {
+            return f
+                .items
+                .iter()
+                .rev()
+                .find(|i| i.child.is_some())
+                .map(|i| (i.label.as_str(), "aws:executeAutomation"));
+        }
+        None
+    }
+
+    /// Ids of children this execution waits for.
+    pub fn awaited_children(&self) -> Vec<(usize, String)> {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.dispatched && !status::is_terminal(&r.status))
+            .filter_map(|(i, r)| r.child.clone().map(|c| (i, c)))
+            .collect()
+    }
+}
