@@ -10,7 +10,12 @@ pub fn document(region: &str, account: &str, name: &str) -> String {
     ssm(region, account, &format!("document/{name}"))
 }
 
-/// The ARN of the IAM identity behind a root access key.
+/// The ARN of an IAM user of an account.
+pub fn user(account: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account}:user/{name}")
+}
+
+/// The ARN of an account's root user.
 pub fn root_user(account: &str) -> String {
     format!("arn:aws:iam::{account}:root")
 }

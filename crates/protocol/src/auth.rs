@@ -107,9 +107,9 @@ impl Authenticator {
         }
         sigv4::check_time(&auth, now_ms.div_euclid(1000)).map_err(sig_error)?;
         let key = self.key(&auth.access_key_id).await?;
-        let account = match (key, &self.accept_any) {
-            (Some(key), Some(_)) => key.account,
-            (None, Some(default_account)) => default_account.clone(),
+        let (account, user) = match (key, &self.accept_any) {
+            (Some(key), Some(_)) => (key.account, key.user_name),
+            (None, Some(default_account)) => (default_account.clone(), None),
             (None, None) => return Err(unrecognized()),
             (Some(key), None) => {
                 match (&key.session_token, &auth.security_token) {
@@ -127,11 +127,14 @@ impl Authenticator {
                 let signing_key = self.signing_key(&key, &auth);
                 sigv4::verify(&auth, &signing_key, req.method, req.path, req.query, req.headers, req.body)
                     .map_err(sig_error)?;
-                key.account
+                (key.account, key.user_name)
             }
         };
         Ok(Caller {
-            arn: ssmd_core::arn::root_user(&account),
+            arn: match user {
+                Some(u) => ssmd_core::arn::user(&account, &u),
+                None => ssmd_core::arn::root_user(&account),
+            },
             account,
             region: auth.region,
             access_key_id: auth.access_key_id,

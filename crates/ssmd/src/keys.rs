@@ -20,6 +20,10 @@ pub enum KeysCommand {
         /// Use this secret instead of a generated one.
         #[arg(long, requires = "access_key_id")]
         secret_access_key: Option<String>,
+        /// Make the key a user's (caller ARN arn:aws:iam::ACCOUNT:user/NAME) instead of the
+        /// account root's, e.g. for approvers.
+        #[arg(long)]
+        user: Option<String>,
     },
     /// List access keys and their accounts (secrets are not shown).
     List,
@@ -63,6 +67,7 @@ pub async fn ensure_root_key(store: &Store, now_ms: i64) -> Result<Option<Access
                     account,
                     session_token: None,
                     expires_ms: None,
+                    user_name: None,
                 };
                 store.put_access_key(&key, now_ms).await?;
             }
@@ -78,6 +83,7 @@ pub async fn ensure_root_key(store: &Store, now_ms: i64) -> Result<Option<Access
         account: root_account(store).await?,
         session_token: None,
         expires_ms: None,
+        user_name: None,
     };
     store.put_access_key(&key, now_ms).await?;
     Ok(Some(key))
@@ -85,7 +91,7 @@ pub async fn ensure_root_key(store: &Store, now_ms: i64) -> Result<Option<Access
 
 pub async fn run(store: &Store, cmd: KeysCommand, now_ms: i64) -> Result<()> {
     match cmd {
-        KeysCommand::Create { account, access_key_id, secret_access_key } => {
+        KeysCommand::Create { account, access_key_id, secret_access_key, user } => {
             let account = match account {
                 Some(a) => {
                     check_account(&a)?;
@@ -99,17 +105,26 @@ pub async fn run(store: &Store, cmd: KeysCommand, now_ms: i64) -> Result<()> {
                 account,
                 session_token: None,
                 expires_ms: None,
+                user_name: user,
             };
             if store.put_access_key(&key, now_ms).await.is_err() {
                 bail!("the access key id {} exists already", key.access_key_id);
             }
+            if let Some(u) = &key.user_name
+                && (u.is_empty() || !u.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)))
+            {
+                bail!("a user name is letters, digits and +=,.@_- only, not {u:?}");
+            }
             println!("# account {}", key.account);
+            if let Some(u) = &key.user_name {
+                println!("# user {}", ssmd_core::arn::user(&key.account, u));
+            }
             println!("export AWS_ACCESS_KEY_ID={}", key.access_key_id);
             println!("export AWS_SECRET_ACCESS_KEY={}", key.secret_access_key);
         }
         KeysCommand::List => {
             for k in store.access_keys().await? {
-                println!("{}\t{}", k.access_key_id, k.account);
+                println!("{}\t{}\t{}", k.access_key_id, k.account, k.user_name.as_deref().unwrap_or("root"));
             }
         }
         KeysCommand::Delete { access_key_id } => {

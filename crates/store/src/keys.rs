@@ -16,19 +16,22 @@ pub struct AccessKey {
     pub session_token: Option<String>,
     /// For temporary credentials: when they expire.
     pub expires_ms: Option<i64>,
+    /// The IAM-style user the key belongs to (`None`: the account root).
+    pub user_name: Option<String>,
 }
 
 impl Store {
     /// Adds a key; `Conflict` if the id exists.
     pub async fn put_access_key(&self, key: &AccessKey, now_ms: i64) -> Result<()> {
         timed("put_access_key", async {
-            sql::query("INSERT INTO access_keys (access_key_id, secret_access_key, account, session_token, expires_ms, created_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+            sql::query("INSERT INTO access_keys (access_key_id, secret_access_key, account, session_token, expires_ms, created_ms, user_name) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(&key.access_key_id)
                 .bind(&key.secret_access_key)
                 .bind(&key.account)
                 .bind(&key.session_token)
                 .bind(key.expires_ms)
                 .bind(now_ms)
+                .bind(&key.user_name)
                 .execute(&self.db)
                 .await
                 ?;
@@ -40,7 +43,7 @@ impl Store {
     /// Looks a key up by id.
     pub async fn access_key(&self, id: &str) -> Result<Option<AccessKey>> {
         timed("access_key", async {
-            let row = sql::query("SELECT access_key_id, secret_access_key, account, session_token, expires_ms FROM access_keys WHERE access_key_id = $1")
+            let row = sql::query("SELECT access_key_id, secret_access_key, account, session_token, expires_ms, user_name FROM access_keys WHERE access_key_id = $1")
                 .bind(id)
                 .fetch_optional(&self.db)
                 .await?;
@@ -51,7 +54,7 @@ impl Store {
 
     /// Every key, oldest first.
     pub async fn access_keys(&self) -> Result<Vec<AccessKey>> {
-        let rows = sql::query("SELECT access_key_id, secret_access_key, account, session_token, expires_ms FROM access_keys ORDER BY created_ms, access_key_id")
+        let rows = sql::query("SELECT access_key_id, secret_access_key, account, session_token, expires_ms, user_name FROM access_keys ORDER BY created_ms, access_key_id")
             .fetch_all(&self.db)
             .await?;
         rows.iter().map(key_from).collect::<std::result::Result<_, _>>()
@@ -84,5 +87,6 @@ fn key_from(r: &Row) -> Result<AccessKey> {
         account: r.get("account")?,
         session_token: r.get("session_token")?,
         expires_ms: r.get("expires_ms")?,
+        user_name: r.get("user_name")?,
     })
 }

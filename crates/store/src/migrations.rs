@@ -125,6 +125,12 @@ CREATE INDEX automation_executions_by_parent ON automation_executions (parent_id
 CREATE INDEX automation_executions_due ON automation_executions (due_ms)
 "#,
     ),
+    (
+        3,
+        r#"
+ALTER TABLE access_keys ADD COLUMN user_name TEXT
+"#,
+    ),
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
