@@ -262,6 +262,21 @@ where
 /// Defines one `#[tokio::test]` per backend running the same async body with a fresh server.
 #[macro_export]
 macro_rules! both_backends {
+    ($name:ident, args = $args:expr, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let server = $crate::Server::start_with($crate::Backend::Sqlite, $args);
+                ($body)(server).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let server = $crate::Server::start_with($crate::Backend::Postgres, $args);
+                ($body)(server).await;
+            }
+        }
+    };
     ($name:ident, $body:expr) => {
         mod $name {
             use super::*;
