@@ -10,6 +10,8 @@
 //!
 //! `ssmd-bench floor-server` is the floor server itself (started by `http`).
 
+mod automation;
+
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -58,8 +60,24 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("floor-server") => floor_server(),
         Some("http") => http_bench(parse_opts(&args[1..])?),
+        Some("automation") => {
+            let mut rest: Vec<String> = args[1..].to_vec();
+            let mut take = |flag: &str, default: usize| -> Result<usize> {
+                match rest.iter().position(|a| a == flag) {
+                    Some(i) => {
+                        let v = rest.get(i + 1).context("missing value")?.parse()?;
+                        rest.drain(i..i + 2);
+                        Ok(v)
+                    }
+                    None => Ok(default),
+                }
+            };
+            let executions = take("--executions", 2000)?;
+            let waiting = take("--waiting", 10_000)?;
+            automation::run(&parse_opts(&rest)?, executions, waiting)
+        }
         _ => bail!(
-            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | floor-server)"
+            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | floor-server)"
         ),
     }
 }

@@ -267,9 +267,9 @@ impl Store {
         Ok(())
     }
 
-    /// The earliest due time of an unleased execution (or one whose lease ran out), if any.
+    /// The earliest due time of an execution no engine holds, if any.
     pub async fn next_due(&self) -> Result<Option<i64>> {
-        sql::query("SELECT MIN(due_ms) FROM automation_executions WHERE due_ms IS NOT NULL")
+        sql::query("SELECT MIN(due_ms) FROM automation_executions WHERE due_ms IS NOT NULL AND lease_owner IS NULL")
             .scalar::<Option<i64>>(&self.db)
             .await
     }

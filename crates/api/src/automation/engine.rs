@@ -26,8 +26,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How often an idle engine looks for due work (a start or signal on this replica wakes it at
-/// once; other replicas' writes are seen within this time).
+/// The longest an idle engine waits before looking for due work again (a start or signal on this
+/// replica wakes it at once, a timer when it is due; other replicas' writes are seen within this).
 const POLL: Duration = Duration::from_millis(100);
 /// Executions claimed per query.
 const CLAIM_BATCH: i64 = 64;
@@ -102,9 +102,14 @@ impl Engine {
                 });
             }
             if !full {
+                // Sleep until the next timer on this database is due, but no longer than POLL.
+                let next = if room > 0 { svc.store.next_due().await.ok().flatten() } else { None };
+                let pause = next
+                    .map(|due| Duration::from_millis((due - svc.now_ms()).clamp(1, POLL.as_millis() as i64) as u64))
+                    .unwrap_or(POLL);
                 tokio::select! {
                     _ = svc.automation.wake.notified() => {}
-                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         }

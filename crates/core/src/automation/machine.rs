@@ -1338,3 +1338,295 @@ pub fn document_outputs(x: &Execution, rb: &Runbook) -> BTreeMap<String, Vec<Str
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::automation::execution::{Echo, FanItem};
+    use crate::rate::{parse_concurrency, parse_errors};
+    use serde_json::json;
+
+    fn rb(steps: Value) -> Runbook {
+        Runbook::from_document(
+            &json!({"schemaVersion": "0.3", "mainSteps": steps, "variables": {"n": {"type": "Integer", "default": 0}}}),
+        )
+    }
+
+    fn exec(rb: &Runbook, mode_name: &str) -> Execution {
+        Execution {
+            id: "11111111-2222-3333-4444-555555555555".into(),
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            document_name: "Doc".into(),
+            document_version: "1".into(),
+            mode: mode_name.into(),
+            status: status::PENDING.into(),
+            executed_by: "arn:aws:iam::123456789012:root".into(),
+            start_ms: 0,
+            end_ms: None,
+            parameters: Map::new(),
+            variables: Map::from_iter([("n".to_string(), json!(0))]),
+            steps: pending_records(rb),
+            at: initial_position(rb, mode_name),
+            loops: vec![],
+            failure_message: None,
+            failed: None,
+            parent_id: None,
+            target: None,
+            fanout: None,
+            echo: Echo::default(),
+            cancel_deadline_ms: None,
+            cancelled_record: None,
+            cancel_children: vec![],
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    fn st<'a>(x: &'a Execution, name: &str) -> Vec<&'a str> {
+        x.steps.iter().filter(|r| r.name == name).map(|r| r.status.as_str()).collect()
+    }
+
+    fn script(name: &str, extra: Value) -> Value {
+        let mut s = json!({"name": name, "action": "aws:executeScript", "inputs": {"Runtime": "python3.11", "Handler": "h", "Script": "x"}});
+        for (k, v) in extra.as_object().unwrap() {
+            s[k] = v.clone();
+        }
+        s
+    }
+
+    /// Drives until an effect is needed; returns (record, attempt).
+    fn effect(x: &mut Execution, rb: &Runbook, now: i64) -> (usize, u32) {
+        match drive(x, rb, now) {
+            Need::Effect(Effect::Script { record, attempt, .. } | Effect::Api { record, attempt, .. }) => {
+                (record, attempt)
+            }
+            other => panic!("expected an effect, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sleep_then_branch_then_end() {
+        let rb = rb(json!([
+            {"name": "nap", "action": "aws:sleep", "inputs": {"Duration": "PT5S"}},
+            {"name": "b", "action": "aws:branch", "inputs": {"Choices": [{"NextStep": "z", "Variable": "x", "StringEquals": "x"}]}},
+            {"name": "skipped", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}},
+            {"name": "z", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}
+        ]));
+        let mut x = exec(&rb, mode::AUTO);
+        assert_eq!(drive(&mut x, &rb, 1000), Need::Wait(Some(6000)));
+        assert_eq!(x.status, status::IN_PROGRESS);
+        assert_eq!(drive(&mut x, &rb, 5999), Need::Wait(Some(6000)));
+        assert_eq!(drive(&mut x, &rb, 6000), Need::Done);
+        assert_eq!(x.status, status::SUCCESS);
+        assert_eq!(st(&x, "skipped"), ["Pending"], "a branch skips a step, which stays Pending");
+        assert_eq!(st(&x, "z"), ["Success"]);
+        assert_eq!(x.end_ms, Some(6000));
+    }
+
+    #[test]
+    fn retries_then_abort_fails_the_execution() {
+        let rb = rb(
+            json!([script("s", json!({"maxAttempts": 2})), {"name": "after", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}]),
+        );
+        let mut x = exec(&rb, mode::AUTO);
+        let (i, a) = effect(&mut x, &rb, 0);
+        complete(&mut x, &rb, i, a, Outcome::failed("boom 1"), 1);
+        let (i2, a2) = effect(&mut x, &rb, 2);
+        assert_eq!((i2, a2), (i, 2), "the second attempt runs in the same record");
+        complete(&mut x, &rb, i, 1, Outcome::failed("stale"), 3);
+        assert_eq!(x.steps[i].attempt, 2, "an outcome of an old attempt is ignored");
+        complete(&mut x, &rb, i, 2, Outcome::failed("boom 2"), 4);
+        assert_eq!(drive(&mut x, &rb, 5), Need::Done);
+        assert_eq!(x.status, status::FAILED);
+        assert_eq!(st(&x, "after"), ["Pending"]);
+        assert!(x.failure_message.as_deref().unwrap().contains("boom 2"), "{:?}", x.failure_message);
+        assert_eq!(x.steps[i].failure, Some(("Invocation".into(), "Action".into())));
+    }
+
+    #[test]
+    fn continue_and_step_jumps() {
+        let rb = rb(json!([
+            script("a", json!({"onFailure": "Continue"})),
+            script("b", json!({"onFailure": "step:d"})),
+            {"name": "c", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}},
+            {"name": "d", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}, "isEnd": true},
+            {"name": "e", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}
+        ]));
+        let mut x = exec(&rb, mode::AUTO);
+        let (i, a) = effect(&mut x, &rb, 0);
+        complete(&mut x, &rb, i, a, Outcome::failed("non-critical"), 0);
+        let (i, a) = effect(&mut x, &rb, 0);
+        complete(&mut x, &rb, i, a, Outcome::failed("critical"), 0);
+        assert_eq!(drive(&mut x, &rb, 0), Need::Done);
+        assert_eq!((st(&x, "c"), st(&x, "d"), st(&x, "e")), (vec!["Pending"], vec!["Success"], vec!["Pending"]));
+        assert_eq!(x.status, status::FAILED, "b is critical, so the execution fails even though it carried on");
+    }
+
+    #[test]
+    fn a_non_critical_failure_leaves_success() {
+        let rb = rb(json!([script("a", json!({"onFailure": "Continue"}))]));
+        let mut x = exec(&rb, mode::AUTO);
+        let (i, a) = effect(&mut x, &rb, 0);
+        complete(&mut x, &rb, i, a, Outcome::TimedOut { message: "slow".into() }, 0);
+        assert_eq!(drive(&mut x, &rb, 0), Need::Done);
+        assert_eq!(x.status, status::SUCCESS);
+        assert_eq!(st(&x, "a"), ["TimedOut"]);
+    }
+
+    #[test]
+    fn approvals_count_distinct_approvers_and_one_reject_ends_it() {
+        let steps = json!([{"name": "ok", "action": "aws:approve", "timeoutSeconds": 60,
+            "inputs": {"Approvers": ["alice", "arn:aws:iam::123456789012:user/bob"], "MinRequiredApprovals": 2}}]);
+        let rb = rb(steps);
+        let alice = Caller { arn: "arn:aws:iam::123456789012:user/alice", account: "123456789012" };
+        let bob = Caller { arn: "arn:aws:iam::123456789012:user/bob", account: "123456789012" };
+        let eve = Caller { arn: "arn:aws:iam::123456789012:user/eve", account: "123456789012" };
+        let none = BTreeMap::new();
+        let mut x = exec(&rb, mode::AUTO);
+        assert_eq!(drive(&mut x, &rb, 0), Need::Wait(Some(60_000)));
+        assert_eq!(x.status, status::WAITING);
+        assert!(matches!(signal(&mut x, &rb, "Approve", &none, &eve, 1), Err(SignalError::Invalid(_))));
+        signal(&mut x, &rb, "Approve", &none, &alice, 1).unwrap();
+        signal(&mut x, &rb, "Approve", &none, &alice, 2).unwrap();
+        assert_eq!(drive(&mut x, &rb, 3), Need::Wait(Some(60_000)), "one approver twice is one approval");
+        signal(&mut x, &rb, "Approve", &none, &bob, 4).unwrap();
+        assert_eq!(drive(&mut x, &rb, 5), Need::Done);
+        assert_eq!(x.status, status::SUCCESS);
+        assert_eq!(x.steps[0].outputs["ApprovalStatus"], json!("Approved"));
+        assert_eq!(x.steps[0].outputs["ApproverDecisions"].as_array().unwrap().len(), 2);
+
+        let mut x = exec(&rb, mode::AUTO);
+        drive(&mut x, &rb, 0);
+        signal(&mut x, &rb, "Reject", &none, &bob, 1).unwrap();
+        drive(&mut x, &rb, 2);
+        assert_eq!((x.status.as_str(), x.steps[0].outputs["ApprovalStatus"].as_str()), ("Failed", Some("Rejected")));
+
+        let mut x = exec(&rb, mode::AUTO);
+        drive(&mut x, &rb, 0);
+        assert_eq!(drive(&mut x, &rb, 60_000), Need::Done);
+        assert_eq!(x.status, status::TIMED_OUT);
+    }
+
+    #[test]
+    fn pause_resumes_on_its_step_name() {
+        let rb = rb(json!([{"name": "p", "action": "aws:pause", "inputs": {}}]));
+        let who = Caller { arn: "arn:aws:iam::123456789012:root", account: "123456789012" };
+        let mut x = exec(&rb, mode::AUTO);
+        assert_eq!(drive(&mut x, &rb, 0), Need::Wait(None));
+        let other = BTreeMap::from([("StepName".to_string(), vec!["nope".to_string()])]);
+        assert!(matches!(signal(&mut x, &rb, "Resume", &other, &who, 1), Err(SignalError::StepNotFound(_))));
+        let right = BTreeMap::from([("StepName".to_string(), vec!["p".to_string()])]);
+        signal(&mut x, &rb, "Resume", &right, &who, 1).unwrap();
+        assert_eq!(drive(&mut x, &rb, 2), Need::Done);
+        assert_eq!(x.status, status::SUCCESS);
+    }
+
+    #[test]
+    fn cancel_runs_the_on_cancel_step_and_leaves_the_rest_pending() {
+        let rb = rb(json!([
+            {"name": "nap", "action": "aws:sleep", "inputs": {"Duration": "PT1H"}, "onCancel": "step:cleanup"},
+            {"name": "next", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}},
+            {"name": "cleanup", "action": "aws:updateVariable", "inputs": {"Name": "variable:n", "Value": 7}}
+        ]));
+        let mut x = exec(&rb, mode::AUTO);
+        drive(&mut x, &rb, 0);
+        stop(&mut x, "Cancel", 10).unwrap();
+        assert_eq!(x.status, status::CANCELLING);
+        assert_eq!(drive(&mut x, &rb, 11), Need::Done);
+        assert_eq!(x.status, status::CANCELLED);
+        assert_eq!(
+            (st(&x, "nap"), st(&x, "next"), st(&x, "cleanup")),
+            (vec!["Cancelled"], vec!["Pending"], vec!["Success"])
+        );
+        assert_eq!(x.variables["n"], json!(7));
+        assert!(stop(&mut x, "Cancel", 12).is_err(), "a finished execution can't be stopped");
+    }
+
+    #[test]
+    fn interactive_mode_waits_before_every_step() {
+        let rb = rb(json!([
+            {"name": "one", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}},
+            {"name": "two", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}
+        ]));
+        let who = Caller { arn: "arn:aws:iam::123456789012:root", account: "123456789012" };
+        let mut x = exec(&rb, mode::INTERACTIVE);
+        assert_eq!(drive(&mut x, &rb, 0), Need::Wait(None));
+        assert_eq!((x.status.as_str(), st(&x, "one")), ("Waiting", vec!["Pending"]));
+        let go = |s: &str| BTreeMap::from([("StepName".to_string(), vec![s.to_string()])]);
+        signal(&mut x, &rb, "StartStep", &go("one"), &who, 1).unwrap();
+        assert_eq!(drive(&mut x, &rb, 1), Need::Wait(None));
+        assert_eq!((x.status.as_str(), st(&x, "one")), ("Waiting", vec!["Success"]));
+        assert_eq!(x.steps[0].valid_next, ["two"]);
+        assert!(matches!(signal(&mut x, &rb, "StartStep", &go("zzz"), &who, 2), Err(SignalError::StepNotFound(_))));
+        stop(&mut x, "Complete", 3).unwrap();
+        assert_eq!((x.status.as_str(), st(&x, "two")), ("Success", vec!["Pending"]));
+    }
+
+    #[test]
+    fn loops_run_their_body_per_iterator_value() {
+        let rb = rb(json!([
+            {"name": "l", "action": "aws:loop", "inputs": {"Iterators": ["a", "b", "c"], "Steps": [
+                {"name": "add", "action": "aws:updateVariable", "inputs": {"Name": "variable:n", "Value": "{{ l.CurrentIteration }}"}},
+                {"name": "nap", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}
+            ]}},
+            {"name": "after", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}
+        ]));
+        let mut x = exec(&rb, mode::AUTO);
+        assert_eq!(drive(&mut x, &rb, 0), Need::Done);
+        assert_eq!(x.status, status::SUCCESS, "{:?}", x.failure_message);
+        assert_eq!(st(&x, "add"), ["Success"; 3]);
+        assert_eq!(x.variables["n"], json!(3));
+        let values: Vec<_> =
+            x.steps.iter().filter(|r| r.name == "nap").map(|r| r.parent.clone().unwrap().iterator_value).collect();
+        assert_eq!(values, [Some("a".into()), Some("b".into()), Some("c".into())]);
+        assert_eq!(st(&x, "l"), ["Success"]);
+        assert_eq!(st(&x, "after"), ["Success"]);
+    }
+
+    #[test]
+    fn a_dispatched_effect_found_after_a_crash_reruns_once() {
+        let rb = rb(json!([script("s", json!({}))]));
+        let mut x = exec(&rb, mode::AUTO);
+        effect(&mut x, &rb, 0);
+        // The engine died: the persisted state is found again with the effect dispatched.
+        effect(&mut x, &rb, 1);
+        assert_eq!(x.steps[0].recoveries, 1);
+        assert_eq!(drive(&mut x, &rb, 2), Need::Done);
+        assert_eq!(x.status, status::FAILED);
+        assert!(x.steps[0].failure_message.as_deref().unwrap().contains("interrupted twice"));
+    }
+
+    #[test]
+    fn fan_out_stops_dispatching_at_error_e_plus_one() {
+        let rb = rb(json!([{"name": "s", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}]));
+        let mut x = exec(&rb, mode::AUTO);
+        x.steps.clear();
+        let items: Vec<FanItem> =
+            (0..6).map(|i| FanItem { label: format!("t{i}"), parameters: BTreeMap::new(), child: None }).collect();
+        let controller =
+            crate::rate::RateController::new(6, parse_concurrency("1").unwrap(), parse_errors("1").unwrap());
+        x.fanout = Some(fanout(controller, items, true));
+        let mut failures = 0;
+        loop {
+            match drive(&mut x, &rb, 0) {
+                Need::Effect(Effect::Start(children)) => {
+                    assert_eq!(children.len(), 1, "MaxConcurrency 1");
+                    let c = &children[0];
+                    failures += 1;
+                    let outcome = Outcome::Child {
+                        id: c.id.clone(),
+                        status: "Failed".into(),
+                        outputs: BTreeMap::new(),
+                        failure: None,
+                    };
+                    complete(&mut x, &rb, c.record, c.attempt, outcome, 0);
+                }
+                Need::Done => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(failures, 2, "MaxErrors 1 stops at the second error");
+        assert_eq!(x.status, status::FAILED);
+        assert_eq!(x.fanout.as_ref().unwrap().controller.not_started().len(), 4);
+    }
+}
