@@ -1,7 +1,9 @@
 //! The `ssmd` binary: command-line parsing, configuration, logging, metrics and wiring of the
-//! store, the service and the HTTP server, plus key management commands.
+//! store, the service and the HTTP server, plus key management commands and the local runbook
+//! runner.
 
 mod keys;
+mod run;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -125,6 +127,11 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Work with Automation runbooks locally.
+    Automation {
+        #[command(subcommand)]
+        command: run::AutomationCommand,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -220,5 +227,6 @@ async fn main() -> Result<()> {
             store.close().await;
             r
         }
+        Command::Automation { command: run::AutomationCommand::Run(args) } => std::process::exit(run::run(args).await),
     }
 }
