@@ -127,8 +127,6 @@ mainSteps:
 "#;
 
 async fn throughput(port: u16, n: usize) -> Result<(f64, f64, f64)> {
-    runbook(port, "BenchTarget", THREE_STEPS).await?;
-    runbook(port, "BenchThree", THREE_STEPS).await?;
     // Floor: durable single-transaction writes through the same path.
     let tags: Vec<(String, String)> = (0..n)
         .map(|i| {
@@ -219,6 +217,8 @@ pub fn run(o: &Opts, executions: usize, waiting: usize) -> Result<()> {
         let server = spawn(cmd)?;
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         rt.block_on(async {
+            runbook(server.port, "BenchTarget", THREE_STEPS).await?;
+            runbook(server.port, "BenchThree", THREE_STEPS).await?;
             let mut per_round = Vec::new();
             for _ in 0..o.rounds {
                 per_round.push(throughput(server.port, executions).await?);

@@ -193,10 +193,17 @@ class Server:
             config=BOTO_CONFIG.merge(Config(**config)) if config else BOTO_CONFIG,
         )
 
-    def create_account(self) -> Account:
-        """``ssmd keys ... create``: a new account with a key of its own."""
+    def create_account(self, account: str | None = None, user: str | None = None) -> Account:
+        """``ssmd keys ... create``: a new account with a key of its own, or (with ``account``)
+        another key of an existing account; with ``user`` the key is that IAM user's
+        (caller ARN ``arn:aws:iam::ACCOUNT:user/NAME``)."""
+        extra = []
+        if account:
+            extra += ["--account", account]
+        if user:
+            extra += ["--user", user]
         res = subprocess.run(
-            [SSMD_BIN, "keys", *self._storage_args(), "create"],
+            [SSMD_BIN, "keys", *self._storage_args(), "create", *extra],
             capture_output=True, text=True, timeout=30, env=self.env(),
         )
         assert res.returncode == 0, f"ssmd keys create failed: {res.stderr}"
@@ -211,7 +218,13 @@ class Server:
                 secret = line.split("=", 1)[1]
         assert account_id and key and secret, f"unexpected keys output: {res.stdout!r}"
         assert len(account_id) == 12 and account_id.isdigit(), account_id
+        if account:
+            assert account_id == account, (account_id, account)
         return Account(account_id, key, secret, self.client(key, secret))
+
+    def create_user(self, account: str, name: str) -> Account:
+        """``ssmd keys ... create --account ACCOUNT --user NAME``: a key of IAM user NAME."""
+        return self.create_account(account=account, user=name)
 
     def delete_key(self, access_key_id: str) -> None:
         """``ssmd keys ... delete KEY``."""

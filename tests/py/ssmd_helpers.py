@@ -80,3 +80,28 @@ class Account:
 
     def arn_of(self, name: str) -> str:
         return f"arn:aws:ssm:{REGION}:{self.account_id}:document/{name}"
+
+
+AUTOMATION_TERMINAL = ("Success", "Failed", "TimedOut", "Cancelled")
+
+
+def wait_for_status(ssm, execution_id: str, statuses, timeout: float = 10.0,
+                    interval: float = 0.1) -> dict:
+    """Poll GetAutomationExecution until its status is one of ``statuses`` (a string or a
+    collection); returns the AutomationExecution. Fails with the last state seen on timeout."""
+    import time
+
+    wanted = {statuses} if isinstance(statuses, str) else set(statuses)
+    deadline = time.monotonic() + timeout
+    while True:
+        ex = ssm.get_automation_execution(AutomationExecutionId=execution_id)["AutomationExecution"]
+        if ex["AutomationExecutionStatus"] in wanted:
+            return ex
+        if time.monotonic() > deadline:
+            steps = [(s.get("StepName"), s.get("StepStatus"), s.get("FailureMessage"))
+                     for s in ex.get("StepExecutions", [])]
+            raise AssertionError(
+                f"execution {execution_id} is {ex['AutomationExecutionStatus']}, not one of "
+                f"{sorted(wanted)}, after {timeout}s; failure={ex.get('FailureMessage')!r} "
+                f"steps={steps}")
+        time.sleep(interval)

@@ -107,13 +107,13 @@ pub async fn run(store: &Store, cmd: KeysCommand, now_ms: i64) -> Result<()> {
                 expires_ms: None,
                 user_name: user,
             };
-            if store.put_access_key(&key, now_ms).await.is_err() {
-                bail!("the access key id {} exists already", key.access_key_id);
-            }
             if let Some(u) = &key.user_name
                 && (u.is_empty() || !u.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)))
             {
                 bail!("a user name is letters, digits and +=,.@_- only, not {u:?}");
+            }
+            if store.put_access_key(&key, now_ms).await.is_err() {
+                bail!("the access key id {} exists already", key.access_key_id);
             }
             println!("# account {}", key.account);
             if let Some(u) = &key.user_name {

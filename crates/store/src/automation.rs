@@ -289,15 +289,16 @@ impl Store {
         q.scalar(&self.db).await
     }
 
-    /// Executions of the account and region, newest first, after skipping `offset`.
+    /// Executions of the account and region, newest first (ties by id), after the execution
+    /// `after` = (start time, id), so that pages stay stable while executions start.
     pub async fn executions_page(
         &self,
         account: &str,
         region: &str,
         f: &ExecutionFilter,
-        offset: i64,
+        after: Option<(i64, &str)>,
         limit: i64,
-    ) -> Result<Vec<ExecutionRow>> {
+    ) -> Result<Vec<(i64, ExecutionRow)>> {
         timed("executions_page", async {
             let mut cond = vec!["account = $1".to_string(), "region = $2".to_string()];
             let mut binds: Vec<sql::Value> = vec![account.into(), region.into()];
@@ -330,18 +331,22 @@ impl Store {
                 binds.push(t.into());
                 cond.push(format!("start_ms > ${}", binds.len()));
             }
+            if let Some((t, id)) = after {
+                binds.push(t.into());
+                let tb = binds.len();
+                binds.push(id.into());
+                cond.push(format!("(start_ms < ${tb} OR (start_ms = ${tb} AND id > ${}))", binds.len()));
+            }
             binds.push(limit.into());
             let l = binds.len();
-            binds.push(offset.into());
-            let o = binds.len();
             let mut q = sql::query(format!(
-                "SELECT {COLUMNS} FROM automation_executions WHERE {} ORDER BY start_ms DESC, id LIMIT ${l} OFFSET ${o}",
+                "SELECT start_ms, {COLUMNS} FROM automation_executions WHERE {} ORDER BY start_ms DESC, id LIMIT ${l}",
                 cond.join(" AND ")
             ));
             for b in binds {
                 q = q.bind(b);
             }
-            q.fetch_all(&self.db).await?.iter().map(row).collect()
+            q.fetch_all(&self.db).await?.iter().map(|r| Ok((r.get("start_ms")?, row(r)?))).collect()
         })
         .await
     }

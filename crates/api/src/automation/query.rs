@@ -90,9 +90,9 @@ pub(crate) async fn describe(
         }
     }
     let size = page_size(i.max_results, 50) as usize;
-    let mut offset = match svc.open_token(caller, op, i.next_token.as_deref())? {
-        Some(p) => p.get("offset").and_then(|v| v.as_i64()).unwrap_or(0),
-        None => 0,
+    let mut after: Option<(i64, String)> = match svc.open_token(caller, op, i.next_token.as_deref())? {
+        Some(p) => Some((p["start"].as_i64().unwrap_or(0), p["id"].as_str().unwrap_or_default().to_string())),
+        None => None,
     };
     let mut out = Vec::new();
     let mut more = false;
@@ -101,33 +101,37 @@ pub(crate) async fn describe(
         'scan: loop {
             let rows = svc
                 .store
-                .executions_page(&caller.account, &caller.region, &f, offset, batch)
+                .executions_page(
+                    &caller.account,
+                    &caller.region,
+                    &f,
+                    after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                    batch,
+                )
                 .await
                 .map_err(store_error)?;
             let tags = if rest.tag_keys.is_empty() {
                 Default::default()
             } else {
-                let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+                let ids: Vec<String> = rows.iter().map(|(_, r)| r.id.clone()).collect();
                 svc.store
                     .tags_of_many(&caller.account, &caller.region, RESOURCE_TYPE, &ids)
                     .await
                     .map_err(store_error)?
             };
             let n = rows.len();
-            for row in rows {
+            for (start, row) in rows {
                 let x = parse_state(&row)?;
-                if !rest.keeps(&x, tags.get(&row.id).map(Vec::as_slice).unwrap_or_default()) {
-                    offset += 1;
-                    continue;
+                if rest.keeps(&x, tags.get(&row.id).map(Vec::as_slice).unwrap_or_default()) {
+                    if out.len() == size {
+                        more = true;
+                        break 'scan;
+                    }
+                    let rb = svc.runbook(&row.runbook_sha).await?;
+                    let outputs = ssmd_core::automation::machine::document_outputs(&x, &rb);
+                    out.push(report::metadata(&x, outputs));
                 }
-                if out.len() == size {
-                    more = true;
-                    break 'scan;
-                }
-                let rb = svc.runbook(&row.runbook_sha).await?;
-                let outputs = ssmd_core::automation::machine::document_outputs(&x, &rb);
-                out.push(report::metadata(&x, outputs));
-                offset += 1;
+                after = Some((start, row.id));
             }
             if (n as i64) < batch {
                 break;
@@ -136,7 +140,9 @@ pub(crate) async fn describe(
     }
     Ok(DescribeAutomationExecutionsResult {
         automation_execution_metadata_list: Some(out),
-        next_token: more.then(|| svc.issue_token(caller, op, json!({ "offset": offset }))),
+        next_token: more
+            .then(|| after.map(|(start, id)| svc.issue_token(caller, op, json!({ "start": start, "id": id }))))
+            .flatten(),
     })
 }
 
@@ -171,28 +177,31 @@ pub(crate) async fn describe_steps(
             time_value(&filter.key, &filter.values)?;
         }
     }
-    let mut steps: Vec<&StepRecord> = Vec::new();
-    for r in &x.steps {
+    // Records are only ever appended, so a page resumes after the index of the last record it
+    // returned, in either order, however many records were added meanwhile.
+    let mut steps: Vec<(usize, &StepRecord)> = Vec::new();
+    for (index, r) in x.steps.iter().enumerate() {
         let mut keep = true;
         for filter in &filters {
             keep &= step_matches(r, &filter.key, &filter.values)?;
         }
         if keep {
-            steps.push(r);
+            steps.push((index, r));
         }
     }
-    if i.reverse_order == Some(true) {
+    let reverse = i.reverse_order == Some(true);
+    if reverse {
         steps.reverse();
     }
-    let start = match svc.open_token(caller, op, i.next_token.as_deref())? {
-        Some(p) => p.get("offset").and_then(|v| v.as_u64()).unwrap_or(0) as usize,
-        None => 0,
-    };
+    if let Some(p) = svc.open_token(caller, op, i.next_token.as_deref())? {
+        let last = p.get("index").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+        steps.retain(|(index, _)| if reverse { *index < last } else { *index > last });
+    }
     let size = page_size(i.max_results, 50) as usize;
-    let page: Vec<StepExecution> = steps.iter().skip(start).take(size).map(|r| report::step(r)).collect();
-    let next = start + page.len();
+    let page: Vec<StepExecution> = steps.iter().take(size).map(|(_, r)| report::step(r)).collect();
+    let next = (steps.len() > size).then(|| steps[size - 1].0);
     Ok(DescribeAutomationStepExecutionsResult {
         step_executions: Some(page),
-        next_token: (next < steps.len()).then(|| svc.issue_token(caller, op, json!({ "offset": next }))),
+        next_token: next.map(|index| svc.issue_token(caller, op, json!({ "index": index }))),
     })
 }

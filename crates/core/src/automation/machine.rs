@@ -410,6 +410,7 @@ fn begin(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) {
             Err(e) => fail(x, rb, i, status::FAILED, e.to_string(), "InputValidation", "Verification", now_ms),
         },
         "aws:pause" => {
+            r.wake_ms = def.timeout_seconds.map(|t| now_ms + t * 1000);
             r.status = status::WAITING.into();
             if x.status != status::CANCELLING {
                 x.status = status::WAITING.into();
@@ -671,6 +672,12 @@ fn run_step(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) -> Option<Ne
             } else {
                 Some(Need::Wait(Some(wake)))
             }
+        }
+        "aws:pause" if r.wake_ms.is_some_and(|w| now_ms >= w) => {
+            let message =
+                format!("The pause was not resumed within {} seconds.", def.timeout_seconds.unwrap_or_default());
+            fail(x, rb, i, status::TIMED_OUT, message, "Invocation", "Action", now_ms);
+            None
         }
         "aws:pause" => Some(Need::Wait(r.wake_ms)),
         "aws:approve" => {

@@ -6,15 +6,16 @@
 //!
 //! ```text
 //! selector := "$" segment*
-//! segment  := "." name | ".*" | "[" quoted "]" | "[" integer "]" | "[*]"
+//! segment  := "." name | ".*" | "[" quoted "]" | "[" integer "]" | "[*]" | ".." (name | "*" | "[" … "]")
 //! quoted   := "'" chars "'" | '"' chars '"'     (backslash escapes the next character)
 //! ```
 //!
 //! A negative index counts from the end (`[-1]` is the last element). A wildcard (`.*` or
 //! `[*]`) expands every element of a list (or every value of an object) and makes the result a
 //! list collecting whatever the rest of the path selects from each (elements where the rest is
-//! missing are skipped). Recursive descent (`..name`) is refused with
-//! [`SelectorError::RecursiveDescent`].
+//! missing are skipped). Recursive descent (`..name`, `..*`, `..[0]`) applies the rest of the
+//! path to the value and every value nested in it, in document order, and also makes the result a
+//! list (AWS: "deepscan always returns an array").
 //!
 //! A well-formed path that selects nothing gives `Ok(None)`: what a missing output means is for
 //! the engine to decide. Nothing here does I/O or keeps state.
@@ -31,12 +32,6 @@ pub enum SelectorError {
         selector: String,
         /// What is wrong with it.
         reason: String,
-    },
-    /// The selector uses recursive descent (`..`), which ssmd does not support.
-    #[error("invalid selector `{selector}`: recursive descent (`..`) is unsupported")]
-    RecursiveDescent {
-        /// The selector as written.
-        selector: String,
     },
     /// The output `Type` is not one of the six SSM output types.
     #[error("unknown output type `{0}` (expected String, Integer, Boolean, StringList, StringMap or MapList)")]
@@ -59,6 +54,8 @@ enum Segment {
     Key(String),
     Index(i64),
     Wildcard,
+    /// `..`: the value and everything nested in it.
+    Descend,
 }
 
 fn malformed(selector: &str, reason: impl Into<String>) -> SelectorError {
@@ -79,7 +76,14 @@ fn parse(selector: &str) -> Result<Vec<Segment>, SelectorError> {
                 i += 1;
                 match chars.get(i) {
                     Some('.') => {
-                        return Err(SelectorError::RecursiveDescent { selector: selector.to_string() });
+                        segments.push(Segment::Descend);
+                        // The second dot starts the name (`..name`, `..*`); before `[` it is dropped.
+                        if chars.get(i + 1) == Some(&'[') {
+                            i += 1;
+                        }
+                        if i + 1 >= chars.len() {
+                            return Err(malformed(selector, "`..` must be followed by a name, `*` or `[...]`"));
+                        }
                     }
                     Some('*') => {
                         segments.push(Segment::Wildcard);
@@ -206,6 +210,14 @@ fn step<'a>(value: &'a Value, segment: &Segment) -> Option<&'a Value> {
     }
 }
 
+/// A value and everything nested in it, in document order.
+fn descendants<'a>(value: &'a Value, out: &mut Vec<&'a Value>) {
+    out.push(value);
+    for c in children(value) {
+        descendants(c, out);
+    }
+}
+
 /// The children a wildcard expands a value into.
 fn children(value: &Value) -> Vec<&Value> {
     match value {
@@ -227,6 +239,13 @@ pub fn select(doc: &Value, selector: &str) -> Result<Option<Value>, SelectorErro
         if *segment == Segment::Wildcard {
             multi = true;
             nodes = nodes.into_iter().flat_map(children).collect();
+        } else if *segment == Segment::Descend {
+            multi = true;
+            let mut all = Vec::new();
+            for n in nodes {
+                descendants(n, &mut all);
+            }
+            nodes = all;
         } else {
             nodes = nodes.into_iter().filter_map(|n| step(n, segment)).collect();
             if !multi && nodes.is_empty() {
@@ -392,11 +411,13 @@ mod tests {
     }
 
     #[test]
-    fn recursive_descent_is_refused() {
-        let e = err("$..InstanceId");
-        assert_eq!(e, SelectorError::RecursiveDescent { selector: "$..InstanceId".into() });
-        assert!(e.to_string().contains("recursive descent"));
-        assert!(e.to_string().contains("$..InstanceId"));
+    fn recursive_descent_collects_every_match() {
+        assert_eq!(sel("$..InstanceId"), Some(json!(["i-1", "i-2", "i-3"])));
+        assert_eq!(sel("$.Reservations..Name"), Some(json!(["running", "stopped"])));
+        assert_eq!(sel("$..Instances[0].InstanceId"), Some(json!(["i-1", "i-2"])));
+        assert_eq!(sel("$..nothing"), Some(json!([])), "deep scan always gives a list");
+        assert_eq!(sel("$.Payload..*"), Some(json!([[10, 20, 30], 10, 20, 30])));
+        assert!(matches!(err("$.."), SelectorError::Malformed { .. }));
     }
 
     #[test]
