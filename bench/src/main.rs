@@ -74,10 +74,18 @@ fn main() -> Result<()> {
             };
             let executions = take("--executions", 2000)?;
             let waiting = take("--waiting", 10_000)?;
-            automation::run(&parse_opts(&rest)?, executions, waiting)
+            let parts = match rest.iter().position(|a| a == "--parts") {
+                Some(i) => {
+                    let v = rest.get(i + 1).context("missing value")?.clone();
+                    rest.drain(i..i + 2);
+                    v
+                }
+                None => "throughput,approvals,fanout".to_string(),
+            };
+            automation::run(&parse_opts(&rest)?, executions, waiting, &parts)
         }
         _ => bail!(
-            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | floor-server)"
+            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | floor-server)"
         ),
     }
 }

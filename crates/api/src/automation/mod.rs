@@ -57,11 +57,22 @@ pub(crate) struct Shared {
     /// Woken when an execution becomes due now (a start, a signal, a stop).
     pub wake: Notify,
     runbooks: Mutex<HashMap<String, Arc<Runbook>>>,
+    /// Stored document versions already read as runbooks, by their content hash: (runbook hash,
+    /// runbook JSON, runbook). Children of a fan-out all start from one version.
+    parsed: Mutex<HashMap<String, Parsed>>,
 }
+
+/// A document version read as a runbook.
+pub(crate) type Parsed = (String, Arc<String>, Arc<Runbook>);
 
 impl Shared {
     pub fn new(settings: Settings) -> Shared {
-        Shared { settings, wake: Notify::new(), runbooks: Mutex::new(HashMap::new()) }
+        Shared {
+            settings,
+            wake: Notify::new(),
+            runbooks: Mutex::new(HashMap::new()),
+            parsed: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -80,21 +91,28 @@ impl Service {
         let value: serde_json::Value =
             serde_json::from_str(&content).map_err(|e| ApiError::internal(format!("runbook {sha}: {e}")))?;
         let rb = Arc::new(Runbook::from_document(&value));
-        let mut cache = self.automation.runbooks.lock().expect("runbook cache");
-        if cache.len() > 2000 {
-            cache.clear();
-        }
-        cache.insert(sha.to_string(), rb.clone());
+        bounded_insert(&self.automation.runbooks, sha, rb.clone());
         Ok(rb)
     }
 
-    /// Remembers a runbook parsed at start, so the engine need not read it back.
-    pub(crate) fn remember_runbook(&self, sha: &str, rb: Arc<Runbook>) {
-        let mut cache = self.automation.runbooks.lock().expect("runbook cache");
-        if cache.len() > 2000 {
-            cache.clear();
+    /// A stored document version read as a runbook, parsed once per content hash (and
+    /// remembered by runbook hash, so the engine need not read it back).
+    pub(crate) fn parse_runbook(
+        &self,
+        content_hash: &str,
+        parse: impl FnOnce() -> Result<serde_json::Value, ApiError>,
+    ) -> Result<Parsed, ApiError> {
+        if let Some(p) = self.automation.parsed.lock().expect("parsed cache").get(content_hash) {
+            return Ok(p.clone());
         }
-        cache.insert(sha.to_string(), rb);
+        let value = parse()?;
+        let json = Arc::new(value.to_string());
+        let sha = ssmd_core::document::sha256_hex(&json);
+        let rb = Arc::new(Runbook::from_document(&value));
+        let parsed = (sha.clone(), json, rb.clone());
+        bounded_insert(&self.automation.parsed, content_hash, parsed.clone());
+        bounded_insert(&self.automation.runbooks, &sha, rb);
+        Ok(parsed)
     }
 
     /// The caller's execution, or `AutomationExecutionNotFoundException`.
@@ -108,6 +126,15 @@ impl Service {
         let x = parse_state(&row)?;
         Ok((row, x))
     }
+}
+
+/// Inserts into a cache, emptying it first when it holds 2,000 entries.
+fn bounded_insert<V>(cache: &Mutex<HashMap<String, V>>, key: &str, value: V) {
+    let mut c = cache.lock().expect("cache");
+    if c.len() >= 2000 {
+        c.clear();
+    }
+    c.insert(key.to_string(), value);
 }
 
 /// An execution's state from its row.

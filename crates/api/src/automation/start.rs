@@ -9,13 +9,12 @@ use ssmd_core::automation::execution::{Echo, Execution, FanItem, mode, status};
 use ssmd_core::automation::machine;
 use ssmd_core::automation::params::{ParamError, resolve_parameters};
 use ssmd_core::automation::runbook::Runbook;
-use ssmd_core::document::{Format, parse, sha256_hex};
+use ssmd_core::document::{Format, parse};
 use ssmd_core::rate::{self, RateController};
 use ssmd_model::shapes::*;
 use ssmd_model::{ApiError, Caller, ErrorCode};
 use ssmd_store::NewExecution;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 fn bad_params(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidAutomationExecutionParametersException, message)
@@ -127,12 +126,12 @@ pub(crate) async fn prepare(
             ),
         ));
     }
-    let format = Format::from_wire(&resolved.version.format).unwrap_or(Format::Json);
-    let parsed = parse(&resolved.version.content, format, "Automation")
-        .map_err(|e| ApiError::internal(format!("stored runbook does not parse: {e:?}")))?;
-    let runbook_json = parsed.value.to_string();
-    let sha = sha256_hex(&runbook_json);
-    let rb = Arc::new(Runbook::from_document(&parsed.value));
+    let (sha, runbook_json, rb) = svc.parse_runbook(&resolved.version.hash, || {
+        let format = Format::from_wire(&resolved.version.format).unwrap_or(Format::Json);
+        parse(&resolved.version.content, format, "Automation")
+            .map(|p| p.value)
+            .map_err(|e| ApiError::internal(format!("stored runbook does not parse: {e:?}")))
+    })?;
     let supplied = i.parameters.clone().unwrap_or_default();
 
     let (parameters, fanout, steps) = if fanned {
@@ -190,7 +189,6 @@ pub(crate) async fn prepare(
         cancel_children: Vec::new(),
         overrides: BTreeMap::new(),
     };
-    svc.remember_runbook(&sha, rb);
     let tags =
         i.tags.iter().flatten().map(|t| ssmd_store::Tag { key: t.key.clone(), value: t.value.clone() }).collect();
     Ok(NewExecution {
@@ -202,7 +200,7 @@ pub(crate) async fn prepare(
         parent_id: origin.parent,
         start_ms: now,
         runbook_sha: sha,
-        runbook: runbook_json,
+        runbook: runbook_json.to_string(),
         state: serde_json::to_string(&x).map_err(|e| ApiError::internal(e.to_string()))?,
         due_ms: Some(now),
         tags,
