@@ -2100,3 +2100,63 @@ def test_other_accounts_cannot_see_or_steer_an_execution(ssm, new_account):
     assert wait_for_status(ssm, xid, AUTOMATION_TERMINAL)["AutomationExecutionStatus"] == "Success"
     assert ssm.list_tags_for_resource(ResourceType="Automation", ResourceId=xid)["TagList"] == [
         {"Key": "k", "Value": "v"}]
+
+
+def fifty_target_doc(sleep="PT0S") -> dict:
+    """A child that sleeps, then fails when its Item starts with "bad" (an SSM call that errors)."""
+    return doc([
+        sleep_step("nap", sleep),
+        {"name": "route", "action": "aws:branch", "inputs": {
+            "Choices": [{"NextStep": "boom", "Variable": "{{ Item }}", "StartsWith": "bad"}],
+            "Default": "fine"}},
+        {"name": "fine", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}, "isEnd": True},
+        {"name": "boom", "action": "aws:executeAwsApi",
+         "inputs": {"Service": "ssm", "Api": "GetDocument", "Name": "no-such-document-anywhere"}},
+    ], parameters={"Item": {"type": "String"}})
+
+
+def fifty_values():
+    # Every fourth target fails: bad3, bad7, bad11, ... — the sixth failure is bad23.
+    return [f"bad{i}" if i % 4 == 3 else f"ok{i}" for i in range(50)]
+
+
+def test_fifty_targets_stop_exactly_at_error_e_plus_one(ssm):
+    name = runbook(ssm, fifty_target_doc())
+    values = fifty_values()
+    xid = start(ssm, name, TargetParameterName="Item",
+                Targets=[{"Key": "ParameterValues", "Values": values}],
+                MaxConcurrency="1", MaxErrors="10%")
+    ex = wait_for_status(ssm, xid, AUTOMATION_TERMINAL, timeout=60)
+    assert ex["AutomationExecutionStatus"] == "Failed"
+    # 10% of 50 tolerates 5 errors; the 6th (bad23, the 24th target) stops dispatch.
+    assert sorted(k["Target"] for k in children_of(ssm, xid)) == sorted(values[:24])
+    s = ex["TargetsSummary"]
+    assert (s["TotalCount"], s["StartedCount"], s["FailedCount"], s["SuccessfulCount"]) == (50, 24, 6, 18)
+
+
+def test_fifty_targets_never_exceed_max_concurrency(ssm):
+    name = runbook(ssm, fifty_target_doc("PT1S"))
+    values = fifty_values()
+    xid = start(ssm, name, TargetParameterName="Item",
+                Targets=[{"Key": "ParameterValues", "Values": values}],
+                MaxConcurrency="5", MaxErrors="10%")
+    ex = wait_for_status(ssm, xid, AUTOMATION_TERMINAL, timeout=60)
+    assert ex["AutomationExecutionStatus"] == "Failed"
+    kids = children_of(ssm, xid)
+    events = []
+    for k in kids:
+        events.append((k["ExecutionStartTime"].timestamp(), 1))
+        events.append((k["ExecutionEndTime"].timestamp(), -1))
+    running = peak = 0
+    for _, d in sorted(events, key=lambda e: (e[0], e[1])):
+        running += d
+        peak = max(peak, running)
+    assert peak <= 5, f"{peak} children ran at once"
+    failed = [k for k in kids if k["AutomationExecutionStatus"] == "Failed"]
+    started = {k["Target"] for k in kids}
+    # Dispatch stops at the 6th failure (bad23): only targets up to it, plus those already
+    # running (at most MaxConcurrency - 1 more), ever start; running ones may still fail.
+    assert 24 <= len(kids) <= 28, sorted(started)
+    assert all(v in started for v in values[:24])
+    assert 6 <= len(failed) <= 7
+    assert ex["TargetsSummary"]["StartedCount"] == len(kids)
