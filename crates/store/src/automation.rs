@@ -274,6 +274,21 @@ impl Store {
             .await
     }
 
+    /// How many Pending executions of the account and region were started before the given one
+    /// (queued executions start in the order they were started).
+    pub async fn pending_before(&self, account: &str, region: &str, start_ms: i64, id: &str) -> Result<i64> {
+        sql::query(
+            "SELECT COUNT(*) FROM automation_executions WHERE account = $1 AND region = $2 AND status = 'Pending' \
+             AND (start_ms < $3 OR (start_ms = $3 AND id < $4))",
+        )
+        .bind(account)
+        .bind(region)
+        .bind(start_ms)
+        .bind(id)
+        .scalar(&self.db)
+        .await
+    }
+
     /// The number of executions of the account and region in one of `statuses`.
     pub async fn count_executions(&self, account: &str, region: &str, statuses: &[&str]) -> Result<i64> {
         let marks: Vec<String> = (3..3 + statuses.len()).map(|i| format!("${i}")).collect();

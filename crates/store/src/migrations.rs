@@ -120,7 +120,7 @@ CREATE TABLE automation_executions (
     lease_until BIGINT
 );
 CREATE INDEX automation_executions_by_start ON automation_executions (account, region, start_ms);
-CREATE INDEX automation_executions_by_status ON automation_executions (account, region, status);
+CREATE INDEX automation_executions_by_status ON automation_executions (account, region, status, start_ms, id);
 CREATE INDEX automation_executions_by_parent ON automation_executions (parent_id);
 CREATE INDEX automation_executions_due ON automation_executions (due_ms)
 "#,
@@ -129,6 +129,26 @@ CREATE INDEX automation_executions_due ON automation_executions (due_ms)
         3,
         r#"
 ALTER TABLE access_keys ADD COLUMN user_name TEXT
+"#,
+    ),
+    (
+        4,
+        r#"
+CREATE TABLE activations (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    code_sha256 TEXT NOT NULL,
+    description TEXT,
+    default_instance_name TEXT,
+    iam_role TEXT NOT NULL,
+    registration_limit BIGINT NOT NULL,
+    registrations_count BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    registration_metadata TEXT NOT NULL
+);
+CREATE INDEX activations_by_created ON activations (account, region, created_ms, id)
 "#,
     ),
 ];

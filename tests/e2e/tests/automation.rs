@@ -246,3 +246,32 @@ fn ssmd_core_free_uuid() -> String {
 fn rand_nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
+
+both_backends!(
+    executions_past_the_running_limit_wait_in_pending,
+    args = &["--automation-max-running", "1", "--automation-max-queued", "2"],
+    |server: Server| async move {
+        let c = server.client();
+        let doc = "schemaVersion: '0.3'\nmainSteps:\n  - name: gate\n    action: aws:approve\n    inputs:\n      Approvers: [\"{{ global:ACCOUNT_ID }}\"]\n";
+        runbook(&c, "Queued", doc).await;
+        let first = start(&c, "Queued", &[]).await;
+        wait_until(&c, &first, 10, "the first runs", |x| status(x) == "Waiting").await;
+        let second = start(&c, "Queued", &[]).await;
+        let third = start(&c, "Queued", &[]).await;
+        // Two wait in Pending; a fourth start is over the queue limit.
+        let err = c.start_automation_execution().document_name("Queued").send().await.unwrap_err();
+        assert_eq!(code(&err), "AutomationExecutionLimitExceededException", "{}", message(&err));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!((status(&get(&c, &second).await), status(&get(&c, &third).await)), ("Pending", "Pending"));
+        for id in [&first, &second, &third] {
+            wait_until(&c, id, 10, "its turn", |x| status(x) == "Waiting").await;
+            c.send_automation_signal()
+                .automation_execution_id(id)
+                .signal_type(SignalType::Approve)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(status(&finished(&c, id, 10).await), "Success");
+        }
+    }
+);

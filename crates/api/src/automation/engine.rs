@@ -236,15 +236,25 @@ impl Engine {
         }
     }
 
-    /// Whether a Pending execution may start under the running limit.
+    /// Whether a Pending execution may start under the running limit (queued executions start
+    /// in the order they were started).
     async fn admit(&self, x: &Execution) -> Result<bool, ApiError> {
         let svc = &self.inner.svc;
-        let running = svc
-            .store
-            .count_executions(&x.account, &x.region, &[status::IN_PROGRESS, status::WAITING, status::CANCELLING])
-            .await
-            .map_err(crate::store_error)?;
-        Ok(running < svc.automation.settings.max_running)
+        let max = svc.automation.settings.max_running;
+        let count = |statuses: &'static [&'static str]| async move {
+            svc.store.count_executions(&x.account, &x.region, statuses).await.map_err(crate::store_error)
+        };
+        let running = count(&[status::IN_PROGRESS, status::WAITING, status::CANCELLING]).await?;
+        if running >= max {
+            return Ok(false);
+        }
+        // When every queued execution fits, order does not matter (the common, cheap case).
+        if running + count(&[status::PENDING]).await? <= max {
+            return Ok(true);
+        }
+        let before =
+            svc.store.pending_before(&x.account, &x.region, x.start_ms, &x.id).await.map_err(crate::store_error)?;
+        Ok(running + before < max)
     }
 
     /// Feeds finished children's results to the machine.

@@ -153,7 +153,7 @@ pub(crate) async fn prepare(
     let variables: Map<String, Value> =
         rb.variables.iter().map(|(k, def)| (k.clone(), def.get("default").cloned().unwrap_or(Value::Null))).collect();
     let now = svc.now_ms();
-    let x = Execution {
+    let mut x = Execution {
         id: origin.id.clone(),
         account: caller.account.clone(),
         region: caller.region.clone(),
@@ -187,8 +187,14 @@ pub(crate) async fn prepare(
         cancel_deadline_ms: None,
         cancelled_record: None,
         cancel_children: Vec::new(),
+        assume_role: None,
         overrides: BTreeMap::new(),
     };
+    if let Some(role) = &rb.assume_role {
+        let resolved = machine::resolve(&x, &Value::String(role.clone()), now)
+            .map_err(|e| bad_params(format!("assumeRole: {e}")))?;
+        x.assume_role = Some(ssmd_core::document::scalar_text(&resolved)).filter(|r| !r.is_empty());
+    }
     let tags =
         i.tags.iter().flatten().map(|t| ssmd_store::Tag { key: t.key.clone(), value: t.value.clone() }).collect();
     Ok(NewExecution {

@@ -270,6 +270,9 @@ pub struct Execution {
     /// Children to cancel (the engine cancels them, then clears this).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cancel_children: Vec<String>,
+    /// The runbook's `assumeRole`, resolved at start (recorded; ssmd has no IAM to assume it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assume_role: Option<String>,
     /// StartStep payload keys other than StepName, for the step it starts.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub overrides: BTreeMap<String, Vec<String>>,

@@ -1385,6 +1385,7 @@ mod tests {
             cancel_deadline_ms: None,
             cancelled_record: None,
             cancel_children: vec![],
+            assume_role: None,
             overrides: BTreeMap::new(),
         }
     }
