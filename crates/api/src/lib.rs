@@ -3,6 +3,7 @@
 //! dispatches to the typed operation. The HTTP layer, the local runbook runner and runbook
 //! steps that call the SSM API all go through `call`, so every caller sees the same rules.
 
+mod activations;
 mod amazon;
 pub mod automation;
 mod documents;
@@ -200,5 +201,26 @@ impl Ssm for Service {
         i: StopAutomationExecutionRequest,
     ) -> Result<StopAutomationExecutionResult, ApiError> {
         automation::control::stop(self, c, i).await
+    }
+    async fn create_activation(
+        &self,
+        c: &Caller,
+        i: CreateActivationRequest,
+    ) -> Result<CreateActivationResult, ApiError> {
+        activations::create(self, c, i).await
+    }
+    async fn describe_activations(
+        &self,
+        c: &Caller,
+        i: DescribeActivationsRequest,
+    ) -> Result<DescribeActivationsResult, ApiError> {
+        activations::describe(self, c, i).await
+    }
+    async fn delete_activation(
+        &self,
+        c: &Caller,
+        i: DeleteActivationRequest,
+    ) -> Result<DeleteActivationResult, ApiError> {
+        activations::delete(self, c, i).await
     }
 }

@@ -10,6 +10,7 @@
 //! On SQLite, writes go through a single connection so writers queue in-process instead of
 //! failing with `SQLITE_BUSY`; reads use their own connections. On PostgreSQL, sqlx's pool.
 
+mod activations;
 mod automation;
 mod cache;
 mod documents;
@@ -19,6 +20,7 @@ mod migrations;
 pub mod sql;
 mod tags;
 
+pub use activations::{ACTIVATION_TAGS, ActivationFilter, ActivationRow, ActivationUse, NewActivation};
 pub use automation::{ExecutionFilter, ExecutionRow, NewExecution, StateWrite};
 pub use documents::{DocumentRow, ReviewRow, ShareRow, VersionRow};
 pub use idempotency::IdempotencyRecord;
