@@ -57,6 +57,10 @@ pub struct StateWrite<'a> {
     /// Wake this execution (the parent of one that finished).
     pub wake: Option<&'a str>,
     pub now_ms: i64,
+    /// The engine writing under its lease: the write fails unless the lease is still its own
+    /// (a fence against an engine whose lease ran out and was taken over). `None` for writes
+    /// that need no lease (signals, stops).
+    pub owner: Option<&'a str>,
 }
 
 /// Filters for listing executions; `None` means no filter.
@@ -133,7 +137,7 @@ impl Store {
              outputs = COALESCE($4, outputs), \
              lease_owner = CASE WHEN $5 = 1 THEN lease_owner ELSE NULL END, \
              lease_until = CASE WHEN $5 = 1 THEN lease_until ELSE NULL END \
-             WHERE id = $6 AND version = $7",
+             WHERE id = $6 AND version = $7 AND ($8 = '' OR lease_owner = $8)",
         )
         .bind(w.state)
         .bind(w.status)
@@ -142,6 +146,7 @@ impl Store {
         .bind(i64::from(w.keep_lease))
         .bind(w.id)
         .bind(w.version)
+        .bind(w.owner.unwrap_or_default())
         .execute(&mut *tx)
         .await?;
         if n == 0 {

@@ -54,6 +54,7 @@ pub(crate) async fn update(
             keep_lease: true,
             wake: if terminal { x.parent_id.as_deref() } else { None },
             now_ms: now,
+            owner: None,
         };
         match svc.store.write_execution(&write).await {
             Ok(()) => {

@@ -143,6 +143,7 @@ impl Engine {
             keep_lease,
             wake: if terminal { x.parent_id.as_deref() } else { None },
             now_ms: svc.now_ms(),
+            owner: Some(&self.inner.owner),
         };
         let r = if children.is_empty() {
             svc.store.write_execution(&w).await
@@ -164,10 +165,11 @@ impl Engine {
         }
     }
 
-    /// Re-reads a row after a conflict; `None` when another engine holds it now.
+    /// Re-reads a row after a conflict; `None` when the lease is no longer this engine's (another
+    /// engine took the execution over: it drives it from here).
     async fn reload(&self, id: &str) -> Result<Option<ExecutionRow>, ApiError> {
         let row = self.inner.svc.store.execution_by_id(id).await.map_err(crate::store_error)?;
-        Ok(row.filter(|r| r.lease_owner.as_deref().is_none_or(|o| o == self.inner.owner)))
+        Ok(row.filter(|r| r.lease_owner.as_deref() == Some(self.inner.owner.as_str())))
     }
 
     /// Drives one claimed execution until it waits, finishes or is taken over.
