@@ -126,6 +126,12 @@ pub(crate) async fn execute(python: &Path, dir: &RunDir, input: Vec<u8>, timeout
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    // The server's own settings (database URL, root key) are not the script's business.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SSMD_") || name == "DATABASE_URL" {
+            command.env_remove(name);
+        }
+    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {

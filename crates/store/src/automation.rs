@@ -54,6 +54,8 @@ pub struct StateWrite<'a> {
     pub due_ms: Option<i64>,
     /// Keep the lease (the writer carries on driving) or release it.
     pub keep_lease: bool,
+    /// With `keep_lease` and an `owner`: the lease's new end (each write renews it).
+    pub lease_until: Option<i64>,
     /// Wake this execution (the parent of one that finished).
     pub wake: Option<&'a str>,
     pub now_ms: i64,
@@ -136,17 +138,19 @@ impl Store {
             "UPDATE automation_executions SET state = $1, status = $2, version = version + 1, due_ms = $3, \
              outputs = COALESCE($4, outputs), \
              lease_owner = CASE WHEN $5 = 1 THEN lease_owner ELSE NULL END, \
-             lease_until = CASE WHEN $5 = 1 THEN lease_until ELSE NULL END \
-             WHERE id = $6 AND version = $7 AND ($8 = '' OR lease_owner = $8)",
+             lease_until = CASE WHEN $5 = 1 THEN COALESCE($6, lease_until) ELSE NULL END \
+             WHERE id = $7 AND version = $8 AND ($9 = '' OR (lease_owner = $9 AND lease_until > $10))",
         )
         .bind(w.state)
         .bind(w.status)
         .bind(w.due_ms)
         .bind(w.outputs)
         .bind(i64::from(w.keep_lease))
+        .bind(w.lease_until)
         .bind(w.id)
         .bind(w.version)
         .bind(w.owner.unwrap_or_default())
+        .bind(w.now_ms)
         .execute(&mut *tx)
         .await?;
         if n == 0 {

@@ -37,10 +37,15 @@ pub(crate) async fn update(
         let mut x = parse_state(&row)?;
         let rb = svc.runbook(&row.runbook_sha).await?;
         let now = svc.now_ms();
+        let before = x.clone();
         change(&mut x, &rb, now).map_err(|e| match e {
             SignalError::StepNotFound(m) => ApiError::new(ErrorCode::AutomationStepNotFoundException, m),
             SignalError::Invalid(m) => ApiError::new(invalid, m),
         })?;
+        if x == before {
+            // Nothing changed (a child already finished, say): no write, no wake-up.
+            return Ok(());
+        }
         let state = serde_json::to_string(&x).map_err(|e| ApiError::internal(e.to_string()))?;
         let outputs = final_outputs(&x, &rb);
         let terminal = status::is_terminal(&x.status);
@@ -52,6 +57,7 @@ pub(crate) async fn update(
             outputs: outputs.as_deref(),
             due_ms: if terminal { None } else { Some(now) },
             keep_lease: true,
+            lease_until: None,
             wake: if terminal { x.parent_id.as_deref() } else { None },
             now_ms: now,
             owner: None,

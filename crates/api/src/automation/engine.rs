@@ -43,7 +43,16 @@ pub struct Engine {
 struct Inner {
     svc: Arc<Service>,
     owner: String,
-    inflight: Mutex<HashSet<String>>,
+    inflight: Mutex<Inflight>,
+}
+
+/// Executions this engine is driving, and those claimed again meanwhile (by the time a driving
+/// task releases a row, a signal may have made it due and the claim loop taken it): the task
+/// drives a "dirty" execution once more before it lets go.
+#[derive(Default)]
+struct Inflight {
+    running: HashSet<String>,
+    dirty: HashSet<String>,
 }
 
 impl Engine {
@@ -54,7 +63,7 @@ impl Engine {
             svc.store.release_all_leases().await.map_err(crate::store_error)?;
         }
         let engine = Engine {
-            inner: Arc::new(Inner { svc, owner: ssmd_core::ids::uuid(), inflight: Mutex::new(HashSet::new()) }),
+            inner: Arc::new(Inner { svc, owner: ssmd_core::ids::uuid(), inflight: Mutex::new(Inflight::default()) }),
         };
         let e = engine.clone();
         tokio::spawn(async move { e.run().await });
@@ -88,18 +97,15 @@ impl Engine {
             };
             let full = claimed.len() as i64 == CLAIM_BATCH;
             for row in claimed {
-                if !self.inner.inflight.lock().expect("inflight").insert(row.id.clone()) {
-                    continue;
+                {
+                    let mut f = self.inner.inflight.lock().expect("inflight");
+                    if !f.running.insert(row.id.clone()) {
+                        f.dirty.insert(row.id.clone());
+                        continue;
+                    }
                 }
                 let e = self.clone();
-                tokio::spawn(async move {
-                    let id = row.id.clone();
-                    if let Err(err) = e.drive(row).await {
-                        tracing::warn!(execution = %id, error = %err, "driving an automation execution failed");
-                    }
-                    e.inner.inflight.lock().expect("inflight").remove(&id);
-                    e.inner.svc.automation.wake.notify_one();
-                });
+                tokio::spawn(async move { e.drive_until_clean(row).await });
             }
             if !full {
                 // Sleep until the next timer on this database is due, but no longer than POLL.
@@ -116,7 +122,40 @@ impl Engine {
     }
 
     fn inflight_len(&self) -> usize {
-        self.inner.inflight.lock().expect("inflight").len()
+        self.inner.inflight.lock().expect("inflight").running.len()
+    }
+
+    /// Drives a claimed execution, again if it was claimed again meanwhile; a panic in the
+    /// machine is contained (logged; the lease runs out and the execution is retried).
+    async fn drive_until_clean(self, mut row: ExecutionRow) {
+        let id = row.id.clone();
+        loop {
+            let e = self.clone();
+            match tokio::spawn(async move { e.drive(row).await }).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(execution = %id, error = %err, "driving an automation execution failed"),
+                Err(err) => tracing::error!(execution = %id, error = %err, "driving an automation execution panicked"),
+            }
+            let again = {
+                let mut f = self.inner.inflight.lock().expect("inflight");
+                let again = f.dirty.remove(&id);
+                if !again {
+                    f.running.remove(&id);
+                }
+                again
+            };
+            let next = if again { self.inner.svc.store.execution_by_id(&id).await.ok().flatten() } else { None };
+            match next {
+                Some(r) if r.lease_owner.as_deref() == Some(self.inner.owner.as_str()) => row = r,
+                _ => {
+                    if again {
+                        self.inner.inflight.lock().expect("inflight").running.remove(&id);
+                    }
+                    break;
+                }
+            }
+        }
+        self.inner.svc.automation.wake.notify_one();
     }
 
     /// Writes `x` over `row`; `Ok(false)` when someone wrote in between (re-read and retry).
@@ -141,6 +180,7 @@ impl Engine {
             outputs: outputs.as_deref(),
             due_ms,
             keep_lease,
+            lease_until: Some(svc.now_ms() + svc.automation.settings.lease_ms),
             wake: if terminal { x.parent_id.as_deref() } else { None },
             now_ms: svc.now_ms(),
             owner: Some(&self.inner.owner),
@@ -197,6 +237,7 @@ impl Engine {
                 continue;
             }
             let need = machine::drive(&mut x, &rb, now);
+            let mut cancels = Vec::new();
             let (due, keep, children, effect) = match need {
                 Need::Done => (None, false, Vec::new(), None),
                 Need::Wait(at) => (at, false, Vec::new(), None),
@@ -205,9 +246,8 @@ impl Engine {
                     (Some(now), true, children, None)
                 }
                 Need::Effect(Effect::Cancel(ids)) => {
-                    for id in &ids {
-                        cancel_child(svc, id).await?;
-                    }
+                    // Persist first (the list is cleared in the state), then cancel.
+                    cancels = ids;
                     (Some(now), true, Vec::new(), None)
                 }
                 Need::Effect(e) => (Some(now), true, Vec::new(), Some(e)),
@@ -220,6 +260,9 @@ impl Engine {
                 continue;
             }
             result = None;
+            for id in &cancels {
+                cancel_child(svc, id).await?;
+            }
             if !keep {
                 return Ok(());
             }
@@ -239,8 +282,12 @@ impl Engine {
     }
 
     /// Whether a Pending execution may start under the running limit (queued executions start
-    /// in the order they were started).
+    /// in the order they were started). Children always start: their parents already hold
+    /// places, and holding children back could leave every place to parents waiting on them.
     async fn admit(&self, x: &Execution) -> Result<bool, ApiError> {
+        if x.parent_id.is_some() {
+            return Ok(true);
+        }
         let svc = &self.inner.svc;
         let max = svc.automation.settings.max_running;
         let count = |statuses: &'static [&'static str]| async move {
@@ -362,16 +409,25 @@ impl Engine {
                 outcome = &mut work => return Ok(Some((record, attempt, outcome))),
                 _ = beat.tick() => {
                     let now = svc.now_ms();
-                    let mine = svc
+                    // A database hiccup is not a reason to kill the work: the lease still runs.
+                    let mine = match svc
                         .store
                         .extend_lease(&row.id, &self.inner.owner, now + svc.automation.settings.lease_ms)
                         .await
-                        .map_err(crate::store_error)?;
+                    {
+                        Ok(mine) => mine,
+                        Err(e) => {
+                            tracing::warn!(execution = %row.id, error = %e, "renewing a lease failed");
+                            continue;
+                        }
+                    };
                     if !mine {
                         return Ok(None);
                     }
-                    let Some(fresh) = svc.store.execution_by_id(&row.id).await.map_err(crate::store_error)? else {
-                        return Ok(None);
+                    let fresh = match svc.store.execution_by_id(&row.id).await {
+                        Ok(Some(fresh)) => fresh,
+                        Ok(None) => return Ok(None),
+                        Err(_) => continue,
                     };
                     if fresh.version != row.version {
                         let fx = parse_state(&fresh)?;

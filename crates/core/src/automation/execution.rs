@@ -62,6 +62,8 @@ pub enum At {
     Running(usize),
     /// Interactive mode, between steps: waiting for StartStep or Complete.
     Idle,
+    /// The step record at this index starts its next attempt.
+    Retry(usize),
     /// Finished.
     End,
 }
@@ -282,7 +284,7 @@ impl Execution {
     /// The step record currently running or waiting, if any.
     pub fn current(&self) -> Option<&StepRecord> {
         match self.at {
-            At::Running(i) => self.steps.get(i),
+            At::Running(i) | At::Retry(i) => self.steps.get(i),
             _ => None,
         }
     }

@@ -219,14 +219,30 @@ pub fn initial_position(rb: &Runbook, mode_name: &str) -> At {
     }
 }
 
+/// The most step records one execution keeps; a runbook that would run more steps (loops
+/// within loops, jumps in a cycle) fails instead of growing without bound.
+pub const MAX_STEP_RECORDS: usize = 5_000;
+
 /// Advances the execution as far as possible at `now_ms`; see the module documentation.
 pub fn drive(x: &mut Execution, rb: &Runbook, now_ms: i64) -> Need {
-    for _ in 0..10_000 {
-        if status::is_terminal(&x.status) {
-            return Need::Done;
+    let need = drive_inner(x, rb, now_ms);
+    // While the onCancel workflow runs, nothing may wait past its deadline.
+    match (need, x.cancel_deadline_ms) {
+        (Need::Wait(at), Some(deadline)) if !status::is_terminal(&x.status) => {
+            Need::Wait(Some(at.map_or(deadline, |t| t.min(deadline))))
         }
+        (need, _) => need,
+    }
+}
+
+fn drive_inner(x: &mut Execution, rb: &Runbook, now_ms: i64) -> Need {
+    for _ in 0..10_000 {
+        // Children to cancel come first, even when this execution just ended.
         if !x.cancel_children.is_empty() {
             return Need::Effect(Effect::Cancel(std::mem::take(&mut x.cancel_children)));
+        }
+        if status::is_terminal(&x.status) {
+            return Need::Done;
         }
         if x.status == status::PENDING {
             x.status = if x.at == At::Idle { status::WAITING } else { status::IN_PROGRESS }.into();
@@ -258,6 +274,10 @@ pub fn drive(x: &mut Execution, rb: &Runbook, now_ms: i64) -> Need {
                 return Need::Wait(None);
             }
             At::Start(name) => start_step(x, rb, &name, now_ms),
+            At::Retry(i) => {
+                x.at = At::Running(i);
+                begin(x, rb, i, now_ms);
+            }
             At::Running(i) => {
                 if let Some(need) = run_step(x, rb, i, now_ms) {
                     return need;
@@ -286,7 +306,7 @@ fn finish(x: &mut Execution, final_status: &str, now_ms: i64) {
 
 /// Marks the running record, if any, with `st` (a cancel or stop interrupted it).
 fn interrupt_current(x: &mut Execution, now_ms: i64, st: &str) {
-    if let At::Running(i) = x.at {
+    if let At::Running(i) | At::Retry(i) = x.at {
         let r = &mut x.steps[i];
         if !status::is_terminal(&r.status) {
             r.status = st.into();
@@ -354,6 +374,13 @@ fn start_step(x: &mut Execution, rb: &Runbook, name: &str, now_ms: i64) {
         finish(x, status::FAILED, now_ms);
         return;
     };
+    if x.steps.len() >= MAX_STEP_RECORDS {
+        x.failure_message = Some(format!(
+            "The execution ran {MAX_STEP_RECORDS} step executions, the most ssmd keeps for one execution; it was stopped."
+        ));
+        finish(x, status::FAILED, now_ms);
+        return;
+    }
     let i = record_for(x, def);
     let r = &mut x.steps[i];
     r.status = status::IN_PROGRESS.into();
@@ -410,7 +437,7 @@ fn begin(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) {
             Err(e) => fail(x, rb, i, status::FAILED, e.to_string(), "InputValidation", "Verification", now_ms),
         },
         "aws:pause" => {
-            r.wake_ms = def.timeout_seconds.map(|t| now_ms + t * 1000);
+            r.wake_ms = def.timeout_seconds.map(|t| now_ms.saturating_add(t.saturating_mul(1000)));
             r.status = status::WAITING.into();
             if x.status != status::CANCELLING {
                 x.status = status::WAITING.into();
@@ -419,7 +446,7 @@ fn begin(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) {
         "aws:approve" => match approve_rules(&inputs) {
             Ok(_) => {
                 let timeout = def.timeout_seconds.unwrap_or(APPROVE_DEFAULT_TIMEOUT_S).min(APPROVE_MAX_TIMEOUT_S);
-                r.wake_ms = Some(now_ms + timeout * 1000);
+                r.wake_ms = Some(now_ms.saturating_add(timeout.saturating_mul(1000)));
                 r.status = status::WAITING.into();
                 r.decisions.clear();
                 r.outputs = approval_outputs("Waiting", &[]);
@@ -454,7 +481,7 @@ fn begin(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) {
         | "aws:assertAwsResourceProperty"
         | "aws:executeAutomation" => {
             if let Some(t) = def.timeout_seconds {
-                r.wake_ms = Some(now_ms + t * 1000);
+                r.wake_ms = Some(now_ms.saturating_add(t.saturating_mul(1000)));
             }
         }
         "aws:runCommand" => fail(
@@ -625,7 +652,11 @@ fn set_loop_outputs(x: &mut Execution, frame: usize) {
 
 /// One iteration of the innermost loop ended: start the next one or finish the loop.
 fn end_iteration(x: &mut Execution, rb: &Runbook, now_ms: i64) {
-    let Some(f) = x.loops.last().cloned() else { return };
+    let Some(f) = x.loops.last().cloned() else {
+        // A loop body reached without its loop (an onCancel step inside a loop): the list ends.
+        x.at = At::End;
+        return;
+    };
     let def = rb.step(&f.step).expect("loop frames name loop steps").clone();
     let more = match &f.values {
         Some(v) => Ok((f.iteration as usize) < v.len()),
@@ -960,7 +991,10 @@ fn fail(x: &mut Execution, rb: &Runbook, i: usize, st: &str, message: String, st
     {
         r.attempt += 1;
         r.failure_message = Some(message);
-        return begin(x, rb, i, now_ms);
+        // The next attempt starts from `drive`'s loop, not from here: a step that fails at once
+        // many times must not recurse.
+        x.at = At::Retry(i);
+        return;
     }
     r.status = st.into();
     r.end_ms = Some(now_ms);
@@ -1027,7 +1061,13 @@ fn after_step(x: &mut Execution, rb: &Runbook, i: usize, ok: bool, jump: Option<
             x.at = At::Idle;
         }
         Next::Finish => {
-            x.loops.clear();
+            for f in std::mem::take(&mut x.loops) {
+                let r = &mut x.steps[f.record];
+                if !status::is_terminal(&r.status) {
+                    r.status = if ok { status::SUCCESS } else { status::FAILED }.into();
+                    r.end_ms = Some(now_ms);
+                }
+            }
             x.at = At::End;
         }
         Next::Goto(s) if interactive => {
@@ -1251,7 +1291,7 @@ pub fn signal(
             let Some(i) = x.steps.iter().position(|r| r.id == id) else {
                 return Err(SignalError::StepNotFound(format!("Step execution {id} does not exist.")));
             };
-            if x.at != At::Running(i) || status::is_terminal(&x.steps[i].status) {
+            if !matches!(x.at, At::Running(j) | At::Retry(j) if j == i) || status::is_terminal(&x.steps[i].status) {
                 return Err(SignalError::Invalid(format!("Step execution {id} is not running.")));
             }
             interrupt_current(x, now_ms, status::CANCELLED);
@@ -1275,8 +1315,8 @@ fn approver_matches(entry: &str, caller: &Caller<'_>) -> bool {
     if entry == caller.arn {
         return true;
     }
-    let short = caller.arn.rsplit(['/', ':']).next().unwrap_or(caller.arn);
-    entry == short || (caller.arn.ends_with(":root") && entry == caller.account)
+    let user = caller.arn.split_once(":user/").map(|(_, path)| path.rsplit('/').next().unwrap_or(path));
+    user == Some(entry) || (caller.arn.ends_with(":root") && entry == caller.account)
 }
 
 /// Applies `StopAutomationExecution` (`Cancel` or `Complete`).
@@ -1288,6 +1328,12 @@ pub fn stop(x: &mut Execution, kind: &str, now_ms: i64) -> Result<(), SignalErro
         )));
     }
     match kind {
+        "Complete" if x.cancel_deadline_ms.is_some() || x.fanout.is_some() => {
+            return Err(SignalError::Invalid(format!(
+                "The automation execution {} can't be completed: Complete ends Interactive executions; use Cancel.",
+                x.id
+            )));
+        }
         "Complete" => {
             interrupt_current(x, now_ms, status::CANCELLED);
             let st = x.failed.clone().unwrap_or_else(|| status::SUCCESS.into());
@@ -1299,7 +1345,7 @@ pub fn stop(x: &mut Execution, kind: &str, now_ms: i64) -> Result<(), SignalErro
                 return Ok(());
             }
             x.cancelled_record = match x.at {
-                At::Running(i) => Some(i),
+                At::Running(i) | At::Retry(i) => Some(i),
                 _ => None,
             };
             interrupt_current(x, now_ms, status::CANCELLED);
@@ -1602,6 +1648,53 @@ mod tests {
         assert_eq!(drive(&mut x, &rb, 2), Need::Done);
         assert_eq!(x.status, status::FAILED);
         assert!(x.steps[0].failure_message.as_deref().unwrap().contains("interrupted twice"));
+    }
+
+    #[test]
+    fn a_thousand_instant_failures_retry_without_recursing() {
+        let rb = rb(json!([{"name": "rc", "action": "aws:runCommand", "maxAttempts": 1000, "inputs": {}}]));
+        let mut x = exec(&rb, mode::AUTO);
+        // Run on a small stack: retries must not nest calls.
+        let handle = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let need = drive(&mut x, &rb, 0);
+                (need, x)
+            })
+            .unwrap();
+        let (need, x) = handle.join().unwrap();
+        assert_eq!(need, Need::Done);
+        assert_eq!((x.status.as_str(), x.steps[0].attempt), ("Failed", 1000));
+    }
+
+    #[test]
+    fn a_step_timeout_cancels_its_child_even_as_the_execution_ends() {
+        let rb = rb(
+            json!([{"name": "c", "action": "aws:executeAutomation", "timeoutSeconds": 5, "inputs": {"DocumentName": "Child"}}]),
+        );
+        let mut x = exec(&rb, mode::AUTO);
+        let child = match drive(&mut x, &rb, 0) {
+            Need::Effect(Effect::Start(c)) => c[0].id.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(drive(&mut x, &rb, 1000), Need::Wait(Some(5000)));
+        assert_eq!(drive(&mut x, &rb, 5000), Need::Effect(Effect::Cancel(vec![child])));
+        assert_eq!(x.status, status::TIMED_OUT);
+        assert_eq!(drive(&mut x, &rb, 5001), Need::Done);
+    }
+
+    #[test]
+    fn the_on_cancel_workflow_never_waits_past_its_deadline() {
+        let rb = rb(json!([
+            {"name": "a", "action": "aws:sleep", "inputs": {"Duration": "PT1H"}, "onCancel": "step:b"},
+            {"name": "b", "action": "aws:sleep", "inputs": {"Duration": "PT1H"}}
+        ]));
+        let mut x = exec(&rb, mode::AUTO);
+        drive(&mut x, &rb, 0);
+        stop(&mut x, "Cancel", 10).unwrap();
+        assert_eq!(drive(&mut x, &rb, 10), Need::Wait(Some(120_010)));
+        assert_eq!(drive(&mut x, &rb, 120_010), Need::Done);
+        assert_eq!(x.status, status::CANCELLED);
     }
 
     #[test]

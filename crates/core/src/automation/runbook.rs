@@ -139,7 +139,8 @@ fn read_step(v: &Value) -> StepDef {
         inputs,
         outputs,
         max_attempts: n("maxAttempts").unwrap_or(1).clamp(1, 1000) as u32,
-        timeout_seconds: n("timeoutSeconds").filter(|t| *t > 0),
+        // At most a year: longer is no different in practice, and keeps time arithmetic safe.
+        timeout_seconds: n("timeoutSeconds").filter(|t| *t > 0).map(|t| t.min(31_536_000)),
         is_critical: b("isCritical").unwrap_or(on_failure != OnFailure::Continue),
         on_failure,
         on_cancel,
