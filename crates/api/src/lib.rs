@@ -9,6 +9,7 @@ pub mod automation;
 mod documents;
 mod errors;
 mod idempotency;
+pub mod nodes;
 mod pagination;
 mod tags;
 
@@ -222,5 +223,12 @@ impl Ssm for Service {
         i: DeleteActivationRequest,
     ) -> Result<DeleteActivationResult, ApiError> {
         activations::delete(self, c, i).await
+    }
+    async fn deregister_managed_instance(
+        &self,
+        c: &Caller,
+        i: DeregisterManagedInstanceRequest,
+    ) -> Result<DeregisterManagedInstanceResult, ApiError> {
+        nodes::deregister(self, c, i).await
     }
 }

@@ -15,12 +15,15 @@ struct Inner {
     extra: Map<String, Value>,
     /// Detail for the log only (never sent): set for internal errors.
     internal: Option<String>,
+    /// The `__type` sent instead of the code's name (errors of private operations that the
+    /// public model does not have).
+    type_name: Option<&'static str>,
 }
 
 impl ApiError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError(Box::new(Inner { code, message: message.into(), extra: Map::new(), internal: None }))
+        ApiError(Box::new(Inner { code, message: message.into(), extra: Map::new(), internal: None, type_name: None }))
     }
 
     /// An opaque `InternalServerError`; `detail` goes to the log, never to the client.
@@ -36,6 +39,19 @@ impl ApiError {
             ErrorCode::UnsupportedOperationException,
             format!("ssmd does not implement the SSM operation {operation} yet."),
         )
+    }
+
+    /// Sends `type_name` as the `__type` instead of the code's name, keeping the code's HTTP
+    /// status: for errors of the agent's private operations that the public model lacks (e.g.
+    /// `MachineFingerprintDoesNotMatch`).
+    pub fn with_type(mut self, type_name: &'static str) -> Self {
+        self.0.type_name = Some(type_name);
+        self
+    }
+
+    /// The `__type` the client sees.
+    pub fn type_name(&self) -> &str {
+        self.0.type_name.unwrap_or(self.0.code.name())
     }
 
     /// Adds an extra member to the error body.
@@ -62,7 +78,7 @@ impl ApiError {
     /// The JSON error body: `{"__type": ..., "<Message|message>": ..., extras}`.
     pub fn body(&self) -> Vec<u8> {
         let mut map = Map::new();
-        map.insert("__type".into(), Value::String(self.0.code.name().into()));
+        map.insert("__type".into(), Value::String(self.type_name().into()));
         let key = self.0.code.message_key().unwrap_or("message");
         map.insert(key.into(), Value::String(self.0.message.clone()));
         for (k, v) in &self.0.extra {
@@ -74,7 +90,7 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.0.code.name(), self.0.message)
+        write!(f, "{}: {}", self.type_name(), self.0.message)
     }
 }
 

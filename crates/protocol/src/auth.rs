@@ -5,6 +5,11 @@
 //! Keys are cached in memory for `KEY_TTL` (a key added or removed with `ssmd keys` takes
 //! effect within that time, even in a running server), and derived signing keys are cached per
 //! (key, day, region, service), so a request costs two SHA-256 digests and one HMAC.
+//!
+//! Managed nodes' temporary credentials (keys with a `node_id`) are never cached: each of their
+//! requests reads the key row, so deregistering a node (which deletes its keys) locks it out at
+//! once, on every replica. Nodes call rarely (a ping every few minutes, a long poll), so the
+//! read costs little. Their `Caller` ARN is `arn:aws:ssm:<region>:<account>:managed-instance/<id>`.
 
 use http::HeaderMap;
 use ssmd_model::{ApiError, Caller, ErrorCode};
@@ -72,6 +77,9 @@ impl Authenticator {
             return Ok(k.clone());
         }
         let k = self.store.access_key(id).await.map_err(|e| ApiError::internal(format!("reading access key: {e}")))?;
+        if k.as_ref().is_some_and(|k| k.node_id.is_some()) {
+            return Ok(k);
+        }
         let mut cache = self.keys.lock().unwrap();
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
@@ -107,9 +115,9 @@ impl Authenticator {
         }
         sigv4::check_time(&auth, now_ms.div_euclid(1000)).map_err(sig_error)?;
         let key = self.key(&auth.access_key_id).await?;
-        let (account, user) = match (key, &self.accept_any) {
-            (Some(key), Some(_)) => (key.account, key.user_name),
-            (None, Some(default_account)) => (default_account.clone(), None),
+        let (account, user, node) = match (key, &self.accept_any) {
+            (Some(key), Some(_)) => (key.account, key.user_name, key.node_id),
+            (None, Some(default_account)) => (default_account.clone(), None, None),
             (None, None) => return Err(unrecognized()),
             (Some(key), None) => {
                 match (&key.session_token, &auth.security_token) {
@@ -127,13 +135,14 @@ impl Authenticator {
                 let signing_key = self.signing_key(&key, &auth);
                 sigv4::verify(&auth, &signing_key, req.method, req.path, req.query, req.headers, req.body)
                     .map_err(sig_error)?;
-                (key.account, key.user_name)
+                (key.account, key.user_name, key.node_id)
             }
         };
         Ok(Caller {
-            arn: match user {
-                Some(u) => ssmd_core::arn::user(&account, &u),
-                None => ssmd_core::arn::root_user(&account),
+            arn: match (node, user) {
+                (Some(node), _) => ssmd_api::nodes::node_arn(&auth.region, &account, &node),
+                (None, Some(u)) => ssmd_core::arn::user(&account, &u),
+                (None, None) => ssmd_core::arn::root_user(&account),
             },
             account,
             region: auth.region,

@@ -7,9 +7,13 @@
 //! `{"__type": ...}` envelope with the model's status. A panic inside an operation becomes an
 //! opaque `InternalServerError`, logged once with its request id.
 //!
+//! The agent's private operations, which the public model lacks (registration, RSA-signed
+//! credentials, health pings), are routed to `node` first.
+//!
 //! `GET /health` answers 200 once the server is ready; `GET /metrics` serves Prometheus text.
 
 pub mod auth;
+pub mod node;
 
 pub use ssmd_sigv4 as sigv4;
 
@@ -187,6 +191,16 @@ async fn api(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap, b
     resp
 }
 
+/// A request body as JSON: empty means `{}`; anything unparsable is `SerializationException`.
+pub(crate) fn parse_input(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(ErrorCode::SerializationException, format!("The request body is not valid JSON: {e}"))
+    })
+}
+
 async fn handle(
     state: &Arc<AppState>,
     uri: &Uri,
@@ -197,32 +211,23 @@ async fn handle(
         Ok(b) => b,
         Err(e) => return ("unknown", Err(e)),
     };
+    let parts =
+        auth::RequestParts { method: "POST", path: uri.path(), query: uri.query().unwrap_or(""), headers, body: &body };
+    if let Some(op) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).and_then(node::operation) {
+        return (op, node::handle(state, op, &parts).await);
+    }
     let op = match operation(headers) {
         Ok(op) => op,
         Err(e) => return ("unknown", Err(e)),
     };
     let name = op.info().name;
-    let parts =
-        auth::RequestParts { method: "POST", path: uri.path(), query: uri.query().unwrap_or(""), headers, body: &body };
     let caller = match state.auth.authenticate(&parts, state.clock.now_ms()).await {
         Ok(c) => c,
         Err(e) => return (name, Err(e)),
     };
-    let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
-        serde_json::Value::Object(Default::default())
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                return (
-                    name,
-                    Err(ApiError::new(
-                        ErrorCode::SerializationException,
-                        format!("The request body is not valid JSON: {e}"),
-                    )),
-                );
-            }
-        }
+    let input = match parse_input(&body) {
+        Ok(v) => v,
+        Err(e) => return (name, Err(e)),
     };
     let service = state.service.clone();
     // The operation runs in its own task so that a panic is contained and reported as an

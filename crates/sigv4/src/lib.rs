@@ -58,7 +58,8 @@ pub struct Authorization {
     pub service: String,
     /// Signed header names, lower case, as listed.
     pub signed_headers: Vec<String>,
-    /// The hex signature.
+    /// The `Signature=` value as sent: lower-case hex for HMAC SigV4 (compared
+    /// case-insensitively), base64 for the RSA-signed calls of managed nodes.
     pub signature: String,
     /// The request's `X-Amz-Date` (`YYYYMMDDTHHMMSSZ`).
     pub amz_date: String,
@@ -135,7 +136,7 @@ pub fn parse(headers: &HeaderMap) -> Result<Authorization, SigError> {
         region: scope[2].to_string(),
         service: scope[3].to_string(),
         signed_headers,
-        signature: signature.to_ascii_lowercase(),
+        signature: signature.to_string(),
         amz_date,
         security_token,
     })
@@ -317,6 +318,38 @@ pub fn canonical_request(
     s
 }
 
+/// Refuses a request whose `X-Amz-Content-Sha256` header (when sent, and not
+/// `UNSIGNED-PAYLOAD`) is not the SHA-256 of its body.
+pub fn check_content_sha256(headers: &HeaderMap, body: &[u8]) -> Result<(), SigError> {
+    if let Some(h) = headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok())
+        && h != "UNSIGNED-PAYLOAD"
+        && h != hex::encode(Sha256::digest(body))
+    {
+        return Err(invalid("The provided 'x-amz-content-sha256' header does not match what was computed."));
+    }
+    Ok(())
+}
+
+/// The SigV4 string to sign of a request, for the credential scope, date and signed headers of
+/// `auth`. HMAC SigV4 signs it with the derived key; managed nodes sign it with their RSA key
+/// (`RequestManagedInstanceRoleToken`), so it is exposed on its own.
+pub fn string_to_sign(
+    auth: &Authorization,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> String {
+    let creq = canonical_request(method, path, query, headers, &auth.signed_headers, body);
+    sts_of(&auth.amz_date, &auth.date, &auth.region, &auth.service, &creq)
+}
+
+fn sts_of(amz_date: &str, date: &str, region: &str, service: &str, creq: &str) -> String {
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(creq.as_bytes())))
+}
+
 /// Verifies the signature with a derived signing key.
 pub fn verify(
     auth: &Authorization,
@@ -327,17 +360,10 @@ pub fn verify(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), SigError> {
-    if let Some(h) = headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok())
-        && h != "UNSIGNED-PAYLOAD"
-        && h != hex::encode(Sha256::digest(body))
-    {
-        return Err(invalid("The provided 'x-amz-content-sha256' header does not match what was computed."));
-    }
-    let creq = canonical_request(method, path, query, headers, &auth.signed_headers, body);
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
-    let sts = format!("AWS4-HMAC-SHA256\n{}\n{scope}\n{}", auth.amz_date, hex::encode(Sha256::digest(creq.as_bytes())));
+    check_content_sha256(headers, body)?;
+    let sts = string_to_sign(auth, method, path, query, headers, body);
     let expected = hex::encode(hmac(key, sts.as_bytes()));
-    if expected.as_bytes().ct_eq(auth.signature.as_bytes()).into() {
+    if expected.as_bytes().ct_eq(auth.signature.to_ascii_lowercase().as_bytes()).into() {
         Ok(())
     } else {
         Err(invalid(
@@ -360,14 +386,34 @@ pub fn sign(
     headers: &HeaderMap,
     body: &[u8],
 ) -> String {
+    let key = signing_key(secret, &amz_date[..8], region, service);
+    sign_with(access_key_id, region, service, amz_date, method, path, headers, body, |sts| {
+        hex::encode(hmac(&key, sts.as_bytes()))
+    })
+}
+
+/// Builds the `Authorization` header of a request every header of which is signed, with the
+/// `Signature=` value computed by `signer` from the string to sign. `sign` passes an HMAC; a
+/// managed node passes its RSA-PSS signer for "SigV4 with an RSA key".
+#[allow(clippy::too_many_arguments)]
+pub fn sign_with(
+    access_key_id: &str,
+    region: &str,
+    service: &str,
+    amz_date: &str,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    signer: impl FnOnce(&str) -> String,
+) -> String {
     let mut signed: Vec<String> = headers.keys().map(|k| k.as_str().to_ascii_lowercase()).collect();
     signed.sort();
     signed.dedup();
     let date = &amz_date[..8];
     let creq = canonical_request(method, path, "", headers, &signed, body);
+    let sig = signer(&sts_of(amz_date, date, region, service, &creq));
     let scope = format!("{date}/{region}/{service}/aws4_request");
-    let sts = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(creq.as_bytes())));
-    let sig = hex::encode(hmac(&signing_key(secret, date, region, service), sts.as_bytes()));
     format!("AWS4-HMAC-SHA256 Credential={access_key_id}/{scope}, SignedHeaders={}, Signature={sig}", signed.join(";"))
 }
 
@@ -398,6 +444,14 @@ mod tests {
         );
         let auth = parse(&h).unwrap();
         verify(&auth, &key, "GET", "/", "", &h, b"").unwrap();
+        assert_eq!(
+            string_to_sign(&auth, "GET", "/", "", &h, b""),
+            "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\n\
+             bb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63"
+        );
+        // Hex signatures compare case-insensitively.
+        let upper = Authorization { signature: auth.signature.to_ascii_uppercase(), ..auth.clone() };
+        verify(&upper, &key, "GET", "/", "", &h, b"").unwrap();
         let bad = Authorization { signature: "0".repeat(64), ..auth };
         assert_eq!(verify(&bad, &key, "GET", "/", "", &h, b"").unwrap_err().kind, SigErrorKind::Invalid);
     }
@@ -420,6 +474,23 @@ mod tests {
         assert!(verify(&auth, &key, "POST", "/", "", &h, br#"{"Name":"y"}"#).is_err());
         let other = signing_key("WRONG", "20260101", "eu-west-1", "ssm");
         assert!(verify(&auth, &other, "POST", "/", "", &h, body).is_err());
+    }
+
+    #[test]
+    fn sign_with_passes_the_string_to_sign_and_keeps_the_signature_as_sent() {
+        let body = br#"{"Fingerprint":"f"}"#;
+        let mut h = headers(&[("host", "h"), ("x-amz-date", "20260101T000000Z"), ("content-type", "x")]);
+        let mut seen = String::new();
+        let a = sign_with("mi-0123456789abcdef0", "us-east-1", "ssm", "20260101T000000Z", "POST", "/", &h, body, |s| {
+            seen = s.to_string();
+            "AbC+/=".to_string()
+        });
+        h.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&a).unwrap());
+        let auth = parse(&h).unwrap();
+        assert_eq!(auth.signature, "AbC+/=");
+        assert_eq!(auth.access_key_id, "mi-0123456789abcdef0");
+        assert_eq!(string_to_sign(&auth, "POST", "/", "", &h, body), seen);
+        assert!(seen.starts_with("AWS4-HMAC-SHA256\n20260101T000000Z\n20260101/us-east-1/ssm/aws4_request\n"));
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub async fn ensure_root_key(store: &Store, now_ms: i64) -> Result<Option<Access
                     session_token: None,
                     expires_ms: None,
                     user_name: None,
+                    node_id: None,
                 };
                 store.put_access_key(&key, now_ms).await?;
             }
@@ -84,6 +85,7 @@ pub async fn ensure_root_key(store: &Store, now_ms: i64) -> Result<Option<Access
         session_token: None,
         expires_ms: None,
         user_name: None,
+        node_id: None,
     };
     store.put_access_key(&key, now_ms).await?;
     Ok(Some(key))
@@ -106,6 +108,7 @@ pub async fn run(store: &Store, cmd: KeysCommand, now_ms: i64) -> Result<()> {
                 session_token: None,
                 expires_ms: None,
                 user_name: user,
+                node_id: None,
             };
             if let Some(u) = &key.user_name
                 && (u.is_empty() || !u.chars().all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)))

@@ -18,13 +18,15 @@ pub struct AccessKey {
     pub expires_ms: Option<i64>,
     /// The IAM-style user the key belongs to (`None`: the account root).
     pub user_name: Option<String>,
+    /// For a managed node's temporary credentials: the node (`mi-...`) they were issued to.
+    pub node_id: Option<String>,
 }
 
 impl Store {
     /// Adds a key; `Conflict` if the id exists.
     pub async fn put_access_key(&self, key: &AccessKey, now_ms: i64) -> Result<()> {
         timed("put_access_key", async {
-            sql::query("INSERT INTO access_keys (access_key_id, secret_access_key, account, session_token, expires_ms, created_ms, user_name) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            sql::query("INSERT INTO access_keys (access_key_id, secret_access_key, account, session_token, expires_ms, created_ms, user_name, node_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
                 .bind(&key.access_key_id)
                 .bind(&key.secret_access_key)
                 .bind(&key.account)
@@ -32,6 +34,7 @@ impl Store {
                 .bind(key.expires_ms)
                 .bind(now_ms)
                 .bind(&key.user_name)
+                .bind(&key.node_id)
                 .execute(&self.db)
                 .await
                 ?;
@@ -43,7 +46,7 @@ impl Store {
     /// Looks a key up by id.
     pub async fn access_key(&self, id: &str) -> Result<Option<AccessKey>> {
         timed("access_key", async {
-            let row = sql::query("SELECT access_key_id, secret_access_key, account, session_token, expires_ms, user_name FROM access_keys WHERE access_key_id = $1")
+            let row = sql::query("SELECT access_key_id, secret_access_key, account, session_token, expires_ms, user_name, node_id FROM access_keys WHERE access_key_id = $1")
                 .bind(id)
                 .fetch_optional(&self.db)
                 .await?;
@@ -52,9 +55,9 @@ impl Store {
         .await
     }
 
-    /// Every key, oldest first.
+    /// Every key except managed nodes' temporary credentials, oldest first.
     pub async fn access_keys(&self) -> Result<Vec<AccessKey>> {
-        let rows = sql::query("SELECT access_key_id, secret_access_key, account, session_token, expires_ms, user_name FROM access_keys ORDER BY created_ms, access_key_id")
+        let rows = sql::query("SELECT access_key_id, secret_access_key, account, session_token, expires_ms, user_name, node_id FROM access_keys WHERE node_id IS NULL ORDER BY created_ms, access_key_id")
             .fetch_all(&self.db)
             .await?;
         rows.iter().map(key_from).collect::<std::result::Result<_, _>>()
@@ -88,5 +91,6 @@ fn key_from(r: &Row) -> Result<AccessKey> {
         session_token: r.get("session_token")?,
         expires_ms: r.get("expires_ms")?,
         user_name: r.get("user_name")?,
+        node_id: r.get("node_id")?,
     })
 }

@@ -17,6 +17,7 @@ mod documents;
 mod idempotency;
 mod keys;
 mod migrations;
+mod nodes;
 pub mod sql;
 mod tags;
 
@@ -25,6 +26,7 @@ pub use automation::{ExecutionFilter, ExecutionRow, NewExecution, StateWrite};
 pub use documents::{DocumentRow, ReviewRow, ShareRow, VersionRow};
 pub use idempotency::IdempotencyRecord;
 pub use keys::AccessKey;
+pub use nodes::{NODE_TAGS, NewNode, NodeInfo, NodeRegistration, NodeRow};
 pub use tags::Tag;
 
 use std::time::{Duration, Instant};

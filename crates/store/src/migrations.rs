@@ -151,6 +151,37 @@ CREATE TABLE activations (
 CREATE INDEX activations_by_created ON activations (account, region, created_ms, id)
 "#,
     ),
+    (
+        5,
+        r#"
+ALTER TABLE access_keys ADD COLUMN node_id TEXT;
+CREATE INDEX access_keys_by_node ON access_keys (node_id);
+CREATE TABLE managed_instances (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    activation_id TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    public_key_type TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    name TEXT,
+    iam_role TEXT NOT NULL,
+    registered_ms BIGINT NOT NULL,
+    key_updated_ms BIGINT NOT NULL,
+    token_ms BIGINT,
+    deregistered_ms BIGINT,
+    agent_name TEXT,
+    agent_version TEXT,
+    platform_type TEXT,
+    platform_name TEXT,
+    platform_version TEXT,
+    ip_address TEXT,
+    computer_name TEXT,
+    last_ping_ms BIGINT
+);
+CREATE INDEX managed_instances_by_registered ON managed_instances (account, region, registered_ms, id)
+"#,
+    ),
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

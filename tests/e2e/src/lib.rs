@@ -217,6 +217,21 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs one SQL statement directly on this server's database (`sqlite3` or `psql`), for
+    /// tests that need a state the API cannot produce (e.g. an expired credential) or cannot
+    /// see; returns the output rows, columns separated by `|`, trimmed.
+    pub fn sql(&self, statement: &str) -> String {
+        let out = match &self.database_url {
+            Some(url) => Command::new("psql")
+                .args([url.as_str(), "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-c", statement])
+                .output(),
+            None => Command::new("sqlite3").arg(self.data_dir.0.join("ssmd.db")).arg(statement).output(),
+        }
+        .expect("running the database client");
+        assert!(out.status.success(), "{statement}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Creates a key for a new account; returns (key id, secret, account).
     pub fn new_account(&self) -> (String, String, String) {
         let out = self.keys(&["create"]);
