@@ -232,11 +232,11 @@ def test_unknown_key_is_unrecognized_client(server):
     [
         ("get_parameter", {"Name": "p"}, "GetParameter"),
         ("put_parameter", {"Name": "p", "Value": "v", "Type": "String"}, "PutParameter"),
-        ("describe_instance_information", {}, "DescribeInstanceInformation"),
+        ("list_commands", {}, "ListCommands"),
         ("send_command", {"DocumentName": "AWS-RunShellScript", "InstanceIds": ["i-0123456789abcdef0"]},
          "SendCommand"),
     ],
-    ids=["GetParameter", "PutParameter", "DescribeInstanceInformation", "SendCommand"],
+    ids=["GetParameter", "PutParameter", "ListCommands", "SendCommand"],
 )
 def test_unsupported_operations(ssm, call, kwargs, operation):
     err = expect_error("UnsupportedOperationException", getattr(ssm, call), **kwargs)

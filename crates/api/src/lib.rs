@@ -9,6 +9,7 @@ pub mod automation;
 mod documents;
 mod errors;
 mod idempotency;
+mod instances;
 pub mod nodes;
 mod pagination;
 mod tags;
@@ -230,5 +231,12 @@ impl Ssm for Service {
         i: DeregisterManagedInstanceRequest,
     ) -> Result<DeregisterManagedInstanceResult, ApiError> {
         nodes::deregister(self, c, i).await
+    }
+    async fn describe_instance_information(
+        &self,
+        c: &Caller,
+        i: DescribeInstanceInformationRequest,
+    ) -> Result<DescribeInstanceInformationResult, ApiError> {
+        instances::describe(self, c, i).await
     }
 }

@@ -185,6 +185,24 @@ impl Store {
         .await
     }
 
+    /// The registered (not deregistered) nodes of an account and region, oldest first.
+    pub async fn nodes(&self, account: &str, region: &str) -> Result<Vec<NodeRow>> {
+        timed("nodes", async {
+            sql::query(format!(
+                "SELECT {COLUMNS} FROM managed_instances WHERE account = $1 AND region = $2 AND deregistered_ms IS NULL \
+                 ORDER BY registered_ms, id"
+            ))
+            .bind(account)
+            .bind(region)
+            .fetch_all(&self.db)
+            .await?
+            .iter()
+            .map(row)
+            .collect()
+        })
+        .await
+    }
+
     /// A node by id (registered or deregistered), in any account.
     pub async fn node(&self, id: &str) -> Result<Option<NodeRow>> {
         timed("node", async {

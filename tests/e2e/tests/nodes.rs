@@ -345,3 +345,101 @@ both_backends!(refusals, |server: Server| async move {
         r.body
     );
 });
+
+both_backends!(describe_instance_information_lists_nodes_with_their_ping_status, |server: Server| async move {
+    use aws_sdk_ssm::types::{
+        InstanceInformationFilter, InstanceInformationFilterKey, InstanceInformationStringFilter,
+    };
+    let port = server.port();
+    let act = activation(&server, 8).await;
+    let pinged = new_node(port, &act);
+    ping(port, &creds(&token(port, &pinged)), &pinged.id);
+    let silent = new_node(port, &act);
+    let mut later = Vec::new();
+    for _ in 0..5 {
+        later.push(new_node(port, &act).id);
+    }
+    let c = server.client();
+    let all = c.describe_instance_information().send().await.unwrap();
+    let list = all.instance_information_list();
+    assert_eq!(list.len(), 7);
+    let p = list.iter().find(|i| i.instance_id() == Some(pinged.id.as_str())).unwrap();
+    assert_eq!(p.ping_status().map(|s| s.as_str()), Some("Online"));
+    assert_eq!(
+        (p.agent_version(), p.platform_name(), p.ip_address(), p.computer_name(), p.name(), p.iam_role()),
+        (Some("3.3.0.0"), Some("Debian GNU/Linux"), Some("127.0.0.1"), Some("vm"), Some("web"), Some("SSMServiceRole"))
+    );
+    assert_eq!(p.platform_type().map(|t| t.as_str()), Some("Linux"));
+    assert_eq!(p.resource_type().map(|t| t.as_str()), Some("ManagedInstance"));
+    assert_eq!(p.activation_id(), Some(act.0.as_str()));
+    assert!(p.last_ping_date_time().is_some() && p.registration_date().is_some());
+    let s = list.iter().find(|i| i.instance_id() == Some(silent.id.as_str())).unwrap();
+    assert_eq!(s.ping_status().map(|s| s.as_str()), Some("Inactive"), "never pinged");
+
+    // Both filter forms, tags included.
+    let online = c
+        .describe_instance_information()
+        .instance_information_filter_list(
+            InstanceInformationFilter::builder()
+                .key(InstanceInformationFilterKey::PingStatus)
+                .value_set("Online")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<_> = online.instance_information_list().iter().filter_map(|i| i.instance_id()).collect();
+    assert_eq!(ids, [pinged.id.as_str()]);
+    let tagged = c
+        .describe_instance_information()
+        .filters(InstanceInformationStringFilter::builder().key("tag:env").values("test").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tagged.instance_information_list().len(), 7, "the activation's tags are the nodes' tags");
+    let none = c
+        .describe_instance_information()
+        .filters(InstanceInformationStringFilter::builder().key("tag:env").values("prod").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(none.instance_information_list().is_empty());
+    let both = c
+        .describe_instance_information()
+        .filters(InstanceInformationStringFilter::builder().key("InstanceIds").values(&silent.id).build().unwrap())
+        .instance_information_filter_list(
+            InstanceInformationFilter::builder()
+                .key(InstanceInformationFilterKey::PingStatus)
+                .value_set("Online")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&both), "InvalidInstanceInformationFilterValue");
+
+    // Pages of 5 cover every node once.
+    let first = c.describe_instance_information().max_results(5).send().await.unwrap();
+    let rest =
+        c.describe_instance_information().max_results(5).next_token(first.next_token().unwrap()).send().await.unwrap();
+    assert!(rest.next_token().is_none());
+    let mut paged: Vec<_> = first
+        .instance_information_list()
+        .iter()
+        .chain(rest.instance_information_list())
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    paged.sort();
+    paged.dedup();
+    assert_eq!(paged.len(), 7);
+
+    // A deregistered node is no longer listed; other accounts see none of these.
+    c.deregister_managed_instance().instance_id(&silent.id).send().await.unwrap();
+    assert_eq!(c.describe_instance_information().send().await.unwrap().instance_information_list().len(), 6);
+    let (k, secret, _) = server.new_account();
+    let other = server.client_with(&k, &secret, "us-east-1");
+    assert!(other.describe_instance_information().send().await.unwrap().instance_information_list().is_empty());
+    let _ = later;
+});
