@@ -214,7 +214,16 @@ async fn handle(
     let parts =
         auth::RequestParts { method: "POST", path: uri.path(), query: uri.query().unwrap_or(""), headers, body: &body };
     if let Some(op) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).and_then(node::operation) {
-        return (op, node::handle(state, op, &parts).await);
+        // In a task of its own, like every operation, so that a panic is contained.
+        let (state, headers, body) = (state.clone(), headers.clone(), body.clone());
+        let (path, query) = (uri.path().to_string(), uri.query().unwrap_or("").to_string());
+        let task = tokio::spawn(async move {
+            let parts =
+                auth::RequestParts { method: "POST", path: &path, query: &query, headers: &headers, body: &body };
+            node::handle(&state, op, &parts).await
+        });
+        let result = task.await.unwrap_or_else(|e| Err(ApiError::internal(format!("operation task failed: {e}"))));
+        return (op, result);
     }
     let op = match operation(headers) {
         Ok(op) => op,
