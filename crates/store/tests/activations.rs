@@ -2,51 +2,9 @@
 //! keyset pages, deletion, and `consume_activation` — each refusal, and two consumers racing for
 //! the last registration (exactly one wins, on one store or on two stores over one database).
 
+mod common;
+
 use ssmd_store::{ACTIVATION_TAGS, ActivationFilter, ActivationUse, NewActivation, Store, Tag};
-
-async fn sqlite() -> (Store, String) {
-    let dir = std::env::temp_dir().join(format!("ssmd-activations-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}", dir.join("s.db").display());
-    (Store::open(&url).await.unwrap(), url)
-}
-
-fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{t}_{}", N.fetch_add(1, Ordering::SeqCst))
-}
-
-async fn postgres() -> (Store, String) {
-    let base = std::env::var("SSMD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("ssmd_store_{}", rand_suffix());
-    let st = std::process::Command::new("psql")
-        .args([&format!("{base}/postgres"), "-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let url = format!("{base}/{name}");
-    (Store::open(&url).await.unwrap(), url)
-}
-
-macro_rules! on_both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                let (s, url) = super::sqlite().await;
-                ($body)(s, url).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                let (s, url) = super::postgres().await;
-                ($body)(s, url).await;
-            }
-        }
-    };
-}
 
 const A: &str = "111111111111";
 const B: &str = "222222222222";

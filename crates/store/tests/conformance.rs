@@ -2,34 +2,10 @@
 //! updates, transactions that roll back, limits that refuse without writing, idempotency
 //! records, cache coherence and concurrent writers.
 
+mod common;
+
 use ssmd_store::sql;
 use ssmd_store::{DocumentRow, Store, StoreError, Tag, VersionRow};
-
-async fn sqlite() -> (Store, String) {
-    let dir = std::env::temp_dir().join(format!("ssmd-store-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}", dir.join("s.db").display());
-    (Store::open(&url).await.unwrap(), url)
-}
-
-fn rand_suffix() -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{t}_{}", N.fetch_add(1, Ordering::SeqCst))
-}
-
-async fn postgres() -> (Store, String) {
-    let base = std::env::var("SSMD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("ssmd_store_{}", rand_suffix());
-    let st = std::process::Command::new("psql")
-        .args([&format!("{base}/postgres"), "-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let url = format!("{base}/{name}");
-    (Store::open(&url).await.unwrap(), url)
-}
 
 fn doc(name: &str) -> DocumentRow {
     DocumentRow {
@@ -59,24 +35,6 @@ fn version(n: i64, content: &str) -> VersionRow {
 
 const A: &str = "111111111111";
 const R: &str = "us-east-1";
-
-macro_rules! on_both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let (s, url) = super::sqlite().await;
-                ($body)(s, url).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let (s, url) = super::postgres().await;
-                ($body)(s, url).await;
-            }
-        }
-    };
-}
 
 on_both!(conflicts_and_guarded_updates, |s: Store, url: String| async move {
     let tag = Tag { key: "k".into(), value: "v".into() };
