@@ -6,6 +6,9 @@
 //! it first. PostgreSQL is reached as `SSMD_TEST_PG` (default
 //! `postgres://postgres@127.0.0.1:5432`).
 
+pub mod raw;
+pub use raw::{Resp, amz_now, send_raw};
+
 use aws_credential_types::Credentials;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::config::{BehaviorVersion, Region};

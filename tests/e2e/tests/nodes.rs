@@ -4,28 +4,7 @@
 //! the refusals, and `DeregisterManagedInstance` locking the node out at once.
 
 use ssmd_e2e::*;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-struct Resp {
-    status: u16,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-    fn error_type(&self) -> String {
-        self.json()["__type"].as_str().unwrap_or("").to_string()
-    }
-}
-
-fn amz_now(offset_secs: i64) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64 + offset_secs;
-    ssmd_sigv4::format_amz_date(now)
-}
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How a request is signed.
 enum Sig<'a> {
@@ -66,36 +45,7 @@ fn send(port: u16, op: &str, body: &serde_json::Value, sig: Sig<'_>, date: &str)
             extra.push(("authorization".to_string(), auth));
         }
     }
-    let mut req = String::from("POST / HTTP/1.1\r\n");
-    for (k, v) in &h {
-        req.push_str(&format!("{k}: {}\r\n", v.to_str().unwrap()));
-    }
-    for (k, v) in &extra {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("connection: close\r\n");
-    let mut out = req.into_bytes();
-    if chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-        for part in body.chunks(100) {
-            out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
-            out.extend_from_slice(part);
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b"0\r\n\r\n");
-    } else {
-        out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
-        out.extend_from_slice(&body);
-    }
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&out).unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Resp { status, body: body.to_string() }
+    send_raw(port, &raw::post(&h, &extra, &body, chunked.then_some(100)))
 }
 
 /// A node's side: its keys, fingerprint and (once registered) id.
