@@ -95,7 +95,7 @@ def test_create_refused_for_reserved_tag_key_leaves_nothing_behind(ssm):
     expect_error("InvalidDocument", ssm.get_document, Name=name)
 
 
-@pytest.mark.parametrize("resource_type", ["Parameter", "ManagedInstance", "MaintenanceWindow",
+@pytest.mark.parametrize("resource_type", ["Parameter", "MaintenanceWindow",
                                            "PatchBaseline", "OpsItem"])
 def test_other_resource_types(ssm, resource_type):
     expect_error("InvalidResourceType", ssm.list_tags_for_resource, ResourceType=resource_type,
@@ -126,3 +126,10 @@ def test_other_accounts_cannot_see_or_change_tags(ssm, new_account):
     expect_error("InvalidResourceId", other.client.remove_tags_from_resource,
                  ResourceType="Document", ResourceId=name, TagKeys=["a"])
     assert tags_of(ssm, name) == {"a": "1"}
+
+
+def test_unknown_managed_instance(ssm):
+    expect_error("InvalidResourceId", ssm.list_tags_for_resource, ResourceType="ManagedInstance",
+                 ResourceId="mi-0123456789abcdef0")
+    expect_error("InvalidResourceId", ssm.add_tags_to_resource, ResourceType="ManagedInstance",
+                 ResourceId="mi-0123456789abcdef0", Tags=[{"Key": "a", "Value": "b"}])

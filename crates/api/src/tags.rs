@@ -18,10 +18,17 @@ async fn check_resource(svc: &Service, caller: &Caller, rtype: &str, rid: &str) 
         automation::RESOURCE_TYPE => {
             svc.store.execution(&caller.account, &caller.region, rid).await.map_err(store_error)?.is_some()
         }
+        ssmd_store::NODE_TAGS => {
+            svc.store.node(rid).await.map_err(store_error)?.is_some_and(|n| {
+                n.account == caller.account && n.region == caller.region && n.deregistered_ms.is_none()
+            })
+        }
         other => {
             return Err(ApiError::new(
                 ErrorCode::InvalidResourceType,
-                format!("ssmd does not hold resources of type {other} yet; tags can be set on: Document, Automation."),
+                format!(
+                    "ssmd does not hold resources of type {other} yet; tags can be set on: Document, Automation, ManagedInstance."
+                ),
             ));
         }
     };

@@ -385,6 +385,33 @@ both_backends!(describe_instance_information_lists_nodes_with_their_ping_status,
     paged.dedup();
     assert_eq!(paged.len(), 7);
 
+    // Tags on a node: the activation's, plus those added later, which filters see.
+    use aws_sdk_ssm::types::{ResourceTypeForTagging, Tag};
+    c.add_tags_to_resource()
+        .resource_type(ResourceTypeForTagging::ManagedInstance)
+        .resource_id(&pinged.id)
+        .tags(Tag::builder().key("role").value("db").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let tags = c
+        .list_tags_for_resource()
+        .resource_type(ResourceTypeForTagging::ManagedInstance)
+        .resource_id(&pinged.id)
+        .send()
+        .await
+        .unwrap();
+    let mut pairs: Vec<_> = tags.tag_list().iter().map(|t| format!("{}={}", t.key(), t.value())).collect();
+    pairs.sort();
+    assert_eq!(pairs, ["env=test", "role=db"]);
+    let dbs = c
+        .describe_instance_information()
+        .filters(InstanceInformationStringFilter::builder().key("tag-key").values("role").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dbs.instance_information_list().len(), 1);
+
     // A deregistered node is no longer listed; other accounts see none of these.
     c.deregister_managed_instance().instance_id(&silent.id).send().await.unwrap();
     assert_eq!(c.describe_instance_information().send().await.unwrap().instance_information_list().len(), 6);
