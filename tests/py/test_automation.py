@@ -2154,9 +2154,14 @@ def test_fifty_targets_never_exceed_max_concurrency(ssm):
     assert peak <= 5, f"{peak} children ran at once"
     failed = [k for k in kids if k["AutomationExecutionStatus"] == "Failed"]
     started = {k["Target"] for k in kids}
-    # Dispatch stops at the 6th failure (bad23): only targets up to it, plus those already
-    # running (at most MaxConcurrency - 1 more), ever start; running ones may still fail.
-    assert 24 <= len(kids) <= 28, sorted(started)
-    assert all(v in started for v in values[:24])
-    assert 6 <= len(failed) <= 7
+    # Dispatch stops once the 6th failure arrives; children finish in any order, so a few
+    # targets after bad23 may have started before it failed (the exact stop point is checked with
+    # MaxConcurrency 1 above), but never all of them.
+    assert all(v in started for v in values[:24]) and len(kids) < 50, sorted(started)
+    assert len(failed) >= 6
+    assert len(failed) == sum(1 for k in kids if k["Target"].startswith("bad")), "exactly the bad targets fail"
     assert ex["TargetsSummary"]["StartedCount"] == len(kids)
+    # No child starts once the 6th failure has arrived (a second of slack for the parent to see it).
+    sixth_end = sorted(k["ExecutionEndTime"].timestamp() for k in failed)[5]
+    late = [k["Target"] for k in kids if k["ExecutionStartTime"].timestamp() > sixth_end + 1.0]
+    assert not late, f"started after the 6th failure: {late}"
