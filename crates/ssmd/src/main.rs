@@ -143,23 +143,35 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called (not when the
+/// future is first polled), so a signal that arrives right after start-up is not missed.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    async move {
+        let term = async {
+            match term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        let int = async {
+            match int.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {},
+            _ = int => {},
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 async fn serve(
@@ -195,9 +207,10 @@ async fn serve(
         println!("export AWS_DEFAULT_REGION=us-east-1");
         println!("export AWS_ENDPOINT_URL=http://{addr}");
     }
+    let shutdown = shutdown_signal();
     println!("ssmd listening on http://{addr}");
     tracing::info!(%addr, backend = ?store.backend(), "ssmd ready");
-    ssmd_protocol::serve(listener, ssmd_protocol::router(state), shutdown_signal(), header_timeout).await?;
+    ssmd_protocol::serve(listener, ssmd_protocol::router(state), shutdown, header_timeout).await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
