@@ -50,9 +50,8 @@ impl Residual {
 
     fn keeps(&self, x: &Execution, tags: &[ssmd_store::Tag]) -> bool {
         let action = x.current_step().map(|c| c.1.to_string()).unwrap_or_default();
-        let automation_type = if x.echo.target_locations.is_some() { "CrossAccount" } else { "Local" };
         (self.actions.is_empty() || self.actions.contains(&action))
-            && (self.types.is_empty() || self.types.iter().any(|t| t == automation_type))
+            && (self.types.is_empty() || self.types.iter().any(|t| t == x.automation_type()))
             && (self.subtypes.is_empty())
             && (self.tag_keys.is_empty() || tags.iter().any(|t| self.tag_keys.contains(&t.key)))
     }

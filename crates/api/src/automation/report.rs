@@ -146,7 +146,7 @@ pub(crate) fn metadata(x: &Execution, outputs: BTreeMap<String, Vec<String>>) ->
         max_concurrency: x.echo.max_concurrency.clone(),
         max_errors: x.echo.max_errors.clone(),
         target: x.target.clone(),
-        automation_type: Some(if x.echo.target_locations.is_some() { "CrossAccount" } else { "Local" }.into()),
+        automation_type: Some(x.automation_type().into()),
         alarm_configuration: x.echo.alarm_configuration.clone(),
         ..Default::default()
     }

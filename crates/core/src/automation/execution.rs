@@ -308,6 +308,11 @@ impl Execution {
         None
     }
 
+    /// `AutomationType`: `CrossAccount` when the start named TargetLocations, else `Local`.
+    pub fn automation_type(&self) -> &'static str {
+        if self.echo.target_locations.is_some() { "CrossAccount" } else { "Local" }
+    }
+
     /// Ids of children this execution waits for.
     pub fn awaited_children(&self) -> Vec<(usize, String)> {
         self.steps
