@@ -1,0 +1,107 @@
+//! `SendReply` payloads (spec §A.7): the agent's identity, the document status aggregated from
+//! the steps, the counts per status, and each step's result under `runtimeStatus`.
+
+use crate::runner::{self, PluginResult, Status};
+use serde_json::{Map, Value, json};
+
+/// What a reply says about the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    /// The OS version (`PlatformVersion`).
+    pub os_version: String,
+}
+
+fn additional_info(info: &AgentInfo, counts: Map<String, Value>) -> Value {
+    json!({
+        "agent": {"lang": "en-US", "name": crate::AGENT_NAME, "os": "linux", "osver": info.os_version,
+            "ver": crate::AGENT_VERSION},
+        "dateTime": crate::clock::iso8601_ms(crate::clock::now_ms()),
+        "runId": "",
+        "runtimeStatusCounts": counts,
+    })
+}
+
+/// The first reply: the command is in progress, nothing has run yet.
+pub fn in_progress(info: &AgentInfo) -> Value {
+    json!({
+        "additionalInfo": additional_info(info, Map::new()),
+        "documentStatus": "InProgress",
+        "documentTraceOutput": "",
+        "runtimeStatus": null,
+    })
+}
+
+/// The final reply for `results`; `trace` explains a document that could not run at all.
+pub fn final_reply(info: &AgentInfo, results: &[PluginResult], trace: &str) -> Value {
+    let mut counts = Map::new();
+    let mut runtime = Map::new();
+    for r in results {
+        let n = counts.get(r.status.as_str()).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(r.status.as_str().to_string(), json!(n + 1));
+        runtime.insert(r.key.clone(), r.to_json());
+    }
+    let status = if results.is_empty() && !trace.is_empty() {
+        Status::Failed
+    } else {
+        runner::aggregate(results.iter().map(|r| r.status))
+    };
+    json!({
+        "additionalInfo": additional_info(info, counts),
+        "documentStatus": status.as_str(),
+        "documentTraceOutput": trace,
+        "runtimeStatus": runtime,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(key: &str, status: Status, code: i32, out: &str) -> PluginResult {
+        PluginResult {
+            key: key.into(),
+            name: "aws:runShellScript".into(),
+            step_name: String::new(),
+            status,
+            code,
+            stdout: out.into(),
+            stderr: String::new(),
+            output_override: None,
+            start_ms: 0,
+            end_ms: 1500,
+        }
+    }
+
+    #[test]
+    fn final_payload_shape() {
+        let info = AgentInfo { os_version: "12".into() };
+        let p = final_reply(&info, &[result("aws:runShellScript", Status::Success, 0, "hi\n")], "");
+        assert_eq!(p["documentStatus"], "Success");
+        assert_eq!(p["additionalInfo"]["runtimeStatusCounts"], json!({"Success": 1}));
+        assert_eq!(p["additionalInfo"]["agent"]["name"], "ssmd-agent");
+        assert_eq!(p["additionalInfo"]["agent"]["osver"], "12");
+        let rs = &p["runtimeStatus"]["aws:runShellScript"];
+        assert_eq!(
+            *rs,
+            json!({"status": "Success", "code": 0, "name": "aws:runShellScript", "output": "hi\n",
+                "startDateTime": "1970-01-01T00:00:00.000Z", "endDateTime": "1970-01-01T00:00:01.500Z",
+                "outputS3BucketName": "", "outputS3KeyPrefix": "", "stepName": "", "standardOutput": "hi\n",
+                "standardError": ""})
+        );
+        let two = final_reply(
+            &info,
+            &[
+                result("a", Status::Success, 0, ""),
+                result("b", Status::Failed, 2, ""),
+                result("c", Status::Skipped, 0, ""),
+            ],
+            "",
+        );
+        assert_eq!(two["documentStatus"], "Failed");
+        assert_eq!(two["additionalInfo"]["runtimeStatusCounts"], json!({"Success": 1, "Failed": 1, "Skipped": 1}));
+        let broken = final_reply(&info, &[], "the document is not valid JSON");
+        assert_eq!((broken["documentStatus"].as_str(), broken["runtimeStatus"].clone()), (Some("Failed"), json!({})));
+        let ip = in_progress(&info);
+        assert_eq!((ip["documentStatus"].as_str(), ip["runtimeStatus"].is_null()), (Some("InProgress"), true));
+    }
+}
