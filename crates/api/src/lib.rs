@@ -6,6 +6,7 @@
 mod activations;
 mod amazon;
 pub mod automation;
+pub mod commands;
 mod documents;
 mod errors;
 mod idempotency;
@@ -13,6 +14,7 @@ mod instances;
 pub mod nodes;
 mod pagination;
 mod tags;
+mod targets;
 
 pub use amazon::amazon_documents;
 pub use errors::store_error;
@@ -30,6 +32,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     tokens: TokenSigner,
     automation: automation::Shared,
+    commands: commands::Hub,
 }
 
 impl Service {
@@ -56,6 +59,7 @@ impl Service {
             clock,
             tokens: TokenSigner::new(secret.into_bytes()),
             automation: automation::Shared::new(settings),
+            commands: commands::Hub::default(),
         })
     }
 
@@ -238,5 +242,28 @@ impl Ssm for Service {
         i: DescribeInstanceInformationRequest,
     ) -> Result<DescribeInstanceInformationResult, ApiError> {
         instances::describe(self, c, i).await
+    }
+    async fn send_command(&self, c: &Caller, i: SendCommandRequest) -> Result<SendCommandResult, ApiError> {
+        commands::send::send(self, c, i).await
+    }
+    async fn list_commands(&self, c: &Caller, i: ListCommandsRequest) -> Result<ListCommandsResult, ApiError> {
+        commands::query::list_commands(self, c, i).await
+    }
+    async fn list_command_invocations(
+        &self,
+        c: &Caller,
+        i: ListCommandInvocationsRequest,
+    ) -> Result<ListCommandInvocationsResult, ApiError> {
+        commands::query::list_invocations(self, c, i).await
+    }
+    async fn get_command_invocation(
+        &self,
+        c: &Caller,
+        i: GetCommandInvocationRequest,
+    ) -> Result<GetCommandInvocationResult, ApiError> {
+        commands::query::get_invocation(self, c, i).await
+    }
+    async fn cancel_command(&self, c: &Caller, i: CancelCommandRequest) -> Result<CancelCommandResult, ApiError> {
+        commands::cancel::cancel(self, c, i).await
     }
 }

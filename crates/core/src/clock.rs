@@ -63,9 +63,69 @@ pub fn utc_fields(ms: i64) -> (i64, u32, u32, u32, u32, u32) {
     (year, month, day, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32)
 }
 
+/// An instant as ISO 8601 UTC with milliseconds (`2026-11-23T06:00:00.123Z`), as SSM writes
+/// string-typed times (GetCommandInvocation, the agent's messages).
+pub fn iso8601_ms(ms: i64) -> String {
+    let (y, mo, d, h, mi, s) = utc_fields(ms);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:03}Z", ms.rem_euclid(1000))
+}
+
+/// Parses ISO 8601 UTC (`2026-11-23T06:00:00Z`, optional fraction, `Z` or `+00:00`) into epoch
+/// milliseconds; `None` if it is anything else.
+pub fn parse_iso8601(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut frac_ms = 0;
+    if let Some(f) = rest.strip_prefix('.') {
+        let digits = f.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let first3: String = f[..digits].chars().chain("000".chars()).take(3).collect();
+        frac_ms = first3.parse::<i64>().ok()?;
+        rest = &f[digits..];
+    }
+    if rest != "Z" && rest != "+00:00" {
+        return None;
+    }
+    // days_from_civil (Howard Hinnant).
+    let yy = if mo <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000) + frac_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso8601_round_trips() {
+        for ms in [0, 1_767_225_600_123, 951_782_400_000, 4_102_444_799_999] {
+            assert_eq!(parse_iso8601(&iso8601_ms(ms)), Some(ms), "{}", iso8601_ms(ms));
+        }
+        assert_eq!(iso8601_ms(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
+        assert_eq!(parse_iso8601("2026-01-01T00:00:00Z"), Some(1_767_225_600_000));
+        assert_eq!(parse_iso8601("2026-01-01T00:00:00+00:00"), Some(1_767_225_600_000));
+        for bad in ["2026-01-01", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00", "x026-01-01T00:00:00Z", "2026-01-01T00:00:00.Z"] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn utc_fields_of_known_instants() {

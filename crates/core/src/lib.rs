@@ -5,6 +5,7 @@
 pub mod arn;
 pub mod automation;
 pub mod clock;
+pub mod command;
 pub mod document;
 pub mod fingerprint;
 pub mod ids;

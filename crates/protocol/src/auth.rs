@@ -104,13 +104,23 @@ impl Authenticator {
         k
     }
 
-    /// Authenticates a request at `now_ms`.
+    /// Authenticates an SSM request at `now_ms`.
     pub async fn authenticate(&self, req: &RequestParts<'_>, now_ms: i64) -> Result<Caller, ApiError> {
+        self.authenticate_for(req, now_ms, SERVICE).await
+    }
+
+    /// Authenticates a request at `now_ms` whose signature must be scoped to `service`.
+    pub async fn authenticate_for(
+        &self,
+        req: &RequestParts<'_>,
+        now_ms: i64,
+        service: &str,
+    ) -> Result<Caller, ApiError> {
         let auth = sigv4::parse(req.headers).map_err(sig_error)?;
-        if auth.service != SERVICE {
+        if auth.service != service {
             return Err(ApiError::new(
                 ErrorCode::InvalidSignatureException,
-                format!("Credential should be scoped to correct service: '{SERVICE}'."),
+                format!("Credential should be scoped to correct service: '{service}'."),
             ));
         }
         sigv4::check_time(&auth, now_ms.div_euclid(1000)).map_err(sig_error)?;

@@ -101,6 +101,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", post(api))
         .route("/health", get(|| async { "ok" }))
+        .route("/v1/control-channel/{id}", post(control_channel))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::middleware::map_response(ensure_request_id))
@@ -121,6 +122,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     let mut r = Response::new(Body::from(text));
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
+}
+
+/// `ssmmessages` CreateControlChannel: refused (see `node`).
+async fn control_channel() -> Response {
+    let (status, body) = node::refuse_control_channel();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
     r
 }
 

@@ -9,6 +9,12 @@
 //!   verified with the node's registered public key. The date is checked against the clock as
 //!   for any SigV4 request.
 //! * `UpdateInstanceInformation` is ordinary SigV4 with the node's temporary credentials.
+//! * The message service (`EC2WindowsMessageDeliveryService.*`: GetMessages, AcknowledgeMessage,
+//!   SendReply, FailMessage, DeleteMessage) is SigV4 with the node's credentials scoped to the
+//!   signing name `ec2messages`.
+//! * The Session Manager control channel (`ssmmessages`, `POST /v1/control-channel/<id>`) is
+//!   refused, always the same way (403 with an `AccessDeniedException` body), so the AWS agent
+//!   stays on `ec2messages` and never flaps between channels.
 
 use crate::auth::{self, RequestParts, SERVICE};
 use crate::sigv4;
@@ -24,10 +30,32 @@ pub const OPERATIONS: &[&str] = &[
     "UpdateInstanceInformation",
 ];
 
+/// The `X-Amz-Target` prefix of the message service.
+pub const MESSAGE_PREFIX: &str = "EC2WindowsMessageDeliveryService";
+
+/// The signing name of the message service.
+pub const MESSAGE_SERVICE: &str = "ec2messages";
+
 /// The private operation a target names, if it is one.
 pub fn operation(target: &str) -> Option<&'static str> {
+    if let Some(op) = target.strip_prefix(MESSAGE_PREFIX).and_then(|t| t.strip_prefix('.')) {
+        return ssmd_api::commands::delivery::OPERATIONS.iter().copied().find(|o| *o == op);
+    }
     let op = target.strip_prefix(ssmd_model::generated::schema::TARGET_PREFIX)?.strip_prefix('.')?;
     OPERATIONS.iter().copied().find(|o| *o == op)
+}
+
+/// Whether a target names the message service.
+fn is_message_service(target: &str) -> bool {
+    target.starts_with(MESSAGE_PREFIX) && target[MESSAGE_PREFIX.len()..].starts_with('.')
+}
+
+/// The answer to the Session Manager control channel: refused, consistently.
+pub fn refuse_control_channel() -> (u16, &'static str) {
+    (
+        403,
+        "<AccessDeniedException><Message>ssmd does not offer the Session Manager control channel          (ssmmessages); the agent's message delivery runs over ec2messages.</Message></AccessDeniedException>",
+    )
 }
 
 /// Verifies an RSA-signed request and returns the registered node that signed it.
@@ -62,6 +90,11 @@ async fn rsa_signed(state: &crate::AppState, req: &RequestParts<'_>) -> Result<N
 /// Runs private operation `op` for a request whose body has been read.
 pub async fn handle(state: &crate::AppState, op: &'static str, req: &RequestParts<'_>) -> Result<Vec<u8>, ApiError> {
     let svc = &state.service;
+    let target = req.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if is_message_service(target) {
+        let caller = state.auth.authenticate_for(req, state.clock.now_ms(), MESSAGE_SERVICE).await?;
+        return ssmd_api::commands::delivery::handle(svc, &caller, op, crate::parse_input(req.body)?).await;
+    }
     match op {
         "RegisterManagedInstance" => nodes::register(svc, crate::parse_input(req.body)?).await,
         "RequestManagedInstanceRoleToken" => {

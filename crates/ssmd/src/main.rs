@@ -196,6 +196,7 @@ async fn serve(
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     ssmd_api::automation::Engine::start(service.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    ssmd_api::commands::worker::start(service.clone());
     let auth = Authenticator::new(store.clone(), accept_any.then_some(default_account));
     let state = Arc::new(AppState { auth, service, clock, metrics: Some(metrics) });
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;

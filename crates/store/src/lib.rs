@@ -12,6 +12,7 @@
 
 mod activations;
 mod automation;
+mod commands;
 mod cache;
 mod documents;
 mod idempotency;
@@ -22,6 +23,10 @@ pub mod sql;
 mod tags;
 
 pub use activations::{ACTIVATION_TAGS, ActivationFilter, ActivationRow, ActivationUse, NewActivation};
+pub use commands::{
+    CommandFilter, CommandRow, FINAL_STATUSES, InvocationRow, MessageRow, NewCommand, Scope, Settlement, cancel_topic,
+    send_message_id, send_topic,
+};
 pub use automation::{ExecutionFilter, ExecutionRow, NewExecution, StateWrite};
 pub use documents::{DocumentRow, ReviewRow, ShareRow, VersionRow};
 pub use idempotency::IdempotencyRecord;

@@ -182,6 +182,70 @@ CREATE TABLE managed_instances (
 CREATE INDEX managed_instances_by_registered ON managed_instances (account, region, registered_ms, id)
 "#,
     ),
+    (
+        6,
+        r#"
+CREATE TABLE commands (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    requested_ms BIGINT NOT NULL,
+    deliver_by_ms BIGINT,
+    document_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_details TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    progress TEXT NOT NULL,
+    target_count BIGINT NOT NULL,
+    completed_count BIGINT NOT NULL,
+    error_count BIGINT NOT NULL,
+    delivery_timed_out_count BIGINT NOT NULL
+);
+CREATE INDEX commands_by_requested ON commands (account, region, requested_ms, id);
+CREATE INDEX commands_by_deliver_by ON commands (deliver_by_ms);
+CREATE TABLE command_invocations (
+    command_id TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    requested_ms BIGINT NOT NULL,
+    instance_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_details TEXT NOT NULL,
+    dispatched_ms BIGINT,
+    started_ms BIGINT,
+    ended_ms BIGINT,
+    response_code BIGINT NOT NULL,
+    stdout TEXT NOT NULL,
+    stderr TEXT NOT NULL,
+    plugins TEXT NOT NULL,
+    PRIMARY KEY (command_id, instance_id)
+);
+CREATE UNIQUE INDEX command_invocations_by_seq ON command_invocations (command_id, seq);
+CREATE INDEX command_invocations_by_instance ON command_invocations (account, region, instance_id, requested_ms);
+CREATE TABLE node_messages (
+    message_id TEXT PRIMARY KEY,
+    destination TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload TEXT,
+    created_ms BIGINT NOT NULL,
+    visible_ms BIGINT NOT NULL,
+    deliveries BIGINT NOT NULL,
+    acked BIGINT NOT NULL
+);
+CREATE INDEX node_messages_by_destination ON node_messages (destination, acked, visible_ms);
+CREATE INDEX node_messages_by_visible ON node_messages (visible_ms);
+CREATE INDEX node_messages_by_command ON node_messages (command_id);
+CREATE TABLE command_replies (
+    reply_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    received_ms BIGINT NOT NULL
+)
+"#,
+    ),
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

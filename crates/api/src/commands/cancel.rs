@@ -1,0 +1,88 @@
+//! CancelCommand: invocations not yet picked up end Cancelled at once (their message is
+//! withdrawn; ones never sent are passed over by rate control); running ones become Cancelling
+//! and their node gets a cancel message, its agent then reports the end. Without InstanceIds the
+//! whole command is cancelled and sends nothing more.
+
+use super::*;
+use ssmd_core::command::End;
+use ssmd_model::Caller;
+use std::collections::HashSet;
+
+pub(crate) async fn cancel(
+    svc: &Service,
+    caller: &Caller,
+    i: CancelCommandRequest,
+) -> Result<CancelCommandResult, ApiError> {
+    svc.store.command(&caller.account, &caller.region, &i.command_id).await.map_err(store_error)?.ok_or_else(invalid_command)?;
+    let only: Option<HashSet<String>> = match &i.instance_ids {
+        Some(ids) if !ids.is_empty() => {
+            let mut set = HashSet::new();
+            for id in ids {
+                if !set.insert(id.clone()) {
+                    return Err(ApiError::new(ErrorCode::DuplicateInstanceId, format!("Instance Id {id} is duplicated.")));
+                }
+                if svc.store.invocation(&caller.account, &caller.region, &i.command_id, id).await.map_err(store_error)?.is_none() {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidInstanceId,
+                        format!("Command {} was not sent to instance {id}.", i.command_id),
+                    ));
+                }
+            }
+            Some(set)
+        }
+        _ => None,
+    };
+    let now = svc.now_ms();
+    let mut failure = None;
+    settle(svc, &i.command_id, Scope::Unfinished, None, |row, invocations| {
+        let mut p = match progress(row) {
+            Ok(p) => p,
+            Err(e) => {
+                failure = Some(e);
+                return None;
+            }
+        };
+        if only.is_none() {
+            p.cancel();
+        }
+        let mut changed = Vec::new();
+        let mut drop = Vec::new();
+        let mut cancels = Vec::new();
+        let mut dispatch = Vec::new();
+        for mut inv in invocations {
+            if only.as_ref().is_some_and(|o| !o.contains(&inv.instance_id)) {
+                continue;
+            }
+            let seq = inv.seq as usize;
+            if inv.dispatched_ms.is_none() {
+                p.skip(seq);
+            } else if not_started(&inv.status) {
+                dispatch.extend(p.end(seq, End::Cancelled));
+                drop.push(inv.instance_id.clone());
+            } else if inv.status == "InProgress" {
+                inv.status = "Cancelling".into();
+                inv.status_details = "Cancelling".into();
+                cancels.push((ssmd_core::ids::uuid(), inv.instance_id.clone()));
+                changed.push(inv);
+                continue;
+            } else {
+                continue;
+            }
+            inv.status = End::Cancelled.status().into();
+            inv.status_details = End::Cancelled.details().into();
+            inv.ended_ms = Some(now);
+            changed.push(inv);
+        }
+        let mut s = settlement(row, &p, false);
+        s.invocations = changed;
+        s.drop_messages = drop;
+        s.cancel_messages = cancels;
+        s.dispatch = dispatch.into_iter().map(|d| d as i64).collect();
+        Some(s)
+    })
+    .await?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(CancelCommandResult {})
+}

@@ -1,0 +1,196 @@
+//! Run Command: SendCommand and its rate-controlled delivery to managed nodes, the queries on
+//! commands and invocations, CancelCommand, and the node side (`ec2messages`: GetMessages,
+//! AcknowledgeMessage, SendReply, FailMessage, DeleteMessage).
+//!
+//! State lives in the store (`commands`, `command_invocations`, `node_messages`); every change to
+//! a command goes through the store's settle transaction with the pure rules of
+//! `ssmd_core::command::Progress` deciding counters, dispatch and status. Long polls wait on a
+//! per-node [`Hub`] signal, raised locally when a message is queued and by the [`worker`] (which
+//! also times out undelivered work) for messages queued by other replicas or back from their
+//! visibility timeout.
+
+pub(crate) mod cancel;
+pub mod delivery;
+pub(crate) mod query;
+pub(crate) mod send;
+pub mod worker;
+
+use crate::{Service, store_error};
+use serde::{Deserialize, Serialize};
+use ssmd_core::command::Progress;
+use ssmd_model::shapes::*;
+use ssmd_model::{ApiError, ErrorCode};
+use ssmd_store::{CommandRow, InvocationRow, Scope, Settlement};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// SSM's limits on what an invocation keeps of a plugin's output.
+pub const MAX_STDOUT_CHARS: usize = 24_000;
+/// See [`MAX_STDOUT_CHARS`].
+pub const MAX_STDERR_CHARS: usize = 8_000;
+/// The combined `Output` of a plugin as ListCommandInvocations shows it.
+pub const MAX_OUTPUT_CHARS: usize = 2_500;
+
+/// Wakes long polls: one signal per node.
+#[derive(Default)]
+pub struct Hub {
+    nodes: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Hub {
+    /// The signal of `node` (created on first use).
+    pub fn signal(&self, node: &str) -> Arc<Notify> {
+        self.nodes.lock().expect("hub").entry(node.to_string()).or_default().clone()
+    }
+
+    /// Wakes every long poll of `node` that is waiting now.
+    pub fn wake(&self, node: &str) {
+        let n = self.nodes.lock().expect("hub").get(node).cloned();
+        if let Some(n) = n {
+            n.notify_waiters();
+        }
+    }
+}
+
+/// A plugin's result as kept with its invocation: the `CommandPlugin` fields plus the output
+/// GetCommandInvocation returns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Plugin {
+    pub name: String,
+    pub status: String,
+    pub status_details: String,
+    pub response_code: i64,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    pub output: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Plugin {
+    fn shape(&self, spec: &Command) -> CommandPlugin {
+        CommandPlugin {
+            name: Some(self.name.clone()),
+            status: Some(self.status.clone()),
+            status_details: Some(self.status_details.clone()),
+            response_code: Some(self.response_code as i32),
+            response_start_date_time: self.start_ms.map(ssmd_core::clock::epoch_seconds),
+            response_finish_date_time: self.end_ms.map(ssmd_core::clock::epoch_seconds),
+            output: Some(self.output.clone()),
+            standard_output_url: Some(String::new()),
+            standard_error_url: Some(String::new()),
+            output_s3_region: spec.output_s3_region.clone(),
+            output_s3_bucket_name: Some(spec.output_s3_bucket_name.clone().unwrap_or_default()),
+            output_s3_key_prefix: Some(spec.output_s3_key_prefix.clone().unwrap_or_default()),
+        }
+    }
+}
+
+/// The plugins stored with an invocation.
+pub(crate) fn plugins(i: &InvocationRow) -> Vec<Plugin> {
+    serde_json::from_str(&i.plugins).unwrap_or_default()
+}
+
+/// The static part of a command (what SendCommand answered, before counters and status).
+pub(crate) fn spec(row: &CommandRow) -> Command {
+    serde_json::from_str(&row.spec).unwrap_or_default()
+}
+
+/// The `Command` shape of a stored command.
+pub(crate) fn command_shape(row: &CommandRow) -> Command {
+    Command {
+        status: Some(row.status.clone()),
+        status_details: Some(row.status_details.clone()),
+        target_count: Some(row.target_count as i32),
+        completed_count: Some(row.completed_count as i32),
+        error_count: Some(row.error_count as i32),
+        delivery_timed_out_count: Some(row.delivery_timed_out_count as i32),
+        ..spec(row)
+    }
+}
+
+/// The `CommandInvocation` shape of a stored invocation.
+pub(crate) fn invocation_shape(spec: &Command, i: &InvocationRow, details: bool) -> CommandInvocation {
+    CommandInvocation {
+        command_id: Some(i.command_id.clone()),
+        instance_id: Some(i.instance_id.clone()),
+        instance_name: Some(i.instance_name.clone()),
+        comment: Some(spec.comment.clone().unwrap_or_default()),
+        document_name: spec.document_name.clone(),
+        document_version: spec.document_version.clone(),
+        requested_date_time: Some(ssmd_core::clock::epoch_seconds(i.requested_ms)),
+        status: Some(i.status.clone()),
+        status_details: Some(i.status_details.clone()),
+        trace_output: Some(String::new()),
+        standard_output_url: Some(String::new()),
+        standard_error_url: Some(String::new()),
+        command_plugins: Some(if details { plugins(i).iter().map(|p| p.shape(spec)).collect() } else { vec![] }),
+        service_role: Some(spec.service_role.clone().unwrap_or_default()),
+        notification_config: Some(spec.notification_config.clone().unwrap_or_else(|| NotificationConfig {
+            notification_arn: Some(String::new()),
+            notification_events: Some(vec![]),
+            notification_type: Some(String::new()),
+        })),
+        cloud_watch_output_config: spec.cloud_watch_output_config.clone(),
+    }
+}
+
+/// The command's progress as stored.
+pub(crate) fn progress(row: &CommandRow) -> Result<Progress, ApiError> {
+    serde_json::from_str(&row.progress).map_err(|e| ApiError::internal(format!("command {} progress: {e}", row.id)))
+}
+
+/// A settlement that writes `p` and the command's derived status and counters; the caller adds
+/// its invocation changes.
+pub(crate) fn settlement(row: &CommandRow, p: &Progress, started: bool) -> Settlement {
+    let (status, details) = p.status(started || row.status != "Pending");
+    Settlement {
+        status: status.into(),
+        status_details: details.into(),
+        progress: serde_json::to_string(p).expect("progress serialises"),
+        completed_count: p.completed as i64,
+        error_count: p.errors as i64,
+        delivery_timed_out_count: p.delivery_timed_out as i64,
+        deliver_by_ms: if p.halted() { None } else { row.deliver_by_ms },
+        ..Default::default()
+    }
+}
+
+/// Invocation statuses in which the node has not picked the command up yet.
+pub(crate) fn not_started(status: &str) -> bool {
+    status == "Pending" || status == "Delayed"
+}
+
+/// Runs a settle on command `id` and wakes the nodes that got new messages. `Ok(false)`: a
+/// duplicate reply or no such command.
+pub(crate) async fn settle<F>(
+    svc: &Service,
+    id: &str,
+    scope: Scope<'_>,
+    reply: Option<(&str, &str)>,
+    decide: F,
+) -> Result<bool, ApiError>
+where
+    F: FnOnce(&CommandRow, Vec<InvocationRow>) -> Option<Settlement> + Send,
+{
+    let woken = svc.store.settle_command(id, scope, reply, svc.now_ms(), decide).await.map_err(store_error)?;
+    let Some(woken) = woken else { return Ok(false) };
+    for node in woken {
+        svc.commands.wake(&node);
+    }
+    Ok(true)
+}
+
+/// `InvalidCommandId` for a command the caller does not have.
+pub(crate) fn invalid_command() -> ApiError {
+    ApiError::new(ErrorCode::InvalidCommandId, "The command ID is not valid.")
+}
+
+/// Cuts `s` to at most `max` characters (on a character boundary).
+pub(crate) fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}

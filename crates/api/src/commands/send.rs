@@ -1,0 +1,141 @@
+//! SendCommand: checks the document and parameters, resolves the nodes, stores the command with
+//! one Pending invocation per node (so GetCommandInvocation answers at once), and queues the
+//! messages of the first MaxConcurrency nodes.
+
+use super::*;
+use serde_json::{Value, json};
+use ssmd_core::automation::params::{ParamError, resolve_parameters};
+use ssmd_core::clock::epoch_seconds;
+use ssmd_core::document::{self, Format};
+use ssmd_model::Caller;
+use ssmd_store::NewCommand;
+
+/// The delivery timeout when SendCommand names none (seconds).
+pub const DEFAULT_TIMEOUT_SECONDS: i32 = 3600;
+
+fn invalid_parameters(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidParameters, msg)
+}
+
+fn param_error(e: ParamError) -> ApiError {
+    match e {
+        ParamError::ParameterStoreReference { .. } => invalid_parameters(format!(
+            "{e} (ssmd has no Parameter Store: {{{{ssm:…}}}} references can't be resolved)"
+        )),
+        other => invalid_parameters(other.to_string()),
+    }
+}
+
+/// Sends a command (also used by Automation's `aws:runCommand`).
+pub(crate) async fn send(svc: &Service, caller: &Caller, i: SendCommandRequest) -> Result<SendCommandResult, ApiError> {
+    let nodes = match (&i.instance_ids, &i.targets) {
+        (Some(ids), None) if !ids.is_empty() => svc.resolve_instance_ids(caller, ids).await?,
+        (None, Some(t)) if !t.is_empty() => svc.resolve_targets(caller, t).await?,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorCode::ValidationException,
+                "InstanceIds and Targets can't be used together: name the nodes one way or the other.",
+            ));
+        }
+        _ => {
+            return Err(ApiError::new(ErrorCode::ValidationException, "Either InstanceIds or Targets must be specified."));
+        }
+    };
+    let resolved = svc.resolve_document(caller, &i.document_name, i.document_version.as_deref(), None).await?;
+    if resolved.doc.doc_type != "Command" {
+        return Err(ApiError::new(
+            ErrorCode::InvalidDocument,
+            format!("Document {} is of type {}, not Command: Run Command runs Command documents.", i.document_name, resolved.doc.doc_type),
+        ));
+    }
+    if let Some(hash) = &i.document_hash {
+        if i.document_hash_type.as_deref() == Some("Sha1") {
+            return Err(ApiError::new(ErrorCode::InvalidDocument, "ssmd documents carry Sha256 hashes only; Sha1 is not supported."));
+        }
+        if !hash.eq_ignore_ascii_case(&resolved.version.hash) {
+            return Err(ApiError::new(ErrorCode::InvalidDocument, "The document hash does not match the document."));
+        }
+    }
+    let format = Format::from_wire(&resolved.version.format).unwrap_or(Format::Json);
+    let content = document::parse(&resolved.version.content, format, "Command")
+        .map_err(|e| ApiError::new(ErrorCode::InvalidDocument, format!("The document can't be run: {e}")))?
+        .value;
+    let supplied = i.parameters.clone().unwrap_or_default();
+    let definitions = content.get("parameters").cloned().unwrap_or(json!({}));
+    let values = resolve_parameters(&definitions, &supplied).map_err(param_error)?;
+    let concurrency_text = i.max_concurrency.clone().unwrap_or_else(|| "50".into());
+    let errors_text = i.max_errors.clone().unwrap_or_else(|| "0".into());
+    let concurrency = ssmd_core::rate::parse_concurrency(&concurrency_text)
+        .map_err(|e| ApiError::new(ErrorCode::ValidationException, format!("1 validation error detected: {e}")))?;
+    let errors = ssmd_core::rate::parse_errors(&errors_text)
+        .map_err(|e| ApiError::new(ErrorCode::ValidationException, format!("1 validation error detected: {e}")))?;
+
+    let now = svc.now_ms();
+    let id = ssmd_core::ids::uuid();
+    let timeout = i.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+    let document_name = resolved.reported_name();
+    let version = resolved.version.version.to_string();
+    let cw = i.cloud_watch_output_config.clone().unwrap_or(CloudWatchOutputConfig {
+        cloud_watch_log_group_name: Some(String::new()),
+        cloud_watch_output_enabled: Some(false),
+    });
+    let spec = Command {
+        command_id: Some(id.clone()),
+        document_name: Some(document_name.clone()),
+        document_version: Some(version),
+        comment: Some(i.comment.clone().unwrap_or_default()),
+        expires_after: Some(epoch_seconds(now + i64::from(timeout) * 1000)),
+        parameters: Some(supplied),
+        instance_ids: Some(i.instance_ids.clone().unwrap_or_default()),
+        targets: Some(i.targets.clone().unwrap_or_default()),
+        requested_date_time: Some(epoch_seconds(now)),
+        output_s3_region: Some(i.output_s3_region.clone().unwrap_or_else(|| caller.region.clone())),
+        output_s3_bucket_name: Some(i.output_s3_bucket_name.clone().unwrap_or_default()),
+        output_s3_key_prefix: Some(i.output_s3_key_prefix.clone().unwrap_or_default()),
+        max_concurrency: Some(concurrency_text),
+        max_errors: Some(errors_text),
+        service_role: Some(i.service_role_arn.clone().unwrap_or_default()),
+        notification_config: Some(i.notification_config.clone().unwrap_or(NotificationConfig {
+            notification_arn: Some(String::new()),
+            notification_events: Some(vec![]),
+            notification_type: Some(String::new()),
+        })),
+        cloud_watch_output_config: Some(cw.clone()),
+        timeout_seconds: Some(timeout),
+        alarm_configuration: i.alarm_configuration.clone(),
+        ..Default::default()
+    };
+    let payload = json!({
+        "Parameters": Value::Object(values),
+        "DocumentContent": content,
+        "CommandId": id,
+        "DocumentName": document_name,
+        "OutputS3KeyPrefix": i.output_s3_key_prefix.clone().unwrap_or_default(),
+        "OutputS3BucketName": i.output_s3_bucket_name.clone().unwrap_or_default(),
+        "CloudWatchLogGroupName": cw.cloud_watch_log_group_name.clone().unwrap_or_default(),
+        "CloudWatchOutputEnabled": cw.cloud_watch_output_enabled.unwrap_or(false).to_string(),
+    });
+    let (p, first) = Progress::new(nodes.len(), concurrency, errors);
+    let (status, details) = p.status(false);
+    let new = NewCommand {
+        id: id.clone(),
+        account: caller.account.clone(),
+        region: caller.region.clone(),
+        requested_ms: now,
+        deliver_by_ms: now + i64::from(timeout) * 1000,
+        document_name: document_name.clone(),
+        status: status.into(),
+        status_details: details.into(),
+        spec: serde_json::to_string(&spec).expect("command serialises"),
+        payload: payload.to_string(),
+        progress: serde_json::to_string(&p).expect("progress serialises"),
+        targets: nodes.iter().map(|n| (n.id.clone(), n.name.clone())).collect(),
+        dispatch: first.len(),
+    };
+    svc.store.insert_command(&new).await.map_err(store_error)?;
+    for n in nodes.iter().take(first.len()) {
+        svc.commands.wake(&n.id);
+    }
+    let row = svc.store.command(&caller.account, &caller.region, &id).await.map_err(store_error)?.ok_or_else(invalid_command)?;
+    Ok(SendCommandResult { command: Some(command_shape(&row)) })
+}

@@ -1,0 +1,81 @@
+//! The Run Command background worker: every [`TICK_MS`] it wakes the long polls of nodes whose
+//! messages became visible (queued by another replica, or back after their visibility timeout),
+//! and it ends the invocations of commands whose delivery timeout has passed before their node
+//! picked them up (TimedOut / DeliveryTimedOut). Every replica runs one; the settle transaction
+//! makes a timeout count once.
+
+use super::*;
+use ssmd_core::command::End;
+use std::time::Duration;
+
+/// How often the worker looks.
+pub const TICK_MS: u64 = 100;
+
+/// How far back each look reaches, so a message committed by another replica with a slightly
+/// earlier clock reading is not missed.
+const LOOK_BACK_MS: i64 = 2_000;
+
+/// Starts the worker on the current tokio runtime.
+pub fn start(svc: Arc<Service>) {
+    tokio::spawn(async move {
+        let mut last = svc.now_ms();
+        let mut ticks: u64 = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
+            let now = svc.now_ms();
+            match svc.store.destinations_visible_between(last.min(now) - LOOK_BACK_MS, now).await {
+                Ok(nodes) => nodes.iter().for_each(|n| svc.commands.wake(n)),
+                Err(e) => tracing::warn!(error = %e, "looking for visible node messages failed"),
+            }
+            last = now;
+            ticks += 1;
+            if ticks.is_multiple_of(5) {
+                expire_due(&svc, now).await;
+            }
+        }
+    });
+}
+
+/// Times out the undelivered invocations of every command past its delivery deadline.
+pub async fn expire_due(svc: &Service, now: i64) {
+    let due = match svc.store.commands_past_delivery(now, 100).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for commands past their delivery timeout failed");
+            return;
+        }
+    };
+    for id in due {
+        let r = settle(svc, &id, Scope::Unfinished, None, |row, invocations| {
+            if row.deliver_by_ms.is_none_or(|t| t > now) {
+                return None; // another replica got here first
+            }
+            let mut p = progress(row).ok()?;
+            p.expire();
+            let mut changed = Vec::new();
+            let mut drop = Vec::new();
+            for mut inv in invocations {
+                if !not_started(&inv.status) {
+                    continue;
+                }
+                p.end(inv.seq as usize, End::DeliveryTimedOut);
+                if inv.dispatched_ms.is_some() {
+                    drop.push(inv.instance_id.clone());
+                }
+                inv.status = End::DeliveryTimedOut.status().into();
+                inv.status_details = End::DeliveryTimedOut.details().into();
+                inv.ended_ms = Some(now);
+                changed.push(inv);
+            }
+            let mut s = settlement(row, &p, false);
+            s.deliver_by_ms = None;
+            s.invocations = changed;
+            s.drop_messages = drop;
+            Some(s)
+        })
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(command = id, error = %e, "timing out undelivered invocations failed");
+        }
+    }
+}
