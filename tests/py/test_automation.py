@@ -1268,9 +1268,6 @@ def test_output_selectors_deep_scan_and_index(ssm):
       "inputs": {"Service": "ec2", "Api": "DescribeInstances"}}, "ec2"),
     ({"name": "stack", "action": "aws:createStack",
       "inputs": {"StackName": "s", "TemplateBody": "{}"}}, "aws:createStack"),
-    ({"name": "cmd", "action": "aws:runCommand",
-      "inputs": {"DocumentName": "AWS-RunShellScript", "InstanceIds": ["i-0123456789abcdef0"]}},
-     "aws:runCommand"),
     ({"name": "nosuchop", "action": "aws:executeAwsApi",
       "inputs": {"Service": "ssm", "Api": "FlyToTheMoon"}}, "FlyToTheMoon"),
 ])
@@ -1817,7 +1814,7 @@ def test_target_parameter_name_must_be_declared(ssm):
     assert error_code(e) in ("InvalidAutomationExecutionParametersException", "ValidationException")
     with pytest.raises(ClientError) as e:
         ssm.start_automation_execution(DocumentName=name, TargetParameterName="Item",
-                                       Targets=[{"Key": "tag:Env", "Values": ["prod"]}])
+                                       Targets=[{"Key": "ResourceGroup", "Values": ["prod"]}])
     assert error_code(e) in ("InvalidTarget", "ValidationException")
 
 

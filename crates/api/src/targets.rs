@@ -72,8 +72,14 @@ impl Service {
             }
             rules.push((key.to_string(), values));
         }
-        let nodes: Vec<NodeRow> =
-            self.store.nodes(&caller.account, &caller.region).await.map_err(store_error)?.into_iter().filter(managed).collect();
+        let nodes: Vec<NodeRow> = self
+            .store
+            .nodes(&caller.account, &caller.region)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .filter(managed)
+            .collect();
         let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
         let tags = if rules.iter().any(|(k, _)| k.starts_with("tag")) {
             self.store.tags_of_many(&caller.account, &caller.region, NODE_TAGS, &ids).await.map_err(store_error)?

@@ -256,8 +256,16 @@ impl Store {
                 .execute(&mut tx)
                 .await?;
                 if dispatched.is_some() {
-                    Self::add_message(&mut tx, &send_message_id(&c.id, instance), instance, &c.id, &send_topic(&c.region), None, c.requested_ms)
-                        .await?;
+                    Self::add_message(
+                        &mut tx,
+                        &send_message_id(&c.id, instance),
+                        instance,
+                        &c.id,
+                        &send_topic(&c.region),
+                        None,
+                        c.requested_ms,
+                    )
+                    .await?;
                 }
             }
             tx.commit().await
@@ -407,12 +415,7 @@ impl Store {
         .await
     }
 
-    async fn apply_settlement(
-        tx: &mut Tx<'_>,
-        cmd: &CommandRow,
-        s: &Settlement,
-        now_ms: i64,
-    ) -> Result<Vec<String>> {
+    async fn apply_settlement(tx: &mut Tx<'_>, cmd: &CommandRow, s: &Settlement, now_ms: i64) -> Result<Vec<String>> {
         let mut woken = Vec::new();
         sql::query(
             "UPDATE commands SET status = $1, status_details = $2, progress = $3, completed_count = $4, \
@@ -564,13 +567,12 @@ impl Store {
 
     /// A message of `destination` by id: (command id, topic, acked), if it is still queued.
     pub async fn message(&self, destination: &str, message_id: &str) -> Result<Option<(String, String, bool)>> {
-        let row = sql::query(
-            "SELECT command_id, topic, acked FROM node_messages WHERE message_id = $1 AND destination = $2",
-        )
-        .bind(message_id)
-        .bind(destination)
-        .fetch_optional(&self.db)
-        .await?;
+        let row =
+            sql::query("SELECT command_id, topic, acked FROM node_messages WHERE message_id = $1 AND destination = $2")
+                .bind(message_id)
+                .bind(destination)
+                .fetch_optional(&self.db)
+                .await?;
         row.map(|r| Ok((r.get("command_id")?, r.get("topic")?, r.get::<i64>("acked")? != 0))).transpose()
     }
 

@@ -12,8 +12,8 @@
 
 mod activations;
 mod automation;
-mod commands;
 mod cache;
+mod commands;
 mod documents;
 mod idempotency;
 mod keys;
@@ -23,11 +23,11 @@ pub mod sql;
 mod tags;
 
 pub use activations::{ACTIVATION_TAGS, ActivationFilter, ActivationRow, ActivationUse, NewActivation};
+pub use automation::{ExecutionFilter, ExecutionRow, NewExecution, StateWrite};
 pub use commands::{
     CommandFilter, CommandRow, FINAL_STATUSES, InvocationRow, MessageRow, NewCommand, Scope, Settlement, cancel_topic,
     send_message_id, send_topic,
 };
-pub use automation::{ExecutionFilter, ExecutionRow, NewExecution, StateWrite};
 pub use documents::{DocumentRow, ReviewRow, ShareRow, VersionRow};
 pub use idempotency::IdempotencyRecord;
 pub use keys::AccessKey;

@@ -1,6 +1,7 @@
 //! The work behind effectful steps: `aws:executeScript` (a real Python process, through
-//! `ssmd-script`) and the `ssm` API actions (`aws:executeAwsApi`, `aws:waitForAwsResourceProperty`,
-//! `aws:assertAwsResourceProperty`), which call ssmd itself as the execution's account.
+//! `ssmd-script`), the `ssm` API actions (`aws:executeAwsApi`, `aws:waitForAwsResourceProperty`,
+//! `aws:assertAwsResourceProperty`), which call ssmd itself as the execution's account, and
+//! `aws:runCommand`, which sends a Run Command command to managed nodes and waits for it.
 
 use super::caller_of;
 use crate::Service;
@@ -13,6 +14,9 @@ use std::time::Duration;
 
 /// How often `aws:waitForAwsResourceProperty` calls its API.
 const WAIT_POLL: Duration = Duration::from_secs(2);
+
+/// How often `aws:runCommand` looks at its command.
+const COMMAND_POLL: Duration = Duration::from_millis(200);
 
 pub(crate) async fn script(
     svc: &Service,
@@ -122,5 +126,58 @@ pub(crate) async fn api(
     match tokio::time::timeout(Duration::from_secs(timeout_s.max(1) as u64), work).await {
         Ok(o) => o,
         Err(_) => Outcome::TimedOut { message: format!("The {name} call did not succeed within {timeout_s} seconds.") },
+    }
+}
+
+/// `aws:runCommand`: sends the command `id` (unless a run of this attempt before a restart sent
+/// it already) as the execution's account and waits until it ends. The outputs are the
+/// command's status and the first node's response code and output.
+pub(crate) async fn run_command(
+    svc: &Service,
+    x: &Execution,
+    id: &str,
+    request: &Map<String, Value>,
+    timeout_s: i64,
+) -> Outcome {
+    let caller = caller_of(x);
+    let refused = |e: ssmd_model::ApiError| {
+        Outcome::failed(format!(
+            "aws:runCommand could not send the command: An error occurred ({}) when calling the SendCommand operation: {}",
+            e.code().name(),
+            e.message()
+        ))
+    };
+    match svc.store().command(&x.account, &x.region, id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            let input = Value::Object(request.clone());
+            if let Err(e) = ssmd_model::validate::validate(Operation::SendCommand.info().input, &input) {
+                return refused(e);
+            }
+            let req = match ssmd_model::decode(input) {
+                Ok(r) => r,
+                Err(e) => return refused(e),
+            };
+            if let Err(e) = crate::commands::send::send_with_id(svc, &caller, req, id.to_string()).await {
+                return refused(e);
+            }
+        }
+        Err(e) => return Outcome::failed(format!("aws:runCommand could not read its command: {e}")),
+    }
+    let work = async {
+        loop {
+            match svc.store().command(&x.account, &x.region, id).await {
+                Ok(Some(c)) if ["Success", "Failed", "TimedOut", "Cancelled"].contains(&c.status.as_str()) => {
+                    return crate::commands::query::first_result(svc, &c).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(command = id, error = %e, "reading a command for aws:runCommand failed"),
+            }
+            tokio::time::sleep(COMMAND_POLL).await;
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(timeout_s.max(1) as u64), work).await {
+        Ok(o) => o,
+        Err(_) => Outcome::TimedOut { message: format!("The command {id} did not finish within {timeout_s} seconds.") },
     }
 }

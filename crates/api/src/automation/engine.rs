@@ -387,7 +387,9 @@ impl Engine {
     ) -> Result<Option<(usize, u32, Outcome)>, ApiError> {
         let svc = self.inner.svc.clone();
         let (record, attempt) = match &effect {
-            Effect::Script { record, attempt, .. } | Effect::Api { record, attempt, .. } => (*record, *attempt),
+            Effect::Script { record, attempt, .. }
+            | Effect::Api { record, attempt, .. }
+            | Effect::RunCommand { record, attempt, .. } => (*record, *attempt),
             _ => return Ok(None),
         };
         let work = async {
@@ -397,6 +399,9 @@ impl Engine {
                 }
                 Effect::Api { service, api, params, check, timeout_s, .. } => {
                     actions::api(&svc, x, &service, &api, &params, &check, timeout_s).await
+                }
+                Effect::RunCommand { command_id, request, timeout_s, .. } => {
+                    actions::run_command(&svc, x, &command_id, &request, timeout_s).await
                 }
                 _ => unreachable!("filtered above"),
             }

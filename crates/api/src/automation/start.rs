@@ -135,7 +135,13 @@ pub(crate) async fn prepare(
     let supplied = i.parameters.clone().unwrap_or_default();
 
     let (parameters, fanout, steps) = if fanned {
-        let (items, from_targets) = fan_items(&rb, i, &supplied)?;
+        let nodes = match i.targets.as_deref() {
+            Some([t]) if t.key.as_deref().is_some_and(is_node_key) => {
+                Some(svc.resolve_targets(caller, std::slice::from_ref(t)).await?.into_iter().map(|n| n.id).collect())
+            }
+            _ => None,
+        };
+        let (items, from_targets) = fan_items(&rb, i, &supplied, nodes)?;
         for item in &items {
             resolve_parameters(&rb.parameters, &item.parameters).map_err(param_error)?;
         }
@@ -213,12 +219,19 @@ pub(crate) async fn prepare(
     })
 }
 
-/// One fan-out item per target value (Targets) or per map (TargetMaps), each with its child's
-/// parameters: the request's Parameters with the target's values over them.
+/// Whether a target key names managed nodes (resolved through the shared target resolver).
+fn is_node_key(key: &str) -> bool {
+    key == "InstanceIds" || key == "tag-key" || key.starts_with("tag:")
+}
+
+/// One fan-out item per target value (Targets: ParameterValues, or the managed nodes `nodes`
+/// resolved for a node target) or per map (TargetMaps), each with its child's parameters: the
+/// request's Parameters with the target's values over them.
 fn fan_items(
     rb: &Runbook,
     i: &StartAutomationExecutionRequest,
     supplied: &BTreeMap<String, Vec<String>>,
+    nodes: Option<Vec<String>>,
 ) -> Result<(Vec<FanItem>, bool), ApiError> {
     if let Some(maps) = &i.target_maps {
         let items = maps
@@ -246,18 +259,24 @@ fn fan_items(
     }
     let t = &targets[0];
     let key = t.key.as_deref().unwrap_or_default();
-    if key != "ParameterValues" {
-        return Err(ApiError::new(
-            ErrorCode::InvalidTarget,
-            format!(
-                "ssmd resolves Automation targets from ParameterValues (and TargetMaps); the target key {key} needs managed nodes or AWS resources, which ssmd does not support yet."
-            ),
-        ));
-    }
-    let values = t.values.clone().unwrap_or_default();
-    if values.is_empty() {
-        return Err(ApiError::new(ErrorCode::InvalidTarget, "The ParameterValues target has no values."));
-    }
+    let values = match nodes {
+        Some(ids) => ids,
+        None if key == "ParameterValues" => {
+            let values = t.values.clone().unwrap_or_default();
+            if values.is_empty() {
+                return Err(ApiError::new(ErrorCode::InvalidTarget, "The ParameterValues target has no values."));
+            }
+            values
+        }
+        None => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTarget,
+                format!(
+                    "ssmd resolves Automation targets from ParameterValues, managed nodes (InstanceIds, tag:<key>, tag-key) and TargetMaps; the target key {key} names AWS resources ssmd does not hold."
+                ),
+            ));
+        }
+    };
     let items = values
         .into_iter()
         .map(|v| {

@@ -13,15 +13,28 @@ pub(crate) async fn cancel(
     caller: &Caller,
     i: CancelCommandRequest,
 ) -> Result<CancelCommandResult, ApiError> {
-    svc.store.command(&caller.account, &caller.region, &i.command_id).await.map_err(store_error)?.ok_or_else(invalid_command)?;
+    svc.store
+        .command(&caller.account, &caller.region, &i.command_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(invalid_command)?;
     let only: Option<HashSet<String>> = match &i.instance_ids {
         Some(ids) if !ids.is_empty() => {
             let mut set = HashSet::new();
             for id in ids {
                 if !set.insert(id.clone()) {
-                    return Err(ApiError::new(ErrorCode::DuplicateInstanceId, format!("Instance Id {id} is duplicated.")));
+                    return Err(ApiError::new(
+                        ErrorCode::DuplicateInstanceId,
+                        format!("Instance Id {id} is duplicated."),
+                    ));
                 }
-                if svc.store.invocation(&caller.account, &caller.region, &i.command_id, id).await.map_err(store_error)?.is_none() {
+                if svc
+                    .store
+                    .invocation(&caller.account, &caller.region, &i.command_id, id)
+                    .await
+                    .map_err(store_error)?
+                    .is_none()
+                {
                     return Err(ApiError::new(
                         ErrorCode::InvalidInstanceId,
                         format!("Command {} was not sent to instance {id}.", i.command_id),

@@ -36,7 +36,9 @@ fn required<'a>(input: &'a Value, name: &str) -> Result<&'a str, ApiError> {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
         Some(Value::String(_)) | None | Some(Value::Null) => Err(ApiError::new(
             ErrorCode::ValidationException,
-            format!("1 validation error detected: Value null at '{name}' failed to satisfy constraint: Member must not be null"),
+            format!(
+                "1 validation error detected: Value null at '{name}' failed to satisfy constraint: Member must not be null"
+            ),
         )),
         Some(_) => Err(ApiError::new(ErrorCode::SerializationException, format!("{name} must be a string."))),
     }
@@ -79,7 +81,9 @@ pub async fn handle(svc: &Service, caller: &Caller, op: &str, input: Value) -> R
             }
             json!({})
         }
-        other => return Err(ApiError::new(ErrorCode::UnknownOperationException, format!("Unknown operation {other}."))),
+        other => {
+            return Err(ApiError::new(ErrorCode::UnknownOperationException, format!("Unknown operation {other}.")));
+        }
     };
     Ok(serde_json::to_vec(&out).expect("json"))
 }
@@ -244,7 +248,8 @@ async fn send_reply(svc: &Service, node: &str, input: &Value) -> Result<Value, A
                 s.acked = vec![inv.instance_id.clone()];
             }
         }
-        let joined = |f: fn(&Plugin) -> &str| list.iter().map(f).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n");
+        let joined =
+            |f: fn(&Plugin) -> &str| list.iter().map(f).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n");
         inv.stdout = cut(&joined(|p| &p.stdout), MAX_STDOUT_CHARS);
         inv.stderr = cut(&joined(|p| &p.stderr), MAX_STDERR_CHARS);
         inv.plugins = serde_json::to_string(&list).expect("plugins serialise");

@@ -11,7 +11,8 @@ fn bad_filter(msg: String) -> ApiError {
     ApiError::new(ErrorCode::InvalidFilterKey, msg)
 }
 
-const COMMAND_STATUSES: &[&str] = &["Pending", "InProgress", "Success", "Cancelled", "Failed", "TimedOut", "Cancelling"];
+const COMMAND_STATUSES: &[&str] =
+    &["Pending", "InProgress", "Success", "Cancelled", "Failed", "TimedOut", "Cancelling"];
 const INVOCATION_STATUSES: &[&str] =
     &["Pending", "InProgress", "Delayed", "Success", "Cancelled", "Failed", "TimedOut", "Cancelling"];
 
@@ -59,8 +60,7 @@ pub(crate) async fn list_commands(
     if let Some(done) = f.complete.take() {
         // A command's stage follows its status.
         let finals = ["Success", "Cancelled", "Failed", "TimedOut"];
-        let pick: Vec<&str> =
-            COMMAND_STATUSES.iter().copied().filter(|s| finals.contains(s) == done).collect();
+        let pick: Vec<&str> = COMMAND_STATUSES.iter().copied().filter(|s| finals.contains(s) == done).collect();
         f.statuses = if f.statuses.is_empty() {
             pick.iter().map(|s| s.to_string()).collect()
         } else {
@@ -151,7 +151,10 @@ pub(crate) async fn get_invocation(
     // One plugin's view (named, or the only one), else the invocation's.
     let plugin = match &i.plugin_name {
         Some(name) => Some(list.iter().find(|p| &p.name == name).cloned().ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidPluginName, format!("The plugin name {name} is not valid for this command."))
+            ApiError::new(
+                ErrorCode::InvalidPluginName,
+                format!("The plugin name {name} is not valid for this command."),
+            )
         })?),
         None => (list.len() == 1).then(|| list[0].clone()),
     };
@@ -181,7 +184,9 @@ pub(crate) async fn get_invocation(
         comment: Some(spec.comment.clone().unwrap_or_default()),
         document_name: spec.document_name.clone(),
         document_version: spec.document_version.clone(),
-        plugin_name: Some(plugin.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| i.plugin_name.clone().unwrap_or_default())),
+        plugin_name: Some(
+            plugin.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| i.plugin_name.clone().unwrap_or_default()),
+        ),
         response_code: Some(code as i32),
         execution_start_date_time: Some(start.map(iso8601_ms).unwrap_or_default()),
         execution_elapsed_time: Some(match (start, end) {
@@ -197,4 +202,22 @@ pub(crate) async fn get_invocation(
         standard_error_url: Some(String::new()),
         cloud_watch_output_config: spec.cloud_watch_output_config.clone(),
     })
+}
+
+/// A finished command as Automation's `aws:runCommand` reports it: its status, and the first
+/// node's response code and plugin output.
+pub(crate) async fn first_result(svc: &Service, c: &CommandRow) -> ssmd_core::automation::machine::Outcome {
+    let f = CommandFilter { command_id: Some(c.id.clone()), ..Default::default() };
+    let first =
+        svc.store.invocations_page(&c.account, &c.region, &f, None, 1).await.ok().and_then(|v| v.into_iter().next());
+    let (response_code, output) = match &first {
+        Some(i) => (i.response_code, plugins(i).iter().map(|p| p.output.as_str()).collect::<Vec<_>>().join("\n")),
+        None => (-1, String::new()),
+    };
+    ssmd_core::automation::machine::Outcome::Command {
+        id: c.id.clone(),
+        status: c.status.clone(),
+        response_code,
+        output,
+    }
 }

@@ -19,15 +19,26 @@ fn invalid_parameters(msg: impl Into<String>) -> ApiError {
 
 fn param_error(e: ParamError) -> ApiError {
     match e {
-        ParamError::ParameterStoreReference { .. } => invalid_parameters(format!(
-            "{e} (ssmd has no Parameter Store: {{{{ssm:…}}}} references can't be resolved)"
-        )),
+        ParamError::ParameterStoreReference { .. } => {
+            invalid_parameters(format!("{e} (ssmd has no Parameter Store: {{{{ssm:…}}}} references can't be resolved)"))
+        }
         other => invalid_parameters(other.to_string()),
     }
 }
 
-/// Sends a command (also used by Automation's `aws:runCommand`).
+/// SendCommand.
 pub(crate) async fn send(svc: &Service, caller: &Caller, i: SendCommandRequest) -> Result<SendCommandResult, ApiError> {
+    send_with_id(svc, caller, i, ssmd_core::ids::uuid()).await
+}
+
+/// Sends a command with a chosen id (Automation's `aws:runCommand` picks it before it acts, so
+/// a step resumed after a restart finds its command instead of sending another).
+pub(crate) async fn send_with_id(
+    svc: &Service,
+    caller: &Caller,
+    i: SendCommandRequest,
+    id: String,
+) -> Result<SendCommandResult, ApiError> {
     let nodes = match (&i.instance_ids, &i.targets) {
         (Some(ids), None) if !ids.is_empty() => svc.resolve_instance_ids(caller, ids).await?,
         (None, Some(t)) if !t.is_empty() => svc.resolve_targets(caller, t).await?,
@@ -38,19 +49,28 @@ pub(crate) async fn send(svc: &Service, caller: &Caller, i: SendCommandRequest) 
             ));
         }
         _ => {
-            return Err(ApiError::new(ErrorCode::ValidationException, "Either InstanceIds or Targets must be specified."));
+            return Err(ApiError::new(
+                ErrorCode::ValidationException,
+                "Either InstanceIds or Targets must be specified.",
+            ));
         }
     };
     let resolved = svc.resolve_document(caller, &i.document_name, i.document_version.as_deref(), None).await?;
     if resolved.doc.doc_type != "Command" {
         return Err(ApiError::new(
             ErrorCode::InvalidDocument,
-            format!("Document {} is of type {}, not Command: Run Command runs Command documents.", i.document_name, resolved.doc.doc_type),
+            format!(
+                "Document {} is of type {}, not Command: Run Command runs Command documents.",
+                i.document_name, resolved.doc.doc_type
+            ),
         ));
     }
     if let Some(hash) = &i.document_hash {
         if i.document_hash_type.as_deref() == Some("Sha1") {
-            return Err(ApiError::new(ErrorCode::InvalidDocument, "ssmd documents carry Sha256 hashes only; Sha1 is not supported."));
+            return Err(ApiError::new(
+                ErrorCode::InvalidDocument,
+                "ssmd documents carry Sha256 hashes only; Sha1 is not supported.",
+            ));
         }
         if !hash.eq_ignore_ascii_case(&resolved.version.hash) {
             return Err(ApiError::new(ErrorCode::InvalidDocument, "The document hash does not match the document."));
@@ -71,7 +91,6 @@ pub(crate) async fn send(svc: &Service, caller: &Caller, i: SendCommandRequest) 
         .map_err(|e| ApiError::new(ErrorCode::ValidationException, format!("1 validation error detected: {e}")))?;
 
     let now = svc.now_ms();
-    let id = ssmd_core::ids::uuid();
     let timeout = i.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
     let document_name = resolved.reported_name();
     let version = resolved.version.version.to_string();
@@ -136,6 +155,11 @@ pub(crate) async fn send(svc: &Service, caller: &Caller, i: SendCommandRequest) 
     for n in nodes.iter().take(first.len()) {
         svc.commands.wake(&n.id);
     }
-    let row = svc.store.command(&caller.account, &caller.region, &id).await.map_err(store_error)?.ok_or_else(invalid_command)?;
+    let row = svc
+        .store
+        .command(&caller.account, &caller.region, &id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(invalid_command)?;
     Ok(SendCommandResult { command: Some(command_shape(&row)) })
 }

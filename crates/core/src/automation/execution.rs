@@ -139,6 +139,9 @@ pub struct StepRecord {
     /// Child execution run by this step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child: Option<String>,
+    /// The Run Command command this attempt sends (`aws:runCommand`), chosen before it is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentRef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

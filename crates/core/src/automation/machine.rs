@@ -28,6 +28,29 @@ pub const SCRIPT_MAX_TIMEOUT_S: i64 = 600;
 const WAIT_DEFAULT_TIMEOUT_S: i64 = 3600;
 /// The onCancel workflow may run this long.
 const CANCEL_WORKFLOW_MS: i64 = 120_000;
+/// The step timeout of `aws:runCommand` when the step sets none: the longest a command can
+/// wait for delivery (30 days) is not a useful bound for a runbook, so two days.
+const RUN_COMMAND_DEFAULT_TIMEOUT_S: i64 = 172_800;
+/// The `aws:runCommand` inputs passed on to SendCommand.
+const RUN_COMMAND_INPUTS: &[&str] = &[
+    "DocumentName",
+    "DocumentVersion",
+    "DocumentHash",
+    "DocumentHashType",
+    "InstanceIds",
+    "Targets",
+    "Parameters",
+    "Comment",
+    "NotificationConfig",
+    "OutputS3BucketName",
+    "OutputS3KeyPrefix",
+    "OutputS3Region",
+    "ServiceRoleArn",
+    "TimeoutSeconds",
+    "CloudWatchOutputConfig",
+    "MaxConcurrency",
+    "MaxErrors",
+];
 /// The most iterations an `aws:loop` runs.
 pub const MAX_LOOP_ITERATIONS: u32 = 100;
 
@@ -91,6 +114,9 @@ pub enum Effect {
         check: ApiCheck,
         timeout_s: i64,
     },
+    /// Send a Run Command command (`aws:runCommand`) with this id, unless it exists already,
+    /// and wait for it to finish.
+    RunCommand { record: usize, attempt: u32, command_id: String, request: Map<String, Value>, timeout_s: i64 },
     /// Start child executions (an `aws:executeAutomation` step, or a fan-out batch).
     Start(Vec<ChildStart>),
     /// Cancel these child executions.
@@ -106,6 +132,8 @@ pub enum Outcome {
     Response(Value),
     /// A child execution finished.
     Child { id: String, status: String, outputs: BTreeMap<String, Vec<String>>, failure: Option<String> },
+    /// A Run Command command finished (`aws:runCommand`): its status and the first node's result.
+    Command { id: String, status: String, response_code: i64, output: String },
     /// The work failed.
     Failed { message: String, stage: &'static str, kind: &'static str },
     /// The work ran out of time.
@@ -431,6 +459,7 @@ fn begin(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) {
     r.dispatched = false;
     r.wake_ms = None;
     r.child = None;
+    r.command = None;
     match def.action.as_str() {
         "aws:sleep" => match sleep::wake_at(&inputs, now_ms) {
             Ok(at) => r.wake_ms = Some(at),
@@ -479,29 +508,19 @@ fn begin(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) {
         | "aws:executeAwsApi"
         | "aws:waitForAwsResourceProperty"
         | "aws:assertAwsResourceProperty"
+        | "aws:runCommand"
         | "aws:executeAutomation" => {
             if let Some(t) = def.timeout_seconds {
                 r.wake_ms = Some(now_ms.saturating_add(t.saturating_mul(1000)));
             }
         }
-        "aws:runCommand" => fail(
-            x,
-            rb,
-            i,
-            status::FAILED,
-            "ssmd cannot run aws:runCommand yet: Run Command and managed nodes are not available in this version."
-                .into(),
-            "Invocation",
-            "Action",
-            now_ms,
-        ),
         other => fail(
             x,
             rb,
             i,
             status::FAILED,
             format!(
-                "ssmd cannot run the action {other}: it acts on AWS resources ssmd does not hold. Actions ssmd runs: aws:sleep, aws:pause, aws:approve, aws:branch, aws:loop, aws:updateVariable, aws:executeScript, aws:executeAutomation, and aws:executeAwsApi, aws:waitForAwsResourceProperty, aws:assertAwsResourceProperty with Service ssm."
+                "ssmd cannot run the action {other}: it acts on AWS resources ssmd does not hold. Actions ssmd runs: aws:sleep, aws:pause, aws:approve, aws:branch, aws:loop, aws:updateVariable, aws:executeScript, aws:executeAutomation, aws:runCommand, and aws:executeAwsApi, aws:waitForAwsResourceProperty, aws:assertAwsResourceProperty with Service ssm."
             ),
             "Invocation",
             "Action",
@@ -821,6 +840,38 @@ fn effect_for(x: &mut Execution, def: &StepDef, i: usize, now_ms: i64) -> Effect
             let _ = now_ms;
             Effect::Start(vec![ChildStart { id, record: i, attempt, request: Value::Object(req), target: None }])
         }
+        "aws:runCommand" => {
+            let command_id = x.steps[i].command.clone().unwrap_or_else(crate::ids::uuid);
+            x.steps[i].command = Some(command_id.clone());
+            let mut request = Map::new();
+            for key in RUN_COMMAND_INPUTS {
+                if let Some(v) = inputs.get(*key) {
+                    request.insert(key.to_string(), v.clone());
+                }
+            }
+            if let Some(Value::String(t)) = request.get("TimeoutSeconds")
+                && let Ok(n) = t.trim().parse::<i64>()
+            {
+                request.insert("TimeoutSeconds".into(), json!(n));
+            }
+            if let Some(Value::Object(params)) = request.get_mut("Parameters") {
+                for v in params.values_mut() {
+                    *v = match &*v {
+                        Value::Array(items) => {
+                            Value::Array(items.iter().map(|i| Value::String(crate::document::scalar_text(i))).collect())
+                        }
+                        other => json!([crate::document::scalar_text(other)]),
+                    };
+                }
+            }
+            Effect::RunCommand {
+                record: i,
+                attempt,
+                command_id,
+                request,
+                timeout_s: timeout_s(None, RUN_COMMAND_DEFAULT_TIMEOUT_S),
+            }
+        }
         action => {
             let mut params = inputs.clone();
             let service = params.remove("Service").map(|v| crate::document::scalar_text(&v)).unwrap_or_default();
@@ -922,6 +973,20 @@ pub fn complete(x: &mut Execution, rb: &Runbook, i: usize, attempt: u32, outcome
                     "Invocation",
                     "Action",
                 ))
+            }
+        }
+        Outcome::Command { id, status: st, response_code, output } => {
+            let mut out = Map::new();
+            out.insert("CommandId".into(), Value::String(id.clone()));
+            out.insert("Status".into(), Value::String(st.clone()));
+            out.insert("ResponseCode".into(), json!(response_code));
+            out.insert("Output".into(), Value::String(output));
+            if st == "Success" {
+                Ok(out)
+            } else {
+                x.steps[i].outputs = out;
+                let step_status = if st == "TimedOut" { status::TIMED_OUT } else { status::FAILED };
+                Err((step_status.into(), format!("The command {id} ended {st}."), "Invocation", "Action"))
             }
         }
         Outcome::Failed { message, stage, kind } => Err((status::FAILED.into(), message, stage, kind)),
@@ -1652,7 +1717,7 @@ mod tests {
 
     #[test]
     fn a_thousand_instant_failures_retry_without_recursing() {
-        let rb = rb(json!([{"name": "rc", "action": "aws:runCommand", "maxAttempts": 1000, "inputs": {}}]));
+        let rb = rb(json!([{"name": "rc", "action": "aws:createImage", "maxAttempts": 1000, "inputs": {}}]));
         let mut x = exec(&rb, mode::AUTO);
         // Run on a small stack: retries must not nest calls.
         let handle = std::thread::Builder::new()
