@@ -105,9 +105,30 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn group_alive(pgid: i32) -> bool {
+/// Whether process group `pgid` has a member that is not a zombie (zombies whose parent died
+/// stay in the group until init reaps them, which some containers' init never does).
+pub fn group_alive(pgid: i32) -> bool {
     // SAFETY: kill with signal 0 only checks for existence.
-    unsafe { libc::kill(-pgid, 0) == 0 }
+    if unsafe { libc::kill(-pgid, 0) } != 0 {
+        return false;
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else { return true };
+    for p in procs.flatten() {
+        let name = p.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(p.path().join("stat")) else { continue };
+        // "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        let pgrp = f.nth(1).and_then(|v| v.parse::<i32>().ok());
+        if pgrp == Some(pgid) && state != "Z" && state != "X" {
+            return true;
+        }
+    }
+    false
 }
 
 fn signal_group(pgid: i32, sig: i32) {
@@ -129,7 +150,7 @@ fn terminate(child: &mut std::process::Child, pgid: i32) {
         if reaped && !group_alive(pgid) {
             return;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
     signal_group(pgid, libc::SIGKILL);
     let _ = child.wait();

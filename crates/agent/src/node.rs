@@ -56,6 +56,7 @@ struct Node {
     info: AgentInfo,
     platform: Platform,
     env: Vec<(String, String)>,
+    max_parallel: usize,
 }
 
 impl Node {
@@ -115,7 +116,7 @@ impl Node {
         self.ack(&id);
         self.pool.submit(m, payload);
         let (queued, running) = self.pool.counts();
-        if queued > 0 {
+        if running >= self.max_parallel && queued > 0 {
             crate::info!("{id}: queued ({queued} waiting, {running} running)");
         }
     }
@@ -281,6 +282,7 @@ pub fn run_until(o: &Options, stop: Arc<Stop>, signals: bool) -> Result<(), Stri
         ],
         platform,
         session,
+        max_parallel: o.max_parallel.max(1),
     });
     crate::info!(
         "{} {} starting: instance {}, endpoint {}, region {}, state {}, {} command(s) at once",
