@@ -65,8 +65,12 @@ impl Node {
     }
 
     fn ack(&self, id: &str) {
-        if let Err(e) = mds::acknowledge(&self.session, id) {
-            crate::warn!("{id}: acknowledgement failed ({e}); the message will come again and be acknowledged then");
+        match mds::acknowledge(&self.session, id) {
+            Ok(()) => {}
+            Err(e) if e.is_retryable() => {
+                crate::warn!("{id}: acknowledgement failed ({e}); the message will come again and be acknowledged then")
+            }
+            Err(e) => crate::warn!("{id}: the service refused the acknowledgement: {e}"),
         }
     }
 
@@ -170,9 +174,11 @@ impl Node {
                 }
             };
         let payload = reply::final_reply(&self.info, &results, &trace);
+        let status =
+            if results.is_empty() { Status::Failed } else { runner::aggregate(results.iter().map(|r| r.status)) };
         crate::info!(
             "{id}: {} after {:.1} s{}",
-            payload["documentStatus"].as_str().unwrap_or(""),
+            status.as_str(),
             started.elapsed().as_secs_f64(),
             if trace.is_empty() { String::new() } else { format!(": {trace}") }
         );

@@ -8,7 +8,6 @@ use crate::mds;
 use crate::session::Session;
 use crate::spool::{Flush, Spool, SpooledReply};
 use crate::stop::Stop;
-use serde_json::Value;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,7 @@ impl Outbox {
         &self.spool
     }
 
-    fn record(message_id: &str, payload: &Value, is_final: bool) -> SpooledReply {
+    fn record(message_id: &str, payload: &str, is_final: bool) -> SpooledReply {
         SpooledReply {
             message_id: message_id.to_string(),
             reply_id: crate::ids::uuid_v4(),
@@ -50,7 +49,7 @@ impl Outbox {
 
     /// Sends an in-progress reply now; spools it if the server cannot take it (or if earlier
     /// replies of the message still wait).
-    pub fn send_now(&self, message_id: &str, payload: &Value) {
+    pub fn send_now(&self, message_id: &str, payload: &str) {
         let r = Self::record(message_id, payload, false);
         if self.spool.has_pending_for(message_id) {
             self.spool_it(&r);
@@ -67,7 +66,7 @@ impl Outbox {
     }
 
     /// Queues a final reply (spooled first, then sent by the resender).
-    pub fn send_final(&self, message_id: &str, payload: &Value) {
+    pub fn send_final(&self, message_id: &str, payload: &str) {
         self.spool_it(&Self::record(message_id, payload, true));
     }
 

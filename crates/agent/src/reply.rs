@@ -1,5 +1,7 @@
 //! `SendReply` payloads (spec §A.7): the agent's identity, the document status aggregated from
-//! the steps, the counts per status, and each step's result under `runtimeStatus`.
+//! the steps, the counts per status, and each step's result under `runtimeStatus`, listed in the
+//! document's step order (as the AWS agent lists them; `serde_json` maps would sort them, so
+//! that object is written out by hand). Payloads are JSON text, as `SendReply` carries them.
 
 use crate::runner::{self, PluginResult, Status};
 use serde_json::{Map, Value, json};
@@ -22,35 +24,42 @@ fn additional_info(info: &AgentInfo, counts: Map<String, Value>) -> Value {
 }
 
 /// The first reply: the command is in progress, nothing has run yet.
-pub fn in_progress(info: &AgentInfo) -> Value {
+pub fn in_progress(info: &AgentInfo) -> String {
     json!({
         "additionalInfo": additional_info(info, Map::new()),
         "documentStatus": "InProgress",
         "documentTraceOutput": "",
         "runtimeStatus": null,
     })
+    .to_string()
+}
+
+/// A JSON object with its members (name, JSON text) in the given order.
+fn ordered_object(members: &[(String, String)]) -> String {
+    let parts: Vec<String> = members.iter().map(|(k, v)| format!("{}:{v}", Value::String(k.clone()))).collect();
+    format!("{{{}}}", parts.join(","))
 }
 
 /// The final reply for `results`; `trace` explains a document that could not run at all.
-pub fn final_reply(info: &AgentInfo, results: &[PluginResult], trace: &str) -> Value {
+pub fn final_reply(info: &AgentInfo, results: &[PluginResult], trace: &str) -> String {
     let mut counts = Map::new();
-    let mut runtime = Map::new();
+    let mut runtime = Vec::new();
     for r in results {
         let n = counts.get(r.status.as_str()).and_then(Value::as_u64).unwrap_or(0);
         counts.insert(r.status.as_str().to_string(), json!(n + 1));
-        runtime.insert(r.key.clone(), r.to_json());
+        runtime.push((r.key.clone(), r.to_json().to_string()));
     }
     let status = if results.is_empty() && !trace.is_empty() {
         Status::Failed
     } else {
         runner::aggregate(results.iter().map(|r| r.status))
     };
-    json!({
-        "additionalInfo": additional_info(info, counts),
-        "documentStatus": status.as_str(),
-        "documentTraceOutput": trace,
-        "runtimeStatus": runtime,
-    })
+    ordered_object(&[
+        ("additionalInfo".into(), additional_info(info, counts).to_string()),
+        ("documentStatus".into(), json!(status.as_str()).to_string()),
+        ("documentTraceOutput".into(), json!(trace).to_string()),
+        ("runtimeStatus".into(), ordered_object(&runtime)),
+    ])
 }
 
 #[cfg(test)]
@@ -75,7 +84,8 @@ mod tests {
     #[test]
     fn final_payload_shape() {
         let info = AgentInfo { os_version: "12".into() };
-        let p = final_reply(&info, &[result("aws:runShellScript", Status::Success, 0, "hi\n")], "");
+        let parse = |t: String| serde_json::from_str::<Value>(&t).unwrap();
+        let p = parse(final_reply(&info, &[result("aws:runShellScript", Status::Success, 0, "hi\n")], ""));
         assert_eq!(p["documentStatus"], "Success");
         assert_eq!(p["additionalInfo"]["runtimeStatusCounts"], json!({"Success": 1}));
         assert_eq!(p["additionalInfo"]["agent"]["name"], "ssmd-agent");
@@ -88,20 +98,23 @@ mod tests {
                 "outputS3BucketName": "", "outputS3KeyPrefix": "", "stepName": "", "standardOutput": "hi\n",
                 "standardError": ""})
         );
-        let two = final_reply(
+        let text = final_reply(
             &info,
             &[
-                result("a", Status::Success, 0, ""),
+                result("z", Status::Success, 0, ""),
                 result("b", Status::Failed, 2, ""),
                 result("c", Status::Skipped, 0, ""),
             ],
             "",
         );
+        let at = |k: &str| text.find(&format!(r#""{k}":{{"code""#)).unwrap();
+        assert!(at("z") < at("b") && at("b") < at("c"), "steps keep their order: {text}");
+        let two = parse(text.clone());
         assert_eq!(two["documentStatus"], "Failed");
         assert_eq!(two["additionalInfo"]["runtimeStatusCounts"], json!({"Success": 1, "Failed": 1, "Skipped": 1}));
-        let broken = final_reply(&info, &[], "the document is not valid JSON");
+        let broken = parse(final_reply(&info, &[], "the document is not valid JSON"));
         assert_eq!((broken["documentStatus"].as_str(), broken["runtimeStatus"].clone()), (Some("Failed"), json!({})));
-        let ip = in_progress(&info);
+        let ip = parse(in_progress(&info));
         assert_eq!((ip["documentStatus"].as_str(), ip["runtimeStatus"].is_null()), (Some("InProgress"), true));
     }
 }

@@ -49,9 +49,9 @@ fn replies_survive_an_outage_and_a_restart() {
 
     // Nothing listens: the in-progress reply and the final reply are both spooled.
     let first = outbox(&st);
-    first.send_now("aws.ssm.c1.mi", &json!({"documentStatus": "InProgress"}));
-    first.send_final("aws.ssm.c1.mi", &json!({"documentStatus": "Success"}));
-    first.send_final("aws.ssm.c2.mi", &json!({"documentStatus": "Failed"}));
+    first.send_now("aws.ssm.c1.mi", &json!({"documentStatus": "InProgress"}).to_string());
+    first.send_final("aws.ssm.c1.mi", &json!({"documentStatus": "Success"}).to_string());
+    first.send_final("aws.ssm.c2.mi", &json!({"documentStatus": "Failed"}).to_string());
     let f = first.flush(Some(Duration::from_secs(2))).unwrap();
     assert!(f.failed && f.sent == 0 && f.remaining == 2, "{f:?}");
     let spooled: Vec<_> = first.spool().entries().into_iter().map(|(_, r)| r).collect();
