@@ -8,9 +8,12 @@
 //! CPU on I/O, while the server verifies every request in full. Each figure is the median of
 //! `--rounds` runs. It also reports start-up time to readiness and resident memory.
 //!
-//! `ssmd-bench floor-server` is the floor server itself (started by `http`).
+//! `ssmd-bench floor-server` is the floor server itself (started by `http` and `nodes`).
+//! `ssmd-bench automation` and `ssmd-bench nodes` (Run Command to N managed nodes) are described
+//! in their modules.
 
 mod automation;
+mod nodes;
 
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
@@ -84,8 +87,10 @@ fn main() -> Result<()> {
             };
             automation::run(&parse_opts(&rest)?, executions, waiting, &parts)
         }
+        Some("nodes") => nodes::run(&args[1..]),
+        Some("agent") => nodes::agent(&args[1..]),
         _ => bail!(
-            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | floor-server)"
+            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] | agent [--agent PATH] [--ssmd PATH] | floor-server)"
         ),
     }
 }
