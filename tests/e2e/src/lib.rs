@@ -6,6 +6,7 @@
 //! it first. PostgreSQL is reached as `SSMD_TEST_PG` (default
 //! `postgres://postgres@127.0.0.1:5432`).
 
+pub mod agent;
 pub mod raw;
 pub use raw::{Resp, amz_now, send_raw};
 
