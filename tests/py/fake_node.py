@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import queue
+import threading
+import time
 import uuid
 
 import urllib3
@@ -78,7 +81,9 @@ class FakeNode:
         self.creds: Credentials | None = None
 
     @classmethod
-    def register(cls, endpoint: str, region: str, activation_id: str, code: str, ping: bool = True) -> "FakeNode":
+    def register(
+        cls, endpoint: str, region: str, activation_id: str, code: str, ping: bool = True, computer_name: str = "node.local"
+    ) -> "FakeNode":
         node = cls(endpoint, region)
         public = node.key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         r = call(
@@ -97,7 +102,7 @@ class FakeNode:
         node.instance_id = r.json()["InstanceId"]
         node.refresh()
         if ping:
-            node.ping()
+            node.ping(computer_name)
         return node
 
     def refresh(self) -> None:
@@ -139,7 +144,7 @@ class FakeNode:
             timeout,
         )
 
-    def get_messages(self, destination: str | None = None, visibility: int = 10) -> Response:
+    def get_messages(self, destination: str | None = None, visibility: int = 10, timeout: float = 30) -> Response:
         return self.mds(
             "GetMessages",
             {
@@ -147,12 +152,20 @@ class FakeNode:
                 "MessagesRequestId": str(uuid.uuid4()),
                 "VisibilityTimeoutInSeconds": visibility,
             },
+            timeout,
         )
 
-    def messages(self, visibility: int = 10) -> list[dict]:
-        r = self.get_messages(visibility=visibility)
+    def messages(self, visibility: int = 10, timeout: float = 5) -> list[dict]:
+        """The node's visible messages, for when some are known to be queued: a poll that is
+        held instead (nothing there) fails after `timeout` seconds rather than waiting it out.
+        Careful: the server keeps an abandoned poll open and it may still take a message."""
+        r = self.get_messages(visibility=visibility, timeout=timeout)
         assert r.status == 200, r.body
         return r.json()["Messages"]
+
+    def poll(self, visibility: int = 30) -> "Poller":
+        """Starts long-polling in the background, as the agent does all the time."""
+        return Poller(self, visibility)
 
     def ack(self, message_id: str) -> Response:
         return self.mds("AcknowledgeMessage", {"MessageId": message_id})
@@ -168,6 +181,54 @@ class FakeNode:
 
     def delete(self, message_id: str) -> Response:
         return self.mds("DeleteMessage", {"MessageId": message_id})
+
+
+class Poller:
+    """A node's never-ending GetMessages loop in a thread; what it receives queues up in `got`.
+    `stop()` ends the loop after the poll in flight (held up to ~15 s by the server)."""
+
+    def __init__(self, node: FakeNode, visibility: int):
+        self.node = node
+        self.visibility = visibility
+        self.got: queue.Queue = queue.Queue()
+        self.errors: list = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                r = self.node.get_messages(visibility=self.visibility, timeout=25)
+            except Exception as e:  # noqa: BLE001 - recorded for the test to see
+                self.errors.append(repr(e))
+                time.sleep(0.2)
+                continue
+            if r.status != 200:
+                self.errors.append(r.body)
+                time.sleep(0.2)
+                continue
+            for m in r.json()["Messages"]:
+                self.got.put(m)
+
+    def next(self, timeout: float = 3) -> dict:
+        """The next message received, waiting up to `timeout` seconds for it."""
+        try:
+            return self.got.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"{self.node.instance_id} received nothing within {timeout}s (errors {self.errors})")
+
+    def drain(self) -> list[dict]:
+        """Everything received so far and not yet taken."""
+        out = []
+        while True:
+            try:
+                out.append(self.got.get_nowait())
+            except queue.Empty:
+                return out
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def in_progress() -> dict:
