@@ -6,7 +6,7 @@
 //! Status rules (SSM's, see docs/compat.md "Run Command" for the choices AWS leaves open):
 //! * an invocation that ends Failed, ExecutionTimedOut or DeliveryTimedOut is an error for
 //!   MaxErrors; at the (E+1)-th, dispatch stops and the invocations never sent end Cancelled /
-//!   Terminated;
+//!   Terminated at once ([`Progress::terminate_unsent`]);
 //! * `ErrorCount` counts Failed and ExecutionTimedOut, `DeliveryTimedOutCount` DeliveryTimedOut;
 //!   `CompletedCount` counts every final invocation;
 //! * the command ends Cancelled if it was cancelled; Failed / TimedOut (details: the kind of the
@@ -109,16 +109,7 @@ impl Progress {
     /// Records that the invocation at `seq` ended; returns the targets to send to next. An
     /// invocation never sent (`seq` not running) is counted but does not touch rate control.
     pub fn end(&mut self, seq: usize, end: End) -> Vec<usize> {
-        self.completed += 1;
-        match end {
-            End::Success => {}
-            End::Failed | End::ExecutionTimedOut => self.errors += 1,
-            End::DeliveryTimedOut => self.delivery_timed_out += 1,
-            _ => {}
-        }
-        if end != End::Success {
-            self.unsuccessful += 1;
-        }
+        self.count(end);
         let was_stopped = self.rate.stopped();
         self.rate.finished(seq, !end.is_error());
         if !was_stopped && self.rate.stopped() {
@@ -128,11 +119,36 @@ impl Progress {
         self.pass_over(next)
     }
 
-    /// Ends a target that was never sent (cancelled on its own): it is counted now and passed
-    /// over when rate control reaches it.
-    pub fn skip(&mut self, seq: usize) {
+    /// Ends a target that was never sent (cancelled on its own, or past the delivery deadline):
+    /// it is counted now, once, and passed over when rate control reaches it.
+    pub fn end_unsent(&mut self, seq: usize, end: End) {
         if self.skipped.insert(seq) {
-            self.completed += 1;
+            self.count(end);
+        }
+    }
+
+    /// Once dispatch has stopped on errors, ends every target never sent (they are Cancelled /
+    /// Terminated) and returns them; each is returned once, later calls return the rest (none).
+    pub fn terminate_unsent(&mut self) -> Vec<usize> {
+        if !self.stopped_on_errors() {
+            return Vec::new();
+        }
+        let unsent = self.never_sent();
+        for &seq in &unsent {
+            self.end_unsent(seq, End::Terminated);
+        }
+        unsent
+    }
+
+    fn count(&mut self, end: End) {
+        self.completed += 1;
+        match end {
+            End::Success => {}
+            End::Failed | End::ExecutionTimedOut => self.errors += 1,
+            End::DeliveryTimedOut => self.delivery_timed_out += 1,
+            _ => {}
+        }
+        if end != End::Success {
             self.unsuccessful += 1;
         }
     }
@@ -257,12 +273,40 @@ mod tests {
         assert!(!p.halted());
         assert!(p.end(2, End::Failed).is_empty());
         assert!(p.halted() && p.stopped_on_errors());
-        for seq in 3..10 {
-            assert!(p.end(seq, End::Terminated).is_empty());
-        }
+        assert_eq!(p.terminate_unsent(), (3..10).collect::<Vec<_>>());
+        assert!(p.terminate_unsent().is_empty());
         assert!(p.finished());
         assert_eq!(p.status(true), ("Failed", "Failed"));
         assert_eq!((p.completed, p.errors), (10, 3));
+    }
+
+    #[test]
+    fn nothing_is_terminated_while_dispatch_goes_on_and_running_ones_still_finish() {
+        let (mut p, first) = progress(6, "2", "1");
+        assert_eq!(first, vec![0, 1]);
+        assert_eq!(p.end(0, End::Failed), vec![2]);
+        assert!(p.terminate_unsent().is_empty());
+        assert!(p.end(2, End::Failed).is_empty());
+        assert_eq!(p.terminate_unsent(), vec![3, 4, 5]);
+        assert_eq!(p.status(true), ("InProgress", "InProgress"));
+        assert!(p.end(1, End::Success).is_empty());
+        assert!(p.finished());
+        assert_eq!(p.status(true), ("Failed", "Failed"));
+        assert_eq!((p.completed, p.errors), (6, 2));
+    }
+
+    #[test]
+    fn unsent_targets_timed_out_are_not_terminated_again() {
+        let (mut p, first) = progress(3, "1", "0");
+        assert_eq!(first, vec![0]);
+        p.expire();
+        p.end(0, End::DeliveryTimedOut);
+        p.end_unsent(1, End::DeliveryTimedOut);
+        p.end_unsent(2, End::DeliveryTimedOut);
+        assert!(p.stopped_on_errors());
+        assert!(p.terminate_unsent().is_empty());
+        assert_eq!((p.completed, p.delivery_timed_out), (3, 3));
+        assert_eq!(p.status(false), ("TimedOut", "DeliveryTimedOut"));
     }
 
     #[test]
@@ -307,8 +351,8 @@ mod tests {
     fn skipped_targets_are_passed_over_and_counted_once() {
         let (mut p, first) = progress(4, "1", "0");
         assert_eq!(first, vec![0]);
-        p.skip(1);
-        p.skip(1);
+        p.end_unsent(1, End::Cancelled);
+        p.end_unsent(1, End::Cancelled);
         assert_eq!(p.completed, 1);
         assert_eq!(p.end(0, End::Success), vec![2]);
         assert_eq!(p.end(2, End::Success), vec![3]);

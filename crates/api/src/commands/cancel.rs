@@ -55,6 +55,9 @@ pub(crate) async fn cancel(
                 return None;
             }
         };
+        if p.finished() {
+            return None; // nothing left to cancel: a finished command keeps its result
+        }
         if only.is_none() {
             p.cancel();
         }
@@ -68,7 +71,7 @@ pub(crate) async fn cancel(
             }
             let seq = inv.seq as usize;
             if inv.dispatched_ms.is_none() {
-                p.skip(seq);
+                p.end_unsent(seq, End::Cancelled);
             } else if not_started(&inv.status) {
                 dispatch.extend(p.end(seq, End::Cancelled));
                 drop.push(inv.instance_id.clone());
@@ -86,7 +89,7 @@ pub(crate) async fn cancel(
             inv.ended_ms = Some(now);
             changed.push(inv);
         }
-        let mut s = settlement(row, &p, false);
+        let mut s = settlement(row, &mut p, false);
         s.invocations = changed;
         s.drop_messages = drop;
         s.cancel_messages = cancels;

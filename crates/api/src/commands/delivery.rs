@@ -72,7 +72,7 @@ pub async fn handle(svc: &Service, caller: &Caller, op: &str, input: Value) -> R
             }
             json!({})
         }
-        "SendReply" => send_reply(svc, &node, &input).await?,
+        "SendReply" => send_reply(svc, caller, &node, &input).await?,
         "FailMessage" => fail_message(svc, &node, &input).await?,
         "DeleteMessage" => {
             let id = required(&input, "MessageId")?;
@@ -143,7 +143,7 @@ async fn fail_message(svc: &Service, node: &str, input: &Value) -> Result<Value,
             inv.status = End::Undeliverable.status().into();
             inv.status_details = End::Undeliverable.details().into();
             inv.ended_ms = Some(now);
-            let mut s = settlement(row, &p, true);
+            let mut s = settlement(row, &mut p, true);
             s.drop_messages = vec![inv.instance_id.clone()];
             s.invocations = vec![inv];
             s.dispatch = next.into_iter().map(|d| d as i64).collect();
@@ -180,7 +180,7 @@ fn reply_plugin(name: &str, v: &Value, now: i64) -> Plugin {
     }
 }
 
-async fn send_reply(svc: &Service, node: &str, input: &Value) -> Result<Value, ApiError> {
+async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -> Result<Value, ApiError> {
     let id = required(input, "MessageId")?;
     let reply_id = required(input, "ReplyId")?;
     let payload_text = required(input, "Payload")?;
@@ -193,6 +193,10 @@ async fn send_reply(svc: &Service, node: &str, input: &Value) -> Result<Value, A
     let payload: Value = serde_json::from_str(payload_text).map_err(|e| {
         ApiError::new(ErrorCode::ValidationException, format!("The reply Payload is not valid JSON: {e}"))
     })?;
+    // A reply for a command this node was never sent names no message of its own.
+    if svc.store.invocation(&caller.account, &caller.region, command_id, node).await.map_err(store_error)?.is_none() {
+        return Err(invalid_message(id));
+    }
     let document_status = payload.get("documentStatus").and_then(Value::as_str).unwrap_or_default().to_string();
     let now = svc.now_ms();
     // Plugins in the order the agent lists them (serde_json keeps object order).
@@ -201,12 +205,8 @@ async fn send_reply(svc: &Service, node: &str, input: &Value) -> Result<Value, A
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| reply_plugin(k, v, now)).collect())
         .unwrap_or_default();
-    let mut missing = false;
     settle(svc, command_id, Scope::One(node), Some((reply_id, id)), |row, invocations| {
-        let Some(mut inv) = invocations.into_iter().next() else {
-            missing = true;
-            return None;
-        };
+        let mut inv = invocations.into_iter().next()?;
         if ssmd_store::FINAL_STATUSES.contains(&inv.status.as_str()) {
             return None; // a late or repeated reply never rewrites a final result
         }
@@ -235,7 +235,7 @@ async fn send_reply(svc: &Service, node: &str, input: &Value) -> Result<Value, A
                     .map(|pl| pl.response_code)
                     .find(|c| *c != 0)
                     .unwrap_or(if end == End::Success { 0 } else { 1 });
-                s = settlement(row, &p, true);
+                s = settlement(row, &mut p, true);
                 s.drop_messages = vec![inv.instance_id.clone()];
                 s.dispatch = next.into_iter().map(|d| d as i64).collect();
             }
@@ -244,7 +244,7 @@ async fn send_reply(svc: &Service, node: &str, input: &Value) -> Result<Value, A
                     inv.status = "InProgress".into();
                     inv.status_details = "InProgress".into();
                 }
-                s = settlement(row, &p, true);
+                s = settlement(row, &mut p, true);
                 s.acked = vec![inv.instance_id.clone()];
             }
         }
@@ -257,9 +257,6 @@ async fn send_reply(svc: &Service, node: &str, input: &Value) -> Result<Value, A
         Some(s)
     })
     .await?;
-    if missing {
-        return Err(invalid_message(id));
-    }
     Ok(json!({}))
 }
 

@@ -142,10 +142,13 @@ pub(crate) fn progress(row: &CommandRow) -> Result<Progress, ApiError> {
 }
 
 /// A settlement that writes `p` and the command's derived status and counters; the caller adds
-/// its invocation changes.
-pub(crate) fn settlement(row: &CommandRow, p: &Progress, started: bool) -> Settlement {
+/// its invocation changes. Once dispatch has stopped on errors, the targets never sent end here
+/// (Cancelled / Terminated), so the command can finish.
+pub(crate) fn settlement(row: &CommandRow, p: &mut Progress, started: bool) -> Settlement {
+    let terminated = p.terminate_unsent();
     let (status, details) = p.status(started || row.status != "Pending");
     Settlement {
+        terminate_unsent: !terminated.is_empty(),
         status: status.into(),
         status_details: details.into(),
         progress: serde_json::to_string(p).expect("progress serialises"),

@@ -58,16 +58,18 @@ pub async fn expire_due(svc: &Service, now: i64) {
                 if !not_started(&inv.status) {
                     continue;
                 }
-                p.end(inv.seq as usize, End::DeliveryTimedOut);
                 if inv.dispatched_ms.is_some() {
+                    p.end(inv.seq as usize, End::DeliveryTimedOut);
                     drop.push(inv.instance_id.clone());
+                } else {
+                    p.end_unsent(inv.seq as usize, End::DeliveryTimedOut);
                 }
                 inv.status = End::DeliveryTimedOut.status().into();
                 inv.status_details = End::DeliveryTimedOut.details().into();
                 inv.ended_ms = Some(now);
                 changed.push(inv);
             }
-            let mut s = settlement(row, &p, false);
+            let mut s = settlement(row, &mut p, false);
             s.deliver_by_ms = None;
             s.invocations = changed;
             s.drop_messages = drop;
