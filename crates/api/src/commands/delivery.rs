@@ -193,8 +193,10 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
     let payload: Value = serde_json::from_str(payload_text).map_err(|e| {
         ApiError::new(ErrorCode::ValidationException, format!("The reply Payload is not valid JSON: {e}"))
     })?;
-    // A reply for a command this node was never sent names no message of its own.
-    if svc.store.invocation(&caller.account, &caller.region, command_id, node).await.map_err(store_error)?.is_none() {
+    // A reply for a command this node was never sent (or not sent yet: rate control has not
+    // reached it) names no message of its own.
+    let sent = svc.store.invocation(&caller.account, &caller.region, command_id, node).await.map_err(store_error)?;
+    if sent.is_none_or(|i| i.dispatched_ms.is_none()) {
         return Err(invalid_message(id));
     }
     let document_status = payload.get("documentStatus").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -207,7 +209,7 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
         .unwrap_or_default();
     settle(svc, command_id, Scope::One(node), Some((reply_id, id)), |row, invocations| {
         let mut inv = invocations.into_iter().next()?;
-        if ssmd_store::FINAL_STATUSES.contains(&inv.status.as_str()) {
+        if inv.dispatched_ms.is_none() || ssmd_store::FINAL_STATUSES.contains(&inv.status.as_str()) {
             return None; // a late or repeated reply never rewrites a final result
         }
         let mut p = progress(row).ok()?;
