@@ -178,6 +178,14 @@ pub(crate) async fn get_invocation(
             inv.stderr.clone(),
         ),
     };
+    // A plugin the node last reported running shows its invocation's state once that is being
+    // cancelled or has ended without the plugin's own result (cancelled, undeliverable).
+    let settled = |s: &str| ssmd_store::FINAL_STATUSES.contains(&s) || s == "Cancelling";
+    let (status, details) = if plugin.is_some() && !settled(&status) && settled(&inv.status) {
+        (inv.status.clone(), inv.status_details.clone())
+    } else {
+        (status, details)
+    };
     Ok(GetCommandInvocationResult {
         command_id: Some(inv.command_id.clone()),
         instance_id: Some(inv.instance_id.clone()),
