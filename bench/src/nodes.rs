@@ -19,9 +19,11 @@
 //!   message (p50 / p99 / max);
 //! * the server's CPU seconds (utime + stime from /proc/<pid>/stat) and peak RSS (VmRSS sampled
 //!   every 5 ms) during the fan-out, and its RSS idle and with N long polls held;
+//! * the bytes and write calls the server made (/proc/<pid>/io), and how long its threads were
+//!   runnable but had no CPU (/proc/<pid>/task/*/schedstat) — this machine is shared;
 //! * where the server's time went: the difference of its own `/metrics` histograms
 //!   (`ssmd_store_seconds` per store operation, `ssmd_request_seconds` per API operation) across
-//!   the fan-out.
+//!   the fan-out. Store times include waiting for SQLite's single writer.
 //!
 //! Floors, measured in every round just before the fan-out, on the same machine under the same
 //! noise: the fan-out costs each node four HTTP exchanges (the poll answer, two replies and the
@@ -33,10 +35,14 @@
 //! costs at that concurrency when there is no Run Command logic. The fan-out's ratio to each is
 //! reported.
 //!
-//! Figures are medians over `--rounds` rounds on the same registered nodes. With `--agent PATH`
-//! (default `target/release/ssmd-agent`; skipped when absent) it also reports the agent binary's
-//! size and the idle RSS of one real `ssmd-agent run` registered against the SQLite server;
-//! `ssmd-bench agent` reports only that, against a server of its own.
+//! Figures are medians over `--rounds` rounds on the same registered nodes. `--perf PREFIX`
+//! records each fan-out with `perf record` (files `PREFIX.<backend>.<round>`); `--keep` keeps the
+//! SQLite data directory for inspection.
+//!
+//! With `--agent PATH` (default `target/release/ssmd-agent`; skipped when absent, or with
+//! `--no-agent`) it also reports the agent binary's size and the RSS of one real `ssmd-agent run`
+//! registered against a fresh SQLite server: idle after 5 s, and after it ran one command.
+//! `ssmd-bench agent` reports only that.
 
 use super::{Opts, fresh_pg, parse_opts, round_trip, rss_kib, signed_request, spawn, ssmd_cmd};
 use anyhow::{Context, Result, bail};
@@ -368,6 +374,27 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(14) + ticks(15)) / clock_ticks()
 }
 
+/// (bytes written, write calls) of a process so far, from /proc/<pid>/io.
+fn io_written(pid: &str) -> (f64, f64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    (field("wchar:"), field("syscw:"))
+}
+
+/// Seconds the threads of a process have spent runnable but waiting for a CPU (the second
+/// field of /proc/<pid>/task/*/schedstat): how much the machine's other work held it back.
+fn runqueue_wait_seconds(pid: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>()
+        / 1e9
+}
+
 /// Samples a process's VmRSS every 5 ms on a thread of its own until stopped; keeps the peak.
 struct RssPeak {
     stop: Arc<AtomicBool>,
@@ -452,6 +479,13 @@ struct Round {
     cpu_s: f64,
     client_cpu_s: f64,
     peak_rss_kib: u64,
+    /// Bytes and write calls the server made during the fan-out.
+    written_mib: f64,
+    write_calls: f64,
+    /// Time the server's threads were runnable but had no CPU, during the fan-out.
+    runqueue_s: f64,
+    /// Nodes whose final reply had been accepted when the last node got its message.
+    finished_before_last_delivery: usize,
     empty_polls: usize,
     floor_a_s: f64,
     floor_a_p99_ms: f64,
@@ -597,12 +631,7 @@ impl Perf {
     }
 }
 
-async fn fan_out(
-    sv: &Server<'_>,
-    ctl: &mut TcpStream,
-    rx: &mut mpsc::UnboundedReceiver<Ev>,
-    round: usize,
-) -> Result<Round> {
+async fn fan_out(sv: &Server<'_>, rx: &mut mpsc::UnboundedReceiver<Ev>, round: usize) -> Result<Round> {
     let n = sv.nodes.len();
     let (floor_a_s, floor_a_p99_ms) = floor_a(sv.floor_port, sv.nodes).await?;
     let floor_b_s = floor_b(sv.port, sv.nodes, round).await?;
@@ -623,9 +652,12 @@ async fn fan_out(
         }
         None => None,
     };
+    // A fresh control connection: the server drops connections idle for 30 s.
+    let ctl = &mut connect(sv.port).await?;
     let before = scrape(sv.port).await?;
     let pid = sv.pid.to_string();
     let (cpu0, client0) = (cpu_seconds(&pid), cpu_seconds("self"));
+    let (io0, wait0) = (io_written(&pid), runqueue_wait_seconds(&pid));
     let rss = RssPeak::start(sv.pid);
     let body = json!({"DocumentName": "AWS-RunShellScript", "Targets": [{"Key": "InstanceIds", "Values": ["*"]}],
         "MaxConcurrency": "100%", "Parameters": {"commands": [format!("echo round {round}")]},
@@ -639,6 +671,7 @@ async fn fan_out(
     }
     let mut delivered: Vec<Option<f64>> = vec![None; n];
     let mut done = 0;
+    let mut done_ms = Vec::with_capacity(n);
     let mut last = t0;
     let deadline = t0 + Duration::from_secs(300);
     while done < n {
@@ -648,6 +681,7 @@ async fn fan_out(
             }
             Ev::Done { command, at } if command == id => {
                 done += 1;
+                done_ms.push((at - t0).as_secs_f64() * 1000.0);
                 last = last.max(at);
             }
             Ev::Empty => empty_polls += 1,
@@ -657,6 +691,7 @@ async fn fan_out(
     }
     let complete_s = (last - t0).as_secs_f64();
     let (cpu_s, client_cpu_s) = (cpu_seconds(&pid) - cpu0, cpu_seconds("self") - client0);
+    let (io1, runqueue_s) = (io_written(&pid), runqueue_wait_seconds(&pid) - wait0);
     let peak_rss_kib = rss.finish();
     if let Some(p) = perf {
         p.finish();
@@ -671,6 +706,8 @@ async fn fan_out(
     let mut lat: Vec<f64> =
         delivered.iter().map(|d| d.context("a node never got the message")).collect::<Result<_>>()?;
     lat.sort_by(|a, b| a.total_cmp(b));
+    let last_delivery = lat.last().copied().unwrap_or(0.0);
+    let finished_before_last_delivery = done_ms.iter().filter(|d| **d <= last_delivery).count();
     // Every node polls again; let those polls reach the server before the next round.
     wait_takes(sv.port, store_calls(&before, "take_messages") + 2.0 * n as f64).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -684,6 +721,10 @@ async fn fan_out(
         cpu_s,
         client_cpu_s,
         peak_rss_kib,
+        written_mib: (io1.0 - io0.0) / 1048576.0,
+        write_calls: io1.1 - io0.1,
+        runqueue_s,
+        finished_before_last_delivery,
         empty_polls,
         floor_a_s,
         floor_a_p99_ms,
@@ -763,11 +804,10 @@ fn bench_backend(o: &Opts, no: &NodeOpts, label: &str, db: Option<&str>, floor_p
     let n = no.nodes;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let result = rt.block_on(async {
-        let mut ctl = connect(port).await?;
         let t = Instant::now();
         let keys = tokio::task::spawn_blocking(move || generate_keys(KEY_PAIRS.min(n))).await??;
         let keygen_s = t.elapsed().as_secs_f64();
-        let acts = activations(&mut ctl, port, n).await?;
+        let acts = activations(&mut connect(port).await?, port, n).await?;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let fleet = Arc::new(Fleet {
             port,
@@ -798,11 +838,12 @@ fn bench_backend(o: &Opts, no: &NodeOpts, label: &str, db: Option<&str>, floor_p
         let sv = Server { port, pid, floor_port, nodes: &nodes, perf };
         let mut rounds = Vec::new();
         for r in 0..o.rounds {
-            let x = fan_out(&sv, &mut ctl, &mut rx, r).await?;
+            let x = fan_out(&sv, &mut rx, r).await?;
             eprintln!(
-                "{label} round {}: complete {:.3} s (confirmed {:.3} s), SendCommand {:.0} ms, delivery p50 {:.0} / p99 {:.0} / max {:.0} ms, server CPU {:.2} s, client CPU {:.2} s, peak RSS {:.1} MiB, floor A {:.3} s (p99 {:.0} ms), floor B {:.3} s, empty polls {}",
+                "{label} round {}: complete {:.3} s (confirmed {:.3} s), SendCommand {:.0} ms, delivery p50 {:.0} / p99 {:.0} / max {:.0} ms, server CPU {:.2} s, client CPU {:.2} s, peak RSS {:.1} MiB, wrote {:.1} MiB in {:.0} calls, run-queue wait {:.2} s, {} nodes done before the last delivery, floor A {:.3} s (p99 {:.0} ms), floor B {:.3} s, empty polls {}",
                 r + 1, x.complete_s, x.confirmed_s, x.send_ms, x.p50_ms, x.p99_ms, x.max_ms, x.cpu_s, x.client_cpu_s,
-                mib(x.peak_rss_kib), x.floor_a_s, x.floor_a_p99_ms, x.floor_b_s, x.empty_polls
+                mib(x.peak_rss_kib), x.written_mib, x.write_calls, x.runqueue_s, x.finished_before_last_delivery,
+                x.floor_a_s, x.floor_a_p99_ms, x.floor_b_s, x.empty_polls
             );
             rounds.push(x);
         }
@@ -833,10 +874,17 @@ fn bench_backend(o: &Opts, no: &NodeOpts, label: &str, db: Option<&str>, floor_p
         ),
         format!("| {label} | the SendCommand call itself ({n} invocations stored) | {:.0} ms | |", m(|r| r.send_ms)),
         format!(
-            "| {label} | server CPU during the fan-out | {:.2} s ({:.2} ms per node) | client CPU {:.2} s |",
+            "| {label} | server CPU during the fan-out | {:.2} s ({:.2} ms per node; {:.2} s runnable without a CPU) | client CPU {:.2} s |",
             m(|r| r.cpu_s),
             m(|r| r.cpu_s) * 1000.0 / n as f64,
+            m(|r| r.runqueue_s),
             m(|r| r.client_cpu_s)
+        ),
+        format!(
+            "| {label} | server writes during the fan-out (/proc/<pid>/io) | {:.1} MiB in {:.0} write calls ({:.1} KiB per node) | |",
+            m(|r| r.written_mib),
+            m(|r| r.write_calls),
+            m(|r| r.written_mib) * 1024.0 / n as f64
         ),
         format!(
             "| {label} | server RSS idle / with {n} long polls held / peak during fan-out | {:.1} / {:.1} / {:.1} MiB | |",
