@@ -104,11 +104,22 @@ pub fn get_messages(session: &Session, instance_id: &str) -> Result<Vec<Message>
         "VisibilityTimeoutInSeconds": VISIBILITY_TIMEOUT_SECS,
     });
     let answer = session.call_with_timeout(&target("GetMessages"), &body, Some(POLL_TIMEOUT))?;
-    match answer.get("Messages") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(m) => serde_json::from_value(m.clone())
-            .map_err(|e| CallError::Transport(format!("GetMessages answered messages that cannot be read: {e}"))),
-    }
+    Ok(read_messages(&answer))
+}
+
+/// The messages of a `GetMessages` answer. One that cannot be read is skipped (and failed with
+/// `InternalHandlerException` by the caller if it has an id), so that it does not hide the others.
+pub fn read_messages(answer: &Value) -> Vec<Message> {
+    let Some(list) = answer.get("Messages").and_then(Value::as_array) else { return Vec::new() };
+    list.iter()
+        .filter_map(|m| match serde_json::from_value::<Message>(m.clone()) {
+            Ok(msg) if !msg.message_id.is_empty() => Some(msg),
+            _ => {
+                crate::warn!("skipping a message that cannot be read: {m}");
+                None
+            }
+        })
+        .collect()
 }
 
 /// `AcknowledgeMessage`.
@@ -155,5 +166,9 @@ mod tests {
         let c: CancelPayload = serde_json::from_str(r#"{"CancelMessageId":"aws.ssm.c.mi-1"}"#).unwrap();
         assert_eq!(c.cancel_message_id, "aws.ssm.c.mi-1");
         assert!(serde_json::from_str::<SendCommandPayload>(r#"{"Parameters":{}}"#).is_err());
+        let ms = read_messages(&json!({"Messages": [{"MessageId": "a", "Topic": "t"}, {"Topic": "no id"}, 5]}));
+        assert_eq!(ms.len(), 1);
+        assert_eq!(ms[0].message_id, "a");
+        assert!(read_messages(&json!({"Messages": null})).is_empty());
     }
 }

@@ -302,29 +302,34 @@ pub fn run_until(o: &Options, stop: Arc<Stop>, signals: bool) -> Result<(), Stri
     );
     recover_inbox(&node);
 
-    let mut threads = Vec::new();
+    // No thread is joined at the end: the workers are waited for through the pool; the pinger,
+    // the resender and the poller may be inside a call (a hung service holds one for its time
+    // limit), and whatever they were sending stays spooled or unacknowledged for the next run.
     if signals {
         let s = stop.clone();
-        threads.push(std::thread::spawn(move || s.watch_signals()));
+        std::thread::spawn(move || s.watch_signals());
     }
-    let spawn = |f: Box<dyn FnOnce() + Send>| std::thread::spawn(f);
     let (n, s) = (node.clone(), stop.clone());
     let every = Duration::from_secs(o.ping_seconds.max(1));
-    threads.push(spawn(Box::new(move || ping_loop(&n, &s, every))));
+    std::thread::spawn(move || ping_loop(&n, &s, every));
     let (n, s) = (node.clone(), stop.clone());
-    threads.push(spawn(Box::new(move || n.outbox.run_resender(&s))));
-    let mut workers = Vec::new();
+    std::thread::spawn(move || n.outbox.run_resender(&s));
     for _ in 0..o.max_parallel.max(1) {
         let n = node.clone();
-        workers.push(spawn(Box::new(move || {
+        std::thread::spawn(move || {
             while let Some(job) = n.pool.next() {
-                n.execute(&job);
-                n.pool.done(&job.message.message_id);
+                let id = job.message.message_id.clone();
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| n.execute(&job))).is_err() {
+                    crate::error!("{id}: the agent failed while running it (a bug); reporting it Failed");
+                    let trace = "ssmd-agent failed while running the command";
+                    n.outbox.send_final(&id, &reply::final_reply(&n.info, &[], trace));
+                    n.inbox.remove(&id);
+                }
+                n.pool.done(&id);
             }
-        })));
+        });
     }
     let (n, s) = (node.clone(), stop.clone());
-    // The poller may be inside a long poll when the stop comes: it is not waited for.
     std::thread::spawn(move || poll_loop(&n, &s));
 
     while !stop.sleep(Duration::from_secs(3600)) {}
@@ -334,9 +339,6 @@ pub fn run_until(o: &Options, stop: Arc<Stop>, signals: bool) -> Result<(), Stri
         crate::info!("stopping: killing the commands still running");
         node.pool.shutdown_running();
         node.pool.wait_idle(KILL_GRACE + Duration::from_secs(3));
-    }
-    for t in threads {
-        let _ = t.join();
     }
     let pending = node.outbox.spool().len();
     if pending > 0 {

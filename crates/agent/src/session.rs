@@ -159,6 +159,10 @@ impl Session {
 
     /// `RequestManagedInstanceRoleToken`, rotating the key pair when asked to.
     fn request_token(&self) -> Result<Credentials, CallError> {
+        self.request_token_rotating(true)
+    }
+
+    fn request_token_rotating(&self, may_rotate: bool) -> Result<Credentials, CallError> {
         let body = json!({ "Fingerprint": self.fingerprint });
         let key = self.private_key.lock().unwrap().clone();
         let answer = match self.rsa_call(&key, "RequestManagedInstanceRoleToken", &body) {
@@ -175,9 +179,9 @@ impl Session {
         };
         let creds = parse_token(&answer)?;
         crate::info!("received credentials {} (expire at {})", creds.access_key_id, creds.expires_at);
-        if answer["UpdateKeyPair"].as_bool() == Some(true) {
+        if answer["UpdateKeyPair"].as_bool() == Some(true) && may_rotate {
             match self.rotate_key() {
-                Ok(()) => return self.request_token(),
+                Ok(()) => return self.request_token_rotating(false),
                 Err(e) => crate::warn!("key rotation failed, keeping the current key: {e}"),
             }
         }

@@ -61,10 +61,23 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// Opens (creating it, mode 0700, if needed) the state directory at `root`.
+    /// Opens the state directory at `root`, creating it (mode 0700) if needed. An existing
+    /// directory is not changed; a warning is logged if other users may read it (the files in
+    /// it are 0600 all the same).
     pub fn open(root: &Path) -> io::Result<StateDir> {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(root)?;
-        fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
+        if root.is_dir() {
+            let mode = fs::metadata(root)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                crate::warn!(
+                    "the state directory {} has mode {:o}: other users can list it",
+                    root.display(),
+                    mode & 0o777
+                );
+            }
+        } else {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(root)?;
+            fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
+        }
         Ok(StateDir { root: root.to_path_buf() })
     }
 

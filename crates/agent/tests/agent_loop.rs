@@ -126,9 +126,10 @@ fn register_refusals_and_bad_arguments() {
 fn full_loop() {
     let ssm = Ssm::new();
     let server = Server::start(ssm.handler());
-    let state = temp_dir("loop");
+    let base = temp_dir("loop");
+    let state = base.join("state");
 
-    // Registration.
+    // Registration: the agent creates its state directory.
     let out = register(&server, &state, CODE, &["--name", "web-1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), INSTANCE_ID);
@@ -264,7 +265,7 @@ fn full_loop() {
     let log = std::fs::read_to_string(state.join("agent.log")).unwrap();
     assert!(log.contains("starting") && log.contains("stopped"), "{log}");
     assert!(log.lines().all(|l| l.len() > 24 && l.as_bytes()[4] == b'-'), "{log}");
-    std::fs::remove_dir_all(state).unwrap();
+    std::fs::remove_dir_all(base).unwrap();
 }
 
 #[test]
