@@ -24,10 +24,12 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import boto3
 import pytest
 import urllib3
 import yaml
 from botocore.auth import SigV4Auth
+from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import WaiterError
 
@@ -1249,6 +1251,52 @@ def test_pagination_is_stable_and_complete(fleet):
     assert "NextToken" not in whole
 
 
+@pytest.fixture
+def replica(server, tmp_path):
+    """A second ssmd on the same PostgreSQL database (PostgreSQL only)."""
+    if server.backend != "postgres":
+        pytest.skip("replicas share a PostgreSQL database")
+    from conftest import Server
+
+    other = Server("replica", tmp_path)
+    other.database_url = server.database_url
+    other.start()
+    try:
+        yield other
+    finally:
+        other.stop()
+
+
+def test_replicas_wake_each_others_long_polls(fleet, replica):
+    fl = fleet(2)
+    a, b = fl.nodes
+    for node in (a, b):  # the nodes talk to the other replica
+        node.endpoint = replica.endpoint
+    pollers = {n.instance_id: n.poll() for n in fl.nodes}
+    try:
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        cid = fl.send(MaxConcurrency="1")["CommandId"]  # queued by the first replica
+        m = pollers[a.instance_id].next(timeout=3)
+        assert time.monotonic() - t0 < 1.5
+        assert m["MessageId"] == msg_id(cid, a)
+        # a's result arrives at the replica, which dispatches b's message itself.
+        run(a, m)
+        assert pollers[b.instance_id].next(timeout=2)["MessageId"] == msg_id(cid, b)
+        run(b, {"MessageId": msg_id(cid, b)})
+        assert fl.state(cid) == ("Success", "Success", 2, 2, 0, 0)
+        # A cancel on the first replica reaches a node polling the second.
+        cid2 = fl.send([a])["CommandId"]
+        m2 = pollers[a.instance_id].next(timeout=3)
+        a.reply(m2["MessageId"], in_progress())
+        fl.ssm.cancel_command(CommandId=cid2)
+        cancel = pollers[a.instance_id].next(timeout=3)
+        assert json.loads(cancel["Payload"]) == {"CancelMessageId": msg_id(cid2, a)}
+    finally:
+        for p in pollers.values():
+            p.stop()
+
+
 # --------------------------------------------------------------------------- security
 
 
@@ -1333,6 +1381,23 @@ def test_accounts_do_not_see_each_others_commands(fleet):
         mine.send()
     token = mine.ssm.list_commands(MaxResults=1)["NextToken"]
     expect_error("InvalidNextToken", other.list_commands, NextToken=token)
+
+
+def test_regions_are_separate(fleet, server):
+    fl = fleet(1)
+    node = fl.nodes[0]
+    cid = fl.send()["CommandId"]
+    west = boto3.session.Session().client(
+        "ssm", endpoint_url=server.endpoint, region_name="us-west-2", aws_access_key_id=fl.account.access_key_id,
+        aws_secret_access_key=fl.account.secret_access_key, config=Config(retries={"max_attempts": 1}))
+    assert west.list_commands()["Commands"] == []
+    expect_error("InvalidCommandId", west.get_command_invocation, CommandId=cid, InstanceId=node.instance_id)
+    expect_error("InvalidInstanceId", west.send_command, InstanceIds=[node.instance_id], DocumentName=DOC,
+                 Parameters={"commands": ["x"]})
+    c = west.send_command(Targets=[{"Key": "InstanceIds", "Values": ["*"]}], DocumentName=DOC,
+                          Parameters={"commands": ["x"]})["Command"]
+    assert (c["TargetCount"], c["StatusDetails"], c["OutputS3Region"]) == (0, "NoInstancesInTag", "us-west-2")
+    assert [x["CommandId"] for x in fl.ssm.list_commands()["Commands"]] == [cid]
 
 
 def test_control_channel_is_refused(fleet, server):
