@@ -9,8 +9,14 @@
 //! The signing service is `ssm` for `AmazonSSM.*` and `ec2messages` for
 //! `EC2WindowsMessageDeliveryService.*`. Errors come back as `{"__type", "message"}`. HTTPS
 //! trusts the system's CA bundle (as the AWS agent does), or Mozilla's roots if there is none.
+//!
+//! Clock skew is corrected as AWS SDKs do: a signature refused as expired or not yet current,
+//! on a response with a `Date` header, sets the offset between the service's clock and this
+//! node's, and the call is tried once more with it.
 
 use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 /// The JSON 1.1 content type.
@@ -143,6 +149,30 @@ pub struct Client {
     agent: ureq::Agent,
     endpoint: Endpoint,
     region: String,
+    /// The service's clock minus this node's, ms.
+    skew_ms: Arc<AtomicI64>,
+}
+
+/// Epoch ms of an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn parse_http_date(s: &str) -> Option<i64> {
+    let f: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = f.as_slice() else { return None };
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let m = MONTHS.iter().position(|x| x == month)? + 1;
+    let t: String = time.chars().filter(|c| *c != ':').collect();
+    let amz = format!("{year:0>4}{m:02}{day:0>2}T{t}Z");
+    ssmd_sigv4::parse_amz_date(&amz).map(|secs| secs * 1000)
+}
+
+fn is_clock_error(e: &CallError) -> bool {
+    match e {
+        CallError::Service { kind, message, .. } => {
+            kind == "RequestTimeTooSkewed"
+                || (kind == "InvalidSignatureException"
+                    && (message.contains("Signature expired") || message.contains("not yet current")))
+        }
+        CallError::Transport(_) => false,
+    }
 }
 
 fn tls_roots() -> ureq::tls::RootCerts {
@@ -185,7 +215,7 @@ impl Client {
             .tls_config(tls)
             .build()
             .into();
-        Ok(Client { agent, endpoint, region: region.to_string() })
+        Ok(Client { agent, endpoint, region: region.to_string(), skew_ms: Arc::new(AtomicI64::new(0)) })
     }
 
     /// The endpoint.
@@ -198,6 +228,11 @@ impl Client {
         &self.region
     }
 
+    /// The current clock correction, ms (the service's clock minus this node's).
+    pub fn skew_ms(&self) -> i64 {
+        self.skew_ms.load(Ordering::SeqCst)
+    }
+
     /// Calls `target` (`Prefix.Op`) with `body`; `timeout` overrides the default 20 s.
     pub fn call(
         &self,
@@ -206,11 +241,30 @@ impl Client {
         auth: Auth<'_>,
         timeout: Option<Duration>,
     ) -> Result<Value, CallError> {
+        match self.call_once(target, body, auth, timeout) {
+            Err((e, Some(server_ms))) if is_clock_error(&e) => {
+                let skew = server_ms - crate::clock::now_ms();
+                self.skew_ms.store(skew, Ordering::SeqCst);
+                crate::warn!("the service's clock is {:+} s from this node's; signing with its time", skew / 1000);
+                self.call_once(target, body, auth, timeout).map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// One attempt; an error comes with the service's `Date`, if it sent one.
+    fn call_once(
+        &self,
+        target: &str,
+        body: &Value,
+        auth: Auth<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<Value, (CallError, Option<i64>)> {
+        let transport = |m: String| (CallError::Transport(m), None);
         let body = serde_json::to_vec(body).expect("JSON values serialize");
-        let amz_date = crate::clock::amz_date(crate::clock::now_ms());
+        let amz_date = crate::clock::amz_date(crate::clock::now_ms() + self.skew_ms());
         let mut h = http::HeaderMap::new();
-        let hv =
-            |s: &str| http::HeaderValue::from_str(s).map_err(|_| CallError::Transport(format!("bad header {s:?}")));
+        let hv = |s: &str| http::HeaderValue::from_str(s).map_err(|_| transport(format!("bad header {s:?}")));
         h.insert("host", hv(&self.endpoint.host)?);
         h.insert("content-type", hv(CONTENT_TYPE)?);
         h.insert("x-amz-date", hv(&amz_date)?);
@@ -239,7 +293,7 @@ impl Client {
                     },
                 );
                 if let Some(e) = failure {
-                    return Err(CallError::Transport(format!("cannot sign with the node's key: {e}")));
+                    return Err(transport(format!("cannot sign with the node's key: {e}")));
                 }
                 unsigned.push(("authorization", a));
                 // The AWS agent sends the body hash, unsigned, on these calls.
@@ -263,16 +317,17 @@ impl Client {
         if let Some(t) = timeout {
             req = req.config().timeout_global(Some(t)).build();
         }
-        let mut resp = req.send(&body[..]).map_err(|e| CallError::Transport(e.to_string()))?;
+        let mut resp = req.send(&body[..]).map_err(|e| transport(e.to_string()))?;
         let status = resp.status().as_u16();
-        let error_type = resp.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (error_type, date) = (header("x-amzn-errortype"), header("date"));
         let bytes = resp
             .body_mut()
             .with_config()
             .limit(MAX_RESPONSE)
             .read_to_vec()
-            .map_err(|e| CallError::Transport(format!("reading the response: {e}")))?;
-        decode(status, error_type.as_deref(), &bytes)
+            .map_err(|e| transport(format!("reading the response: {e}")))?;
+        decode(status, error_type.as_deref(), &bytes).map_err(|e| (e, date.as_deref().and_then(parse_http_date)))
     }
 }
 
@@ -345,6 +400,17 @@ mod tests {
         assert!(e.is_retryable() && e.kind() == Some("HTTP503"), "{e:?}");
         assert!(decode(400, Some("ThrottlingException"), b"").unwrap_err().is_retryable());
         assert!(CallError::Transport("refused".into()).is_retryable());
+    }
+
+    #[test]
+    fn http_dates_and_clock_errors() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777_000));
+        assert_eq!(parse_http_date("Mon, 23 Nov 2026 06:00:00 GMT"), Some(1_795_413_600_000));
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        let e = |kind: &str, m: &str| CallError::Service { status: 400, kind: kind.into(), message: m.into() };
+        assert!(is_clock_error(&e("InvalidSignatureException", "Signature expired: 20260101T000000Z is now earlier")));
+        assert!(is_clock_error(&e("InvalidSignatureException", "Signature not yet current: x")));
+        assert!(!is_clock_error(&e("InvalidSignatureException", "The request signature we calculated does not match")));
     }
 
     #[test]

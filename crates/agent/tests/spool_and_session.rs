@@ -1,7 +1,9 @@
 //! The service side of the agent against a fake service that goes away and comes back: a reply
 //! made while nothing listens is spooled and sent — with the same ReplyId — once the service is
 //! back, by a new agent process (a restart); 5xx answers are retried too. The session renews
-//! refused credentials once and retries the call, and renews old ones before using them.
+//! refused credentials once and retries the call, renews old ones before using them, and
+//! rotates its key pair when the token answer asks for it; a node whose clock is off signs with
+//! the service's time once the service has told it.
 
 mod common;
 
@@ -135,5 +137,48 @@ fn credentials_are_renewed_when_refused_or_old() {
     let e = again.call("AmazonSSM.UpdateInstanceInformation", &json!({})).unwrap_err();
     assert_eq!(e.kind(), Some("InvalidSignatureException"), "{e}");
     assert!(ssm.bad_signatures.lock().unwrap().iter().all(|b| b.starts_with("token: no node")));
+    std::fs::remove_dir_all(st.root()).unwrap();
+}
+
+#[test]
+fn the_key_pair_is_rotated_when_the_service_asks() {
+    let ssm = Ssm::new();
+    let server = Server::start(ssm.handler());
+    let st = registered(&ssm, &server.url());
+    let old_private = st.read_text(state::PRIVATE_KEY).unwrap().unwrap();
+    ssm.rotate_next.store(true, Ordering::SeqCst);
+    let session = Session::open(st.clone()).unwrap();
+    session.call("AmazonSSM.UpdateInstanceInformation", &json!({})).unwrap();
+    assert_eq!(server.calls("UpdateManagedInstancePublicKey").len(), 1);
+    assert_eq!(server.calls("RequestManagedInstanceRoleToken").len(), 2, "a new token with the new key");
+    let new_private = st.read_text(state::PRIVATE_KEY).unwrap().unwrap();
+    assert_ne!(new_private, old_private);
+    let new_public = st.read_text(state::PUBLIC_KEY).unwrap().unwrap();
+    assert_eq!(ssm.node.lock().unwrap().as_ref().unwrap().1, new_public, "the service has the stored key");
+    assert!(st.read("private_key.next").unwrap().is_none() && st.read("public_key.next").unwrap().is_none());
+    // Later sessions sign with the new key.
+    st.remove(state::CREDENTIALS).unwrap();
+    Session::open(st.clone()).unwrap().call("AmazonSSM.UpdateInstanceInformation", &json!({})).unwrap();
+    assert!(ssm.bad_signatures.lock().unwrap().is_empty(), "{:?}", ssm.bad_signatures.lock().unwrap());
+    std::fs::remove_dir_all(st.root()).unwrap();
+}
+
+#[test]
+fn a_wrong_clock_is_corrected_from_the_service_date() {
+    let ssm = Ssm::new();
+    let server = Server::start(ssm.handler());
+    // The service's clock is an hour ahead of this node's.
+    ssm.clock_offset.store(3600, Ordering::SeqCst);
+    server.set_clock_offset(3600);
+    let st = registered(&ssm, &server.url());
+    let session = Session::open(st.clone()).unwrap();
+    session.call("AmazonSSM.UpdateInstanceInformation", &json!({})).unwrap();
+    let skew = session.client().skew_ms();
+    assert!((3_590_000..=3_610_000).contains(&skew), "{skew}");
+    let tokens = server.calls("RequestManagedInstanceRoleToken");
+    assert_eq!(tokens.len(), 2, "refused once, then signed with the service's time");
+    let calls = server.requests().len();
+    session.call("AmazonSSM.UpdateInstanceInformation", &json!({})).unwrap();
+    assert_eq!(server.requests().len(), calls + 1, "no more refusals");
     std::fs::remove_dir_all(st.root()).unwrap();
 }

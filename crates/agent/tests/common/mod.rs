@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,29 @@ impl Request {
     }
 }
 
+/// Epoch seconds now, shifted by `offset`.
+pub fn now_secs(offset: i64) -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + offset
+}
+
+/// An HTTP date (`Mon, 23 Nov 2026 06:00:00 GMT`) for epoch seconds.
+pub fn http_date(secs: i64) -> String {
+    let a = ssmd_sigv4::format_amz_date(secs);
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let m: usize = a[4..6].parse().unwrap();
+    format!(
+        "{}, {} {} {} {}:{}:{} GMT",
+        days[secs.div_euclid(86400).rem_euclid(7) as usize],
+        &a[6..8],
+        months[m - 1],
+        &a[0..4],
+        &a[9..11],
+        &a[11..13],
+        &a[13..15]
+    )
+}
+
 /// A handler: a request to (status, JSON body).
 pub type Handler = Arc<dyn Fn(&Request) -> (u16, Value) + Send + Sync>;
 
@@ -53,6 +76,7 @@ pub struct Server {
     pub port: u16,
     log: Arc<(Mutex<Vec<Request>>, Condvar)>,
     stopped: Arc<AtomicBool>,
+    clock_offset: Arc<AtomicI64>,
 }
 
 fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
@@ -104,14 +128,15 @@ impl Server {
         let port = listener.local_addr().unwrap().port();
         let log: Arc<(Mutex<Vec<Request>>, Condvar)> = Arc::default();
         let stopped = Arc::new(AtomicBool::new(false));
-        let (l, s) = (log.clone(), stopped.clone());
+        let clock_offset = Arc::new(AtomicI64::new(0));
+        let (l, s, c) = (log.clone(), stopped.clone(), clock_offset.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(stream) = conn else { continue };
-                let (l, h, s) = (l.clone(), handler.clone(), s.clone());
+                let (l, h, s, c) = (l.clone(), handler.clone(), s.clone(), c.clone());
                 std::thread::spawn(move || {
                     let mut w = stream.try_clone().unwrap();
                     let mut r = BufReader::new(stream);
@@ -127,7 +152,8 @@ impl Server {
                         }
                         let body = body.to_string();
                         let resp = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n{body}",
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\ndate: {}\r\ncontent-length: {}\r\n\r\n{body}",
+                            http_date(now_secs(c.load(Ordering::SeqCst))),
                             body.len()
                         );
                         if w.write_all(resp.as_bytes()).is_err() {
@@ -137,7 +163,12 @@ impl Server {
                 });
             }
         });
-        Server { port, log, stopped }
+        Server { port, log, stopped, clock_offset }
+    }
+
+    /// Shifts the clock of the `Date` header by `secs`.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.clock_offset.store(secs, Ordering::SeqCst);
     }
 
     /// The endpoint URL.
@@ -202,6 +233,10 @@ pub struct Ssm {
     pub replies_down: AtomicBool,
     /// Token lifetime, seconds.
     pub token_secs: AtomicUsize,
+    /// The service's clock minus the real one, seconds (signatures are checked against it).
+    pub clock_offset: AtomicI64,
+    /// Answer the next token request with `UpdateKeyPair: true`.
+    pub rotate_next: AtomicBool,
     /// Credentials issued so far.
     pub issued: AtomicUsize,
     /// Signature failures seen.
@@ -238,6 +273,7 @@ impl Ssm {
         let h = r.header_map();
         let a = ssmd_sigv4::parse(&h).map_err(|e| e.message)?;
         let node = self.node.lock().unwrap().clone().ok_or("no node")?;
+        ssmd_sigv4::check_time(&a, now_secs(self.clock_offset.load(Ordering::SeqCst))).map_err(|e| e.message)?;
         if a.access_key_id != node.0 || a.service != "ssm" {
             return Err(format!("wrong key id or service: {} {}", a.access_key_id, a.service));
         }
@@ -249,6 +285,8 @@ impl Ssm {
     fn check_hmac(&self, r: &Request) -> Result<(), (u16, Value)> {
         let h = r.header_map();
         let a = ssmd_sigv4::parse(&h).map_err(|e| error(403, "IncompleteSignatureException", &e.message))?;
+        ssmd_sigv4::check_time(&a, now_secs(self.clock_offset.load(Ordering::SeqCst)))
+            .map_err(|e| error(400, "InvalidSignatureException", &e.message))?;
         let want_service =
             if r.target.starts_with("EC2WindowsMessageDeliveryService.") { "ec2messages" } else { "ssm" };
         let creds = self.creds.lock().unwrap().clone();
@@ -302,11 +340,26 @@ impl Ssm {
                 self.creds.lock().unwrap().push(c.clone());
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
                 let exp = now + self.token_secs.load(Ordering::SeqCst) as u64;
+                let rotate = self.rotate_next.swap(false, Ordering::SeqCst);
                 (
                     200,
                     json!({"AccessKeyId": c.0, "SecretAccessKey": c.1, "SessionToken": c.2,
-                    "TokenExpirationDate": exp, "UpdateKeyPair": false}),
+                    "TokenExpirationDate": exp, "UpdateKeyPair": rotate}),
                 )
+            }
+            "UpdateManagedInstancePublicKey" => {
+                if let Err(e) = self.check_rsa(r) {
+                    self.bad_signatures.lock().unwrap().push(format!("rotation: {e}"));
+                    return error(400, "InvalidSignatureException", &e);
+                }
+                let key = b["NewPublicKey"].as_str().unwrap_or("").to_string();
+                if ssmd_nodeauth::check_public_key(&key).is_err() || b["NewPublicKeyType"] != "Rsa" {
+                    return error(400, "InvalidParameters", "bad key");
+                }
+                if let Some(n) = self.node.lock().unwrap().as_mut() {
+                    n.1 = key;
+                }
+                (200, json!({}))
             }
             op => {
                 if let Err(e) = self.check_hmac(r) {
