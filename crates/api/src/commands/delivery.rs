@@ -95,7 +95,8 @@ async fn get_messages(svc: &Service, node: &str, input: &Value) -> Result<Value,
     }
     let request_id = input.get("MessagesRequestId").and_then(Value::as_str).unwrap_or_default().to_string();
     let visibility = input.get("VisibilityTimeoutInSeconds").and_then(Value::as_i64).unwrap_or(10).clamp(1, 3600);
-    let start = svc.now_ms();
+    // The hold is measured in real time (the service clock may be a test's manual clock).
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(LONG_POLL_MS as u64);
     let signal = svc.commands.signal(node);
     let messages = loop {
         let woken = signal.notified();
@@ -104,11 +105,11 @@ async fn get_messages(svc: &Service, node: &str, input: &Value) -> Result<Value,
         let now = svc.now_ms();
         let found =
             svc.store.take_messages(node, now, now + visibility * 1000, MAX_MESSAGES).await.map_err(store_error)?;
-        let left = start + LONG_POLL_MS - now;
-        if !found.is_empty() || left <= 0 {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !found.is_empty() || left.is_zero() {
             break found;
         }
-        let _ = tokio::time::timeout(Duration::from_millis(left as u64), woken).await;
+        let _ = tokio::time::timeout(left, woken).await;
     };
     let list: Vec<Value> = messages
         .iter()

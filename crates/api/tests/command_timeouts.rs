@@ -1,0 +1,126 @@
+//! Run Command delivery timeouts, on a manual clock: an invocation no node picked up before
+//! `TimeoutSeconds` ends TimedOut / DeliveryTimedOut (once, however often the worker looks), its
+//! message is withdrawn, and one a node is running is left to the node.
+
+use serde_json::{Value, json};
+use ssmd_api::Service;
+use ssmd_core::Clock;
+use ssmd_core::clock::ManualClock;
+use ssmd_model::{Caller, Operation};
+use ssmd_store::Store;
+use std::sync::Arc;
+
+const START_MS: i64 = 1_800_000_000_000;
+
+fn root() -> Caller {
+    Caller {
+        account: "111111111111".into(),
+        region: "us-east-1".into(),
+        access_key_id: "AKIATEST".into(),
+        arn: "arn:aws:iam::111111111111:root".into(),
+    }
+}
+
+async fn call(svc: &Service, caller: &Caller, op: &str, input: Value) -> Value {
+    let op = Operation::from_name(op).unwrap();
+    let out = svc.call(caller, op, input).await.unwrap_or_else(|e| panic!("{}: {e}", op.info().name));
+    serde_json::from_slice(&out).unwrap()
+}
+
+/// Registers a node and pings once; returns its id and its `Caller`.
+async fn node(svc: &Service, activation: &Value) -> (String, Caller) {
+    let keys = ssmd_nodeauth::generate_key_pair().unwrap();
+    let out = ssmd_api::nodes::register(
+        svc,
+        json!({"ActivationCode": activation["ActivationCode"], "ActivationId": activation["ActivationId"],
+               "PublicKey": keys.public_key, "PublicKeyType": "Rsa", "Fingerprint": ssmd_core::ids::uuid()}),
+    )
+    .await
+    .unwrap();
+    let id = serde_json::from_slice::<Value>(&out).unwrap()["InstanceId"].as_str().unwrap().to_string();
+    let caller = Caller {
+        arn: ssmd_api::nodes::node_arn("us-east-1", "111111111111", &id),
+        access_key_id: "ASIATEST".into(),
+        ..root()
+    };
+    ssmd_api::nodes::update_instance_information(svc, &caller, json!({"InstanceId": id, "AgentName": "t"}))
+        .await
+        .unwrap();
+    (id, caller)
+}
+
+async fn messages(svc: &Service, node: &(String, Caller)) -> Vec<Value> {
+    let body = json!({"Destination": node.0, "MessagesRequestId": "r", "VisibilityTimeoutInSeconds": 600});
+    let out = ssmd_api::commands::delivery::handle(svc, &node.1, "GetMessages", body).await.unwrap();
+    serde_json::from_slice::<Value>(&out).unwrap()["Messages"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone() {
+    let dir = std::env::temp_dir().join(format!("ssmd-api-{}", ssmd_core::ids::uuid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.join("db.sqlite").display())).await.unwrap();
+    let clock = ManualClock::at(START_MS);
+    let svc = Service::new(store, Arc::new(clock.clone())).await.unwrap();
+    let c = root();
+    let a = call(&svc, &c, "CreateActivation", json!({"IamRole": "r", "RegistrationLimit": 3})).await;
+    let busy = node(&svc, &a).await;
+    let idle = node(&svc, &a).await;
+    let queued = node(&svc, &a).await;
+
+    // Concurrency 2: `queued` is never even sent before the deadline.
+    let cmd = call(
+        &svc,
+        &c,
+        "SendCommand",
+        json!({"DocumentName": "AWS-RunShellScript", "InstanceIds": [busy.0, idle.0, queued.0],
+               "Parameters": {"commands": ["sleep 100"]}, "TimeoutSeconds": 30, "MaxConcurrency": "2",
+               "MaxErrors": "5"}),
+    )
+    .await;
+    let id = cmd["Command"]["CommandId"].as_str().unwrap().to_string();
+    let m = messages(&svc, &busy).await;
+    assert_eq!(m.len(), 1);
+    let reply = json!({"MessageId": m[0]["MessageId"], "ReplyId": "r1",
+                       "Payload": json!({"documentStatus": "InProgress"}).to_string()});
+    ssmd_api::commands::delivery::handle(&svc, &busy.1, "SendReply", reply).await.unwrap();
+
+    // Before the deadline nothing times out.
+    clock.advance(29_000);
+    ssmd_api::commands::worker::expire_due(&svc, clock.now_ms()).await;
+    let inv = |node: &str| json!({"CommandId": id, "InstanceId": node});
+    let get = |v: Value| {
+        let svc = &svc;
+        let c = c.clone();
+        async move { call(svc, &c, "GetCommandInvocation", v).await }
+    };
+    assert_eq!(get(inv(&idle.0)).await["Status"], "Pending");
+
+    clock.advance(2_000);
+    for _ in 0..3 {
+        ssmd_api::commands::worker::expire_due(&svc, clock.now_ms()).await;
+    }
+    for n in [&idle.0, &queued.0] {
+        let i = get(inv(n)).await;
+        assert_eq!((i["Status"].as_str(), i["StatusDetails"].as_str()), (Some("TimedOut"), Some("DeliveryTimedOut")));
+    }
+    assert_eq!(get(inv(&busy.0)).await["Status"], "InProgress");
+    let withdrawn = svc.store().message(&idle.0, &ssmd_store::send_message_id(&id, &idle.0)).await.unwrap();
+    assert!(withdrawn.is_none(), "the timed-out message was not withdrawn");
+    let listed = call(&svc, &c, "ListCommands", json!({"CommandId": id})).await;
+    let cmd = &listed["Commands"][0];
+    assert_eq!(cmd["DeliveryTimedOutCount"], 2);
+    assert_eq!(cmd["CompletedCount"], 2);
+    assert_eq!(cmd["Status"], "InProgress");
+
+    // The running node finishes: the command ends, with two errors (within MaxErrors 5).
+    let reply = json!({"MessageId": m[0]["MessageId"], "ReplyId": "r2",
+                       "Payload": json!({"documentStatus": "Success", "runtimeStatus": {"aws:runShellScript":
+                            {"status": "Success", "code": 0, "standardOutput": "ok"}}}).to_string()});
+    ssmd_api::commands::delivery::handle(&svc, &busy.1, "SendReply", reply).await.unwrap();
+    let listed = call(&svc, &c, "ListCommands", json!({"CommandId": id})).await;
+    let cmd = &listed["Commands"][0];
+    assert_eq!((cmd["Status"].as_str(), cmd["StatusDetails"].as_str()), (Some("Success"), Some("Incomplete")));
+    assert_eq!(cmd["CompletedCount"], 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
