@@ -60,9 +60,11 @@ impl End {
     }
 
     /// The end an agent's final document status means (`None`: not a final status).
+    /// `SuccessAndReboot` / `PassedAndReboot` are not final: the agent reboots the node and runs
+    /// on (the script again, then the remaining steps) and reports the end after that.
     pub fn from_agent(status: &str) -> Option<End> {
         Some(match status {
-            "Success" | "Skipped" | "SuccessAndReboot" | "PassedAndReboot" | "TestPass" => End::Success,
+            "Success" | "Skipped" | "TestPass" => End::Success,
             "Failed" | "TestFailure" => End::Failed,
             "TimedOut" => End::ExecutionTimedOut,
             "Cancelled" => End::Cancelled,
@@ -359,6 +361,15 @@ mod tests {
         p.end(3, End::Success);
         assert!(p.finished());
         assert_eq!(p.status(true), ("Success", "Incomplete"));
+    }
+
+    #[test]
+    fn a_reboot_request_is_not_an_end() {
+        assert_eq!(End::from_agent("SuccessAndReboot"), None);
+        assert_eq!(End::from_agent("PassedAndReboot"), None);
+        assert_eq!(End::from_agent("InProgress"), None);
+        assert_eq!(End::from_agent("Skipped"), Some(End::Success));
+        assert_eq!(End::from_agent("TimedOut"), Some(End::ExecutionTimedOut));
     }
 
     #[test]
