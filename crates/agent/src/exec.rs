@@ -154,6 +154,11 @@ fn terminate(child: &mut std::process::Child, pgid: i32) {
     }
     signal_group(pgid, libc::SIGKILL);
     let _ = child.wait();
+    // SIGKILL is delivered asynchronously: wait (briefly) until the group is really gone.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while group_alive(pgid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Runs `spec.script`; an error means the script could not be started.

@@ -107,7 +107,7 @@ mod tests {
             ],
             "",
         );
-        let at = |k: &str| text.find(&format!(r#""{k}":{{"code""#)).unwrap();
+        let at = |k: &str| text.find(&format!(r#""{k}":{{""#)).unwrap();
         assert!(at("z") < at("b") && at("b") < at("c"), "steps keep their order: {text}");
         let two = parse(text.clone());
         assert_eq!(two["documentStatus"], "Failed");

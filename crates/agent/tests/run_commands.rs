@@ -31,12 +31,24 @@ fn shell(name: &str, lines: Value) -> Value {
     json!({"action": "aws:runShellScript", "name": name, "inputs": {"runCommand": lines}})
 }
 
-/// Whether process `pid` is gone (or a zombie nobody reaps).
-fn gone(pid: i32) -> bool {
+/// Whether process `pid` is gone (or a zombie nobody reaps), now.
+fn gone_now(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(s) => s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')).unwrap_or(true),
     }
+}
+
+/// Whether process `pid` is gone within half a second (a killed process takes a moment to die).
+fn gone(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while !gone_now(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
 }
 
 #[test]
@@ -221,7 +233,7 @@ fn a_background_process_holding_the_output_does_not_hold_the_step() {
     assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
     assert_eq!((r[0].status, j[0]["standardOutput"].as_str()), (Status::Success, Some("done\n")));
     let bg: i32 = std::fs::read_to_string(Path::new(&d).join("bg.pid")).unwrap().trim().parse().unwrap();
-    assert!(!gone(bg), "a background process of a finished script is left alone");
+    assert!(!gone_now(bg), "a background process of a finished script is left alone");
     // SAFETY: ends the test's own background process.
     unsafe { libc::kill(bg, libc::SIGKILL) };
     std::fs::remove_dir_all(dir).unwrap();
