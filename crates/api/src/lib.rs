@@ -63,6 +63,11 @@ impl Service {
         })
     }
 
+    /// Ends the node long polls being held and answers new ones at once (server shutdown).
+    pub fn close_long_polls(&self) {
+        self.commands.close();
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store

@@ -208,7 +208,13 @@ async fn serve(
         println!("export AWS_DEFAULT_REGION=us-east-1");
         println!("export AWS_ENDPOINT_URL=http://{addr}");
     }
-    let shutdown = shutdown_signal();
+    let signal = shutdown_signal();
+    let polls = state.service.clone();
+    let shutdown = async move {
+        signal.await;
+        // Held long polls answer now, so shutdown does not wait out their 15 s hold.
+        polls.close_long_polls();
+    };
     println!("ssmd listening on http://{addr}");
     tracing::info!(%addr, backend = ?store.backend(), "ssmd ready");
     ssmd_protocol::serve(listener, ssmd_protocol::router(state), shutdown, header_timeout).await?;

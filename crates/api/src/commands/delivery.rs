@@ -106,7 +106,7 @@ async fn get_messages(svc: &Service, node: &str, input: &Value) -> Result<Value,
         let found =
             svc.store.take_messages(node, now, now + visibility * 1000, MAX_MESSAGES).await.map_err(store_error)?;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if !found.is_empty() || left.is_zero() {
+        if !found.is_empty() || left.is_zero() || svc.commands.closing() {
             break found;
         }
         let _ = tokio::time::timeout(left, woken).await;

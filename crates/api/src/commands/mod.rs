@@ -36,9 +36,24 @@ pub const MAX_OUTPUT_CHARS: usize = 2_500;
 #[derive(Default)]
 pub struct Hub {
     nodes: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Set when the server shuts down: long polls answer at once instead of holding.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
+    /// Ends every long poll now and makes new ones answer at once (server shutdown, so
+    /// in-flight requests finish without waiting out their hold).
+    pub fn close(&self) {
+        self.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let all: Vec<Arc<Notify>> = self.nodes.lock().expect("hub").values().cloned().collect();
+        all.iter().for_each(|n| n.notify_waiters());
+    }
+
+    /// Whether the server is shutting down.
+    pub fn closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The signal of `node` (created on first use).
     pub fn signal(&self, node: &str) -> Arc<Notify> {
         self.nodes.lock().expect("hub").entry(node.to_string()).or_default().clone()
