@@ -462,6 +462,26 @@ def test_timed_out(fleet):
     assert fl.state(cid) == ("TimedOut", "ExecutionTimedOut", 1, 1, 1, 0)
 
 
+def test_reboot_request_is_not_the_end(fleet):
+    """Exit 194: the AWS agent reports SuccessAndReboot, reboots the node and runs the script
+    again; only the reply after that is final."""
+    fl = fleet(1)
+    node = fl.nodes[0]
+    cid = fl.send()["CommandId"]
+    m = one_message(node)
+    node.reply(m["MessageId"], in_progress())
+    node.ack(m["MessageId"])
+    rebooting = final("SuccessAndReboot", 194, stdout="updated, rebooting\n")
+    assert node.reply(m["MessageId"], rebooting).status == 200
+    i = fl.inv(cid, node)
+    assert (i["Status"], i["StatusDetails"], i["ExecutionEndDateTime"]) == ("InProgress", "InProgress", ""), i
+    assert fl.state(cid) == ("InProgress", "InProgress", 1, 0, 0, 0)
+    assert node.reply(m["MessageId"], final("Success", 0, stdout="up to date\n")).status == 200
+    i = fl.inv(cid, node)
+    assert (i["Status"], i["ResponseCode"], i["StandardOutputContent"]) == ("Success", 0, "up to date\n")
+    assert fl.state(cid) == ("Success", "Success", 1, 1, 0, 0)
+
+
 def test_output_is_cut_to_ssm_limits(fleet):
     fl = fleet(1)
     node = fl.nodes[0]
@@ -660,7 +680,7 @@ def test_unacknowledged_message_comes_back_and_shows_delayed(fleet):
     assert fl.inv(cid, node)["Status"] == "InProgress"
     poller = node.poll(visibility=1)
     try:
-        assert received({node.instance_id: poller}, wait=2.5) == {}
+        assert received({node.instance_id: poller}, wait=1.8) == {}
     finally:
         poller.stop()
     node.reply(again["MessageId"], final())
@@ -675,7 +695,7 @@ def test_acknowledged_message_does_not_come_back(fleet):
     assert node.ack(m["MessageId"]).status == 200
     poller = node.poll(visibility=1)
     try:
-        assert received({node.instance_id: poller}, wait=2.5) == {}
+        assert received({node.instance_id: poller}, wait=1.8) == {}
     finally:
         poller.stop()
     # An acknowledgement alone does not start the invocation (the agent's reply does).
