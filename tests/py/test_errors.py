@@ -232,11 +232,10 @@ def test_unknown_key_is_unrecognized_client(server):
     [
         ("get_parameter", {"Name": "p"}, "GetParameter"),
         ("put_parameter", {"Name": "p", "Value": "v", "Type": "String"}, "PutParameter"),
-        ("list_commands", {}, "ListCommands"),
-        ("send_command", {"DocumentName": "AWS-RunShellScript", "InstanceIds": ["i-0123456789abcdef0"]},
-         "SendCommand"),
+        ("create_association", {"Name": "AWS-RunShellScript"}, "CreateAssociation"),
+        ("describe_maintenance_windows", {}, "DescribeMaintenanceWindows"),
     ],
-    ids=["GetParameter", "PutParameter", "ListCommands", "SendCommand"],
+    ids=["GetParameter", "PutParameter", "CreateAssociation", "DescribeMaintenanceWindows"],
 )
 def test_unsupported_operations(ssm, call, kwargs, operation):
     err = expect_error("UnsupportedOperationException", getattr(ssm, call), **kwargs)

@@ -213,7 +213,9 @@ def test_send_command_response_shape(fleet):
     assert c["DocumentVersion"] == "1"
     assert c["Comment"] == "hello"
     assert abs((c["RequestedDateTime"] - before).total_seconds()) < 5
-    assert (c["ExpiresAfter"] - c["RequestedDateTime"]) == timedelta(seconds=600)
+    # ExpiresAfter: the delivery timeout plus the execution timeout (AWS-RunShellScript's
+    # executionTimeout defaults to 3600 s).
+    assert (c["ExpiresAfter"] - c["RequestedDateTime"]) == timedelta(seconds=600 + 3600)
     assert c["Parameters"] == {"commands": ["echo hi"]}
     assert c["InstanceIds"] == fl.ids
     assert c["Targets"] == []
@@ -231,7 +233,7 @@ def test_send_command_response_shape(fleet):
     # Defaults: TimeoutSeconds 3600, no comment.
     d = fl.send(fl.nodes[:1])
     assert d["TimeoutSeconds"] == 3600
-    assert (d["ExpiresAfter"] - d["RequestedDateTime"]) == timedelta(seconds=3600)
+    assert (d["ExpiresAfter"] - d["RequestedDateTime"]) == timedelta(seconds=3600 + 3600)
     assert d["Comment"] == ""
     assert d["TargetCount"] == 1
 
@@ -1492,8 +1494,8 @@ def test_zz_background_held_poll_and_delivery_timeout(background):
     assert held["body"]["Messages"] == [] and held["body"]["Destination"] == bg["held_node"].instance_id
     assert LONG_POLL_S - 1 <= held["elapsed"] <= LONG_POLL_S + 2.5, held["elapsed"]
     # (2) The delivery timeout (at RequestedDateTime + 30 s; the worker looks every 0.5 s).
-    deadline = bg["cmd"]["ExpiresAfter"]
-    assert (deadline - bg["cmd"]["RequestedDateTime"]) == timedelta(seconds=30)
+    deadline = bg["cmd"]["RequestedDateTime"] + timedelta(seconds=bg["cmd"]["TimeoutSeconds"])
+    assert bg["cmd"]["TimeoutSeconds"] == 30
     remaining = (deadline - datetime.now(timezone.utc)).total_seconds()
     if remaining > 0:
         time.sleep(remaining)

@@ -124,3 +124,50 @@ async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone()
     assert_eq!(cmd["CompletedCount"], 3);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn past_expires_after_a_silent_running_node_no_longer_keeps_the_command_open() {
+    let dir = std::env::temp_dir().join(format!("ssmd-api-{}", ssmd_core::ids::uuid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.join("db.sqlite").display())).await.unwrap();
+    let clock = ManualClock::at(START_MS);
+    let svc = Service::new(store, Arc::new(clock.clone())).await.unwrap();
+    let c = root();
+    let a = call(&svc, &c, "CreateActivation", json!({"IamRole": "r", "RegistrationLimit": 1})).await;
+    let silent = node(&svc, &a).await;
+    let cmd = call(
+        &svc,
+        &c,
+        "SendCommand",
+        json!({"DocumentName": "AWS-RunShellScript", "InstanceIds": [silent.0], "TimeoutSeconds": 30,
+               "Parameters": {"commands": ["sleep 100"], "executionTimeout": ["100"]}}),
+    )
+    .await;
+    let id = cmd["Command"]["CommandId"].as_str().unwrap().to_string();
+    // ExpiresAfter = RequestedDateTime + TimeoutSeconds + executionTimeout.
+    assert_eq!(cmd["Command"]["ExpiresAfter"].as_f64().unwrap(), (START_MS + 130_000) as f64 / 1000.0);
+    let m = messages(&svc, &silent).await;
+    let reply = json!({"MessageId": m[0]["MessageId"], "ReplyId": "r1",
+                       "Payload": json!({"documentStatus": "InProgress"}).to_string()});
+    ssmd_api::commands::delivery::handle(&svc, &silent.1, "SendReply", reply).await.unwrap();
+
+    let get = || async {
+        let v = call(&svc, &c, "GetCommandInvocation", json!({"CommandId": id, "InstanceId": silent.0})).await;
+        (v["Status"].as_str().unwrap().to_string(), v["StatusDetails"].as_str().unwrap().to_string())
+    };
+    clock.advance(31_000);
+    ssmd_api::commands::worker::expire_due(&svc, clock.now_ms()).await;
+    assert_eq!(get().await, ("InProgress".to_string(), "InProgress".to_string()));
+    clock.advance(99_000);
+    ssmd_api::commands::worker::expire_due(&svc, clock.now_ms()).await;
+    assert_eq!(get().await, ("TimedOut".to_string(), "DeliveryTimedOut".to_string()));
+    let listed = call(&svc, &c, "ListCommands", json!({"CommandId": id})).await;
+    let cmd = &listed["Commands"][0];
+    assert_eq!((cmd["Status"].as_str(), cmd["StatusDetails"].as_str()), (Some("TimedOut"), Some("DeliveryTimedOut")));
+    // A result that arrives after that changes nothing.
+    let reply = json!({"MessageId": m[0]["MessageId"], "ReplyId": "r2",
+                       "Payload": json!({"documentStatus": "Success"}).to_string()});
+    let _ = ssmd_api::commands::delivery::handle(&svc, &silent.1, "SendReply", reply).await;
+    assert_eq!(get().await.0, "TimedOut");
+    let _ = std::fs::remove_dir_all(&dir);
+}

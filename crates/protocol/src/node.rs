@@ -54,7 +54,7 @@ fn is_message_service(target: &str) -> bool {
 pub fn refuse_control_channel() -> (u16, &'static str) {
     (
         403,
-        "<AccessDeniedException><Message>ssmd does not offer the Session Manager control channel          (ssmmessages); the agent's message delivery runs over ec2messages.</Message></AccessDeniedException>",
+        "<AccessDeniedException><Message>ssmd does not offer the Session Manager control channel (ssmmessages); the agent's message delivery runs over ec2messages.</Message></AccessDeniedException>",
     )
 }
 

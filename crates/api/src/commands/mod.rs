@@ -170,7 +170,7 @@ pub(crate) fn settlement(row: &CommandRow, p: &mut Progress, started: bool) -> S
         completed_count: p.completed as i64,
         error_count: p.errors as i64,
         delivery_timed_out_count: p.delivery_timed_out as i64,
-        deliver_by_ms: if p.halted() { None } else { row.deliver_by_ms },
+        deliver_by_ms: if p.finished() { None } else { row.deliver_by_ms },
         ..Default::default()
     }
 }

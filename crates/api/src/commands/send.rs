@@ -26,6 +26,18 @@ fn param_error(e: ParamError) -> ApiError {
     }
 }
 
+/// The execution timeout a command's nodes apply (seconds): the document's `executionTimeout`
+/// parameter as resolved, else the agent's default of an hour; with the delivery timeout it makes
+/// the command's total timeout (`ExpiresAfter`).
+fn execution_timeout(values: &serde_json::Map<String, Value>) -> i64 {
+    let v = match values.get("executionTimeout") {
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        Some(Value::Number(n)) => n.as_i64(),
+        _ => None,
+    };
+    v.filter(|t| (1..=172_800).contains(t)).unwrap_or(3600)
+}
+
 /// SendCommand.
 pub(crate) async fn send(svc: &Service, caller: &Caller, i: SendCommandRequest) -> Result<SendCommandResult, ApiError> {
     send_with_id(svc, caller, i, ssmd_core::ids::uuid()).await
@@ -103,7 +115,7 @@ pub(crate) async fn send_with_id(
         document_name: Some(document_name.clone()),
         document_version: Some(version),
         comment: Some(i.comment.clone().unwrap_or_default()),
-        expires_after: Some(epoch_seconds(now + i64::from(timeout) * 1000)),
+        expires_after: Some(epoch_seconds(now + (i64::from(timeout) + execution_timeout(&values)) * 1000)),
         parameters: Some(supplied),
         instance_ids: Some(i.instance_ids.clone().unwrap_or_default()),
         targets: Some(i.targets.clone().unwrap_or_default()),

@@ -1,8 +1,10 @@
 //! The Run Command background worker: every [`TICK_MS`] it wakes the long polls of nodes whose
 //! messages became visible (queued by another replica, or back after their visibility timeout),
 //! and it ends the invocations of commands whose delivery timeout has passed before their node
-//! picked them up (TimedOut / DeliveryTimedOut). Every replica runs one; the settle transaction
-//! makes a timeout count once.
+//! picked them up (TimedOut / DeliveryTimedOut), and, once `ExpiresAfter` (delivery plus
+//! execution timeout) has passed, every invocation still unfinished — a node that died mid-run
+//! does not keep its command open forever. Every replica runs one; the settle transaction makes
+//! a timeout count once.
 
 use super::*;
 use ssmd_core::command::End;
@@ -52,25 +54,32 @@ pub async fn expire_due(svc: &Service, now: i64) {
             }
             let mut p = progress(row).ok()?;
             p.expire();
+            // Past ExpiresAfter (delivery plus execution timeout) every unfinished invocation
+            // ends, as SSM does; before it, only those no node has picked up.
+            let expires = spec(row).expires_after.map_or(i64::MAX, |s| (s * 1000.0).round() as i64);
+            let final_pass = now >= expires;
             let mut changed = Vec::new();
             let mut drop = Vec::new();
             for mut inv in invocations {
-                if !not_started(&inv.status) {
-                    continue;
-                }
+                let end = match inv.status.as_str() {
+                    s if not_started(s) => End::DeliveryTimedOut,
+                    "Cancelling" if final_pass => End::Cancelled,
+                    _ if final_pass => End::DeliveryTimedOut,
+                    _ => continue,
+                };
                 if inv.dispatched_ms.is_some() {
-                    p.end(inv.seq as usize, End::DeliveryTimedOut);
+                    p.end(inv.seq as usize, end);
                     drop.push(inv.instance_id.clone());
                 } else {
-                    p.end_unsent(inv.seq as usize, End::DeliveryTimedOut);
+                    p.end_unsent(inv.seq as usize, end);
                 }
-                inv.status = End::DeliveryTimedOut.status().into();
-                inv.status_details = End::DeliveryTimedOut.details().into();
+                inv.status = end.status().into();
+                inv.status_details = end.details().into();
                 inv.ended_ms = Some(now);
                 changed.push(inv);
             }
             let mut s = settlement(row, &mut p, false);
-            s.deliver_by_ms = None;
+            s.deliver_by_ms = if final_pass || p.finished() { None } else { Some(expires) };
             s.invocations = changed;
             s.drop_messages = drop;
             Some(s)
