@@ -176,38 +176,15 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ActivationRow>> {
         timed("activations_page", async {
-            let mut cond = vec!["account = $1".to_string(), "region = $2".to_string()];
-            let mut binds: Vec<sql::Value> = vec![account.into(), region.into()];
-            for (column, values) in
-                [("id", &f.ids), ("default_instance_name", &f.default_instance_names), ("iam_role", &f.iam_roles)]
-            {
-                if values.is_empty() {
-                    continue;
-                }
-                let parts: Vec<String> = values
-                    .iter()
-                    .map(|v| {
-                        binds.push(v.into());
-                        format!("{column} = ${}", binds.len())
-                    })
-                    .collect();
-                cond.push(format!("({})", parts.join(" OR ")));
-            }
+            let mut w = sql::Where::new();
+            w.and("account = ?1 AND region = ?2", [account.into(), region.into()]);
+            w.any_of("id", &f.ids)
+                .any_of("default_instance_name", &f.default_instance_names)
+                .any_of("iam_role", &f.iam_roles);
             if let Some((t, id)) = after {
-                binds.push(t.into());
-                let tb = binds.len();
-                binds.push(id.into());
-                cond.push(format!("(created_ms > ${tb} OR (created_ms = ${tb} AND id > ${}))", binds.len()));
+                w.and("(created_ms > ?1 OR (created_ms = ?1 AND id > ?2))", [t.into(), id.into()]);
             }
-            binds.push(limit.into());
-            let mut q = sql::query(format!(
-                "SELECT {COLUMNS} FROM activations WHERE {} ORDER BY created_ms, id LIMIT ${}",
-                cond.join(" AND "),
-                binds.len()
-            ));
-            for b in binds {
-                q = q.bind(b);
-            }
+            let q = w.query(&format!("SELECT {COLUMNS} FROM activations"), "ORDER BY created_ms, id", limit);
             q.fetch_all(&self.db).await?.iter().map(row).collect()
         })
         .await

@@ -324,52 +324,24 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<(i64, ExecutionRow)>> {
         timed("executions_page", async {
-            let mut cond = vec!["account = $1".to_string(), "region = $2".to_string()];
-            let mut binds: Vec<sql::Value> = vec![account.into(), region.into()];
-            let mut any_of = |column: &str, op: &str, values: &[String], binds: &mut Vec<sql::Value>| {
-                if values.is_empty() {
-                    return;
-                }
-                let parts: Vec<String> = values
-                    .iter()
-                    .map(|v| {
-                        binds.push(v.into());
-                        if op == "prefix" {
-                            format!("substr({column}, 1, {}) = ${}", v.chars().count(), binds.len())
-                        } else {
-                            format!("{column} {op} ${}", binds.len())
-                        }
-                    })
-                    .collect();
-                cond.push(format!("({})", parts.join(" OR ")));
-            };
-            any_of("status", "=", &f.statuses, &mut binds);
-            any_of("id", "=", &f.ids, &mut binds);
-            any_of("parent_id", "=", &f.parents, &mut binds);
-            any_of("document_name", "prefix", &f.name_prefixes, &mut binds);
+            let mut w = sql::Where::new();
+            w.and("account = ?1 AND region = ?2", [account.into(), region.into()]);
+            w.any_of("status", &f.statuses).any_of("id", &f.ids).any_of("parent_id", &f.parents);
+            w.any_matching(&f.name_prefixes, |n, v| format!("substr(document_name, 1, {}) = ${n}", v.chars().count()));
             if let Some(t) = f.start_before_ms {
-                binds.push(t.into());
-                cond.push(format!("start_ms < ${}", binds.len()));
+                w.and("start_ms < ?1", [t.into()]);
             }
             if let Some(t) = f.start_after_ms {
-                binds.push(t.into());
-                cond.push(format!("start_ms > ${}", binds.len()));
+                w.and("start_ms > ?1", [t.into()]);
             }
             if let Some((t, id)) = after {
-                binds.push(t.into());
-                let tb = binds.len();
-                binds.push(id.into());
-                cond.push(format!("(start_ms < ${tb} OR (start_ms = ${tb} AND id > ${}))", binds.len()));
+                w.and("(start_ms < ?1 OR (start_ms = ?1 AND id > ?2))", [t.into(), id.into()]);
             }
-            binds.push(limit.into());
-            let l = binds.len();
-            let mut q = sql::query(format!(
-                "SELECT start_ms, {COLUMNS} FROM automation_executions WHERE {} ORDER BY start_ms DESC, id LIMIT ${l}",
-                cond.join(" AND ")
-            ));
-            for b in binds {
-                q = q.bind(b);
-            }
+            let q = w.query(
+                &format!("SELECT start_ms, {COLUMNS} FROM automation_executions"),
+                "ORDER BY start_ms DESC, id",
+                limit,
+            );
             q.fetch_all(&self.db).await?.iter().map(|r| Ok((r.get("start_ms")?, row(r)?))).collect()
         })
         .await

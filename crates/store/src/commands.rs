@@ -203,12 +203,6 @@ fn invocation_row(r: &sql::Row) -> Result<InvocationRow> {
     })
 }
 
-/// Adds a condition with one parameter: `?` in `expr` becomes that parameter's number.
-fn push(expr: &str, v: sql::Value, binds: &mut Vec<sql::Value>, cond: &mut Vec<String>) {
-    binds.push(v);
-    cond.push(expr.replace('?', &format!("${}", binds.len())));
-}
-
 fn final_list() -> String {
     FINAL_STATUSES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
 }
@@ -640,56 +634,36 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<CommandRow>> {
         timed("commands_page", async {
-            let mut cond = vec!["c.account = $1".to_string(), "c.region = $2".to_string()];
-            let mut binds: Vec<sql::Value> = vec![account.into(), region.into()];
+            let mut w = sql::Where::new();
+            w.and("c.account = ?1 AND c.region = ?2", [account.into(), region.into()]);
             if let Some(id) = &f.command_id {
-                push("c.id = ?", id.into(), &mut binds, &mut cond);
+                w.and("c.id = ?1", [id.into()]);
             }
             if let Some(node) = &f.instance_id {
-                push(
-                    "EXISTS (SELECT 1 FROM command_invocations i WHERE i.command_id = c.id AND i.instance_id = ?)",
-                    node.into(),
-                    &mut binds,
-                    &mut cond,
+                w.and(
+                    "EXISTS (SELECT 1 FROM command_invocations i WHERE i.command_id = c.id AND i.instance_id = ?1)",
+                    [node.into()],
                 );
             }
             if let Some(d) = &f.document_name {
-                push("c.document_name = ?", d.into(), &mut binds, &mut cond);
+                w.and("c.document_name = ?1", [d.into()]);
             }
             if let Some(t) = f.invoked_after_ms {
-                push("c.requested_ms >= ?", t.into(), &mut binds, &mut cond);
+                w.and("c.requested_ms >= ?1", [t.into()]);
             }
             if let Some(t) = f.invoked_before_ms {
-                push("c.requested_ms <= ?", t.into(), &mut binds, &mut cond);
+                w.and("c.requested_ms <= ?1", [t.into()]);
             }
-            if !f.statuses.is_empty() {
-                let marks: Vec<String> = f
-                    .statuses
-                    .iter()
-                    .map(|s| {
-                        binds.push(s.into());
-                        format!("${}", binds.len())
-                    })
-                    .collect();
-                cond.push(format!("c.status IN ({})", marks.join(", ")));
-            }
+            w.any_of("c.status", &f.statuses);
             if let Some((t, id)) = after {
-                binds.push(t.into());
-                let tb = binds.len();
-                binds.push(id.into());
-                cond.push(format!("(c.requested_ms < ${tb} OR (c.requested_ms = ${tb} AND c.id > ${}))", binds.len()));
+                w.and("(c.requested_ms < ?1 OR (c.requested_ms = ?1 AND c.id > ?2))", [t.into(), id.into()]);
             }
-            binds.push(limit.into());
             let cols: Vec<String> = COMMAND_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
-            let mut q = sql::query(format!(
-                "SELECT {} FROM commands c WHERE {} ORDER BY c.requested_ms DESC, c.id LIMIT ${}",
-                cols.join(", "),
-                cond.join(" AND "),
-                binds.len()
-            ));
-            for b in binds {
-                q = q.bind(b);
-            }
+            let q = w.query(
+                &format!("SELECT {} FROM commands c", cols.join(", ")),
+                "ORDER BY c.requested_ms DESC, c.id",
+                limit,
+            );
             q.fetch_all(&self.db).await?.iter().map(command_row).collect()
         })
         .await
@@ -706,67 +680,41 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<InvocationRow>> {
         timed("invocations_page", async {
-            let mut cond = vec!["i.account = $1".to_string(), "i.region = $2".to_string()];
-            let mut binds: Vec<sql::Value> = vec![account.into(), region.into()];
+            let mut w = sql::Where::new();
+            w.and("i.account = ?1 AND i.region = ?2", [account.into(), region.into()]);
             if let Some(id) = &f.command_id {
-                push("i.command_id = ?", id.into(), &mut binds, &mut cond);
+                w.and("i.command_id = ?1", [id.into()]);
             }
             if let Some(node) = &f.instance_id {
-                push("i.instance_id = ?", node.into(), &mut binds, &mut cond);
+                w.and("i.instance_id = ?1", [node.into()]);
             }
             if let Some(d) = &f.document_name {
-                push(
-                    "EXISTS (SELECT 1 FROM commands c WHERE c.id = i.command_id AND c.document_name = ?)",
-                    d.into(),
-                    &mut binds,
-                    &mut cond,
-                );
+                w.and("EXISTS (SELECT 1 FROM commands c WHERE c.id = i.command_id AND c.document_name = ?1)", [d.into()]);
             }
             if let Some(t) = f.invoked_after_ms {
-                push("i.requested_ms >= ?", t.into(), &mut binds, &mut cond);
+                w.and("i.requested_ms >= ?1", [t.into()]);
             }
             if let Some(t) = f.invoked_before_ms {
-                push("i.requested_ms <= ?", t.into(), &mut binds, &mut cond);
+                w.and("i.requested_ms <= ?1", [t.into()]);
             }
-            if !f.statuses.is_empty() {
-                let marks: Vec<String> = f
-                    .statuses
-                    .iter()
-                    .map(|s| {
-                        binds.push(s.into());
-                        format!("${}", binds.len())
-                    })
-                    .collect();
-                cond.push(format!("i.status IN ({})", marks.join(", ")));
-            }
+            w.any_of("i.status", &f.statuses);
             match f.complete {
-                Some(true) => cond.push(format!("i.status IN ({})", final_list())),
-                Some(false) => cond.push(format!("i.status NOT IN ({})", final_list())),
-                None => {}
-            }
+                Some(true) => w.and(&format!("i.status IN ({})", final_list()), []),
+                Some(false) => w.and(&format!("i.status NOT IN ({})", final_list()), []),
+                None => &mut w,
+            };
             if let Some((t, id, seq)) = after {
-                binds.push(t.into());
-                let tb = binds.len();
-                binds.push(id.into());
-                let ib = binds.len();
-                binds.push(seq.into());
-                cond.push(format!(
-                    "(i.requested_ms < ${tb} OR (i.requested_ms = ${tb} AND (i.command_id > ${ib} \
-                     OR (i.command_id = ${ib} AND i.seq > ${}))))",
-                    binds.len()
-                ));
+                w.and(
+                    "(i.requested_ms < ?1 OR (i.requested_ms = ?1 AND (i.command_id > ?2 OR (i.command_id = ?2 AND i.seq > ?3))))",
+                    [t.into(), id.into(), seq.into()],
+                );
             }
-            binds.push(limit.into());
             let cols: Vec<String> = INVOCATION_COLUMNS.split(", ").map(|c| format!("i.{c}")).collect();
-            let mut q = sql::query(format!(
-                "SELECT {} FROM command_invocations i WHERE {} ORDER BY i.requested_ms DESC, i.command_id, i.seq LIMIT ${}",
-                cols.join(", "),
-                cond.join(" AND "),
-                binds.len()
-            ));
-            for b in binds {
-                q = q.bind(b);
-            }
+            let q = w.query(
+                &format!("SELECT {} FROM command_invocations i", cols.join(", ")),
+                "ORDER BY i.requested_ms DESC, i.command_id, i.seq",
+                limit,
+            );
             q.fetch_all(&self.db).await?.iter().map(invocation_row).collect()
         })
         .await

@@ -471,3 +471,106 @@ impl Drop for Tx<'_> {
         }
     }
 }
+
+/// A `WHERE` clause assembled from conditions, with parameters numbered in order of appearance
+/// (as both backends need): the one way list queries build their filters.
+#[derive(Debug, Clone, Default)]
+pub struct Where {
+    cond: Vec<String>,
+    binds: Vec<Value>,
+}
+
+impl Where {
+    /// An empty clause.
+    pub fn new() -> Where {
+        Where::default()
+    }
+
+    /// Adds a condition: `?1`, `?2`… in `expr` are `values[0]`, `values[1]`… (each may appear
+    /// several times).
+    pub fn and<const N: usize>(&mut self, expr: &str, values: [Value; N]) -> &mut Where {
+        let base = self.binds.len();
+        let mut out = expr.to_string();
+        // Highest index first, so `?1` does not eat the start of `?10`.
+        for k in (1..=N).rev() {
+            out = out.replace(&format!("?{k}"), &format!("${}", base + k));
+        }
+        self.binds.extend(values);
+        self.cond.push(out);
+        self
+    }
+
+    /// Adds `column = v1 OR column = v2 …` (nothing for no values).
+    pub fn any_of(&mut self, column: &str, values: &[String]) -> &mut Where {
+        self.any_matching(values, |n, _| format!("{column} = ${n}"))
+    }
+
+    /// Adds one alternative per value, `expr(parameter number, value)` (nothing for no values).
+    pub fn any_matching(&mut self, values: &[String], expr: impl Fn(usize, &str) -> String) -> &mut Where {
+        if values.is_empty() {
+            return self;
+        }
+        let parts: Vec<String> = values
+            .iter()
+            .map(|v| {
+                self.binds.push(v.into());
+                expr(self.binds.len(), v)
+            })
+            .collect();
+        self.cond.push(format!("({})", parts.join(" OR ")));
+        self
+    }
+
+    /// The statement `{select} WHERE … {order} LIMIT n`, with its parameters bound.
+    pub fn query(mut self, select: &str, order: &str, limit: i64) -> Query {
+        self.binds.push(limit.into());
+        let clause = if self.cond.is_empty() { "TRUE".to_string() } else { self.cond.join(" AND ") };
+        let mut q = query(format!("{select} WHERE {clause} {order} LIMIT ${}", self.binds.len()));
+        for b in self.binds {
+            q = q.bind(b);
+        }
+        q
+    }
+}
+
+#[cfg(test)]
+mod where_tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_numbered_in_order_and_may_repeat() {
+        let mut w = Where::new();
+        w.and("a = ?1 AND b = ?2", [1.into(), "x".into()]);
+        w.any_of("s", &["p".to_string(), "q".to_string()]);
+        w.any_of("never", &[]);
+        w.and("(t < ?1 OR (t = ?1 AND id > ?2))", [5.into(), "k".into()]);
+        let q = w.query("SELECT * FROM x", "ORDER BY t", 10);
+        assert_eq!(
+            q.sql,
+            "SELECT * FROM x WHERE a = $1 AND b = $2 AND (s = $3 OR s = $4) AND (t < $5 OR (t = $5 AND id > $6)) ORDER BY t LIMIT $7"
+        );
+        assert_eq!(
+            q.params,
+            vec![
+                Value::Int(1),
+                Value::Text("x".into()),
+                Value::Text("p".into()),
+                Value::Text("q".into()),
+                Value::Int(5),
+                Value::Text("k".into()),
+                Value::Int(10)
+            ]
+        );
+    }
+
+    #[test]
+    fn ten_or_more_parameters_keep_their_numbers() {
+        let mut w = Where::new();
+        let values: Vec<String> = (0..9).map(|i| i.to_string()).collect();
+        w.any_of("v", &values);
+        w.and("a = ?1", [1.into()]);
+        let q = w.query("SELECT 1", "", 1);
+        assert!(q.sql.contains("a = $10"), "{}", q.sql);
+        assert!(q.sql.ends_with("LIMIT $11"), "{}", q.sql);
+    }
+}
