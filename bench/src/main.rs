@@ -90,7 +90,7 @@ fn main() -> Result<()> {
         Some("nodes") => nodes::run(&args[1..]),
         Some("agent") => nodes::agent(&args[1..]),
         _ => bail!(
-            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] | agent [--agent PATH] [--ssmd PATH] | floor-server)"
+            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] [--no-sqlite] [--perf PREFIX] [--keep] | agent [--agent PATH] [--ssmd PATH] | floor-server)"
         ),
     }
 }

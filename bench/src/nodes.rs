@@ -77,12 +77,20 @@ struct NodeOpts {
     perf: Option<String>,
     /// Keep the server's data directory (its path is printed).
     keep: bool,
+    /// Skip SQLite (to profile PostgreSQL alone).
+    sqlite: bool,
 }
 
 /// Takes `--nodes`, `--agent` and `--no-agent` out of `args`; the rest are the shared options.
 fn split_opts(args: &[String]) -> Result<(Opts, NodeOpts)> {
-    let mut n =
-        NodeOpts { nodes: 1000, agent: "target/release/ssmd-agent".into(), with_agent: true, perf: None, keep: false };
+    let mut n = NodeOpts {
+        nodes: 1000,
+        agent: "target/release/ssmd-agent".into(),
+        with_agent: true,
+        perf: None,
+        keep: false,
+        sqlite: true,
+    };
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -92,6 +100,7 @@ fn split_opts(args: &[String]) -> Result<(Opts, NodeOpts)> {
             "--no-agent" => n.with_agent = false,
             "--perf" => n.perf = Some(it.next().context("--perf needs a file prefix")?.clone()),
             "--keep" => n.keep = true,
+            "--no-sqlite" => n.sqlite = false,
             _ => rest.push(a.clone()),
         }
     }
@@ -950,7 +959,10 @@ pub fn run(args: &[String]) -> Result<()> {
         c.arg("floor-server");
         c
     })?;
-    let mut backends: Vec<(&str, Option<String>)> = vec![("sqlite", None)];
+    let mut backends: Vec<(&str, Option<String>)> = Vec::new();
+    if no.sqlite {
+        backends.push(("sqlite", None));
+    }
     if let Some(base) = &o.pg {
         backends.push(("postgres", Some(fresh_pg(base)?)));
     }
