@@ -560,7 +560,7 @@ async fn floor_a(floor_port: u16, nodes: &[(String, Creds)]) -> Result<(f64, f64
 async fn floor_b(port: u16, nodes: &[(String, Creds)], round: usize) -> Result<f64> {
     let barrier = Arc::new(Barrier::new(nodes.len() + 1));
     let mut tasks = Vec::new();
-    for (id, _) in nodes.iter().cloned() {
+    for id in nodes.iter().map(|(id, _)| id.clone()) {
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
             let mut s = connect(port).await;
@@ -765,7 +765,7 @@ fn raise_nofile(needed: u64) -> Result<()> {
             libc::setrlimit(libc::RLIMIT_NOFILE, &l);
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
         }
-        if (l.rlim_cur as u64) < needed {
+        if l.rlim_cur < needed {
             bail!(
                 "the open-file limit is {} but {needed} are needed: raise it (ulimit -n) or use fewer --nodes",
                 l.rlim_cur
