@@ -33,6 +33,7 @@ pub struct Service {
     tokens: TokenSigner,
     automation: automation::Shared,
     commands: commands::Hub,
+    pickups: commands::pickup::Pickups,
 }
 
 impl Service {
@@ -55,11 +56,12 @@ impl Service {
             .await
             .map_err(store_error)?;
         Ok(Service {
-            store,
             clock,
             tokens: TokenSigner::new(secret.into_bytes()),
             automation: automation::Shared::new(settings),
             commands: commands::Hub::default(),
+            pickups: commands::pickup::Pickups::start(store.clone()),
+            store,
         })
     }
 

@@ -411,20 +411,30 @@ impl Store {
 
     async fn apply_settlement(tx: &mut Tx<'_>, cmd: &CommandRow, s: &Settlement, now_ms: i64) -> Result<Vec<String>> {
         let mut woken = Vec::new();
-        sql::query(
-            "UPDATE commands SET status = $1, status_details = $2, progress = $3, completed_count = $4, \
+        let unchanged = s.status == cmd.status
+            && s.status_details == cmd.status_details
+            && s.progress == cmd.progress
+            && s.completed_count == cmd.completed_count
+            && s.error_count == cmd.error_count
+            && s.delivery_timed_out_count == cmd.delivery_timed_out_count
+            && s.deliver_by_ms == cmd.deliver_by_ms;
+        // Most replies (a node's InProgress) leave the command as it is: no rewrite of its row.
+        if !unchanged {
+            sql::query(
+                "UPDATE commands SET status = $1, status_details = $2, progress = $3, completed_count = $4, \
              error_count = $5, delivery_timed_out_count = $6, deliver_by_ms = $7 WHERE id = $8",
-        )
-        .bind(&s.status)
-        .bind(&s.status_details)
-        .bind(&s.progress)
-        .bind(s.completed_count)
-        .bind(s.error_count)
-        .bind(s.delivery_timed_out_count)
-        .bind(s.deliver_by_ms)
-        .bind(&cmd.id)
-        .execute(&mut *tx)
-        .await?;
+            )
+            .bind(&s.status)
+            .bind(&s.status_details)
+            .bind(&s.progress)
+            .bind(s.completed_count)
+            .bind(s.error_count)
+            .bind(s.delivery_timed_out_count)
+            .bind(s.deliver_by_ms)
+            .bind(&cmd.id)
+            .execute(&mut *tx)
+            .await?;
+        }
         for i in &s.invocations {
             sql::query(
                 "UPDATE command_invocations SET status = $1, status_details = $2, dispatched_ms = $3, \
@@ -505,56 +515,82 @@ impl Store {
         invisible_until: i64,
         limit: i64,
     ) -> Result<Vec<MessageRow>> {
+        let mut all = self.take_messages_many(&[(destination.to_string(), invisible_until)], now_ms, limit).await?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// [`Store::take_messages`] for many nodes at once, in one transaction: `pickups` are
+    /// (destination, invisible until); the answer has one list per pickup, in order. Woken long
+    /// polls are served this way in batches, so a fan-out to many nodes costs one commit, not one
+    /// per node.
+    pub async fn take_messages_many(
+        &self,
+        pickups: &[(String, i64)],
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<Vec<MessageRow>>> {
         timed("take_messages", async {
             let mut tx = self.db.begin().await?;
             let lock = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-            let rows = sql::query(format!(
+            let take = format!(
                 "UPDATE node_messages SET visible_ms = $1, deliveries = deliveries + 1 WHERE message_id IN (\
                  SELECT message_id FROM node_messages WHERE destination = $2 AND acked = 0 AND visible_ms <= $3 \
                  ORDER BY created_ms, message_id LIMIT $4{lock}) \
                  RETURNING message_id, destination, command_id, topic, payload, created_ms, deliveries"
-            ))
-            .bind(invisible_until)
-            .bind(destination)
-            .bind(now_ms)
-            .bind(limit)
-            .fetch_all(&mut tx)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let command_id: String = r.get("command_id")?;
-                let payload: Option<String> = r.get("payload")?;
-                let payload = match payload {
-                    Some(p) => p,
-                    None => {
-                        if r.get::<i64>("deliveries")? > 1 {
-                            sql::query(
-                                "UPDATE command_invocations SET status = 'Delayed', status_details = 'Delayed' \
-                                 WHERE command_id = $1 AND instance_id = $2 AND status = 'Pending'",
-                            )
-                            .bind(&command_id)
-                            .bind(destination)
-                            .execute(&mut tx)
-                            .await?;
+            );
+            let mut payloads: std::collections::HashMap<String, String> = Default::default();
+            let mut answers = Vec::with_capacity(pickups.len());
+            for (destination, invisible_until) in pickups {
+                let rows = sql::query(take.as_str())
+                    .bind(*invisible_until)
+                    .bind(destination)
+                    .bind(now_ms)
+                    .bind(limit)
+                    .fetch_all(&mut tx)
+                    .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let command_id: String = r.get("command_id")?;
+                    let payload = match r.get::<Option<String>>("payload")? {
+                        Some(p) => p,
+                        None => {
+                            if r.get::<i64>("deliveries")? > 1 {
+                                sql::query(
+                                    "UPDATE command_invocations SET status = 'Delayed', status_details = 'Delayed' \
+                                     WHERE command_id = $1 AND instance_id = $2 AND status = 'Pending'",
+                                )
+                                .bind(&command_id)
+                                .bind(destination)
+                                .execute(&mut tx)
+                                .await?;
+                            }
+                            match payloads.get(&command_id) {
+                                Some(p) => p.clone(),
+                                None => {
+                                    let p = sql::query("SELECT payload FROM commands WHERE id = $1")
+                                        .bind(&command_id)
+                                        .scalar::<String>(&mut tx)
+                                        .await?;
+                                    payloads.insert(command_id.clone(), p.clone());
+                                    p
+                                }
+                            }
                         }
-                        sql::query("SELECT payload FROM commands WHERE id = $1")
-                            .bind(&command_id)
-                            .scalar::<String>(&mut tx)
-                            .await?
-                    }
-                };
-                out.push(MessageRow {
-                    message_id: r.get("message_id")?,
-                    destination: r.get("destination")?,
-                    command_id,
-                    topic: r.get("topic")?,
-                    payload,
-                    created_ms: r.get("created_ms")?,
-                });
+                    };
+                    out.push(MessageRow {
+                        message_id: r.get("message_id")?,
+                        destination: r.get("destination")?,
+                        command_id,
+                        topic: r.get("topic")?,
+                        payload,
+                        created_ms: r.get("created_ms")?,
+                    });
+                }
+                out.sort_by(|a, b| (a.created_ms, &a.message_id).cmp(&(b.created_ms, &b.message_id)));
+                answers.push(out);
             }
-            out.sort_by(|a, b| (a.created_ms, &a.message_id).cmp(&(b.created_ms, &b.message_id)));
             tx.commit().await?;
-            Ok(out)
+            Ok(answers)
         })
         .await
     }
@@ -573,17 +609,28 @@ impl Store {
     /// Acknowledges a message of `destination`: a command message is not handed out again, any
     /// other message is done with. False if there is no such message.
     pub async fn ack_message(&self, destination: &str, message_id: &str) -> Result<bool> {
-        let n = sql::query(
-            "UPDATE node_messages SET acked = 1 WHERE message_id = $1 AND destination = $2 AND payload IS NULL",
+        let kind = sql::query(
+            "SELECT CASE WHEN payload IS NULL THEN acked + 1 ELSE 0 END AS command, acked FROM node_messages WHERE message_id = $1 AND destination = $2",
         )
         .bind(message_id)
         .bind(destination)
-        .execute(&self.db)
+        .fetch_optional(&self.db)
         .await?;
-        if n > 0 {
-            return Ok(true);
+        let Some(kind) = kind else { return Ok(false) };
+        // (`acked + 1` keeps the column BIGINT on PostgreSQL, where a literal would be INT4.)
+        let (command, acked) = (kind.get::<i64>("command")? != 0, kind.get::<i64>("acked")? != 0);
+        if !command {
+            return self.delete_message(destination, message_id).await;
         }
-        self.delete_message(destination, message_id).await
+        if !acked {
+            // The AWS agent's InProgress reply usually acknowledged it already: no write then.
+            sql::query("UPDATE node_messages SET acked = 1 WHERE message_id = $1 AND destination = $2")
+                .bind(message_id)
+                .bind(destination)
+                .execute(&self.db)
+                .await?;
+        }
+        Ok(true)
     }
 
     /// Deletes a message of `destination`; false if there is no such message.

@@ -19,9 +19,6 @@ pub const OPERATIONS: &[&str] = &["GetMessages", "AcknowledgeMessage", "SendRepl
 /// HTTP timeout is 20 s).
 pub const LONG_POLL_MS: i64 = 15_000;
 
-/// At most this many messages per GetMessages answer.
-const MAX_MESSAGES: i64 = 10;
-
 fn access_denied(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::AccessDeniedException, msg)
 }
@@ -103,8 +100,7 @@ async fn get_messages(svc: &Service, node: &str, input: &Value) -> Result<Value,
         tokio::pin!(woken);
         woken.as_mut().enable();
         let now = svc.now_ms();
-        let found =
-            svc.store.take_messages(node, now, now + visibility * 1000, MAX_MESSAGES).await.map_err(store_error)?;
+        let found = svc.pickups.take(node, now, now + visibility * 1000).await?;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if !found.is_empty() || left.is_zero() || svc.commands.closing() {
             break found;

@@ -11,6 +11,7 @@
 
 pub(crate) mod cancel;
 pub mod delivery;
+pub(crate) mod pickup;
 pub(crate) mod query;
 pub(crate) mod send;
 pub mod worker;

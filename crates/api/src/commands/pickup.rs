@@ -1,0 +1,69 @@
+//! Message pickups, batched: long polls that wake together (a command fanned out to many nodes)
+//! take their messages in one store transaction instead of one transaction each. A single task
+//! serves the queue: it takes whatever requests are waiting (up to [`MAX_BATCH`]), runs them
+//! as one `take_messages_many`, and answers each. With one poll waiting it costs one channel hop.
+
+use crate::store_error;
+use ssmd_model::ApiError;
+use ssmd_store::{MessageRow, Store};
+use tokio::sync::{mpsc, oneshot};
+
+/// At most this many messages per node per pickup (per GetMessages answer).
+pub const MAX_MESSAGES: i64 = 10;
+
+/// At most this many pickups per transaction.
+const MAX_BATCH: usize = 512;
+
+struct Request {
+    node: String,
+    now_ms: i64,
+    invisible_until: i64,
+    reply: oneshot::Sender<Result<Vec<MessageRow>, ApiError>>,
+}
+
+/// The pickup queue.
+pub struct Pickups {
+    queue: mpsc::UnboundedSender<Request>,
+}
+
+impl Pickups {
+    /// Starts the task serving pickups from `store` (on the current tokio runtime).
+    pub fn start(store: Store) -> Pickups {
+        let (queue, mut rx) = mpsc::unbounded_channel::<Request>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                let now = batch.iter().map(|r| r.now_ms).max().unwrap_or_default();
+                let pickups: Vec<(String, i64)> = batch.iter().map(|r| (r.node.clone(), r.invisible_until)).collect();
+                match store.take_messages_many(&pickups, now, MAX_MESSAGES).await {
+                    Ok(answers) => {
+                        for (r, found) in batch.into_iter().zip(answers) {
+                            let _ = r.reply.send(Ok(found));
+                        }
+                    }
+                    Err(e) => {
+                        let e = store_error(e);
+                        for r in batch {
+                            let _ = r.reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Pickups { queue }
+    }
+
+    /// Takes the visible messages of `node`, hiding them until `invisible_until`.
+    pub async fn take(&self, node: &str, now_ms: i64, invisible_until: i64) -> Result<Vec<MessageRow>, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let req = Request { node: node.to_string(), now_ms, invisible_until, reply };
+        self.queue.send(req).map_err(|_| ApiError::internal("the message pickup task has stopped"))?;
+        answer.await.map_err(|_| ApiError::internal("the message pickup task dropped a request"))?
+    }
+}
