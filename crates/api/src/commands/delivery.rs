@@ -209,7 +209,6 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
         if inv.dispatched_ms.is_none() || ssmd_store::FINAL_STATUSES.contains(&inv.status.as_str()) {
             return None; // a late or repeated reply never rewrites a final result
         }
-        let mut p = progress(row).ok()?;
         inv.started_ms = inv.started_ms.or(Some(now));
         // Merge: a plugin keeps its first start time; one first seen finished started with the
         // invocation (the agent's first reply carries no plugins).
@@ -225,6 +224,7 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
         let mut s;
         match End::from_agent(&document_status) {
             Some(end) => {
+                let mut p = progress(row).ok()?;
                 let next = p.end(inv.seq as usize, end);
                 inv.status = end.status().into();
                 inv.status_details = end.details().into();
@@ -243,7 +243,8 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
                     inv.status = "InProgress".into();
                     inv.status_details = "InProgress".into();
                 }
-                s = settlement(row, &mut p, true);
+                // Progress is untouched: the command only moves from Pending to InProgress.
+                s = started(row);
                 s.acked = vec![inv.instance_id.clone()];
             }
         }

@@ -176,6 +176,26 @@ pub(crate) fn settlement(row: &CommandRow, p: &mut Progress, started: bool) -> S
     }
 }
 
+/// A settlement that leaves the command's progress and counters as they are, only marking it
+/// InProgress if it was Pending (a node reported it started).
+pub(crate) fn started(row: &CommandRow) -> Settlement {
+    let (status, details) = if row.status == "Pending" {
+        ("InProgress".to_string(), "InProgress".to_string())
+    } else {
+        (row.status.clone(), row.status_details.clone())
+    };
+    Settlement {
+        status,
+        status_details: details,
+        progress: row.progress.clone(),
+        completed_count: row.completed_count,
+        error_count: row.error_count,
+        delivery_timed_out_count: row.delivery_timed_out_count,
+        deliver_by_ms: row.deliver_by_ms,
+        ..Default::default()
+    }
+}
+
 /// Invocation statuses in which the node has not picked the command up yet.
 pub(crate) fn not_started(status: &str) -> bool {
     status == "Pending" || status == "Delayed"
