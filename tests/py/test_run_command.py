@@ -1514,3 +1514,50 @@ def test_zz_background_held_poll_and_delivery_timeout(background):
     assert fl.inv(cid, a)["Status"] == "TimedOut"
     c2 = fl.send([a])
     assert [m["MessageId"] for m in a.messages()] == [msg_id(c2["CommandId"], a)]
+
+
+# --------------------------------------------------------------------------- review regressions
+
+
+def node_client(node: FakeNode):
+    """boto3 with a node's own temporary credentials."""
+    c = node.creds
+    return boto3.client(
+        "ssm", endpoint_url=node.endpoint, region_name=REGION, aws_access_key_id=c.access_key,
+        aws_secret_access_key=c.secret_key, aws_session_token=c.token,
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def test_node_credentials_cannot_send_commands_or_read_other_nodes_output(fleet):
+    fl = fleet(2)
+    a, b = fl.nodes
+    cmd = fl.send([b])
+    as_node = node_client(a)
+    err = expect_error("AccessDeniedException", as_node.send_command, DocumentName=DOC,
+                       Targets=[{"Key": "InstanceIds", "Values": ["*"]}], Parameters={"commands": ["id"]})
+    assert f"managed-instance/{a.instance_id}" in err["Message"] and "ssm:SendCommand" in err["Message"]
+    expect_error("AccessDeniedException", as_node.get_command_invocation, CommandId=cmd["CommandId"],
+                 InstanceId=b.instance_id)
+    expect_error("AccessDeniedException", as_node.cancel_command, CommandId=cmd["CommandId"])
+    # What the agent does call still works.
+    assert as_node.get_document(Name=DOC)["Name"] == DOC
+
+
+def test_nul_in_output_is_dropped_and_the_reply_lands(fleet):
+    fl = fleet(1)
+    (n,) = fl.nodes
+    cmd = fl.send()
+    m = one_message(n)
+    run(n, m, stdout="bin\u0000ary\n", stderr="e\u0000rr")
+    i = fl.inv(cmd["CommandId"], n)
+    assert (i["Status"], i["StandardOutputContent"], i["StandardErrorContent"]) == ("Success", "binary\n", "err")
+
+
+def test_reply_ids_are_bounded(fleet):
+    fl = fleet(1)
+    (n,) = fl.nodes
+    fl.send()
+    m = one_message(n)
+    r = n.reply(m["MessageId"], in_progress(), reply_id="x" * 65)
+    assert (r.status, r.error) == (400, "ValidationException"), r.body

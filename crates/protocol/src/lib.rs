@@ -201,6 +201,32 @@ async fn api(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap, b
     resp
 }
 
+/// The public operations a managed node's own credentials may call: what the SSM Agent calls
+/// (documents, parameters, associations, inventory, compliance). Anything else — SendCommand
+/// above all — is refused, so a node that is taken over cannot act on the other nodes.
+pub const NODE_OPERATIONS: &[&str] = &[
+    "GetDocument",
+    "DescribeDocument",
+    "GetParameter",
+    "GetParameters",
+    "ListAssociations",
+    "DescribeAssociation",
+    "UpdateAssociationStatus",
+    "PutInventory",
+    "PutComplianceItems",
+];
+
+/// Refuses a managed node's credentials for an operation nodes do not call.
+fn node_may_call(caller: &ssmd_model::Caller, op: &str) -> Result<(), ApiError> {
+    match ssmd_api::nodes::caller_node(caller) {
+        Some(_) if !NODE_OPERATIONS.contains(&op) => Err(ApiError::new(
+            ErrorCode::AccessDeniedException,
+            format!("User: {} is not authorized to perform: ssm:{op}", caller.arn),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A request body as JSON: empty means `{}`; anything unparsable is `SerializationException`.
 pub(crate) fn parse_input(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -244,6 +270,9 @@ async fn handle(
         Ok(c) => c,
         Err(e) => return (name, Err(e)),
     };
+    if let Err(e) = node_may_call(&caller, name) {
+        return (name, Err(e));
+    }
     let input = match parse_input(&body) {
         Ok(v) => v,
         Err(e) => return (name, Err(e)),

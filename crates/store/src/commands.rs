@@ -398,8 +398,9 @@ impl Store {
                 .collect::<Result<Vec<_>>>()?,
             };
             let Some(s) = decide(&cmd, invocations) else {
-                // The reply id stays recorded: a replayed reply is still a duplicate.
-                tx.commit().await?;
+                // Nothing to change: the reply id is not kept either (a replay changes nothing
+                // again), so replies that change nothing can't fill the table.
+                tx.rollback().await?;
                 return Ok(Some(Vec::new()));
             };
             let woken = Self::apply_settlement(&mut tx, &cmd, &s, now_ms).await?;
@@ -435,6 +436,20 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        for node in &s.drop_messages {
+            sql::query("DELETE FROM node_messages WHERE message_id = $1")
+                .bind(send_message_id(&cmd.id, node))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for node in &s.acked {
+            sql::query("UPDATE node_messages SET acked = 1 WHERE message_id = $1")
+                .bind(send_message_id(&cmd.id, node))
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Invocations after the messages: a pickup locks a message, then its invocation (Delayed);
+        // the same order here keeps PostgreSQL from deadlocking the two.
         for i in &s.invocations {
             sql::query(
                 "UPDATE command_invocations SET status = $1, status_details = $2, dispatched_ms = $3, \
@@ -454,18 +469,6 @@ impl Store {
             .bind(&i.instance_id)
             .execute(&mut *tx)
             .await?;
-        }
-        for node in &s.drop_messages {
-            sql::query("DELETE FROM node_messages WHERE message_id = $1")
-                .bind(send_message_id(&cmd.id, node))
-                .execute(&mut *tx)
-                .await?;
-        }
-        for node in &s.acked {
-            sql::query("UPDATE node_messages SET acked = 1 WHERE message_id = $1")
-                .bind(send_message_id(&cmd.id, node))
-                .execute(&mut *tx)
-                .await?;
         }
         for (id, node) in &s.cancel_messages {
             let payload = format!(r#"{{"CancelMessageId":"{}"}}"#, send_message_id(&cmd.id, node));
@@ -656,6 +659,12 @@ impl Store {
         .iter()
         .map(|r| r.first())
         .collect()
+    }
+
+    /// Forgets reply ids received before `before_ms` (the AWS agent re-sends a reply for at most
+    /// two hours); returns how many.
+    pub async fn purge_replies(&self, before_ms: i64) -> Result<u64> {
+        sql::query("DELETE FROM command_replies WHERE received_ms < $1").bind(before_ms).execute(&self.db).await
     }
 
     /// Commands whose delivery deadline has passed, oldest first.

@@ -246,6 +246,12 @@ CREATE TABLE command_replies (
 )
 "#,
     ),
+    (
+        7,
+        r#"
+CREATE INDEX command_replies_by_received ON command_replies (received_ms)
+"#,
+    ),
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

@@ -154,7 +154,9 @@ async fn fail_message(svc: &Service, node: &str, input: &Value) -> Result<Value,
 
 /// What an agent reply says about one plugin.
 fn reply_plugin(name: &str, v: &Value, now: i64) -> Plugin {
-    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    // NUL can't be stored in PostgreSQL text (a script printing binary output would make every
+    // reply fail); it is dropped, like other output the agent could not have shown as text.
+    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().replace('\0', "");
     let status = text("status");
     let end = End::from_agent(&status);
     let code = v.get("code").and_then(Value::as_i64).unwrap_or(if end.is_some() { 0 } else { -1 });
@@ -164,7 +166,7 @@ fn reply_plugin(name: &str, v: &Value, now: i64) -> Plugin {
         None => ("InProgress".into(), "InProgress".into()),
     };
     Plugin {
-        name: v.get("stepName").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(name).to_string(),
+        name: v.get("stepName").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(name).replace('\0', ""),
         status,
         status_details: details,
         // The AWS agent reports a Failed plugin with code 0 as code 1.
@@ -180,6 +182,13 @@ fn reply_plugin(name: &str, v: &Value, now: i64) -> Plugin {
 async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -> Result<Value, ApiError> {
     let id = required(input, "MessageId")?;
     let reply_id = required(input, "ReplyId")?;
+    if reply_id.chars().count() > 64 || reply_id.contains('\0') {
+        return Err(ApiError::new(
+            ErrorCode::ValidationException,
+            "1 validation error detected: Value at 'replyId' failed to satisfy constraint: Member must have length \
+             less than or equal to 64",
+        ));
+    }
     let payload_text = required(input, "Payload")?;
     let Some((command_id, msg_node)) = parse_message_id(id) else {
         return Err(invalid_message(id));

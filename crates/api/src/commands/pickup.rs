@@ -63,9 +63,12 @@ impl Pickups {
                         }
                     }
                     Err(e) => {
-                        let e = store_error(e);
+                        // One bad pickup (or a deadlock) must not fail the whole batch: each is
+                        // tried again on its own.
+                        tracing::warn!(error = %e, pickups = batch.len(), "a batched message pickup failed; retrying one by one");
                         for r in batch {
-                            let _ = r.reply.send(Err(e.clone()));
+                            let one = store.take_messages(&r.node, r.now_ms, r.invisible_until, MAX_MESSAGES).await;
+                            let _ = r.reply.send(one.map_err(store_error));
                         }
                     }
                 }

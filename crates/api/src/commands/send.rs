@@ -26,16 +26,44 @@ fn param_error(e: ParamError) -> ApiError {
     }
 }
 
-/// The execution timeout a command's nodes apply (seconds): the document's `executionTimeout`
-/// parameter as resolved, else the agent's default of an hour; with the delivery timeout it makes
-/// the command's total timeout (`ExpiresAfter`).
-fn execution_timeout(values: &serde_json::Map<String, Value>) -> i64 {
-    let v = match values.get("executionTimeout") {
-        Some(Value::String(s)) => s.trim().parse().ok(),
-        Some(Value::Number(n)) => n.as_i64(),
-        _ => None,
+/// How long the command may run on a node (seconds): the sum of its steps' time limits, as the
+/// agent applies them — `timeoutSeconds` of each 1.2 plugin property or 2.x step, `{{ param }}`
+/// resolved, 3600 when absent or outside 5–172800 — or 3600 for a document that declares none.
+/// With the delivery timeout it makes the command's total timeout (`ExpiresAfter`).
+fn execution_timeout(content: &Value, values: &serde_json::Map<String, Value>) -> i64 {
+    let secs = |v: Option<&Value>| -> i64 {
+        let v = match v {
+            Some(Value::String(t)) => {
+                let name = t.trim().strip_prefix("{{").and_then(|r| r.strip_suffix("}}")).map(str::trim);
+                match name {
+                    Some(n) => values.get(n),
+                    None => v,
+                }
+            }
+            other => other,
+        };
+        let n = match v {
+            Some(Value::Number(n)) => n.as_i64(),
+            Some(Value::String(t)) => t.trim().parse().ok(),
+            _ => None,
+        };
+        n.filter(|t| (5..=172_800).contains(t)).unwrap_or(3600)
     };
-    v.filter(|t| (1..=172_800).contains(t)).unwrap_or(3600)
+    let mut steps: Vec<i64> = Vec::new();
+    if let Some(plugins) = content.get("runtimeConfig").and_then(Value::as_object) {
+        for plugin in plugins.values() {
+            match plugin.get("properties") {
+                Some(Value::Array(props)) => steps.extend(props.iter().map(|p| secs(p.get("timeoutSeconds")))),
+                Some(p @ Value::Object(_)) => steps.push(secs(p.get("timeoutSeconds"))),
+                _ => {}
+            }
+        }
+    }
+    for step in content.get("mainSteps").and_then(Value::as_array).into_iter().flatten() {
+        let limit = step.get("inputs").and_then(|i| i.get("timeoutSeconds")).or_else(|| step.get("timeoutSeconds"));
+        steps.push(secs(limit));
+    }
+    if steps.is_empty() { 3600 } else { steps.iter().sum() }
 }
 
 /// SendCommand.
@@ -115,7 +143,7 @@ pub(crate) async fn send_with_id(
         document_name: Some(document_name.clone()),
         document_version: Some(version),
         comment: Some(i.comment.clone().unwrap_or_default()),
-        expires_after: Some(epoch_seconds(now + (i64::from(timeout) + execution_timeout(&values)) * 1000)),
+        expires_after: Some(epoch_seconds(now + (i64::from(timeout) + execution_timeout(&content, &values)) * 1000)),
         parameters: Some(supplied),
         instance_ids: Some(i.instance_ids.clone().unwrap_or_default()),
         targets: Some(i.targets.clone().unwrap_or_default()),
@@ -174,4 +202,21 @@ pub(crate) async fn send_with_id(
         .map_err(store_error)?
         .ok_or_else(invalid_command)?;
     Ok(SendCommandResult { command: Some(command_shape(&row)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_timeout_sums_the_steps_limits_as_the_agent_reads_them() {
+        let values = json!({"executionTimeout": "100", "long": 14400}).as_object().unwrap().clone();
+        let v12 = json!({"runtimeConfig": {"aws:runShellScript": {"properties": [
+            {"timeoutSeconds": "{{ executionTimeout }}"}, {"timeoutSeconds": 2}]}}});
+        assert_eq!(execution_timeout(&v12, &values), 100 + 3600);
+        let v22 = json!({"mainSteps": [
+            {"inputs": {"timeoutSeconds": "{{long}}"}}, {"inputs": {"timeoutSeconds": 60}}, {"inputs": {}}]});
+        assert_eq!(execution_timeout(&v22, &values), 14400 + 60 + 3600);
+        assert_eq!(execution_timeout(&json!({"mainSteps": []}), &values), 3600);
+    }
 }

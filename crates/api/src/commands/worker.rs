@@ -10,6 +10,9 @@ use super::*;
 use ssmd_core::command::End;
 use std::time::Duration;
 
+/// How long reply ids are remembered (the AWS agent re-sends a reply for at most two hours).
+const REPLY_MEMORY_MS: i64 = 3 * 60 * 60 * 1000;
+
 /// How often the worker looks.
 pub const TICK_MS: u64 = 100;
 
@@ -33,6 +36,11 @@ pub fn start(svc: Arc<Service>) {
             ticks += 1;
             if ticks.is_multiple_of(5) {
                 expire_due(&svc, now).await;
+            }
+            if ticks.is_multiple_of(600) {
+                if let Err(e) = svc.store.purge_replies(now - REPLY_MEMORY_MS).await {
+                    tracing::warn!(error = %e, "forgetting old reply ids failed");
+                }
             }
         }
     });
