@@ -256,14 +256,7 @@ pub fn run(o: &Opts, executions: usize, waiting: usize, parts: &str) -> Result<(
         let _ = std::fs::remove_dir_all(&dir);
     }
     if let Some(base) = &o.pg {
-        let _ = std::process::Command::new("psql")
-            .args([
-                &format!("{base}/postgres"),
-                "-q",
-                "-c",
-                &format!("DROP DATABASE IF EXISTS ssmd_bench_{}", std::process::id()),
-            ])
-            .status();
+        crate::drop_pg(base);
     }
     Ok(())
 }

@@ -375,14 +375,7 @@ fn http_bench(o: Opts) -> Result<()> {
         drop(server);
         let _ = std::fs::remove_dir_all(&dir);
         if let (Some(base), Some(_)) = (&o.pg, &db) {
-            let _ = Command::new("psql")
-                .args([
-                    &format!("{base}/postgres"),
-                    "-q",
-                    "-c",
-                    &format!("DROP DATABASE IF EXISTS ssmd_bench_{}", std::process::id()),
-                ])
-                .status();
+            drop_pg(base);
         }
     }
     // Start-up on an empty data directory, to readiness (the listening line).
@@ -401,4 +394,16 @@ fn http_bench(o: Opts) -> Result<()> {
     }
     println!("- start-up to ready on an empty SQLite data dir: median {:.0} ms of 5", median(startups));
     Ok(())
+}
+
+/// Drops the PostgreSQL database a bench run made (`ssmd_bench_<pid>`), if it is there.
+pub(crate) fn drop_pg(base: &str) {
+    let _ = Command::new("psql")
+        .args([
+            &format!("{base}/postgres"),
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS ssmd_bench_{}", std::process::id()),
+        ])
+        .status();
 }

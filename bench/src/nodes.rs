@@ -976,7 +976,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     drop(floor);
     if let Some(base) = &o.pg {
-        drop_pg(base);
+        crate::drop_pg(base);
     }
     if no.with_agent {
         notes.extend(agent_figures(&o, &no.agent)?);
@@ -986,17 +986,6 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("{n}");
     }
     Ok(())
-}
-
-fn drop_pg(base: &str) {
-    let _ = std::process::Command::new("psql")
-        .args([
-            &format!("{base}/postgres"),
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS ssmd_bench_{}", std::process::id()),
-        ])
-        .status();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -55,13 +55,19 @@ async fn messages(svc: &Service, node: &(String, Caller)) -> Vec<Value> {
     serde_json::from_slice::<Value>(&out).unwrap()["Messages"].as_array().unwrap().clone()
 }
 
-#[tokio::test]
-async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone() {
+/// A service on a fresh SQLite file and a manual clock at `START_MS`.
+async fn service() -> (std::path::PathBuf, ManualClock, Service) {
     let dir = std::env::temp_dir().join(format!("ssmd-api-{}", ssmd_core::ids::uuid()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = Store::open(&format!("sqlite://{}", dir.join("db.sqlite").display())).await.unwrap();
     let clock = ManualClock::at(START_MS);
     let svc = Service::new(store, Arc::new(clock.clone())).await.unwrap();
+    (dir, clock, svc)
+}
+
+#[tokio::test]
+async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone() {
+    let (dir, clock, svc) = service().await;
     let c = root();
     let a = call(&svc, &c, "CreateActivation", json!({"IamRole": "r", "RegistrationLimit": 3})).await;
     let busy = node(&svc, &a).await;
@@ -127,11 +133,7 @@ async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone()
 
 #[tokio::test]
 async fn past_expires_after_a_silent_running_node_no_longer_keeps_the_command_open() {
-    let dir = std::env::temp_dir().join(format!("ssmd-api-{}", ssmd_core::ids::uuid()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.join("db.sqlite").display())).await.unwrap();
-    let clock = ManualClock::at(START_MS);
-    let svc = Service::new(store, Arc::new(clock.clone())).await.unwrap();
+    let (dir, clock, svc) = service().await;
     let c = root();
     let a = call(&svc, &c, "CreateActivation", json!({"IamRole": "r", "RegistrationLimit": 1})).await;
     let silent = node(&svc, &a).await;
