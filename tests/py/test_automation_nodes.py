@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 
-from fake_node import FakeNode, run as play
+from fake_node import FakeNode, in_progress, run as play
 from ssmd_helpers import AUTOMATION_TERMINAL, REGION, unique_name, wait_for_status
 
 
@@ -188,3 +188,28 @@ def test_instance_ids_star_targets_every_node(server, new_account):
             p.close()
     assert ex["AutomationExecutionStatus"] == "Success", ex.get("FailureMessage")
     assert sorted(ex["ResolvedTargets"]["ParameterValues"]) == sorted(n.instance_id for n in all_nodes)
+
+
+def test_a_timed_out_run_command_step_cancels_its_command(server, new_account):
+    acct = new_account()
+    c = acct.client
+    (node,) = nodes(c, server, 1)
+    # The node picks the command up and reports it running, then goes silent.
+    doc = run_command_doc(Parameters={"commands": ["sleep 600"]})
+    doc["mainSteps"][0]["timeoutSeconds"] = 2
+    name = runbook(c, doc)
+    xid = c.start_automation_execution(DocumentName=name, Parameters={"Node": [node.instance_id]})[
+        "AutomationExecutionId"
+    ]
+    msgs = node.messages()
+    assert len(msgs) == 1
+    assert node.reply(msgs[0]["MessageId"], in_progress()).status == 200
+    ex = wait_for_status(c, xid, AUTOMATION_TERMINAL, timeout=20)
+    s = step(ex, "cmd")
+    assert (ex["AutomationExecutionStatus"], s["StepStatus"]) == ("TimedOut", "TimedOut"), ex.get("FailureMessage")
+    assert "was cancelled" in s["FailureMessage"]
+    command_id = c.list_commands(InstanceId=node.instance_id)["Commands"][0]["CommandId"]
+    assert c.list_commands(CommandId=command_id)["Commands"][0]["Status"] == "Cancelling"
+    cancel = node.messages()
+    assert len(cancel) == 1 and "cancelCommand" in cancel[0]["Topic"], cancel
+    assert json.loads(cancel[0]["Payload"]) == {"CancelMessageId": msgs[0]["MessageId"]}

@@ -178,6 +178,15 @@ pub(crate) async fn run_command(
     };
     match tokio::time::timeout(Duration::from_secs(timeout_s.max(1) as u64), work).await {
         Ok(o) => o,
-        Err(_) => Outcome::TimedOut { message: format!("The command {id} did not finish within {timeout_s} seconds.") },
+        Err(_) => {
+            // The step gives up on the command: so do its nodes.
+            let stop = ssmd_model::shapes::CancelCommandRequest { command_id: id.to_string(), instance_ids: None };
+            if let Err(e) = crate::commands::cancel::cancel(svc, &caller, stop).await {
+                tracing::warn!(command = id, error = %e, "cancelling the command of a timed-out aws:runCommand step failed");
+            }
+            Outcome::TimedOut {
+                message: format!("The command {id} did not finish within {timeout_s} seconds and was cancelled."),
+            }
+        }
     }
 }
