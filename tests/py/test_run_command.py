@@ -700,8 +700,8 @@ def test_acknowledged_message_does_not_come_back(fleet):
         assert received({node.instance_id: poller}, wait=1.8) == {}
     finally:
         poller.stop()
-    # An acknowledgement alone does not start the invocation (the agent's reply does).
-    assert fl.inv(cid, node)["Status"] == "Pending"
+    # The acknowledgement counts as the node picking the command up.
+    assert fl.inv(cid, node)["Status"] == "InProgress"
 
 
 def test_fail_message_makes_the_invocation_undeliverable(fleet):
@@ -1561,3 +1561,16 @@ def test_reply_ids_are_bounded(fleet):
     m = one_message(n)
     r = n.reply(m["MessageId"], in_progress(), reply_id="x" * 65)
     assert (r.status, r.error) == (400, "ValidationException"), r.body
+
+
+def test_an_acknowledged_command_counts_as_picked_up_without_the_in_progress_reply(fleet):
+    fl = fleet(1)
+    (n,) = fl.nodes
+    cmd = fl.send()
+    m = one_message(n)
+    assert fl.inv(cmd["CommandId"], n)["Status"] == "Pending"
+    assert n.ack(m["MessageId"]).status == 200
+    i = fl.inv(cmd["CommandId"], n)
+    assert (i["Status"], i["StatusDetails"]) == ("InProgress", "InProgress")
+    assert i["ExecutionStartDateTime"] != ""
+    assert fl.command(cmd["CommandId"])["Status"] == "InProgress"

@@ -67,6 +67,9 @@ pub async fn handle(svc: &Service, caller: &Caller, op: &str, input: Value) -> R
             if !svc.store.ack_message(&node, id).await.map_err(store_error)? {
                 return Err(invalid_message(id));
             }
+            if let Some((command_id, _)) = parse_message_id(id) {
+                picked_up(svc, caller, command_id, &node).await?;
+            }
             json!({})
         }
         "SendReply" => send_reply(svc, caller, &node, &input).await?,
@@ -121,6 +124,31 @@ async fn get_messages(svc: &Service, node: &str, input: &Value) -> Result<Value,
         })
         .collect();
     Ok(json!({"Destination": node, "Messages": list, "MessagesRequestId": request_id}))
+}
+
+/// An acknowledged command counts as picked up even when the agent's InProgress reply did not
+/// arrive (it is spooled and sent later): the invocation is InProgress, so the delivery timeout
+/// no longer applies to it. A read first, so the usual case (already InProgress) writes nothing.
+async fn picked_up(svc: &Service, caller: &Caller, command_id: &str, node: &str) -> Result<(), ApiError> {
+    let inv = svc.store.invocation(&caller.account, &caller.region, command_id, node).await.map_err(store_error)?;
+    if !inv.is_some_and(|i| not_started(&i.status) && i.dispatched_ms.is_some()) {
+        return Ok(());
+    }
+    let now = svc.now_ms();
+    settle(svc, command_id, Scope::One(node), None, |row, invocations| {
+        let mut inv = invocations.into_iter().next()?;
+        if inv.dispatched_ms.is_none() || !not_started(&inv.status) {
+            return None;
+        }
+        inv.status = "InProgress".into();
+        inv.status_details = "InProgress".into();
+        inv.started_ms = inv.started_ms.or(Some(now));
+        let mut s = started(row);
+        s.invocations = vec![inv];
+        Some(s)
+    })
+    .await?;
+    Ok(())
 }
 
 async fn fail_message(svc: &Service, node: &str, input: &Value) -> Result<Value, ApiError> {
