@@ -14,6 +14,14 @@ use std::time::{Duration, Instant};
 
 const FINAL: &[&str] = &["Success", "Failed", "TimedOut", "Cancelled"];
 
+/// One node registered and running, once it is online.
+async fn one_node(server: &Server, c: &Client) -> Agent {
+    let act = activation(c, 1, &[]).await;
+    let agent = Agent::many(server, &act, 1).pop().unwrap();
+    wait_online(c, std::slice::from_ref(&agent.id)).await;
+    agent
+}
+
 fn ids(agents: &[Agent]) -> Vec<String> {
     agents.iter().map(|a| a.id.clone()).collect()
 }
@@ -135,10 +143,8 @@ both_backends!(commands_run_on_real_nodes, |server: Server| async move {
 async fn execution_timeout_and_cancel_kill_the_process_group() {
     let server = Server::start(Backend::Sqlite);
     let c = server.client();
-    let act = activation(&c, 1, &[]).await;
-    let agents = Agent::many(&server, &act, 1);
-    let node = agents[0].id.clone();
-    wait_online(&c, std::slice::from_ref(&node)).await;
+    let agent = one_node(&server, &c).await;
+    let node = agent.id.clone();
     let marks = std::env::temp_dir().join(format!("ssmd-marks-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&marks).unwrap();
     let late = |name: &str| marks.join(name);
@@ -171,10 +177,8 @@ async fn execution_timeout_and_cancel_kill_the_process_group() {
 async fn output_over_the_limits_is_truncated_as_ssm_does() {
     let server = Server::start(Backend::Sqlite);
     let c = server.client();
-    let act = activation(&c, 1, &[]).await;
-    let agents = Agent::many(&server, &act, 1);
-    let node = agents[0].id.clone();
-    wait_online(&c, std::slice::from_ref(&node)).await;
+    let agent = one_node(&server, &c).await;
+    let node = agent.id.clone();
     let id = send(
         &c,
         std::slice::from_ref(&node),
@@ -307,10 +311,8 @@ both_backends!(rate_control_across_twenty_nodes, |server: Server| async move {
 both_backends!(a_result_arrives_across_a_server_restart, |server: Server| async move {
     let mut server = server;
     let c = server.client();
-    let act = activation(&c, 1, &[]).await;
-    let agents = Agent::many(&server, &act, 1);
-    let node = agents[0].id.clone();
-    wait_online(&c, std::slice::from_ref(&node)).await;
+    let agent = one_node(&server, &c).await;
+    let node = agent.id.clone();
     let id = send(&c, std::slice::from_ref(&node), &["sleep 3", "echo survived"], &[]).await;
     wait_invocation(&c, &id, &node, "InProgress", 15).await;
     server.restart();
@@ -327,19 +329,17 @@ both_backends!(a_result_arrives_across_a_server_restart, |server: Server| async 
 async fn a_restarted_agent_takes_queued_work_and_never_reruns_finished_work() {
     let server = Server::start(Backend::Sqlite);
     let c = server.client();
-    let act = activation(&c, 1, &[]).await;
-    let mut agents = Agent::many(&server, &act, 1);
-    let node = agents[0].id.clone();
-    wait_online(&c, std::slice::from_ref(&node)).await;
+    let mut agent = one_node(&server, &c).await;
+    let node = agent.id.clone();
     let counter = std::env::temp_dir().join(format!("ssmd-count-{}", uuid::Uuid::new_v4().simple()));
     let first = send(&c, std::slice::from_ref(&node), &[&format!("echo x >> {}", counter.display())], &[]).await;
     wait_invocation(&c, &first, &node, "Success", 30).await;
 
-    agents[0].kill9();
+    agent.kill9();
     let queued = send(&c, std::slice::from_ref(&node), &["echo while-away"], &[]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(status(invocation(&c, &queued, &node).await.status()), "Pending");
-    agents[0].start();
+    agent.start();
     let inv = wait_invocation(&c, &queued, &node, "Success", 60).await;
     assert_eq!(inv.standard_output_content(), Some("while-away\n"));
     let runs = std::fs::read_to_string(&counter).unwrap();

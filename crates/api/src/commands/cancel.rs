@@ -61,39 +61,25 @@ pub(crate) async fn cancel(
         if only.is_none() {
             p.cancel();
         }
-        let mut changed = Vec::new();
-        let mut drop = Vec::new();
+        let mut ends = Ends::default();
+        let mut cancelling = Vec::new();
         let mut cancels = Vec::new();
-        let mut dispatch = Vec::new();
         for mut inv in invocations {
             if only.as_ref().is_some_and(|o| !o.contains(&inv.instance_id)) {
                 continue;
             }
-            let seq = inv.seq as usize;
-            if inv.dispatched_ms.is_none() {
-                p.end_unsent(seq, End::Cancelled);
-            } else if not_started(&inv.status) {
-                dispatch.extend(p.end(seq, End::Cancelled));
-                drop.push(inv.instance_id.clone());
+            if inv.dispatched_ms.is_none() || not_started(&inv.status) {
+                ends.end(&mut p, inv, End::Cancelled, now);
             } else if inv.status == "InProgress" {
                 inv.status = "Cancelling".into();
                 inv.status_details = "Cancelling".into();
                 cancels.push((ssmd_core::ids::uuid(), inv.instance_id.clone()));
-                changed.push(inv);
-                continue;
-            } else {
-                continue;
+                cancelling.push(inv);
             }
-            inv.status = End::Cancelled.status().into();
-            inv.status_details = End::Cancelled.details().into();
-            inv.ended_ms = Some(now);
-            changed.push(inv);
         }
-        let mut s = settlement(row, &mut p, false);
-        s.invocations = changed;
-        s.drop_messages = drop;
+        let mut s = ends.into_settlement(settlement(row, &mut p, false));
+        s.invocations.extend(cancelling);
         s.cancel_messages = cancels;
-        s.dispatch = dispatch.into_iter().map(|d| d as i64).collect();
         Some(s)
     })
     .await?;

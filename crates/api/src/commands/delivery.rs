@@ -159,20 +159,14 @@ async fn fail_message(svc: &Service, node: &str, input: &Value) -> Result<Value,
     if parse_message_id(id).is_some_and(|(c, n)| c == command_id && n == node) {
         let now = svc.now_ms();
         settle(svc, &command_id, Scope::One(node), None, |row, invocations| {
-            let mut inv = invocations.into_iter().next()?;
+            let inv = invocations.into_iter().next()?;
             if ssmd_store::FINAL_STATUSES.contains(&inv.status.as_str()) {
                 return None;
             }
             let mut p = progress(row).ok()?;
-            let next = p.end(inv.seq as usize, End::Undeliverable);
-            inv.status = End::Undeliverable.status().into();
-            inv.status_details = End::Undeliverable.details().into();
-            inv.ended_ms = Some(now);
-            let mut s = settlement(row, &mut p, true);
-            s.drop_messages = vec![inv.instance_id.clone()];
-            s.invocations = vec![inv];
-            s.dispatch = next.into_iter().map(|d| d as i64).collect();
-            Some(s)
+            let mut ends = Ends::default();
+            ends.end(&mut p, inv, End::Undeliverable, now);
+            Some(ends.into_settlement(settlement(row, &mut p, true)))
         })
         .await?;
     }
@@ -258,22 +252,22 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
         if list.is_empty() {
             list = before;
         }
-        let mut s;
-        match End::from_agent(&document_status) {
+        let joined =
+            |f: fn(&Plugin) -> &str| list.iter().map(f).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n");
+        inv.stdout = cut(&joined(|p| &p.stdout), MAX_STDOUT_CHARS);
+        inv.stderr = cut(&joined(|p| &p.stderr), MAX_STDERR_CHARS);
+        inv.plugins = serde_json::to_string(&list).expect("plugins serialise");
+        let s = match End::from_agent(&document_status) {
             Some(end) => {
                 let mut p = progress(row).ok()?;
-                let next = p.end(inv.seq as usize, end);
-                inv.status = end.status().into();
-                inv.status_details = end.details().into();
-                inv.ended_ms = Some(now);
                 inv.response_code = list
                     .iter()
                     .map(|pl| pl.response_code)
                     .find(|c| *c != 0)
                     .unwrap_or(if end == End::Success { 0 } else { 1 });
-                s = settlement(row, &mut p, true);
-                s.drop_messages = vec![inv.instance_id.clone()];
-                s.dispatch = next.into_iter().map(|d| d as i64).collect();
+                let mut ends = Ends::default();
+                ends.end(&mut p, inv, end, now);
+                ends.into_settlement(settlement(row, &mut p, true))
             }
             None => {
                 if not_started(&inv.status) {
@@ -281,16 +275,12 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
                     inv.status_details = "InProgress".into();
                 }
                 // Progress is untouched: the command only moves from Pending to InProgress.
-                s = started(row);
+                let mut s = started(row);
                 s.acked = vec![inv.instance_id.clone()];
+                s.invocations = vec![inv];
+                s
             }
-        }
-        let joined =
-            |f: fn(&Plugin) -> &str| list.iter().map(f).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n");
-        inv.stdout = cut(&joined(|p| &p.stdout), MAX_STDOUT_CHARS);
-        inv.stderr = cut(&joined(|p| &p.stderr), MAX_STDERR_CHARS);
-        inv.plugins = serde_json::to_string(&list).expect("plugins serialise");
-        s.invocations = vec![inv];
+        };
         Some(s)
     })
     .await?;

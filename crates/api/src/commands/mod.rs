@@ -18,7 +18,7 @@ pub mod worker;
 
 use crate::{Service, store_error};
 use serde::{Deserialize, Serialize};
-use ssmd_core::command::Progress;
+use ssmd_core::command::{End, Progress};
 use ssmd_model::shapes::*;
 use ssmd_model::{ApiError, ErrorCode};
 use ssmd_store::{CommandRow, InvocationRow, Scope, Settlement};
@@ -173,6 +173,42 @@ pub(crate) fn settlement(row: &CommandRow, p: &mut Progress, started: bool) -> S
         delivery_timed_out_count: p.delivery_timed_out as i64,
         deliver_by_ms: if p.finished() { None } else { row.deliver_by_ms },
         ..Default::default()
+    }
+}
+
+/// Invocations ended in one settle, and what that frees: the one way an invocation ends
+/// (replies, FailMessage, CancelCommand, the delivery-timeout worker).
+#[derive(Default)]
+pub(crate) struct Ends {
+    invocations: Vec<InvocationRow>,
+    drop: Vec<String>,
+    dispatch: Vec<i64>,
+}
+
+impl Ends {
+    /// Ends `inv` with `end` at `now`: rate control counts it — one that was sent frees its slot
+    /// (the targets that may go next are kept) and its message is withdrawn; one never sent is
+    /// passed over when its turn comes — and its row takes the end's status.
+    pub(crate) fn end(&mut self, p: &mut Progress, mut inv: InvocationRow, end: End, now: i64) {
+        let seq = inv.seq as usize;
+        if inv.dispatched_ms.is_some() {
+            self.dispatch.extend(p.end(seq, end).into_iter().map(|d| d as i64));
+            self.drop.push(inv.instance_id.clone());
+        } else {
+            p.end_unsent(seq, end);
+        }
+        inv.status = end.status().into();
+        inv.status_details = end.details().into();
+        inv.ended_ms = Some(now);
+        self.invocations.push(inv);
+    }
+
+    /// Adds the ends to a settlement (made after them, so it carries the progress they made).
+    pub(crate) fn into_settlement(self, mut s: Settlement) -> Settlement {
+        s.invocations.extend(self.invocations);
+        s.drop_messages.extend(self.drop);
+        s.dispatch.extend(self.dispatch);
+        s
     }
 }
 

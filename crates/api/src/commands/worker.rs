@@ -66,30 +66,18 @@ pub async fn expire_due(svc: &Service, now: i64) {
             // ends, as SSM does; before it, only those no node has picked up.
             let expires = spec(row).expires_after.map_or(i64::MAX, |s| (s * 1000.0).round() as i64);
             let final_pass = now >= expires;
-            let mut changed = Vec::new();
-            let mut drop = Vec::new();
-            for mut inv in invocations {
+            let mut ends = Ends::default();
+            for inv in invocations {
                 let end = match inv.status.as_str() {
                     s if not_started(s) => End::DeliveryTimedOut,
                     "Cancelling" if final_pass => End::Cancelled,
                     _ if final_pass => End::DeliveryTimedOut,
                     _ => continue,
                 };
-                if inv.dispatched_ms.is_some() {
-                    p.end(inv.seq as usize, end);
-                    drop.push(inv.instance_id.clone());
-                } else {
-                    p.end_unsent(inv.seq as usize, end);
-                }
-                inv.status = end.status().into();
-                inv.status_details = end.details().into();
-                inv.ended_ms = Some(now);
-                changed.push(inv);
+                ends.end(&mut p, inv, end, now);
             }
-            let mut s = settlement(row, &mut p, false);
+            let mut s = ends.into_settlement(settlement(row, &mut p, false));
             s.deliver_by_ms = if final_pass || p.finished() { None } else { Some(expires) };
-            s.invocations = changed;
-            s.drop_messages = drop;
             Some(s)
         })
         .await;
