@@ -221,12 +221,6 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
     let payload: Value = serde_json::from_str(payload_text).map_err(|e| {
         ApiError::new(ErrorCode::ValidationException, format!("The reply Payload is not valid JSON: {e}"))
     })?;
-    // A reply for a command this node was never sent (or not sent yet: rate control has not
-    // reached it) names no message of its own.
-    let sent = svc.store.invocation(&caller.account, &caller.region, command_id, node).await.map_err(store_error)?;
-    if sent.is_none_or(|i| i.dispatched_ms.is_none()) {
-        return Err(invalid_message(id));
-    }
     let document_status = payload.get("documentStatus").and_then(Value::as_str).unwrap_or_default().to_string();
     let now = svc.now_ms();
     // Plugins in the order the agent lists them (serde_json keeps object order).
@@ -235,9 +229,15 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| reply_plugin(k, v, now)).collect())
         .unwrap_or_default();
-    settle(svc, command_id, Scope::One(node), Some((reply_id, id)), |row, invocations| {
-        let mut inv = invocations.into_iter().next()?;
-        if inv.dispatched_ms.is_none() || ssmd_store::FINAL_STATUSES.contains(&inv.status.as_str()) {
+    let mut unsent = false;
+    let settled = settle(svc, command_id, Scope::One(node), Some((reply_id, id)), |row, invocations| {
+        // A reply for a command this node was never sent (or not sent yet: rate control has not
+        // reached it) names no message of its own.
+        let Some(mut inv) = invocations.into_iter().next().filter(|i| i.dispatched_ms.is_some()) else {
+            unsent = true;
+            return None;
+        };
+        if ssmd_store::FINAL_STATUSES.contains(&inv.status.as_str()) {
             return None; // a late or repeated reply never rewrites a final result
         }
         inv.started_ms = inv.started_ms.or(Some(now));
@@ -284,6 +284,14 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
         Some(s)
     })
     .await?;
+    // Not settled: a repeated ReplyId (fine), or no such command — read only on this rare path.
+    if !settled && !unsent {
+        let inv = svc.store.invocation(&caller.account, &caller.region, command_id, node).await.map_err(store_error)?;
+        unsent = inv.is_none_or(|i| i.dispatched_ms.is_none());
+    }
+    if unsent {
+        return Err(invalid_message(id));
+    }
     Ok(json!({}))
 }
 
