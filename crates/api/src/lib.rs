@@ -32,7 +32,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     tokens: TokenSigner,
     automation: automation::Shared,
-    commands: commands::Hub,
+    commands: Arc<commands::Hub>,
     pickups: commands::pickup::Pickups,
 }
 
@@ -55,14 +55,58 @@ impl Service {
             })
             .await
             .map_err(store_error)?;
+        let hub = Arc::new(commands::Hub::default());
+        let h = hub.clone();
+        store
+            .bus()
+            .subscribe("node:", Arc::new(move |node: &str| if node == "*" { h.wake_all() } else { h.wake(node) }));
         Ok(Service {
             clock,
             tokens: TokenSigner::new(secret.into_bytes()),
             automation: automation::Shared::new(settings),
-            commands: commands::Hub::default(),
-            pickups: commands::pickup::Pickups::start(store.clone()),
+            commands: hub,
+            pickups: commands::pickup::Pickups::new(),
             store,
         })
+    }
+
+    /// Creates this replica's engine over the service's store and clock, and starts the
+    /// service's background work on it. Stop it with `Engine::shutdown`.
+    pub async fn run_background(self: &Arc<Self>) -> Result<ssmd_engine::Engine, ApiError> {
+        let engine = ssmd_engine::Engine::new(self.store.clone(), self.clock.clone(), ssmd_core::ids::uuid());
+        engine.start().await.map_err(store_error)?;
+        self.start(&engine).await?;
+        Ok(engine)
+    }
+
+    /// Starts the service's background work on `engine`: the job runners of Automation
+    /// executions, Run Command deadlines and maintenance, and the message pickup worker.
+    pub async fn start(self: &Arc<Self>, engine: &ssmd_engine::Engine) -> Result<(), ApiError> {
+        let settings = &self.automation.settings;
+        engine.run_jobs(
+            automation::JOB_KIND,
+            Arc::new(automation::Automation::new(self.clone())),
+            ssmd_engine::Settings { slots: settings.workers, lease_ms: settings.lease_ms, ..Default::default() },
+        );
+        engine.run_jobs(
+            ssmd_store::COMMAND_JOB,
+            Arc::new(commands::worker::Deadlines::new(self.clone())),
+            ssmd_engine::Settings { lease_ms: settings.lease_ms, ..Default::default() },
+        );
+        engine.run_jobs(
+            commands::worker::MAINTENANCE_JOB,
+            Arc::new(commands::worker::Maintenance::new(self.clone())),
+            ssmd_engine::Settings { slots: 1, lease_ms: settings.lease_ms, ..Default::default() },
+        );
+        let now = self.now_ms();
+        self.store
+            .add_job(commands::worker::MAINTENANCE_JOB, commands::worker::PURGE_REPLIES, now, None, now)
+            .await
+            .map_err(store_error)?;
+        if let Some(w) = self.pickups.worker(self.store.clone()) {
+            engine.spawn(w);
+        }
+        Ok(())
     }
 
     /// Ends the node long polls being held and answers new ones at once (server shutdown).

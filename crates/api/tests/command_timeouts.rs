@@ -1,10 +1,10 @@
-//! Run Command delivery timeouts, on a manual clock: an invocation no node picked up before
-//! `TimeoutSeconds` ends TimedOut / DeliveryTimedOut (once, however often the worker looks), its
-//! message is withdrawn, and one a node is running is left to the node.
+//! Run Command delivery timeouts, on a manual clock driving the real engine: an invocation no
+//! node picked up before `TimeoutSeconds` ends TimedOut / DeliveryTimedOut (once), its message
+//! is withdrawn, and one a node is running is left to the node — the command's deadline job
+//! fires when the clock passes it, not before, and nothing sleeps.
 
 use serde_json::{Value, json};
 use ssmd_api::Service;
-use ssmd_core::Clock;
 use ssmd_core::clock::ManualClock;
 use ssmd_model::{Caller, Operation};
 use ssmd_store::Store;
@@ -55,19 +55,36 @@ async fn messages(svc: &Service, node: &(String, Caller)) -> Vec<Value> {
     serde_json::from_slice::<Value>(&out).unwrap()["Messages"].as_array().unwrap().clone()
 }
 
-/// A service on a fresh SQLite file and a manual clock at `START_MS`.
-async fn service() -> (std::path::PathBuf, ManualClock, Service) {
+/// A service with its engine running, on a fresh SQLite file and a manual clock at `START_MS`.
+async fn service() -> (std::path::PathBuf, ManualClock, Arc<Service>, ssmd_engine::Engine) {
     let dir = std::env::temp_dir().join(format!("ssmd-api-{}", ssmd_core::ids::uuid()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = Store::open(&format!("sqlite://{}", dir.join("db.sqlite").display())).await.unwrap();
     let clock = ManualClock::at(START_MS);
-    let svc = Service::new(store, Arc::new(clock.clone())).await.unwrap();
-    (dir, clock, svc)
+    let svc = Arc::new(Service::new(store, Arc::new(clock.clone())).await.unwrap());
+    let engine = svc.run_background().await.unwrap();
+    (dir, clock, svc, engine)
+}
+
+/// Waits (a few real seconds at most) until `f` holds: the engine reacts to the clock at once.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    for _ in 0..500 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what} did not happen");
+}
+
+/// When the command's deadline job is next due.
+async fn deadline(svc: &Service, id: &str) -> Option<i64> {
+    svc.store().job(ssmd_store::COMMAND_JOB, id).await.unwrap().map(|j| j.due_ms)
 }
 
 #[tokio::test]
 async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone() {
-    let (dir, clock, svc) = service().await;
+    let (dir, clock, svc, engine) = service().await;
     let c = root();
     let a = call(&svc, &c, "CreateActivation", json!({"IamRole": "r", "RegistrationLimit": 3})).await;
     let busy = node(&svc, &a).await;
@@ -91,9 +108,11 @@ async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone()
                        "Payload": json!({"documentStatus": "InProgress"}).to_string()});
     ssmd_api::commands::delivery::handle(&svc, &busy.1, "SendReply", reply).await.unwrap();
 
-    // Before the deadline nothing times out.
+    // Before the deadline nothing times out: the deadline job waits for the clock.
+    assert_eq!(deadline(&svc, &id).await, Some(START_MS + 30_000));
     clock.advance(29_000);
-    ssmd_api::commands::worker::expire_due(&svc, clock.now_ms()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(deadline(&svc, &id).await, Some(START_MS + 30_000));
     let inv = |node: &str| json!({"CommandId": id, "InstanceId": node});
     let get = |v: Value| {
         let svc = &svc;
@@ -103,9 +122,9 @@ async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone()
     assert_eq!(get(inv(&idle.0)).await["Status"], "Pending");
 
     clock.advance(2_000);
-    for _ in 0..3 {
-        ssmd_api::commands::worker::expire_due(&svc, clock.now_ms()).await;
-    }
+    eventually("the delivery timeout", || async { get(inv(&queued.0)).await["Status"] == "TimedOut" }).await;
+    // Then the job waits for ExpiresAfter (delivery plus the document's 3600 s).
+    eventually("the move to ExpiresAfter", || async { deadline(&svc, &id).await == Some(START_MS + 3_630_000) }).await;
     for n in [&idle.0, &queued.0] {
         let i = get(inv(n)).await;
         assert_eq!((i["Status"].as_str(), i["StatusDetails"].as_str()), (Some("TimedOut"), Some("DeliveryTimedOut")));
@@ -128,12 +147,15 @@ async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone()
     let cmd = &listed["Commands"][0];
     assert_eq!((cmd["Status"].as_str(), cmd["StatusDetails"].as_str()), (Some("Success"), Some("Incomplete")));
     assert_eq!(cmd["CompletedCount"], 3);
+    // An ended command needs no deadline any more.
+    assert_eq!(deadline(&svc, &id).await, None);
+    engine.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn past_expires_after_a_silent_running_node_no_longer_keeps_the_command_open() {
-    let (dir, clock, svc) = service().await;
+    let (dir, clock, svc, engine) = service().await;
     let c = root();
     let a = call(&svc, &c, "CreateActivation", json!({"IamRole": "r", "RegistrationLimit": 1})).await;
     let silent = node(&svc, &a).await;
@@ -158,11 +180,12 @@ async fn past_expires_after_a_silent_running_node_no_longer_keeps_the_command_op
         (v["Status"].as_str().unwrap().to_string(), v["StatusDetails"].as_str().unwrap().to_string())
     };
     clock.advance(31_000);
-    ssmd_api::commands::worker::expire_due(&svc, clock.now_ms()).await;
+    eventually("the move to ExpiresAfter", || async { deadline(&svc, &id).await == Some(START_MS + 130_000) }).await;
     assert_eq!(get().await, ("InProgress".to_string(), "InProgress".to_string()));
     clock.advance(99_000);
-    ssmd_api::commands::worker::expire_due(&svc, clock.now_ms()).await;
+    eventually("the end at ExpiresAfter", || async { get().await.0 == "TimedOut" }).await;
     assert_eq!(get().await, ("TimedOut".to_string(), "DeliveryTimedOut".to_string()));
+    assert_eq!(deadline(&svc, &id).await, None);
     let listed = call(&svc, &c, "ListCommands", json!({"CommandId": id})).await;
     let cmd = &listed["Commands"][0];
     assert_eq!((cmd["Status"].as_str(), cmd["StatusDetails"].as_str()), (Some("TimedOut"), Some("DeliveryTimedOut")));
@@ -171,5 +194,6 @@ async fn past_expires_after_a_silent_running_node_no_longer_keeps_the_command_op
                        "Payload": json!({"documentStatus": "Success"}).to_string()});
     let _ = ssmd_api::commands::delivery::handle(&svc, &silent.1, "SendReply", reply).await;
     assert_eq!(get().await.0, "TimedOut");
+    engine.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,13 +1,26 @@
 //! Time as an injected dependency: the server uses `SystemClock`, engine tests a `ManualClock`.
 //! All times are milliseconds since the Unix epoch; SQL never calls `now()`.
+//!
+//! Waiting for a time is the engine's business (`ssmd_engine::clock::sleep_until`): on the wall
+//! clock it is a timer; on a manual clock it waits until a test moves the clock past the
+//! deadline ([`ManualClock::changed`]), so timeouts, schedules and expiries are tested without
+//! sleeping.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
+
+    /// The manual clock behind this one, if time only moves when a test says so.
+    fn as_manual(&self) -> Option<&ManualClock> {
+        None
+    }
 }
 
 /// The wall clock.
@@ -20,24 +33,73 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to.
+/// A clock that only moves when told to; waiters are woken on every move.
 #[derive(Debug, Clone, Default)]
-pub struct ManualClock(Arc<AtomicI64>);
+pub struct ManualClock(Arc<Manual>);
+
+#[derive(Debug, Default)]
+struct Manual {
+    ms: AtomicI64,
+    /// Bumped on every move, so a waiter can tell whether the clock moved since it looked.
+    generation: AtomicU64,
+    wakers: Mutex<Vec<Waker>>,
+}
 
 impl ManualClock {
     /// A clock standing at `ms`.
     pub fn at(ms: i64) -> Self {
-        ManualClock(Arc::new(AtomicI64::new(ms)))
+        let c = ManualClock::default();
+        c.0.ms.store(ms, Ordering::SeqCst);
+        c
     }
-    /// Moves the clock forward by `ms`.
+
+    /// Moves the clock forward by `ms` and wakes everything waiting on [`ManualClock::changed`].
     pub fn advance(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
+        self.0.ms.fetch_add(ms, Ordering::SeqCst);
+        self.0.generation.fetch_add(1, Ordering::SeqCst);
+        let wakers = std::mem::take(&mut *self.0.wakers.lock().expect("manual clock"));
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Resolves at the first move of the clock after this call. Create it *before* reading the
+    /// time it guards, so a move in between is not missed.
+    pub fn changed(&self) -> Changed {
+        Changed { clock: self.0.clone(), seen: self.0.generation.load(Ordering::SeqCst) }
     }
 }
 
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+        self.0.ms.load(Ordering::SeqCst)
+    }
+
+    fn as_manual(&self) -> Option<&ManualClock> {
+        Some(self)
+    }
+}
+
+/// The future of [`ManualClock::changed`].
+#[derive(Debug)]
+pub struct Changed {
+    clock: Arc<Manual>,
+    seen: u64,
+}
+
+impl Future for Changed {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.clock.generation.load(Ordering::SeqCst) != self.seen {
+            return Poll::Ready(());
+        }
+        let mut wakers = self.clock.wakers.lock().expect("manual clock");
+        // Checked again under the lock: `advance` bumps the generation before taking it.
+        if self.clock.generation.load(Ordering::SeqCst) != self.seen {
+            return Poll::Ready(());
+        }
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
     }
 }
 

@@ -195,8 +195,7 @@ async fn serve(
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    ssmd_api::automation::Engine::start(service.clone()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    ssmd_api::commands::worker::start(service.clone());
+    let engine = service.run_background().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let auth = Authenticator::new(store.clone(), accept_any.then_some(default_account));
     let state = Arc::new(AppState { auth, service, clock, metrics: Some(metrics) });
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
@@ -218,6 +217,8 @@ async fn serve(
     println!("ssmd listening on http://{addr}");
     tracing::info!(%addr, backend = ?store.backend(), "ssmd ready");
     ssmd_protocol::serve(listener, ssmd_protocol::router(state), shutdown, header_timeout).await?;
+    // Background work stops before the database closes under it.
+    engine.shutdown().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

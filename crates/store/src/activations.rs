@@ -123,7 +123,7 @@ impl Store {
     /// Inserts an activation and its tags in one transaction; `Conflict` if the id exists.
     pub async fn create_activation(&self, a: &NewActivation) -> Result<()> {
         timed("create_activation", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             sql::query(
                 "INSERT INTO activations (id, account, region, code_sha256, description, default_instance_name, iam_role, \
                  registration_limit, registrations_count, expires_ms, created_ms, registration_metadata) \
@@ -194,7 +194,7 @@ impl Store {
     /// Nodes that registered with it stay registered.
     pub async fn delete_activation(&self, account: &str, region: &str, id: &str) -> Result<bool> {
         timed("delete_activation", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let n = sql::query("DELETE FROM activations WHERE id = $1 AND account = $2 AND region = $3")
                 .bind(id)
                 .bind(account)
@@ -217,7 +217,7 @@ impl Store {
     /// which account and region the node joins.
     pub async fn consume_activation(&self, id: &str, code_sha256: &str, now_ms: i64) -> Result<ActivationUse> {
         timed("consume_activation", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let used = Store::consume_activation_in(&mut tx, id, code_sha256, now_ms).await?;
             tx.commit().await?;
             Ok(used)

@@ -1,14 +1,20 @@
 //! Automation executions: one row per execution holding its whole state (JSON) with a version
-//! for compare-and-set updates, the columns listing and scheduling need, and a lease that says
-//! which engine instance is driving it. Runbook contents are stored once per content hash.
+//! for compare-and-set updates, and the columns listing needs. Runbook contents are stored once
+//! per content hash.
 //!
-//! Scheduling: `due_ms` is when the execution next needs the engine (NULL: only a signal or a
-//! child can wake it). Engines claim due rows with a lease (`FOR UPDATE SKIP LOCKED` on
-//! PostgreSQL, so replicas never claim the same row); every state write is guarded by the
-//! version, so a writer that lost its lease or raced a signal finds out and re-reads.
+//! Scheduling is the engine's: an execution that needs driving has a job `automation/<id>`
+//! (`crate::jobs`), due when it next needs the engine (none: only a signal, a child or a
+//! command can wake it). Every state write is guarded by the version, so a writer that raced a
+//! signal finds out and re-reads; the engine's writes are also fenced by its claim on the job,
+//! and move the job in the same transaction. Rows are always locked execution first, job
+//! second, so PostgreSQL never deadlocks a signal against the engine.
 
+use crate::jobs::{Claim, Next};
 use crate::sql::{self, Tx};
-use crate::{Backend, Result, Store, StoreError, Tag, timed};
+use crate::{Result, Store, StoreError, Tag, timed};
+
+/// The job kind that drives executions.
+pub const AUTOMATION_JOB: &str = "automation";
 
 /// A new execution to insert.
 #[derive(Debug, Clone)]
@@ -23,6 +29,7 @@ pub struct NewExecution {
     pub runbook_sha: String,
     pub runbook: String,
     pub state: String,
+    /// When the engine first needs it (`None`: not until a signal).
     pub due_ms: Option<i64>,
     pub tags: Vec<Tag>,
 }
@@ -38,7 +45,6 @@ pub struct ExecutionRow {
     pub runbook_sha: String,
     pub state: String,
     pub outputs: Option<String>,
-    pub lease_owner: Option<String>,
 }
 
 /// A guarded state write.
@@ -51,18 +57,29 @@ pub struct StateWrite<'a> {
     pub status: &'a str,
     /// Document outputs and failure, written when the execution finishes.
     pub outputs: Option<&'a str>,
+    /// When the execution next needs the engine (`None`: only a signal, a child or a command
+    /// wakes it).
     pub due_ms: Option<i64>,
-    /// Keep the lease (the writer carries on driving) or release it.
-    pub keep_lease: bool,
-    /// With `keep_lease` and an `owner`: the lease's new end (each write renews it).
-    pub lease_until: Option<i64>,
+    /// The engine's claim, when the engine writes: the write is refused (`Conflict`) unless the
+    /// claim still holds the job. With `Hold::Release` the job moves to `due_ms` (or goes) in
+    /// the same transaction; with `Hold::Keep` the engine carries on driving. `None` for writes
+    /// from outside the engine (signals, stops), which make the job due at `due_ms`.
+    pub holder: Option<(&'a Claim, Hold)>,
     /// Wake this execution (the parent of one that finished).
     pub wake: Option<&'a str>,
+    /// A top-level execution ended in this account and Region: the oldest one waiting in
+    /// Pending for a place is woken.
+    pub admit_next: Option<(&'a str, &'a str)>,
     pub now_ms: i64,
-    /// The engine writing under its lease: the write fails unless the lease is still its own
-    /// (a fence against an engine whose lease ran out and was taken over). `None` for writes
-    /// that need no lease (signals, stops).
-    pub owner: Option<&'a str>,
+}
+
+/// Whether the engine keeps driving after a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The engine carries on (an effect runs next): the job stays claimed.
+    Keep,
+    /// The engine lets go: the job is due at `due_ms`, or goes.
+    Release,
 }
 
 /// Filters for listing executions; `None` means no filter.
@@ -76,7 +93,7 @@ pub struct ExecutionFilter {
     pub start_after_ms: Option<i64>,
 }
 
-const COLUMNS: &str = "id, account, region, status, version, runbook_sha, state, outputs, lease_owner";
+const COLUMNS: &str = "id, account, region, status, version, runbook_sha, state, outputs";
 
 fn row(r: &sql::Row) -> Result<ExecutionRow> {
     Ok(ExecutionRow {
@@ -88,7 +105,6 @@ fn row(r: &sql::Row) -> Result<ExecutionRow> {
         runbook_sha: r.get("runbook_sha")?,
         state: r.get("state")?,
         outputs: r.get("outputs")?,
-        lease_owner: r.get("lease_owner")?,
     })
 }
 
@@ -98,7 +114,7 @@ impl Store {
     /// skipped (a parent re-starting children after a crash).
     pub async fn insert_executions(&self, new: &[NewExecution], parent: Option<&StateWrite<'_>>) -> Result<()> {
         timed("insert_executions", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             if let Some(w) = parent {
                 Self::write_state(&mut tx, w).await?;
             }
@@ -109,8 +125,8 @@ impl Store {
                     .execute(&mut tx)
                     .await?;
                 let inserted = sql::query(
-                    "INSERT INTO automation_executions (id, account, region, document_name, status, parent_id, start_ms, runbook_sha, state, version, due_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO automation_executions (id, account, region, document_name, status, parent_id, start_ms, runbook_sha, state, version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(&n.id)
                 .bind(&n.account)
@@ -121,11 +137,13 @@ impl Store {
                 .bind(n.start_ms)
                 .bind(&n.runbook_sha)
                 .bind(&n.state)
-                .bind(n.due_ms)
                 .execute(&mut tx)
                 .await?;
                 if inserted > 0 {
                     Store::upsert_tags(&mut tx, &n.account, &n.region, "Automation", &n.id, &n.tags).await?;
+                    if let Some(due) = n.due_ms {
+                        Store::schedule_job(&mut tx, AUTOMATION_JOB, &n.id, due, None, n.start_ms).await?;
+                    }
                 }
             }
             tx.commit().await
@@ -135,35 +153,54 @@ impl Store {
 
     async fn write_state(tx: &mut Tx<'_>, w: &StateWrite<'_>) -> Result<()> {
         let n = sql::query(
-            "UPDATE automation_executions SET state = $1, status = $2, version = version + 1, due_ms = $3, \
-             outputs = COALESCE($4, outputs), \
-             lease_owner = CASE WHEN $5 = 1 THEN lease_owner ELSE NULL END, \
-             lease_until = CASE WHEN $5 = 1 THEN COALESCE($6, lease_until) ELSE NULL END \
-             WHERE id = $7 AND version = $8 AND ($9 = '' OR (lease_owner = $9 AND lease_until > $10))",
+            "UPDATE automation_executions SET state = $1, status = $2, version = version + 1, \
+             outputs = COALESCE($3, outputs) WHERE id = $4 AND version = $5",
         )
         .bind(w.state)
         .bind(w.status)
-        .bind(w.due_ms)
         .bind(w.outputs)
-        .bind(i64::from(w.keep_lease))
-        .bind(w.lease_until)
         .bind(w.id)
         .bind(w.version)
-        .bind(w.owner.unwrap_or_default())
-        .bind(w.now_ms)
         .execute(&mut *tx)
         .await?;
         if n == 0 {
             return Err(StoreError::Conflict);
         }
+        match w.holder {
+            Some((claim, hold)) => {
+                Self::fence(tx, claim).await?;
+                if hold == Hold::Release {
+                    let next = w.due_ms.map_or(Next::Done, Next::At);
+                    Self::finish_job(tx, claim, next, w.now_ms).await?;
+                }
+            }
+            None => {
+                if let Some(due) = w.due_ms {
+                    Self::schedule_job(tx, AUTOMATION_JOB, w.id, due, None, w.now_ms).await?;
+                }
+            }
+        }
         if let Some(p) = w.wake {
             // The version moves too, so an engine about to release the parent with an older view
             // of its children fails its write and looks again.
-            sql::query("UPDATE automation_executions SET due_ms = $1, version = version + 1 WHERE id = $2")
-                .bind(w.now_ms)
+            sql::query("UPDATE automation_executions SET version = version + 1 WHERE id = $1")
                 .bind(p)
                 .execute(&mut *tx)
                 .await?;
+            Self::schedule_job(tx, AUTOMATION_JOB, p, w.now_ms, None, w.now_ms).await?;
+        }
+        if let Some((account, region)) = w.admit_next {
+            let next: Option<String> = sql::query(
+                "SELECT id FROM automation_executions WHERE account = $1 AND region = $2 AND status = 'Pending' \
+                 AND parent_id IS NULL ORDER BY start_ms, id LIMIT 1",
+            )
+            .bind(account)
+            .bind(region)
+            .scalar_opt(&mut *tx)
+            .await?;
+            if let Some(id) = next {
+                Self::schedule_job(tx, AUTOMATION_JOB, &id, w.now_ms, None, w.now_ms).await?;
+            }
         }
         Ok(())
     }
@@ -171,7 +208,7 @@ impl Store {
     /// Writes an execution's state if its version is still `w.version` (`Conflict` otherwise).
     pub async fn write_execution(&self, w: &StateWrite<'_>) -> Result<()> {
         timed("write_execution", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             Self::write_state(&mut tx, w).await?;
             tx.commit().await
         })
@@ -224,63 +261,6 @@ impl Store {
     /// A runbook's content by hash.
     pub async fn runbook(&self, sha: &str) -> Result<Option<String>> {
         sql::query("SELECT content FROM automation_runbooks WHERE sha = $1").bind(sha).scalar_opt(&self.db).await
-    }
-
-    /// Claims up to `limit` due executions for `owner` until `lease_until`, skipping rows another
-    /// owner holds with a live lease.
-    pub async fn claim_executions(
-        &self,
-        owner: &str,
-        now_ms: i64,
-        lease_until: i64,
-        limit: i64,
-    ) -> Result<Vec<ExecutionRow>> {
-        timed("claim_executions", async {
-            let lock = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-            sql::query(format!(
-                "UPDATE automation_executions SET lease_owner = $1, lease_until = $2 WHERE id IN (\
-                 SELECT id FROM automation_executions WHERE due_ms <= $3 AND (lease_until IS NULL OR lease_until < $3) \
-                 ORDER BY due_ms LIMIT $4{lock}) RETURNING {COLUMNS}"
-            ))
-            .bind(owner)
-            .bind(lease_until)
-            .bind(now_ms)
-            .bind(limit)
-            .fetch_all(&self.db)
-            .await?
-            .iter()
-            .map(row)
-            .collect()
-        })
-        .await
-    }
-
-    /// Extends `owner`'s lease; false if the lease is no longer theirs.
-    pub async fn extend_lease(&self, id: &str, owner: &str, until: i64) -> Result<bool> {
-        let n = sql::query("UPDATE automation_executions SET lease_until = $1 WHERE id = $2 AND lease_owner = $3")
-            .bind(until)
-            .bind(id)
-            .bind(owner)
-            .execute(&self.db)
-            .await?;
-        Ok(n > 0)
-    }
-
-    /// Gives up every lease (SQLite start-up: this process is the only engine on the file).
-    pub async fn release_all_leases(&self) -> Result<()> {
-        sql::query(
-            "UPDATE automation_executions SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL",
-        )
-        .execute(&self.db)
-        .await?;
-        Ok(())
-    }
-
-    /// The earliest due time of an execution no engine holds, if any.
-    pub async fn next_due(&self) -> Result<Option<i64>> {
-        sql::query("SELECT MIN(due_ms) FROM automation_executions WHERE due_ms IS NOT NULL AND lease_owner IS NULL")
-            .scalar::<Option<i64>>(&self.db)
-            .await
     }
 
     /// How many Pending executions of the account and region were started before the given one

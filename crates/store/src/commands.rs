@@ -40,7 +40,7 @@ pub struct NewCommand {
     pub account: String,
     pub region: String,
     pub requested_ms: i64,
-    /// When undelivered invocations time out.
+    /// When undelivered invocations time out: the command's deadline job is due then.
     pub deliver_by_ms: i64,
     pub document_name: String,
     pub status: String,
@@ -64,7 +64,6 @@ pub struct CommandRow {
     pub account: String,
     pub region: String,
     pub requested_ms: i64,
-    pub deliver_by_ms: Option<i64>,
     pub document_name: String,
     pub status: String,
     pub status_details: String,
@@ -117,8 +116,6 @@ pub struct Settlement {
     pub completed_count: i64,
     pub error_count: i64,
     pub delivery_timed_out_count: i64,
-    /// The next delivery deadline check (`None` once undelivered work has timed out or none is left).
-    pub deliver_by_ms: Option<i64>,
     /// Changed invocations.
     pub invocations: Vec<InvocationRow>,
     /// Sequence numbers of invocations to deliver now.
@@ -160,7 +157,15 @@ pub struct CommandFilter {
 /// Invocation statuses that are final.
 pub const FINAL_STATUSES: &[&str] = &["Success", "Failed", "TimedOut", "Cancelled"];
 
-const COMMAND_COLUMNS: &str = "id, account, region, requested_ms, deliver_by_ms, document_name, status, status_details, \
+/// The job kind of a command's deadlines (delivery timeout, then ExpiresAfter).
+pub const COMMAND_JOB: &str = "command";
+
+/// Whether a command status is final (the command's statuses end like its invocations').
+fn is_final_command(status: &str) -> bool {
+    FINAL_STATUSES.contains(&status)
+}
+
+const COMMAND_COLUMNS: &str = "id, account, region, requested_ms, document_name, status, status_details, \
      spec, progress, target_count, completed_count, error_count, delivery_timed_out_count";
 const INVOCATION_COLUMNS: &str = "command_id, instance_id, seq, requested_ms, instance_name, status, status_details, \
      dispatched_ms, started_ms, ended_ms, response_code, stdout, stderr, plugins";
@@ -171,7 +176,6 @@ fn command_row(r: &sql::Row) -> Result<CommandRow> {
         account: r.get("account")?,
         region: r.get("region")?,
         requested_ms: r.get("requested_ms")?,
-        deliver_by_ms: r.get("deliver_by_ms")?,
         document_name: r.get("document_name")?,
         status: r.get("status")?,
         status_details: r.get("status_details")?,
@@ -212,17 +216,16 @@ impl Store {
     /// targets, in one transaction.
     pub async fn insert_command(&self, c: &NewCommand) -> Result<()> {
         timed("insert_command", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             sql::query(
-                "INSERT INTO commands (id, account, region, requested_ms, deliver_by_ms, document_name, status, \
+                "INSERT INTO commands (id, account, region, requested_ms, document_name, status, \
                  status_details, spec, payload, progress, target_count, completed_count, error_count, \
-                 delivery_timed_out_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, 0, 0)",
+                 delivery_timed_out_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, 0)",
             )
             .bind(&c.id)
             .bind(&c.account)
             .bind(&c.region)
             .bind(c.requested_ms)
-            .bind(c.deliver_by_ms)
             .bind(&c.document_name)
             .bind(&c.status)
             .bind(&c.status_details)
@@ -262,6 +265,9 @@ impl Store {
                     .await?;
                 }
             }
+            if !is_final_command(&c.status) {
+                Self::schedule_job(&mut tx, COMMAND_JOB, &c.id, c.deliver_by_ms, None, c.requested_ms).await?;
+            }
             tx.commit().await
         })
         .await
@@ -288,6 +294,8 @@ impl Store {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
+        // The node's long poll, in whichever replica holds it.
+        tx.notify(format!("node:{destination}"));
         Ok(())
     }
 
@@ -345,7 +353,7 @@ impl Store {
         F: FnOnce(&CommandRow, Vec<InvocationRow>) -> Option<Settlement> + Send,
     {
         timed("settle_command", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             if let Some((reply_id, message_id)) = reply {
                 let n = sql::query(
                     "INSERT INTO command_replies (reply_id, message_id, received_ms) VALUES ($1, $2, $3) \
@@ -417,13 +425,12 @@ impl Store {
             && s.progress == cmd.progress
             && s.completed_count == cmd.completed_count
             && s.error_count == cmd.error_count
-            && s.delivery_timed_out_count == cmd.delivery_timed_out_count
-            && s.deliver_by_ms == cmd.deliver_by_ms;
+            && s.delivery_timed_out_count == cmd.delivery_timed_out_count;
         // Most replies (a node's InProgress) leave the command as it is: no rewrite of its row.
         if !unchanged {
             sql::query(
                 "UPDATE commands SET status = $1, status_details = $2, progress = $3, completed_count = $4, \
-             error_count = $5, delivery_timed_out_count = $6, deliver_by_ms = $7 WHERE id = $8",
+             error_count = $5, delivery_timed_out_count = $6 WHERE id = $7",
             )
             .bind(&s.status)
             .bind(&s.status_details)
@@ -431,10 +438,14 @@ impl Store {
             .bind(s.completed_count)
             .bind(s.error_count)
             .bind(s.delivery_timed_out_count)
-            .bind(s.deliver_by_ms)
             .bind(&cmd.id)
             .execute(&mut *tx)
             .await?;
+        }
+        if is_final_command(&s.status) && !is_final_command(&cmd.status) {
+            // Its deadlines are moot, and whoever waits for it (`aws:runCommand`) carries on.
+            Self::cancel_job(tx, COMMAND_JOB, &cmd.id).await?;
+            Self::complete_awaited(tx, &format!("command:{}", cmd.id), now_ms).await?;
         }
         for node in &s.drop_messages {
             sql::query("DELETE FROM node_messages WHERE message_id = $1")
@@ -533,7 +544,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Vec<MessageRow>>> {
         timed("take_messages", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let lock = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
             let take = format!(
                 "UPDATE node_messages SET visible_ms = $1, deliveries = deliveries + 1 WHERE message_id IN (\
@@ -646,37 +657,45 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// The nodes with a message that became visible in `(after_ms, until_ms]` (new, or back
-    /// after its visibility timeout): the long-poll waker's view across replicas.
-    pub async fn destinations_visible_between(&self, after_ms: i64, until_ms: i64) -> Result<Vec<String>> {
-        sql::query(
-            "SELECT DISTINCT destination FROM node_messages WHERE visible_ms > $1 AND visible_ms <= $2 AND acked = 0",
-        )
-        .bind(after_ms)
-        .bind(until_ms)
-        .fetch_all(&self.db)
-        .await?
-        .iter()
-        .map(|r| r.first())
-        .collect()
+    /// Links job `(owner_kind, owner_key)` to command `command_id`'s end: returns the command's
+    /// status if it has ended already (no link then), else links and returns `None` — and the
+    /// job becomes due when the command ends. The command row is locked while this looks, so a
+    /// command ending at the same moment can't slip between the look and the link.
+    pub async fn await_command(
+        &self,
+        command_id: &str,
+        owner_kind: &str,
+        owner_key: &str,
+    ) -> Result<Option<Option<String>>> {
+        let mut tx = self.begin().await?;
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        let status: Option<String> = sql::query(format!("SELECT status FROM commands WHERE id = $1{lock}"))
+            .bind(command_id)
+            .scalar_opt(&mut tx)
+            .await?;
+        let Some(status) = status else { return Ok(None) };
+        if is_final_command(&status) {
+            return Ok(Some(Some(status)));
+        }
+        Self::await_completion(&mut tx, &format!("command:{command_id}"), owner_kind, owner_key).await?;
+        tx.commit().await?;
+        Ok(Some(None))
+    }
+
+    /// When the next hidden message of `destination` becomes visible again (after its
+    /// visibility timeout), if any: a held long poll wakes then.
+    pub async fn next_visible(&self, destination: &str, now_ms: i64) -> Result<Option<i64>> {
+        sql::query("SELECT MIN(visible_ms) FROM node_messages WHERE destination = $1 AND acked = 0 AND visible_ms > $2")
+            .bind(destination)
+            .bind(now_ms)
+            .scalar::<Option<i64>>(&self.db)
+            .await
     }
 
     /// Forgets reply ids received before `before_ms` (the AWS agent re-sends a reply for at most
     /// two hours); returns how many.
     pub async fn purge_replies(&self, before_ms: i64) -> Result<u64> {
         sql::query("DELETE FROM command_replies WHERE received_ms < $1").bind(before_ms).execute(&self.db).await
-    }
-
-    /// Commands whose delivery deadline has passed, oldest first.
-    pub async fn commands_past_delivery(&self, now_ms: i64, limit: i64) -> Result<Vec<String>> {
-        sql::query("SELECT id FROM commands WHERE deliver_by_ms <= $1 ORDER BY deliver_by_ms LIMIT $2")
-            .bind(now_ms)
-            .bind(limit)
-            .fetch_all(&self.db)
-            .await?
-            .iter()
-            .map(|r| r.first())
-            .collect()
     }
 
     /// Commands of the account and region, newest first (ties by id), after `after` =

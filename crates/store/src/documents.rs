@@ -189,7 +189,7 @@ impl Store {
     /// The document, its first version and its tags are written in one transaction.
     pub async fn create_document(&self, doc: &DocumentRow, v: &VersionRow, tags: &[crate::Tag]) -> Result<()> {
         timed("create_document", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             sql::query(format!("INSERT INTO documents ({DOC_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
                 .bind(&doc.account)
                 .bind(&doc.region)
@@ -334,7 +334,7 @@ impl Store {
         target_type: Option<&str>,
     ) -> Result<()> {
         timed("add_document_version", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let r = sql::query(
                 "UPDATE documents SET latest_version = $1, target_type = COALESCE($2, target_type) \
                  WHERE account = $3 AND region = $4 AND name = $5 AND latest_version = $6",
@@ -439,7 +439,7 @@ impl Store {
     /// Deletes a whole document with its versions, shares, reviews and tags.
     pub async fn delete_document(&self, account: &str, region: &str, name: &str) -> Result<bool> {
         timed("delete_document", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let r = sql::query("DELETE FROM documents WHERE account = $1 AND region = $2 AND name = $3")
                 .bind(account)
                 .bind(region)
@@ -465,7 +465,7 @@ impl Store {
     /// Deletes one version (never the default: the caller checks, and the guard here makes a
     /// concurrent default change safe). Returns false if nothing was deleted.
     pub async fn delete_document_version(&self, account: &str, region: &str, name: &str, version: i64) -> Result<bool> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let default: Option<i64> =
             sql::query("SELECT default_version FROM documents WHERE account = $1 AND region = $2 AND name = $3")
                 .bind(account)
@@ -523,7 +523,7 @@ impl Store {
         add: &[ShareRow],
         remove: &[String],
     ) -> Result<()> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         for s in add {
             sql::query(
                 "INSERT INTO document_shares (account, region, name, shared_with, shared_version) VALUES ($1, $2, $3, $4, $5) \
@@ -590,7 +590,7 @@ impl Store {
 
     /// Records a review action and sets the version's ReviewStatus.
     pub async fn add_document_review(&self, account: &str, region: &str, name: &str, review: &ReviewRow) -> Result<()> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.begin().await?;
         let seq: i64 = sql::query(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM document_reviews WHERE account = $1 AND region = $2 AND name = $3 AND version = $4",
         )

@@ -12,21 +12,25 @@
 
 mod activations;
 mod automation;
+pub mod bus;
 mod cache;
 mod commands;
 mod documents;
 mod idempotency;
+pub mod jobs;
 mod keys;
 mod migrations;
 mod nodes;
 pub mod sql;
 mod tags;
+#[doc(hidden)]
+pub mod testing;
 
 pub use activations::{ACTIVATION_TAGS, ActivationFilter, ActivationRow, ActivationUse, NewActivation};
-pub use automation::{ExecutionFilter, ExecutionRow, NewExecution, StateWrite};
+pub use automation::{AUTOMATION_JOB, ExecutionFilter, ExecutionRow, Hold, NewExecution, StateWrite};
 pub use commands::{
-    CommandFilter, CommandRow, FINAL_STATUSES, InvocationRow, MessageRow, NewCommand, Scope, Settlement, cancel_topic,
-    send_message_id, send_topic,
+    COMMAND_JOB, CommandFilter, CommandRow, FINAL_STATUSES, InvocationRow, MessageRow, NewCommand, Scope, Settlement,
+    cancel_topic, send_message_id, send_topic,
 };
 pub use documents::{DocumentRow, ReviewRow, ShareRow, VersionRow};
 pub use idempotency::IdempotencyRecord;
@@ -70,6 +74,8 @@ pub struct Store {
     backend: Backend,
     /// Present only on SQLite, where this process is the only writer.
     doc_cache: Option<std::sync::Arc<cache::DocCache>>,
+    /// Wake-ups after commits, here and (PostgreSQL) in the other replicas.
+    bus: std::sync::Arc<bus::Bus>,
 }
 
 impl Store {
@@ -91,7 +97,8 @@ impl Store {
             return Err(StoreError::BadUrl(url.to_string()));
         };
         let doc_cache = (backend == Backend::Sqlite).then(Default::default);
-        let store = Store { db, backend, doc_cache };
+        let bus = std::sync::Arc::new(bus::Bus::new(backend == Backend::Postgres));
+        let store = Store { db, backend, doc_cache, bus };
         migrations::run(&store).await?;
         Ok(store)
     }
@@ -99,6 +106,28 @@ impl Store {
     /// The database, for statements outside the store's methods (tests, tools).
     pub fn db(&self) -> &sql::Db {
         &self.db
+    }
+
+    /// Starts a write transaction whose [`sql::Tx::notify`] topics reach the bus.
+    pub async fn begin(&self) -> Result<sql::Tx<'_>> {
+        let mut tx = self.db.begin().await?;
+        tx.attach(self.bus.clone());
+        Ok(tx)
+    }
+
+    /// The wake-up bus (subscribe to topics published by committed transactions).
+    pub fn bus(&self) -> &std::sync::Arc<bus::Bus> {
+        &self.bus
+    }
+
+    /// The listener that brings the other replicas' wake-ups to this store's bus (PostgreSQL;
+    /// inactive on SQLite). Run it as a worker.
+    pub fn listener(&self) -> bus::Listener {
+        let pool = match &self.db {
+            sql::Db::Postgres(p) => Some(p.clone()),
+            sql::Db::Sqlite(_) => None,
+        };
+        bus::Listener::new(pool, self.bus.clone())
     }
 
     /// The backend in use.

@@ -252,6 +252,45 @@ CREATE TABLE command_replies (
 CREATE INDEX command_replies_by_received ON command_replies (received_ms)
 "#,
     ),
+    (
+        // The engine's jobs: one table of due work for every capability. Automation's own
+        // due/lease columns and Run Command's delivery deadlines move into it.
+        8,
+        r#"
+CREATE TABLE jobs (
+    kind TEXT NOT NULL,
+    job_key TEXT NOT NULL,
+    due_ms BIGINT NOT NULL,
+    run_at_ms BIGINT NOT NULL,
+    lease_owner TEXT,
+    token BIGINT NOT NULL,
+    pokes BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    payload TEXT,
+    created_ms BIGINT NOT NULL,
+    PRIMARY KEY (kind, job_key)
+);
+CREATE INDEX jobs_due ON jobs (kind, due_ms);
+CREATE TABLE job_links (
+    awaited TEXT NOT NULL,
+    owner_kind TEXT NOT NULL,
+    owner_key TEXT NOT NULL,
+    PRIMARY KEY (awaited, owner_kind, owner_key)
+);
+INSERT INTO jobs (kind, job_key, due_ms, run_at_ms, lease_owner, token, pokes, attempts, payload, created_ms)
+    SELECT 'automation', id, due_ms, due_ms, NULL, 0, 0, 0, NULL, start_ms FROM automation_executions
+    WHERE due_ms IS NOT NULL;
+INSERT INTO jobs (kind, job_key, due_ms, run_at_ms, lease_owner, token, pokes, attempts, payload, created_ms)
+    SELECT 'command', id, deliver_by_ms, deliver_by_ms, NULL, 0, 0, 0, NULL, requested_ms FROM commands
+    WHERE deliver_by_ms IS NOT NULL;
+DROP INDEX automation_executions_due;
+ALTER TABLE automation_executions DROP COLUMN due_ms;
+ALTER TABLE automation_executions DROP COLUMN lease_owner;
+ALTER TABLE automation_executions DROP COLUMN lease_until;
+DROP INDEX commands_by_deliver_by;
+ALTER TABLE commands DROP COLUMN deliver_by_ms
+"#,
+    ),
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

@@ -139,7 +139,7 @@ impl Store {
     /// to it, in one transaction. `Conflict` if the node id exists (nothing is written).
     pub async fn register_node(&self, n: &NewNode, now_ms: i64) -> Result<NodeRegistration> {
         timed("register_node", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let a = match Store::consume_activation_in(&mut tx, &n.activation_id, &n.code_sha256, now_ms).await? {
                 ActivationUse::Registered(a) => a,
                 refused => return Ok(NodeRegistration::Refused(refused)),
@@ -222,7 +222,7 @@ impl Store {
     /// transaction. False (nothing written) if the node is unknown or deregistered.
     pub async fn issue_node_key(&self, id: &str, key: &AccessKey, now_ms: i64) -> Result<bool> {
         timed("issue_node_key", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let n = sql::query("UPDATE managed_instances SET token_ms = $1 WHERE id = $2 AND deregistered_ms IS NULL")
                 .bind(now_ms)
                 .bind(id)
@@ -303,7 +303,7 @@ impl Store {
     /// access key issued to it, in one transaction. False if there is no such registered node.
     pub async fn deregister_node(&self, account: &str, region: &str, id: &str, now_ms: i64) -> Result<bool> {
         timed("deregister_node", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             let n = sql::query(
                 "UPDATE managed_instances SET deregistered_ms = $1 \
                  WHERE id = $2 AND account = $3 AND region = $4 AND deregistered_ms IS NULL",

@@ -10,6 +10,7 @@
 //! SQL is written once with `$1, $2, ...` placeholders, numbered in order of first appearance
 //! (SQLite binds them by position). Values are integers, text or typed NULLs.
 
+use crate::bus::Bus;
 use crate::{Result, StoreError};
 use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Column, Row as _, TypeInfo};
@@ -229,7 +230,7 @@ fn sqlite_err(e: rusqlite::Error) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
-fn pg_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
         _ => StoreError::Db(e.to_string()),
@@ -377,15 +378,19 @@ impl Db {
         }
     }
 
-    /// Starts a write transaction.
+    /// Starts a write transaction (whose topics reach no bus: see `Store::begin`).
     pub async fn begin(&self) -> Result<Tx<'_>> {
         match self {
             Db::Sqlite(s) => {
                 let g = s.write.lock().await;
                 g.execute_batch("BEGIN IMMEDIATE").map_err(sqlite_err)?;
-                Ok(Tx::Sqlite { conn: g, open: true })
+                Ok(Tx { inner: TxInner::Sqlite { conn: g, open: true }, notes: Vec::new(), bus: None })
             }
-            Db::Postgres(p) => Ok(Tx::Postgres(Some(p.begin().await.map_err(pg_err)?))),
+            Db::Postgres(p) => Ok(Tx {
+                inner: TxInner::Postgres(Some(p.begin().await.map_err(pg_err)?)),
+                notes: Vec::new(),
+                bus: None,
+            }),
         }
     }
 
@@ -401,15 +406,18 @@ impl Db {
     }
 }
 
-/// A write transaction; rolled back if dropped without `commit`.
-pub enum Tx<'a> {
-    /// SQLite: the writer connection, held for the transaction.
-    Sqlite {
-        /// The connection.
-        conn: MutexGuard<'a, rusqlite::Connection>,
-        /// Whether the transaction still needs a COMMIT or ROLLBACK.
-        open: bool,
-    },
+/// A write transaction; rolled back if dropped without `commit`. Topics named with
+/// [`Tx::notify`] wake their subscribers once it commits (see `crate::bus`).
+pub struct Tx<'a> {
+    inner: TxInner<'a>,
+    notes: Vec<String>,
+    bus: Option<Arc<Bus>>,
+}
+
+enum TxInner<'a> {
+    /// SQLite: the writer connection, held for the transaction; `open` while it still needs a
+    /// COMMIT or ROLLBACK.
+    Sqlite { conn: MutexGuard<'a, rusqlite::Connection>, open: bool },
     /// PostgreSQL (taken out on commit).
     Postgres(Option<sqlx::Transaction<'static, sqlx::Postgres>>),
 }
@@ -417,9 +425,9 @@ pub enum Tx<'a> {
 impl Tx<'_> {
     /// Runs a read inside the transaction.
     pub async fn fetch_all(&mut self, q: Query) -> Result<Vec<Row>> {
-        match self {
-            Tx::Sqlite { conn, .. } => sqlite_run(conn, &q),
-            Tx::Postgres(t) => {
+        match &mut self.inner {
+            TxInner::Sqlite { conn, .. } => sqlite_run(conn, &q),
+            TxInner::Postgres(t) => {
                 let t = t.as_mut().ok_or_else(|| StoreError::Db("transaction already finished".into()))?;
                 pg_rows(pg_query(&q).fetch_all(&mut **t).await.map_err(pg_err)?)
             }
@@ -433,27 +441,64 @@ impl Tx<'_> {
 
     /// Runs a write inside the transaction.
     pub async fn execute(&mut self, q: Query) -> Result<u64> {
-        match self {
-            Tx::Sqlite { conn, .. } => sqlite_execute(conn, &q),
-            Tx::Postgres(t) => {
+        match &mut self.inner {
+            TxInner::Sqlite { conn, .. } => sqlite_execute(conn, &q),
+            TxInner::Postgres(t) => {
                 let t = t.as_mut().ok_or_else(|| StoreError::Db("transaction already finished".into()))?;
                 Ok(pg_query(&q).execute(&mut **t).await.map_err(pg_err)?.rows_affected())
             }
         }
     }
 
-    /// Commits.
-    pub async fn commit(mut self) -> Result<()> {
-        match &mut self {
-            Tx::Sqlite { conn, open } => {
-                *open = false;
-                conn.execute_batch("COMMIT").map_err(sqlite_err)
-            }
-            Tx::Postgres(t) => match t.take() {
-                Some(t) => t.commit().await.map_err(pg_err),
-                None => Ok(()),
-            },
+    /// Which database the transaction runs on.
+    pub fn backend(&self) -> crate::Backend {
+        match self.inner {
+            TxInner::Sqlite { .. } => crate::Backend::Sqlite,
+            TxInner::Postgres(_) => crate::Backend::Postgres,
         }
+    }
+
+    pub(crate) fn attach(&mut self, bus: Arc<Bus>) {
+        self.bus = Some(bus);
+    }
+
+    /// Wakes the subscribers of `topic` in every replica once this transaction commits (nothing
+    /// if it rolls back). Repeated topics go out once.
+    pub fn notify(&mut self, topic: impl Into<String>) {
+        let topic = topic.into();
+        if !self.notes.contains(&topic) {
+            self.notes.push(topic);
+        }
+    }
+
+    /// Commits, then wakes the subscribers of the topics named.
+    pub async fn commit(mut self) -> Result<()> {
+        let notes = std::mem::take(&mut self.notes);
+        let bus = self.bus.take();
+        match &mut self.inner {
+            TxInner::Sqlite { conn, open } => {
+                *open = false;
+                conn.execute_batch("COMMIT").map_err(sqlite_err)?;
+            }
+            TxInner::Postgres(t) => {
+                if let Some(mut t) = t.take() {
+                    if let (Some(bus), false) = (&bus, notes.is_empty()) {
+                        // Delivered to the other replicas only if the transaction commits.
+                        sqlx::query("SELECT pg_notify($1, $2)")
+                            .bind(crate::bus::CHANNEL)
+                            .bind(bus.payload(&notes))
+                            .execute(&mut *t)
+                            .await
+                            .map_err(pg_err)?;
+                    }
+                    t.commit().await.map_err(pg_err)?;
+                }
+            }
+        }
+        if let Some(bus) = bus {
+            notes.iter().for_each(|t| bus.deliver(t));
+        }
+        Ok(())
     }
 
     /// Rolls back.
@@ -466,7 +511,7 @@ impl Tx<'_> {
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
-        if let Tx::Sqlite { conn, open: true } = self {
+        if let TxInner::Sqlite { conn, open: true } = &mut self.inner {
             let _ = conn.execute_batch("ROLLBACK");
         }
     }

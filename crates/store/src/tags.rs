@@ -78,7 +78,7 @@ impl Store {
         limit: usize,
     ) -> Result<bool> {
         timed("change_tags", async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.begin().await?;
             Store::upsert_tags(&mut tx, account, region, rtype, rid, set).await?;
             for k in remove {
                 sql::query("DELETE FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4 AND tag_key = $5")

@@ -2,7 +2,7 @@
 //! keyset pages, deletion, and `consume_activation` — each refusal, and two consumers racing for
 //! the last registration (exactly one wins, on one store or on two stores over one database).
 
-mod common;
+use ssmd_store::on_both;
 
 use ssmd_store::{ACTIVATION_TAGS, ActivationFilter, ActivationUse, NewActivation, Store, Tag};
 

@@ -2,7 +2,7 @@
 //! updates, transactions that roll back, limits that refuse without writing, idempotency
 //! records, cache coherence and concurrent writers.
 
-mod common;
+use ssmd_store::on_both;
 
 use ssmd_store::sql;
 use ssmd_store::{DocumentRow, Store, StoreError, Tag, VersionRow};

@@ -15,9 +15,6 @@ use std::time::Duration;
 /// How often `aws:waitForAwsResourceProperty` calls its API.
 const WAIT_POLL: Duration = Duration::from_secs(2);
 
-/// How often `aws:runCommand` looks at its command.
-const COMMAND_POLL: Duration = Duration::from_millis(200);
-
 pub(crate) async fn script(
     svc: &Service,
     x: &Execution,
@@ -130,63 +127,53 @@ pub(crate) async fn api(
 }
 
 /// `aws:runCommand`: sends the command `id` (unless a run of this attempt before a restart sent
-/// it already) as the execution's account and waits until it ends. The outputs are the
-/// command's status and the first node's response code and output.
+/// it already) as the execution's account, and looks whether it has ended. `Some` outcome: the
+/// command's status and the first node's response code and output (or why it could not be
+/// sent). `None`: it is running, and the execution's job is linked to its end — the step waits
+/// without holding anything, and is driven again when the command ends or its time is up.
 pub(crate) async fn run_command(
     svc: &Service,
     x: &Execution,
     id: &str,
     request: &Map<String, Value>,
-    timeout_s: i64,
-) -> Outcome {
+) -> Result<Option<Outcome>, ssmd_model::ApiError> {
     let caller = caller_of(x);
     let refused = |e: ssmd_model::ApiError| {
-        Outcome::failed(format!(
+        Some(Outcome::failed(format!(
             "aws:runCommand could not send the command: An error occurred ({}) when calling the SendCommand operation: {}",
             e.code().name(),
             e.message()
-        ))
+        )))
     };
-    match svc.store().command(&x.account, &x.region, id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            let input = Value::Object(request.clone());
-            if let Err(e) = ssmd_model::validate::validate(Operation::SendCommand.info().input, &input) {
-                return refused(e);
-            }
-            let req = match ssmd_model::decode(input) {
-                Ok(r) => r,
-                Err(e) => return refused(e),
-            };
-            if let Err(e) = crate::commands::send::send_with_id(svc, &caller, req, id.to_string()).await {
-                return refused(e);
-            }
+    let store = svc.store();
+    if store.command(&x.account, &x.region, id).await.map_err(crate::store_error)?.is_none() {
+        let input = Value::Object(request.clone());
+        if let Err(e) = ssmd_model::validate::validate(Operation::SendCommand.info().input, &input) {
+            return Ok(refused(e));
         }
-        Err(e) => return Outcome::failed(format!("aws:runCommand could not read its command: {e}")),
+        let req = match ssmd_model::decode(input) {
+            Ok(r) => r,
+            Err(e) => return Ok(refused(e)),
+        };
+        if let Err(e) = crate::commands::send::send_with_id(svc, &caller, req, id.to_string()).await {
+            return Ok(refused(e));
+        }
     }
-    let work = async {
-        loop {
-            match svc.store().command(&x.account, &x.region, id).await {
-                Ok(Some(c)) if ["Success", "Failed", "TimedOut", "Cancelled"].contains(&c.status.as_str()) => {
-                    return crate::commands::query::first_result(svc, &c).await;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(command = id, error = %e, "reading a command for aws:runCommand failed"),
-            }
-            tokio::time::sleep(COMMAND_POLL).await;
-        }
-    };
-    match tokio::time::timeout(Duration::from_secs(timeout_s.max(1) as u64), work).await {
-        Ok(o) => o,
-        Err(_) => {
-            // The step gives up on the command: so do its nodes.
-            let stop = ssmd_model::shapes::CancelCommandRequest { command_id: id.to_string(), instance_ids: None };
-            if let Err(e) = crate::commands::cancel::cancel(svc, &caller, stop).await {
-                tracing::warn!(command = id, error = %e, "cancelling the command of a timed-out aws:runCommand step failed");
-            }
-            Outcome::TimedOut {
-                message: format!("The command {id} did not finish within {timeout_s} seconds and was cancelled."),
-            }
-        }
+    match store.await_command(id, ssmd_store::AUTOMATION_JOB, &x.id).await.map_err(crate::store_error)? {
+        Some(None) => Ok(None),
+        Some(Some(_)) => match store.command(&x.account, &x.region, id).await.map_err(crate::store_error)? {
+            Some(c) => Ok(Some(crate::commands::query::first_result(svc, &c).await)),
+            None => Ok(Some(Outcome::failed(format!("The command {id} of this step no longer exists.")))),
+        },
+        None => Ok(Some(Outcome::failed(format!("The command {id} of this step no longer exists.")))),
+    }
+}
+
+/// Cancels the command of an `aws:runCommand` step that timed out or was stopped: its nodes
+/// stop too. A command that has ended already is left as it is.
+pub(crate) async fn cancel_command(svc: &Service, x: &Execution, id: &str) {
+    let stop = ssmd_model::shapes::CancelCommandRequest { command_id: id.to_string(), instance_ids: None };
+    if let Err(e) = crate::commands::cancel::cancel(svc, &caller_of(x), stop).await {
+        tracing::warn!(command = id, error = %e, "cancelling the command of an aws:runCommand step failed");
     }
 }

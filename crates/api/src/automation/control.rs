@@ -55,18 +55,15 @@ pub(crate) async fn update(
             state: &state,
             status: &x.status,
             outputs: outputs.as_deref(),
+            // Due now: the engine carries on from the new state (wherever it runs).
             due_ms: if terminal { None } else { Some(now) },
-            keep_lease: true,
-            lease_until: None,
+            holder: None,
             wake: if terminal { x.parent_id.as_deref() } else { None },
+            admit_next: (terminal && x.parent_id.is_none()).then_some((x.account.as_str(), x.region.as_str())),
             now_ms: now,
-            owner: None,
         };
         match svc.store.write_execution(&write).await {
-            Ok(()) => {
-                svc.automation.wake.notify_one();
-                return Ok(());
-            }
+            Ok(()) => return Ok(()),
             Err(StoreError::Conflict) => continue,
             Err(e) => return Err(store_error(e)),
         }

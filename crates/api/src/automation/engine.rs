@@ -1,15 +1,20 @@
-//! The engine: claims due executions with a lease, drives each through the state machine, carries
-//! out the effects it asks for, and writes every transition before acting on it.
+//! The Automation job handler: the engine (`ssmd_engine`) claims an execution's job
+//! (`automation/<id>`) when it is due, and this drives the execution through the state machine,
+//! carries out the effects it asks for, and writes every transition before acting on it.
 //!
-//! * A claim is a lease (`Settings::lease_ms`) renewed while an effect runs; an execution whose
-//!   engine died is claimed again once its lease runs out (on SQLite, at once on restart).
-//! * Every write is guarded by the execution's version. A signal or stop that lands while an
-//!   effect runs makes the engine's next write fail; it re-reads and applies its result to the
-//!   new state (the machine drops results that no longer apply). A running effect whose step was
-//!   stopped or cancelled is abandoned (its script is killed).
+//! * Every write is guarded by the execution's version and fenced by the engine's claim on the
+//!   job. A signal or stop that lands while an effect runs pokes the job: the effect is
+//!   abandoned if its step was stopped (its script is killed), and the engine's next write
+//!   fails, so it re-reads and applies its result to the new state (the machine drops results
+//!   that no longer apply).
 //! * An effect is persisted as dispatched before it runs, so a crash re-runs it at most once.
-//! * Children are inserted in the same transaction as the parent's state; a finishing child
-//!   wakes its parent in the transaction that finishes it.
+//! * The last write of a run releases the job in the same transaction: due at the execution's
+//!   next timer, or gone when only a signal, a child or a command can wake it. Nothing waits
+//!   holding a slot: a child's end wakes its parent, and a command's end wakes the
+//!   `aws:runCommand` step that sent it, through completion links.
+//! * Children are inserted in the same transaction as the parent's state.
+//! * Executions beyond `max_running` stay Pending; one that ends (or starts) wakes the oldest
+//!   one waiting, and a slow re-check covers the rest.
 
 use super::control::{cancel_child, final_outputs};
 use super::start::{Origin, prepare};
@@ -19,143 +24,60 @@ use serde_json::Value;
 use ssmd_core::automation::execution::{Execution, status};
 use ssmd_core::automation::machine::{self, ChildStart, Effect, Need, Outcome};
 use ssmd_core::automation::runbook::Runbook;
+use ssmd_engine::{Handler, Job, Next};
 use ssmd_model::ApiError;
 use ssmd_model::shapes::StartAutomationExecutionRequest;
-use ssmd_store::{ExecutionRow, NewExecution, StateWrite, StoreError};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use ssmd_store::{AUTOMATION_JOB, ExecutionRow, Hold, NewExecution, StateWrite, StoreError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// The longest an idle engine waits before looking for due work again (a start or signal on this
-/// replica wakes it at once, a timer when it is due; other replicas' writes are seen within this).
-const POLL: Duration = Duration::from_millis(100);
-/// Executions claimed per query.
-const CLAIM_BATCH: i64 = 64;
-/// How often a running effect renews its lease and checks for a stop.
-const HEARTBEAT: Duration = Duration::from_millis(500);
+/// How long an execution held back by the running limit waits before it looks again, if no
+/// execution ending wakes it first.
+const ADMIT_RECHECK_MS: i64 = 30_000;
 
-/// Handle on a running engine.
-#[derive(Clone)]
-pub struct Engine {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
+/// Drives executions: the handler of `automation` jobs.
+pub struct Automation {
     svc: Arc<Service>,
-    owner: String,
-    inflight: Mutex<Inflight>,
 }
 
-/// Executions this engine is driving, and those claimed again meanwhile (by the time a driving
-/// task releases a row, a signal may have made it due and the claim loop taken it): the task
-/// drives a "dirty" execution once more before it lets go.
-#[derive(Default)]
-struct Inflight {
-    running: HashSet<String>,
-    dirty: HashSet<String>,
+impl Automation {
+    pub(crate) fn new(svc: Arc<Service>) -> Automation {
+        Automation { svc }
+    }
 }
 
-impl Engine {
-    /// Starts the engine on a tokio runtime. On SQLite this process is the only engine on the
-    /// database, so leases left by a previous process are released first.
-    pub async fn start(svc: Arc<Service>) -> Result<Engine, ApiError> {
-        if svc.store.backend() == ssmd_store::Backend::Sqlite {
-            svc.store.release_all_leases().await.map_err(crate::store_error)?;
+impl Handler for Automation {
+    async fn run(&self, job: Job) -> ssmd_engine::Outcome {
+        let d = Driver { svc: &self.svc, job: &job };
+        match d.run().await {
+            Ok(o) => o,
+            Err(e) => ssmd_engine::Outcome::Failed(e.to_string()),
         }
-        let engine = Engine {
-            inner: Arc::new(Inner { svc, owner: ssmd_core::ids::uuid(), inflight: Mutex::new(Inflight::default()) }),
+    }
+}
+
+/// One run of one execution's job.
+struct Driver<'a> {
+    svc: &'a Service,
+    job: &'a Job,
+}
+
+/// What running an effect came to.
+enum Effected {
+    /// It finished: feed this to the machine.
+    Done(usize, u32, Outcome),
+    /// It waits for something that will wake the job (a command): the job is due at this time.
+    Waiting(Option<i64>),
+    /// The step was stopped or the execution changed meanwhile: look again.
+    Abandoned,
+}
+
+impl Driver<'_> {
+    async fn run(&self) -> Result<ssmd_engine::Outcome, ApiError> {
+        let Some(row) = self.svc.store.execution_by_id(&self.job.claim.key).await.map_err(crate::store_error)? else {
+            return Ok(ssmd_engine::Outcome::Next(Next::Done));
         };
-        let e = engine.clone();
-        tokio::spawn(async move { e.run().await });
-        Ok(engine)
-    }
-
-    async fn run(self) {
-        let svc = &self.inner.svc;
-        loop {
-            let now = svc.now_ms();
-            let room = svc.automation.settings.workers.saturating_sub(self.inflight_len()) as i64;
-            let claimed = if room > 0 {
-                match svc
-                    .store
-                    .claim_executions(
-                        &self.inner.owner,
-                        now,
-                        now + svc.automation.settings.lease_ms,
-                        room.min(CLAIM_BATCH),
-                    )
-                    .await
-                {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "claiming automation executions failed");
-                        Vec::new()
-                    }
-                }
-            } else {
-                Vec::new()
-            };
-            let full = claimed.len() as i64 == CLAIM_BATCH;
-            for row in claimed {
-                {
-                    let mut f = self.inner.inflight.lock().expect("inflight");
-                    if !f.running.insert(row.id.clone()) {
-                        f.dirty.insert(row.id.clone());
-                        continue;
-                    }
-                }
-                let e = self.clone();
-                tokio::spawn(async move { e.drive_until_clean(row).await });
-            }
-            if !full {
-                // Sleep until the next timer on this database is due, but no longer than POLL.
-                let next = if room > 0 { svc.store.next_due().await.ok().flatten() } else { None };
-                let pause = next
-                    .map(|due| Duration::from_millis((due - svc.now_ms()).clamp(1, POLL.as_millis() as i64) as u64))
-                    .unwrap_or(POLL);
-                tokio::select! {
-                    _ = svc.automation.wake.notified() => {}
-                    _ = tokio::time::sleep(pause) => {}
-                }
-            }
-        }
-    }
-
-    fn inflight_len(&self) -> usize {
-        self.inner.inflight.lock().expect("inflight").running.len()
-    }
-
-    /// Drives a claimed execution, again if it was claimed again meanwhile; a panic in the
-    /// machine is contained (logged; the lease runs out and the execution is retried).
-    async fn drive_until_clean(self, mut row: ExecutionRow) {
-        let id = row.id.clone();
-        loop {
-            let e = self.clone();
-            match tokio::spawn(async move { e.drive(row).await }).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::warn!(execution = %id, error = %err, "driving an automation execution failed"),
-                Err(err) => tracing::error!(execution = %id, error = %err, "driving an automation execution panicked"),
-            }
-            let again = {
-                let mut f = self.inner.inflight.lock().expect("inflight");
-                let again = f.dirty.remove(&id);
-                if !again {
-                    f.running.remove(&id);
-                }
-                again
-            };
-            let next = if again { self.inner.svc.store.execution_by_id(&id).await.ok().flatten() } else { None };
-            match next {
-                Some(r) if r.lease_owner.as_deref() == Some(self.inner.owner.as_str()) => row = r,
-                _ => {
-                    if again {
-                        self.inner.inflight.lock().expect("inflight").running.remove(&id);
-                    }
-                    break;
-                }
-            }
-        }
-        self.inner.svc.automation.wake.notify_one();
+        self.drive(row).await
     }
 
     /// Writes `x` over `row`; `Ok(false)` when someone wrote in between (re-read and retry).
@@ -165,13 +87,17 @@ impl Engine {
         x: &Execution,
         rb: &Runbook,
         due_ms: Option<i64>,
-        keep_lease: bool,
+        hold: Hold,
         children: &[NewExecution],
     ) -> Result<bool, ApiError> {
-        let svc = &self.inner.svc;
+        let svc = self.svc;
         let state = serde_json::to_string(x).map_err(|e| ApiError::internal(e.to_string()))?;
         let outputs = final_outputs(x, rb);
         let terminal = status::is_terminal(&x.status);
+        let top_level = x.parent_id.is_none();
+        // A place frees up when a top-level execution ends; one is taken when it starts (the
+        // next in line may fit too).
+        let started = row.status == status::PENDING && x.status != status::PENDING;
         let w = StateWrite {
             id: &row.id,
             version: row.version,
@@ -179,11 +105,10 @@ impl Engine {
             status: &x.status,
             outputs: outputs.as_deref(),
             due_ms,
-            keep_lease,
-            lease_until: Some(svc.now_ms() + svc.automation.settings.lease_ms),
+            holder: Some((&self.job.claim, hold)),
             wake: if terminal { x.parent_id.as_deref() } else { None },
+            admit_next: (top_level && (terminal || started)).then_some((x.account.as_str(), x.region.as_str())),
             now_ms: svc.now_ms(),
-            owner: Some(&self.inner.owner),
         };
         let r = if children.is_empty() {
             svc.store.write_execution(&w).await
@@ -195,9 +120,6 @@ impl Engine {
                 row.version += 1;
                 row.state = state;
                 row.status = x.status.clone();
-                if terminal && x.parent_id.is_some() || !children.is_empty() {
-                    svc.automation.wake.notify_one();
-                }
                 Ok(true)
             }
             Err(StoreError::Conflict) => Ok(false),
@@ -205,16 +127,19 @@ impl Engine {
         }
     }
 
-    /// Re-reads a row after a conflict; `None` when the lease is no longer this engine's (another
-    /// engine took the execution over: it drives it from here).
+    /// Re-reads a row after a conflict; `None` when the job is no longer this run's (another
+    /// replica took it over after the lease ran out: it drives the execution from here).
     async fn reload(&self, id: &str) -> Result<Option<ExecutionRow>, ApiError> {
-        let row = self.inner.svc.store.execution_by_id(id).await.map_err(crate::store_error)?;
-        Ok(row.filter(|r| r.lease_owner.as_deref() == Some(self.inner.owner.as_str())))
+        let store = &self.svc.store;
+        if !store.holds_job(&self.job.claim).await.map_err(crate::store_error)? {
+            return Ok(None);
+        }
+        store.execution_by_id(id).await.map_err(crate::store_error)
     }
 
-    /// Drives one claimed execution until it waits, finishes or is taken over.
-    async fn drive(&self, mut row: ExecutionRow) -> Result<(), ApiError> {
-        let svc = &self.inner.svc;
+    /// Drives the execution until it waits, finishes or is taken over.
+    async fn drive(&self, mut row: ExecutionRow) -> Result<ssmd_engine::Outcome, ApiError> {
+        let svc = self.svc;
         let rb = svc.runbook(&row.runbook_sha).await?;
         // The result of the last effect, kept until it is written.
         let mut result: Option<(usize, u32, Outcome)> = None;
@@ -226,36 +151,34 @@ impl Engine {
             }
             self.collect_children(&mut x, &rb, now).await?;
             if x.status == status::PENDING && !self.admit(&x).await? {
-                // Over the running limit: stay Pending and look again shortly.
-                if self.write(&mut row, &x, &rb, Some(now + 500), false, &[]).await? {
-                    return Ok(());
-                }
-                row = match self.reload(&row.id).await? {
-                    Some(r) => r,
-                    None => return Ok(()),
-                };
-                continue;
+                // Over the running limit: stay Pending until an execution ending wakes it.
+                return Ok(ssmd_engine::Outcome::Next(Next::At(now + ADMIT_RECHECK_MS)));
             }
             let need = machine::drive(&mut x, &rb, now);
             let mut cancels = Vec::new();
-            let (due, keep, children, effect) = match need {
-                Need::Done => (None, false, Vec::new(), None),
-                Need::Wait(at) => (at, false, Vec::new(), None),
+            let mut command_cancels = Vec::new();
+            let (due, hold, children, effect) = match need {
+                Need::Done => (None, Hold::Release, Vec::new(), None),
+                Need::Wait(at) => (at, Hold::Release, Vec::new(), None),
                 Need::Effect(Effect::Start(starts)) => {
                     let children = self.prepare_children(&mut x, &rb, starts, now).await?;
-                    (Some(now), true, children, None)
+                    (Some(now), Hold::Keep, children, None)
                 }
                 Need::Effect(Effect::Cancel(ids)) => {
                     // Persist first (the list is cleared in the state), then cancel.
                     cancels = ids;
-                    (Some(now), true, Vec::new(), None)
+                    (Some(now), Hold::Keep, Vec::new(), None)
                 }
-                Need::Effect(e) => (Some(now), true, Vec::new(), Some(e)),
+                Need::Effect(Effect::CancelCommands(ids)) => {
+                    command_cancels = ids;
+                    (Some(now), Hold::Keep, Vec::new(), None)
+                }
+                Need::Effect(e) => (Some(now), Hold::Keep, Vec::new(), Some(e)),
             };
-            if !self.write(&mut row, &x, &rb, due, keep, &children).await? {
+            if !self.write(&mut row, &x, &rb, due, hold, &children).await? {
                 row = match self.reload(&row.id).await? {
                     Some(r) => r,
-                    None => return Ok(()),
+                    None => return Ok(ssmd_engine::Outcome::Finished),
                 };
                 continue;
             }
@@ -263,17 +186,20 @@ impl Engine {
             for id in &cancels {
                 cancel_child(svc, id).await?;
             }
-            if !keep {
-                return Ok(());
+            for id in &command_cancels {
+                actions::cancel_command(svc, &x, id).await;
+            }
+            if hold == Hold::Release {
+                return Ok(ssmd_engine::Outcome::Finished);
             }
             if let Some(effect) = effect {
-                match self.run_effect(&mut row, &x, effect).await? {
-                    Some(r) => result = Some(r),
-                    None => {
-                        // The step was stopped or the execution changed hands: re-read.
+                match self.run_effect(&row, &x, effect).await? {
+                    Effected::Done(i, attempt, o) => result = Some((i, attempt, o)),
+                    Effected::Waiting(due) => return Ok(ssmd_engine::Outcome::Next(due.map_or(Next::Done, Next::At))),
+                    Effected::Abandoned => {
                         row = match self.reload(&row.id).await? {
                             Some(r) => r,
-                            None => return Ok(()),
+                            None => return Ok(ssmd_engine::Outcome::Finished),
                         };
                     }
                 }
@@ -288,7 +214,7 @@ impl Engine {
         if x.parent_id.is_some() {
             return Ok(true);
         }
-        let svc = &self.inner.svc;
+        let svc = self.svc;
         let max = svc.automation.settings.max_running;
         let count = |statuses: &'static [&'static str]| async move {
             svc.store.count_executions(&x.account, &x.region, statuses).await.map_err(crate::store_error)
@@ -313,7 +239,7 @@ impl Engine {
             return Ok(());
         }
         let ids: Vec<String> = awaited.iter().map(|(_, id)| id.clone()).collect();
-        let rows = self.inner.svc.store.executions_by_ids(&ids).await.map_err(crate::store_error)?;
+        let rows = self.svc.store.executions_by_ids(&ids).await.map_err(crate::store_error)?;
         for row in rows.into_iter().filter(|r| status::is_terminal(&r.status)) {
             let Some((i, _)) = awaited.iter().find(|(_, id)| *id == row.id) else { continue };
             let (outputs, failure) = match row.outputs.as_deref().map(serde_json::from_str::<Value>) {
@@ -344,7 +270,7 @@ impl Engine {
         starts: Vec<ChildStart>,
         now: i64,
     ) -> Result<Vec<NewExecution>, ApiError> {
-        let svc = &self.inner.svc;
+        let svc = self.svc;
         let caller = caller_of(x);
         let mut out = Vec::new();
         for s in starts {
@@ -377,61 +303,43 @@ impl Engine {
         Ok(out)
     }
 
-    /// Runs a script or API effect while renewing the lease. `Ok(None)` when the step was stopped,
-    /// cancelled or taken over meanwhile (the effect is abandoned).
-    async fn run_effect(
-        &self,
-        row: &mut ExecutionRow,
-        x: &Execution,
-        effect: Effect,
-    ) -> Result<Option<(usize, u32, Outcome)>, ApiError> {
-        let svc = self.inner.svc.clone();
+    /// Runs a script, API or command effect. A poke while it runs (a signal, a stop) makes it
+    /// look whether its step is still live; if not, the effect is abandoned (a script is
+    /// killed).
+    async fn run_effect(&self, row: &ExecutionRow, x: &Execution, effect: Effect) -> Result<Effected, ApiError> {
+        let svc = self.svc;
         let (record, attempt) = match &effect {
             Effect::Script { record, attempt, .. }
             | Effect::Api { record, attempt, .. }
             | Effect::RunCommand { record, attempt, .. } => (*record, *attempt),
-            _ => return Ok(None),
+            _ => return Ok(Effected::Abandoned),
         };
+        if let Effect::RunCommand { command_id, request, .. } = &effect {
+            return Ok(match actions::run_command(svc, x, command_id, request).await? {
+                Some(o) => Effected::Done(record, attempt, o),
+                None => Effected::Waiting(x.steps.get(record).and_then(|r| r.wake_ms)),
+            });
+        }
         let work = async {
             match effect {
                 Effect::Script { runtime, handler, script, events, timeout_s, .. } => {
-                    actions::script(&svc, x, runtime, handler, script, events, timeout_s).await
+                    actions::script(svc, x, runtime, handler, script, events, timeout_s).await
                 }
                 Effect::Api { service, api, params, check, timeout_s, .. } => {
-                    actions::api(&svc, x, &service, &api, &params, &check, timeout_s).await
-                }
-                Effect::RunCommand { command_id, request, timeout_s, .. } => {
-                    actions::run_command(&svc, x, &command_id, &request, timeout_s).await
+                    actions::api(svc, x, &service, &api, &params, &check, timeout_s).await
                 }
                 _ => unreachable!("filtered above"),
             }
         };
         tokio::pin!(work);
-        let mut beat = tokio::time::interval(HEARTBEAT);
-        beat.tick().await;
         loop {
             tokio::select! {
-                outcome = &mut work => return Ok(Some((record, attempt, outcome))),
-                _ = beat.tick() => {
-                    let now = svc.now_ms();
-                    // A database hiccup is not a reason to kill the work: the lease still runs.
-                    let mine = match svc
-                        .store
-                        .extend_lease(&row.id, &self.inner.owner, now + svc.automation.settings.lease_ms)
-                        .await
-                    {
-                        Ok(mine) => mine,
-                        Err(e) => {
-                            tracing::warn!(execution = %row.id, error = %e, "renewing a lease failed");
-                            continue;
-                        }
-                    };
-                    if !mine {
-                        return Ok(None);
-                    }
+                outcome = &mut work => return Ok(Effected::Done(record, attempt, outcome)),
+                _ = self.job.poked() => {
                     let fresh = match svc.store.execution_by_id(&row.id).await {
                         Ok(Some(fresh)) => fresh,
-                        Ok(None) => return Ok(None),
+                        Ok(None) => return Ok(Effected::Abandoned),
+                        // A database hiccup is not a reason to kill the work.
                         Err(_) => continue,
                     };
                     if fresh.version != row.version {
@@ -440,7 +348,7 @@ impl Engine {
                         let live = fx.status != status::CANCELLING
                             && r.is_some_and(|r| r.attempt == attempt && !status::is_terminal(&r.status));
                         if !live {
-                            return Ok(None);
+                            return Ok(Effected::Abandoned);
                         }
                     }
                 }
@@ -448,3 +356,6 @@ impl Engine {
         }
     }
 }
+
+/// The job kind of executions, for the engine.
+pub const JOB_KIND: &str = AUTOMATION_JOB;

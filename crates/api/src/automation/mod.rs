@@ -13,7 +13,7 @@ pub(crate) mod query;
 mod report;
 pub(crate) mod start;
 
-pub use engine::Engine;
+pub use engine::{Automation, JOB_KIND};
 
 use crate::{Service, store_error};
 use ssmd_core::automation::execution::Execution;
@@ -23,7 +23,6 @@ use ssmd_store::ExecutionRow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
 
 /// The tag resource type of executions.
 pub(crate) const RESOURCE_TYPE: &str = "Automation";
@@ -54,8 +53,6 @@ impl Default for Settings {
 /// What the service shares with the engine.
 pub(crate) struct Shared {
     pub settings: Settings,
-    /// Woken when an execution becomes due now (a start, a signal, a stop).
-    pub wake: Notify,
     runbooks: Mutex<HashMap<String, Arc<Runbook>>>,
     /// Stored document versions already read as runbooks, by their content hash: (runbook hash,
     /// runbook JSON, runbook). Children of a fan-out all start from one version.
@@ -67,12 +64,7 @@ pub(crate) type Parsed = (String, Arc<String>, Arc<Runbook>);
 
 impl Shared {
     pub fn new(settings: Settings) -> Shared {
-        Shared {
-            settings,
-            wake: Notify::new(),
-            runbooks: Mutex::new(HashMap::new()),
-            parsed: Mutex::new(HashMap::new()),
-        }
+        Shared { settings, runbooks: Mutex::new(HashMap::new()), parsed: Mutex::new(HashMap::new()) }
     }
 }
 

@@ -60,7 +60,6 @@ pub(crate) async fn start(
         ));
     }
     svc.store.insert_executions(&[new], None).await.map_err(store_error)?;
-    svc.automation.wake.notify_one();
     Ok(StartAutomationExecutionResult { automation_execution_id: Some(id) })
 }
 
@@ -193,6 +192,7 @@ pub(crate) async fn prepare(
         cancel_deadline_ms: None,
         cancelled_record: None,
         cancel_children: Vec::new(),
+        cancel_commands: Vec::new(),
         assume_role: None,
         overrides: BTreeMap::new(),
     };

@@ -108,7 +108,21 @@ async fn get_messages(svc: &Service, node: &str, input: &Value) -> Result<Value,
         if !found.is_empty() || left.is_zero() || svc.commands.closing() {
             break found;
         }
-        let _ = tokio::time::timeout(left, woken).await;
+        // A message handed out earlier and never acknowledged comes back after its visibility
+        // timeout: the poll looks again then, if it is still held.
+        let back = svc.store.next_visible(node, now).await.map_err(store_error)?;
+        let clock = svc.clock.clone();
+        let returns = async move {
+            match back {
+                Some(at) => ssmd_engine::clock::sleep_until(&*clock, at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(left) => {}
+            _ = woken => {}
+            _ = returns => {}
+        }
     };
     let list: Vec<Value> = messages
         .iter()

@@ -33,7 +33,8 @@ pub const MAX_STDERR_CHARS: usize = 8_000;
 /// The combined `Output` of a plugin as ListCommandInvocations shows it.
 pub const MAX_OUTPUT_CHARS: usize = 2_500;
 
-/// Wakes long polls: one signal per node.
+/// Wakes long polls: one signal per node, raised by the store's `node:<id>` wake-ups (a message
+/// queued for the node in this replica or, on PostgreSQL, any other).
 #[derive(Default)]
 pub struct Hub {
     nodes: Mutex<HashMap<String, Arc<Notify>>>,
@@ -58,6 +59,12 @@ impl Hub {
     /// The signal of `node` (created on first use).
     pub fn signal(&self, node: &str) -> Arc<Notify> {
         self.nodes.lock().expect("hub").entry(node.to_string()).or_default().clone()
+    }
+
+    /// Wakes every long poll held now (wake-ups may have been missed).
+    pub fn wake_all(&self) {
+        let all: Vec<Arc<Notify>> = self.nodes.lock().expect("hub").values().cloned().collect();
+        all.iter().for_each(|n| n.notify_waiters());
     }
 
     /// Wakes every long poll of `node` that is waiting now.
@@ -171,7 +178,6 @@ pub(crate) fn settlement(row: &CommandRow, p: &mut Progress, started: bool) -> S
         completed_count: p.completed as i64,
         error_count: p.errors as i64,
         delivery_timed_out_count: p.delivery_timed_out as i64,
-        deliver_by_ms: if p.finished() { None } else { row.deliver_by_ms },
         ..Default::default()
     }
 }
@@ -227,7 +233,6 @@ pub(crate) fn started(row: &CommandRow) -> Settlement {
         completed_count: row.completed_count,
         error_count: row.error_count,
         delivery_timed_out_count: row.delivery_timed_out_count,
-        deliver_by_ms: row.deliver_by_ms,
         ..Default::default()
     }
 }
@@ -237,8 +242,8 @@ pub(crate) fn not_started(status: &str) -> bool {
     status == "Pending" || status == "Delayed"
 }
 
-/// Runs a settle on command `id` and wakes the nodes that got new messages. `Ok(false)`: a
-/// duplicate reply or no such command.
+/// Runs a settle on command `id` (the nodes that get new messages are woken by the store's
+/// wake-ups once it commits). `Ok(false)`: a duplicate reply or no such command.
 pub(crate) async fn settle<F>(
     svc: &Service,
     id: &str,
@@ -249,12 +254,8 @@ pub(crate) async fn settle<F>(
 where
     F: FnOnce(&CommandRow, Vec<InvocationRow>) -> Option<Settlement> + Send,
 {
-    let woken = svc.store.settle_command(id, scope, reply, svc.now_ms(), decide).await.map_err(store_error)?;
-    let Some(woken) = woken else { return Ok(false) };
-    for node in woken {
-        svc.commands.wake(&node);
-    }
-    Ok(true)
+    let settled = svc.store.settle_command(id, scope, reply, svc.now_ms(), decide).await.map_err(store_error)?;
+    Ok(settled.is_some())
 }
 
 /// `InvalidCommandId` for a command the caller does not have.

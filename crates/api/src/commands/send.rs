@@ -192,9 +192,6 @@ pub(crate) async fn send_with_id(
         dispatch: first.len(),
     };
     svc.store.insert_command(&new).await.map_err(store_error)?;
-    for n in nodes.iter().take(first.len()) {
-        svc.commands.wake(&n.id);
-    }
     // The answer is what was just stored: no need to read it back.
     Ok(SendCommandResult {
         command: Some(Command {

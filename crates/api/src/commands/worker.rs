@@ -1,88 +1,110 @@
-//! The Run Command background worker: every [`TICK_MS`] it wakes the long polls of nodes whose
-//! messages became visible (queued by another replica, or back after their visibility timeout),
-//! and it ends the invocations of commands whose delivery timeout has passed before their node
-//! picked them up (TimedOut / DeliveryTimedOut), and, once `ExpiresAfter` (delivery plus
-//! execution timeout) has passed, every invocation still unfinished — a node that died mid-run
-//! does not keep its command open forever. Every replica runs one; the settle transaction makes
-//! a timeout count once.
+//! Run Command's background work, on the engine: each command has a deadline job
+//! (`command/<id>`, due at its delivery timeout) whose handler ends the invocations no node
+//! picked up in time (TimedOut / DeliveryTimedOut) and moves the job to the command's
+//! `ExpiresAfter` (delivery plus execution timeout), when every invocation still unfinished
+//! ends — a node that died mid-run does not keep its command open forever. A command that ends
+//! drops its deadline job in the transaction that ends it. The settle transaction makes a
+//! timeout count once, whichever replica runs the job.
+//!
+//! Retention is a job too (`maintenance/purge-replies`, every minute on one replica): reply ids
+//! are forgotten after three hours.
 
 use super::*;
 use ssmd_core::command::End;
-use std::time::Duration;
+use ssmd_engine::{Handler, Job, Next, Outcome};
 
 /// How long reply ids are remembered (the AWS agent re-sends a reply for at most two hours).
 const REPLY_MEMORY_MS: i64 = 3 * 60 * 60 * 1000;
 
-/// How often the worker looks.
-pub const TICK_MS: u64 = 100;
+/// The job kind of periodic clean-ups.
+pub const MAINTENANCE_JOB: &str = "maintenance";
+/// The key of the reply-id clean-up.
+pub const PURGE_REPLIES: &str = "purge-replies";
+/// How often the clean-up runs.
+const PURGE_EVERY_MS: i64 = 60_000;
 
-/// How far back each look reaches, so a message committed by another replica with a slightly
-/// earlier clock reading is not missed.
-const LOOK_BACK_MS: i64 = 2_000;
-
-/// Starts the worker on the current tokio runtime.
-pub fn start(svc: Arc<Service>) {
-    tokio::spawn(async move {
-        let mut last = svc.now_ms();
-        let mut ticks: u64 = 0;
-        loop {
-            tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
-            let now = svc.now_ms();
-            match svc.store.destinations_visible_between(last.min(now) - LOOK_BACK_MS, now).await {
-                Ok(nodes) => nodes.iter().for_each(|n| svc.commands.wake(n)),
-                Err(e) => tracing::warn!(error = %e, "looking for visible node messages failed"),
-            }
-            last = now;
-            ticks += 1;
-            if ticks.is_multiple_of(5) {
-                expire_due(&svc, now).await;
-            }
-            if ticks.is_multiple_of(600) {
-                if let Err(e) = svc.store.purge_replies(now - REPLY_MEMORY_MS).await {
-                    tracing::warn!(error = %e, "forgetting old reply ids failed");
-                }
-            }
-        }
-    });
+/// The handler of command deadline jobs.
+pub struct Deadlines {
+    svc: Arc<Service>,
 }
 
-/// Times out the undelivered invocations of every command past its delivery deadline.
-pub async fn expire_due(svc: &Service, now: i64) {
-    let due = match svc.store.commands_past_delivery(now, 100).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, "looking for commands past their delivery timeout failed");
-            return;
-        }
-    };
-    for id in due {
-        let r = settle(svc, &id, Scope::Unfinished, None, |row, invocations| {
-            if row.deliver_by_ms.is_none_or(|t| t > now) {
-                return None; // another replica got here first
-            }
-            let mut p = progress(row).ok()?;
-            p.expire();
-            // Past ExpiresAfter (delivery plus execution timeout) every unfinished invocation
-            // ends, as SSM does; before it, only those no node has picked up.
-            let expires = spec(row).expires_after.map_or(i64::MAX, |s| (s * 1000.0).round() as i64);
-            let final_pass = now >= expires;
-            let mut ends = Ends::default();
-            for inv in invocations {
-                let end = match inv.status.as_str() {
-                    s if not_started(s) => End::DeliveryTimedOut,
-                    "Cancelling" if final_pass => End::Cancelled,
-                    _ if final_pass => End::DeliveryTimedOut,
-                    _ => continue,
-                };
-                ends.end(&mut p, inv, end, now);
-            }
-            let mut s = ends.into_settlement(settlement(row, &mut p, false));
-            s.deliver_by_ms = if final_pass || p.finished() { None } else { Some(expires) };
-            Some(s)
-        })
-        .await;
-        if let Err(e) = r {
-            tracing::warn!(command = id, error = %e, "timing out undelivered invocations failed");
+impl Deadlines {
+    pub(crate) fn new(svc: Arc<Service>) -> Deadlines {
+        Deadlines { svc }
+    }
+}
+
+impl Handler for Deadlines {
+    async fn run(&self, job: Job) -> Outcome {
+        match expire(&self.svc, &job.claim.key, self.svc.now_ms()).await {
+            Ok(next) => Outcome::Next(next.map_or(Next::Done, Next::At)),
+            Err(e) => Outcome::Failed(e.to_string()),
         }
     }
+}
+
+/// The handler of `maintenance` jobs.
+pub struct Maintenance {
+    svc: Arc<Service>,
+}
+
+impl Maintenance {
+    pub(crate) fn new(svc: Arc<Service>) -> Maintenance {
+        Maintenance { svc }
+    }
+}
+
+impl Handler for Maintenance {
+    async fn run(&self, job: Job) -> Outcome {
+        let now = self.svc.now_ms();
+        match job.claim.key.as_str() {
+            PURGE_REPLIES => match self.svc.store.purge_replies(now - REPLY_MEMORY_MS).await {
+                Ok(_) => Outcome::Next(Next::At(now + PURGE_EVERY_MS)),
+                Err(e) => Outcome::Failed(format!("forgetting old reply ids: {e}")),
+            },
+            other => {
+                tracing::warn!(job = other, "unknown maintenance job dropped");
+                Outcome::Next(Next::Done)
+            }
+        }
+    }
+}
+
+/// Ends what command `id`'s deadlines end at `now`; returns when to look again (`None`: the
+/// command needs no more deadlines).
+pub async fn expire(svc: &Service, id: &str, now: i64) -> Result<Option<i64>, ApiError> {
+    let mut next = None;
+    let found = settle(svc, id, Scope::Unfinished, None, |row, invocations| {
+        let sp = spec(row);
+        let deliver_by =
+            row.requested_ms + i64::from(sp.timeout_seconds.unwrap_or(send::DEFAULT_TIMEOUT_SECONDS)) * 1000;
+        // Past ExpiresAfter (delivery plus execution timeout) every unfinished invocation ends,
+        // as SSM does; before it, only those no node has picked up.
+        let expires = sp.expires_after.map_or(i64::MAX, |s| (s * 1000.0).round() as i64);
+        let mut p = progress(row).ok()?;
+        if p.finished() {
+            return None;
+        }
+        if now < deliver_by {
+            next = Some(deliver_by);
+            return None;
+        }
+        p.expire();
+        let final_pass = now >= expires;
+        let mut ends = Ends::default();
+        for inv in invocations {
+            let end = match inv.status.as_str() {
+                s if not_started(s) => End::DeliveryTimedOut,
+                "Cancelling" if final_pass => End::Cancelled,
+                _ if final_pass => End::DeliveryTimedOut,
+                _ => continue,
+            };
+            ends.end(&mut p, inv, end, now);
+        }
+        let s = ends.into_settlement(settlement(row, &mut p, false));
+        next = (!final_pass && !p.finished()).then_some(expires);
+        Some(s)
+    })
+    .await?;
+    Ok(if found { next } else { None })
 }

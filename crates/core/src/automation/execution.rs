@@ -275,6 +275,9 @@ pub struct Execution {
     /// Children to cancel (the engine cancels them, then clears this).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cancel_children: Vec<String>,
+    /// Run Command commands to cancel (the engine cancels them, then clears this).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancel_commands: Vec<String>,
     /// The runbook's `assumeRole`, resolved at start (recorded; ssmd has no IAM to assume it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assume_role: Option<String>,

@@ -114,13 +114,16 @@ pub enum Effect {
         check: ApiCheck,
         timeout_s: i64,
     },
-    /// Send a Run Command command (`aws:runCommand`) with this id, unless it exists already,
-    /// and wait for it to finish.
+    /// Send a Run Command command (`aws:runCommand`) with this id, unless it exists already;
+    /// complete the step if it has finished, else wait for it (the step's record keeps the
+    /// command, and the effect comes again when the command ends or the step's time is up).
     RunCommand { record: usize, attempt: u32, command_id: String, request: Map<String, Value>, timeout_s: i64 },
     /// Start child executions (an `aws:executeAutomation` step, or a fan-out batch).
     Start(Vec<ChildStart>),
     /// Cancel these child executions.
     Cancel(Vec<String>),
+    /// Cancel these Run Command commands (an `aws:runCommand` step timed out or was stopped).
+    CancelCommands(Vec<String>),
 }
 
 /// The result of an effect.
@@ -265,7 +268,10 @@ pub fn drive(x: &mut Execution, rb: &Runbook, now_ms: i64) -> Need {
 
 fn drive_inner(x: &mut Execution, rb: &Runbook, now_ms: i64) -> Need {
     for _ in 0..10_000 {
-        // Children to cancel come first, even when this execution just ended.
+        // Children and commands to cancel come first, even when this execution just ended.
+        if !x.cancel_commands.is_empty() {
+            return Need::Effect(Effect::CancelCommands(std::mem::take(&mut x.cancel_commands)));
+        }
         if !x.cancel_children.is_empty() {
             return Need::Effect(Effect::Cancel(std::mem::take(&mut x.cancel_children)));
         }
@@ -342,6 +348,9 @@ fn interrupt_current(x: &mut Execution, now_ms: i64, st: &str) {
             r.dispatched = false;
             if let Some(c) = r.child.clone() {
                 x.cancel_children.push(c);
+            }
+            if let Some(c) = r.command.clone() {
+                x.cancel_commands.push(c);
             }
         }
     }
@@ -504,11 +513,15 @@ fn begin(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) {
             Err(m) => fail(x, rb, i, status::FAILED, m, "InputValidation", "Verification", now_ms),
         },
         "aws:loop" => start_loop(x, rb, i, &def, &inputs, now_ms),
+        "aws:runCommand" => {
+            // The step waits for its command without holding anything: this is its deadline.
+            let t = def.timeout_seconds.unwrap_or(RUN_COMMAND_DEFAULT_TIMEOUT_S);
+            r.wake_ms = Some(now_ms.saturating_add(t.saturating_mul(1000)));
+        }
         "aws:executeScript"
         | "aws:executeAwsApi"
         | "aws:waitForAwsResourceProperty"
         | "aws:assertAwsResourceProperty"
-        | "aws:runCommand"
         | "aws:executeAutomation" => {
             if let Some(t) = def.timeout_seconds {
                 r.wake_ms = Some(now_ms.saturating_add(t.saturating_mul(1000)));
@@ -751,9 +764,17 @@ fn run_step(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) -> Option<Ne
         }
         _ => {
             if r.wake_ms.is_some_and(|w| now_ms >= w) {
-                let message = format!("Step timed out after {} seconds.", def.timeout_seconds.unwrap_or_default());
+                let mut message = format!("Step timed out after {} seconds.", def.timeout_seconds.unwrap_or_default());
                 if let Some(c) = r.child.clone() {
                     x.cancel_children.push(c);
+                }
+                if let Some(c) = r.command.clone().filter(|_| r.dispatched) {
+                    // The step gives up on its command: so do its nodes.
+                    message = format!(
+                        "The command {c} did not finish within {} seconds and was cancelled.",
+                        def.timeout_seconds.unwrap_or(RUN_COMMAND_DEFAULT_TIMEOUT_S)
+                    );
+                    x.cancel_commands.push(c);
                 }
                 fail(x, rb, i, status::TIMED_OUT, message, "Invocation", "Action", now_ms);
                 return None;
@@ -761,6 +782,10 @@ fn run_step(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) -> Option<Ne
             if r.dispatched {
                 if r.child.is_some() {
                     return Some(Need::Wait(r.wake_ms));
+                }
+                if def.action == "aws:runCommand" && r.command.is_some() {
+                    // Sending is idempotent on the command id: look at the command again.
+                    return Some(Need::Effect(effect_for(x, &def, i, now_ms)));
                 }
                 // Found dispatched without a result: the server running it went away.
                 if r.recoveries >= 1 {
@@ -1496,6 +1521,7 @@ mod tests {
             cancel_deadline_ms: None,
             cancelled_record: None,
             cancel_children: vec![],
+            cancel_commands: vec![],
             assume_role: None,
             overrides: BTreeMap::new(),
         }

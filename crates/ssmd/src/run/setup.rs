@@ -51,9 +51,7 @@ pub(super) async fn execute(args: &RunArgs, store: Store, out: &Printer) -> Resu
             .await
             .map_err(|e| Fail::api(EXIT_FAILED, "starting the service", &e))?,
     );
-    ssmd_api::automation::Engine::start(svc.clone())
-        .await
-        .map_err(|e| Fail::api(EXIT_FAILED, "starting the engine", &e))?;
+    let engine = svc.run_background().await.map_err(|e| Fail::api(EXIT_FAILED, "starting the engine", &e))?;
     let caller_as = |arn: &str| Caller {
         account: ACCOUNT.into(),
         region: args.region.clone(),
@@ -88,7 +86,9 @@ pub(super) async fn execute(args: &RunArgs, store: Store, out: &Printer) -> Resu
     let mode = if interactive { ", Interactive mode" } else { "" };
     out.note(&format!("Running {name} (execution {id}{mode})"));
 
-    Runner::new(svc, caller, approvers, args, out, id, name).follow(timeout).await
+    let result = Runner::new(svc, caller, approvers, args, out, id, name).follow(timeout).await;
+    engine.shutdown().await;
+    result
 }
 
 /// The document name for a runbook file: its stem, sanitised to `[a-zA-Z0-9_.-]`, at least 3

@@ -1,21 +1,21 @@
-//! What every store test file shares: a fresh store on SQLite or on PostgreSQL, and `on_both!`,
-//! which runs one test body on each.
+//! Fresh stores for tests, on SQLite or PostgreSQL: every crate's tests share these, and
+//! `on_both!` runs one test body on each database.
 
-use ssmd_store::Store;
+use crate::Store;
 
-/// A store on a new SQLite file, and its URL.
+/// A store on a new SQLite file in the temporary directory, and its URL.
 pub async fn sqlite() -> (Store, String) {
     let dir = std::env::temp_dir().join(format!("ssmd-store-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("temporary directory");
     let url = format!("sqlite://{}", dir.join("s.db").display());
-    (Store::open(&url).await.unwrap(), url)
+    (Store::open(&url).await.expect("opening SQLite"), url)
 }
 
 /// A name part no other test in this run uses.
 pub fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     format!("{t}_{}", N.fetch_add(1, Ordering::SeqCst))
 }
 
@@ -26,10 +26,10 @@ pub async fn postgres() -> (Store, String) {
     let st = std::process::Command::new("psql")
         .args([&format!("{base}/postgres"), "-q", "-c", &format!("CREATE DATABASE {name}")])
         .status()
-        .unwrap();
-    assert!(st.success());
+        .expect("psql runs");
+    assert!(st.success(), "creating database {name}");
     let url = format!("{base}/{name}");
-    (Store::open(&url).await.unwrap(), url)
+    (Store::open(&url).await.expect("opening PostgreSQL"), url)
 }
 
 /// `on_both!(name, |store, url| async move { ... })`: the body as a test on each database.
@@ -40,12 +40,12 @@ macro_rules! on_both {
             use super::*;
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
-                let (s, url) = $crate::common::sqlite().await;
+                let (s, url) = $crate::testing::sqlite().await;
                 ($body)(s, url).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                let (s, url) = $crate::common::postgres().await;
+                let (s, url) = $crate::testing::postgres().await;
                 ($body)(s, url).await;
             }
         }
