@@ -103,7 +103,7 @@ impl Progress {
             errors: 0,
             delivery_timed_out: 0,
         };
-        let first = p.rate.next_batch();
+        let first = p.rate.next_batch().collect();
         let first = p.pass_over(first);
         (p, first)
     }
@@ -117,29 +117,30 @@ impl Progress {
         if !was_stopped && self.rate.stopped() {
             self.stopped_by = Some(end);
         }
-        let next = self.rate.next_batch();
+        let next = self.rate.next_batch().collect();
         self.pass_over(next)
     }
 
     /// Ends a target that was never sent (cancelled on its own, or past the delivery deadline):
     /// it is counted now, once, and passed over when rate control reaches it.
     pub fn end_unsent(&mut self, seq: usize, end: End) {
-        if self.skipped.insert(seq) {
+        // One already passed over was counted when it ended.
+        if !self.rate.is_started(seq) && self.skipped.insert(seq) {
             self.count(end);
         }
     }
 
     /// Once dispatch has stopped on errors, ends every target never sent (they are Cancelled /
-    /// Terminated) and returns them; each is returned once, later calls return the rest (none).
-    pub fn terminate_unsent(&mut self) -> Vec<usize> {
+    /// Terminated) and returns how many; each is counted once, later calls count the rest (none).
+    pub fn terminate_unsent(&mut self) -> usize {
         if !self.stopped_on_errors() {
-            return Vec::new();
+            return 0;
         }
         let unsent = self.never_sent();
         for &seq in &unsent {
             self.end_unsent(seq, End::Terminated);
         }
-        unsent
+        unsent.len()
     }
 
     fn count(&mut self, end: End) {
@@ -169,15 +170,18 @@ impl Progress {
                 }
             }
             if freed {
-                batch = self.rate.next_batch();
+                batch = self.rate.next_batch().collect();
             }
         }
+        // Targets passed over need no remembering: the progress stays small however many there
+        // are (only cancelled targets not reached yet are kept).
+        self.skipped = self.skipped.split_off(&self.rate.started());
         out
     }
 
     /// Targets never sent and never skipped (what is left when dispatch halts).
     pub fn never_sent(&self) -> Vec<usize> {
-        self.rate.not_started().into_iter().filter(|s| !self.skipped.contains(s)).collect()
+        self.rate.not_started().filter(|s| !self.skipped.contains(s)).collect()
     }
 
     /// Stops all further dispatch because the command was cancelled.
@@ -275,8 +279,8 @@ mod tests {
         assert!(!p.halted());
         assert!(p.end(2, End::Failed).is_empty());
         assert!(p.halted() && p.stopped_on_errors());
-        assert_eq!(p.terminate_unsent(), (3..10).collect::<Vec<_>>());
-        assert!(p.terminate_unsent().is_empty());
+        assert_eq!(p.terminate_unsent(), 7);
+        assert_eq!(p.terminate_unsent(), 0);
         assert!(p.finished());
         assert_eq!(p.status(true), ("Failed", "Failed"));
         assert_eq!((p.completed, p.errors), (10, 3));
@@ -287,9 +291,9 @@ mod tests {
         let (mut p, first) = progress(6, "2", "1");
         assert_eq!(first, vec![0, 1]);
         assert_eq!(p.end(0, End::Failed), vec![2]);
-        assert!(p.terminate_unsent().is_empty());
+        assert_eq!(p.terminate_unsent(), 0);
         assert!(p.end(2, End::Failed).is_empty());
-        assert_eq!(p.terminate_unsent(), vec![3, 4, 5]);
+        assert_eq!(p.terminate_unsent(), 3);
         assert_eq!(p.status(true), ("InProgress", "InProgress"));
         assert!(p.end(1, End::Success).is_empty());
         assert!(p.finished());
@@ -306,7 +310,7 @@ mod tests {
         p.end_unsent(1, End::DeliveryTimedOut);
         p.end_unsent(2, End::DeliveryTimedOut);
         assert!(p.stopped_on_errors());
-        assert!(p.terminate_unsent().is_empty());
+        assert_eq!(p.terminate_unsent(), 0);
         assert_eq!((p.completed, p.delivery_timed_out), (3, 3));
         assert_eq!(p.status(false), ("TimedOut", "DeliveryTimedOut"));
     }
@@ -361,6 +365,27 @@ mod tests {
         p.end(3, End::Success);
         assert!(p.finished());
         assert_eq!(p.status(true), ("Success", "Incomplete"));
+    }
+
+    #[test]
+    fn progress_stays_small_over_many_targets() {
+        let (mut p, first) = progress(10_000, "2", "0");
+        let size = |p: &Progress| serde_json::to_string(p).unwrap().len();
+        let at_start = size(&p);
+        // Targets cancelled before their turn are remembered only until they are passed over.
+        for seq in [5, 6, 7, 9_000] {
+            p.end_unsent(seq, End::Cancelled);
+        }
+        let mut running: Vec<usize> = first;
+        while let Some(seq) = running.pop() {
+            running.extend(p.end(seq, End::Success));
+            if seq == 100 {
+                assert!(size(&p) < at_start + 40, "only the target not reached yet is kept");
+            }
+        }
+        assert!(p.finished());
+        assert_eq!(p.completed, 10_000);
+        assert!(size(&p) < at_start + 40, "{} vs {at_start}", size(&p));
     }
 
     #[test]

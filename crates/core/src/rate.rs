@@ -186,29 +186,23 @@ impl std::str::FromStr for ErrorLimit {
     }
 }
 
-/// Where one target of a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ItemState {
-    /// Not started (yet, or ever if dispatch stopped).
-    Pending,
-    /// Returned by `next_batch` and not reported finished.
-    Running,
-    /// Reported finished with success.
-    Succeeded,
-    /// Reported finished with failure (Failed, TimedOut or Cancelled all count as errors).
-    Failed,
-}
-
 /// Drives one rate-controlled run over `targets` items (indices `0..n`), deciding which start
 /// when. See the module documentation for the guarantees.
+///
+/// The state is compact — counters and the next index, never one entry per target — so a run
+/// over 10,000 targets persists in a few hundred bytes and each report costs the same as over
+/// 10. What the controller does not keep is *which* started targets have finished: the caller
+/// keeps that with each target (an invocation's status, a step's record) and reports each
+/// started target once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "Stored")]
 pub struct RateController {
     concurrency: Concurrency,
     errors: ErrorLimit,
     limit: usize,
     threshold: usize,
     ramp_up: bool,
-    items: Vec<ItemState>,
+    total: usize,
     /// The lowest index not yet started; targets start in index order.
     next: usize,
     running: usize,
@@ -216,6 +210,47 @@ pub struct RateController {
     failed: usize,
     stopped: bool,
     cancelled: bool,
+}
+
+/// A stored controller, as written now or by versions that kept one state per target
+/// (`items`), so runs persisted before the change go on.
+#[derive(Deserialize)]
+struct Stored {
+    concurrency: Concurrency,
+    errors: ErrorLimit,
+    limit: usize,
+    threshold: usize,
+    #[serde(default)]
+    ramp_up: bool,
+    #[serde(default)]
+    total: Option<usize>,
+    #[serde(default)]
+    items: Option<Vec<serde_json::Value>>,
+    next: usize,
+    running: usize,
+    succeeded: usize,
+    failed: usize,
+    stopped: bool,
+    cancelled: bool,
+}
+
+impl From<Stored> for RateController {
+    fn from(s: Stored) -> Self {
+        RateController {
+            concurrency: s.concurrency,
+            errors: s.errors,
+            limit: s.limit,
+            threshold: s.threshold,
+            ramp_up: s.ramp_up,
+            total: s.total.or(s.items.map(|i| i.len())).unwrap_or(0),
+            next: s.next,
+            running: s.running,
+            succeeded: s.succeeded,
+            failed: s.failed,
+            stopped: s.stopped,
+            cancelled: s.cancelled,
+        }
+    }
 }
 
 impl RateController {
@@ -227,7 +262,7 @@ impl RateController {
             limit: concurrency.limit(targets),
             threshold: errors.threshold(targets),
             ramp_up: false,
-            items: vec![ItemState::Pending; targets],
+            total: targets,
             next: 0,
             running: 0,
             succeeded: 0,
@@ -249,37 +284,31 @@ impl RateController {
     /// Indices to start now, in ascending order: as many as fit under the current window
     /// ([`window`](Self::window)) minus those running; none once stopped or cancelled.
     /// They count as running from now on.
-    pub fn next_batch(&mut self) -> Vec<usize> {
+    pub fn next_batch(&mut self) -> std::ops::Range<usize> {
         if self.stopped || self.cancelled {
-            return Vec::new();
+            return self.next..self.next;
         }
         let room = self.window().saturating_sub(self.running);
-        let end = (self.next + room).min(self.items.len());
-        let batch: Vec<usize> = (self.next..end).collect();
-        for &i in &batch {
-            self.items[i] = ItemState::Running;
-        }
-        self.running += batch.len();
+        let start = self.next;
+        let end = (start + room).min(self.total);
+        self.running += end - start;
         self.next = end;
-        batch
+        start..end
     }
 
-    /// Reports that a running item finished: success or failure. Failures count toward
+    /// Reports that a started item finished: success or failure. Failures count toward
     /// `MaxErrors`; the (E+1)-th stops dispatch. Failures reported after the stop still count.
     ///
-    /// Returns false, changing nothing, when `index` is not running (out of range, never
-    /// started, or already reported) — so a report redelivered after a restart is harmless.
+    /// The caller reports each started item once (it keeps which have finished). A report for
+    /// an item never started, or when nothing runs, changes nothing and returns false.
     pub fn finished(&mut self, index: usize, success: bool) -> bool {
-        match self.items.get(index) {
-            Some(ItemState::Running) => {}
-            _ => return false,
+        if index >= self.next || self.running == 0 {
+            return false;
         }
         self.running -= 1;
         if success {
-            self.items[index] = ItemState::Succeeded;
             self.succeeded += 1;
         } else {
-            self.items[index] = ItemState::Failed;
             self.failed += 1;
             if self.failed > self.threshold {
                 self.stopped = true;
@@ -311,29 +340,34 @@ impl RateController {
 
     /// Indices that were never started and never will be, because dispatch stopped (error
     /// threshold) or was cancelled; empty while dispatch may still go on.
-    pub fn not_started(&self) -> Vec<usize> {
-        if self.stopped || self.cancelled { (self.next..self.items.len()).collect() } else { Vec::new() }
+    pub fn not_started(&self) -> std::ops::Range<usize> {
+        if self.stopped || self.cancelled { self.next..self.total } else { self.total..self.total }
     }
 
     /// True when nothing runs and nothing more will start.
     pub fn done(&self) -> bool {
-        self.running == 0 && (self.next == self.items.len() || self.stopped || self.cancelled)
+        self.running == 0 && (self.next == self.total || self.stopped || self.cancelled)
     }
 
     /// True when the run is done, every item started and none failed: the roll-up for a parent
     /// execution's `Success` (zero targets count as success).
     pub fn all_succeeded(&self) -> bool {
-        self.done() && self.succeeded == self.items.len()
+        self.done() && self.succeeded == self.total
     }
 
     /// The number of targets, N.
     pub fn total(&self) -> usize {
-        self.items.len()
+        self.total
     }
 
     /// The number of items started so far (`TargetsSummary.StartedCount`).
     pub fn started(&self) -> usize {
         self.next
+    }
+
+    /// Whether item `index` has been started (it may have finished since).
+    pub fn is_started(&self, index: usize) -> bool {
+        index < self.next
     }
 
     /// The number of items reported finished (`TargetsSummary.CompletedCount`).
@@ -382,11 +416,6 @@ impl RateController {
     pub fn errors(&self) -> ErrorLimit {
         self.errors
     }
-
-    /// Where item `index` stands, or `None` if out of range.
-    pub fn state(&self, index: usize) -> Option<ItemState> {
-        self.items.get(index).copied()
-    }
 }
 
 #[cfg(test)]
@@ -408,7 +437,7 @@ mod tests {
         let mut running = std::collections::VecDeque::new();
         loop {
             let batch = ctl.next_batch();
-            started.extend(&batch);
+            started.extend(batch.clone());
             running.extend(batch);
             match running.pop_front() {
                 Some(i) => assert!(ctl.finished(i, outcome(i))),
@@ -527,15 +556,15 @@ mod tests {
     #[test]
     fn max_errors_zero_stops_after_first_error() {
         let mut ctl = RateController::new(10, c("1"), e("0"));
-        assert_eq!(ctl.next_batch(), vec![0]);
+        assert_eq!(ctl.next_batch().collect::<Vec<_>>(), vec![0]);
         assert!(ctl.finished(0, true));
-        assert_eq!(ctl.next_batch(), vec![1]);
+        assert_eq!(ctl.next_batch().collect::<Vec<_>>(), vec![1]);
         assert!(!ctl.stopped());
         assert!(ctl.finished(1, false));
         assert!(ctl.stopped());
         assert!(ctl.next_batch().is_empty());
         assert!(ctl.done());
-        assert_eq!(ctl.not_started(), (2..10).collect::<Vec<_>>());
+        assert_eq!(ctl.not_started(), (2..10));
         assert_eq!((ctl.started(), ctl.succeeded(), ctl.failed()), (2, 1, 1));
         assert!(!ctl.all_succeeded());
     }
@@ -543,7 +572,7 @@ mod tests {
     #[test]
     fn max_errors_zero_percent_stops_after_first_error() {
         let mut ctl = RateController::new(4, c("100%"), e("0%"));
-        assert_eq!(ctl.next_batch(), vec![0, 1, 2, 3]);
+        assert_eq!(ctl.next_batch().collect::<Vec<_>>(), vec![0, 1, 2, 3]);
         assert!(ctl.finished(2, false));
         assert!(ctl.stopped());
         // In-flight items finish, and their failures still count.
@@ -561,7 +590,7 @@ mod tests {
         let mut ctl = RateController::new(50, c("1"), e("10%"));
         assert_eq!(ctl.threshold(), 5);
         for i in 0..6 {
-            assert_eq!(ctl.next_batch(), vec![i]);
+            assert_eq!(ctl.next_batch().collect::<Vec<_>>(), vec![i]);
             assert!(!ctl.stopped(), "stopped before error {}", i + 1);
             assert!(ctl.finished(i, false));
         }
@@ -569,7 +598,7 @@ mod tests {
         assert_eq!(ctl.failed(), 6);
         assert!(ctl.next_batch().is_empty());
         assert!(ctl.done());
-        assert_eq!(ctl.not_started(), (6..50).collect::<Vec<_>>());
+        assert_eq!(ctl.not_started(), (6..50));
     }
 
     #[test]
@@ -596,14 +625,14 @@ mod tests {
     fn exact_concurrency_without_ramp_up() {
         let mut ctl = RateController::new(25, c("10%"), e("100%"));
         assert_eq!(ctl.limit(), 3);
-        assert_eq!(ctl.next_batch(), vec![0, 1, 2]);
+        assert_eq!(ctl.next_batch().collect::<Vec<_>>(), vec![0, 1, 2]);
         assert!(ctl.next_batch().is_empty());
         assert_eq!(ctl.running(), 3);
         assert!(ctl.finished(1, true));
-        assert_eq!(ctl.next_batch(), vec![3]);
+        assert_eq!(ctl.next_batch().collect::<Vec<_>>(), vec![3]);
         assert!(ctl.finished(0, false));
         assert!(ctl.finished(2, true));
-        assert_eq!(ctl.next_batch(), vec![4, 5]);
+        assert_eq!(ctl.next_batch().collect::<Vec<_>>(), vec![4, 5]);
         assert_eq!(ctl.running(), 3);
         assert!(!ctl.done());
     }
@@ -639,25 +668,47 @@ mod tests {
     }
 
     #[test]
-    fn bogus_reports_are_ignored() {
+    fn reports_of_unstarted_items_are_ignored() {
         let mut ctl = RateController::new(5, c("2"), e("0"));
         assert!(!ctl.finished(0, false)); // not started
         assert!(!ctl.finished(99, false)); // out of range
-        assert_eq!(ctl.next_batch(), vec![0, 1]);
+        assert_eq!(ctl.next_batch(), 0..2);
+        assert!(!ctl.finished(2, false)); // not started yet
         assert!(ctl.finished(0, true));
-        assert!(!ctl.finished(0, false)); // already reported
+        assert!(ctl.finished(1, true));
+        assert!(!ctl.finished(1, false)); // nothing runs any more
         assert!(!ctl.stopped());
-        assert_eq!((ctl.running(), ctl.succeeded(), ctl.failed()), (1, 1, 0));
-        assert_eq!(ctl.state(0), Some(ItemState::Succeeded));
-        assert_eq!(ctl.state(1), Some(ItemState::Running));
-        assert_eq!(ctl.state(2), Some(ItemState::Pending));
-        assert_eq!(ctl.state(5), None);
+        assert_eq!((ctl.running(), ctl.succeeded(), ctl.failed()), (0, 2, 0));
+        assert!(ctl.is_started(1) && !ctl.is_started(2));
+    }
+
+    #[test]
+    fn the_state_stays_the_same_size_whatever_the_number_of_targets() {
+        let size = |n: usize| {
+            let mut ctl = RateController::new(n, c("10"), e("0"));
+            let batch = ctl.next_batch();
+            ctl.finished(batch.start, true);
+            serde_json::to_string(&ctl).unwrap().len()
+        };
+        // Only the digits of the counters grow.
+        assert!(size(10_000) <= size(10) + 8, "{} vs {}", size(10_000), size(10));
+    }
+
+    #[test]
+    fn controllers_stored_with_one_state_per_target_carry_on() {
+        let old = r#"{"concurrency":{"Count":2},"errors":{"Count":0},"limit":2,"threshold":0,"ramp_up":false,
+            "items":["Succeeded","Running","Pending","Pending"],"next":2,"running":1,"succeeded":1,"failed":0,
+            "stopped":false,"cancelled":false}"#;
+        let mut ctl: RateController = serde_json::from_str(old).unwrap();
+        assert_eq!((ctl.total(), ctl.started(), ctl.running()), (4, 2, 1));
+        assert!(ctl.finished(1, true));
+        assert_eq!(ctl.next_batch(), 2..4);
     }
 
     #[test]
     fn cancel_stops_dispatch_and_running_items_finish() {
         let mut ctl = RateController::new(6, c("2"), e("0"));
-        assert_eq!(ctl.next_batch(), vec![0, 1]);
+        assert_eq!(ctl.next_batch().collect::<Vec<_>>(), vec![0, 1]);
         ctl.cancel();
         assert!(ctl.cancelled() && !ctl.stopped());
         assert!(ctl.next_batch().is_empty());
@@ -665,7 +716,7 @@ mod tests {
         assert!(ctl.finished(0, true));
         assert!(ctl.finished(1, true));
         assert!(ctl.done());
-        assert_eq!(ctl.not_started(), vec![2, 3, 4, 5]);
+        assert_eq!(ctl.not_started(), 2..6);
         assert!(!ctl.all_succeeded());
     }
 
@@ -677,7 +728,7 @@ mod tests {
         assert!(ctl.finished(0, false)); // 1 error tolerated
         assert!(ctl.not_started().is_empty());
         assert!(ctl.finished(1, false)); // the 2nd stops
-        assert_eq!(ctl.not_started(), vec![2, 3, 4, 5]);
+        assert_eq!(ctl.not_started(), 2..6);
     }
 
     // ---- ramp-up ----
@@ -708,13 +759,13 @@ mod tests {
     #[test]
     fn ramp_up_grows_by_one_per_completion() {
         let mut ctl = RateController::new(20, c("100%"), e("100%")).with_ramp_up(true);
-        assert_eq!(ctl.next_batch(), vec![0]);
+        assert_eq!(ctl.next_batch().collect::<Vec<_>>(), vec![0]);
         assert!(ctl.next_batch().is_empty());
         assert!(ctl.finished(0, false)); // failures advance the ramp too
-        assert_eq!(ctl.next_batch(), vec![1, 2]);
+        assert_eq!(ctl.next_batch().collect::<Vec<_>>(), vec![1, 2]);
         assert!(ctl.finished(2, true));
         assert_eq!(ctl.window(), 3);
-        assert_eq!(ctl.next_batch(), vec![3, 4]);
+        assert_eq!(ctl.next_batch().collect::<Vec<_>>(), vec![3, 4]);
         assert_eq!(ctl.running(), 3);
     }
 
@@ -819,7 +870,6 @@ mod tests {
                 let ok = outcomes[step % outcomes.len()];
                 step += 1;
                 prop_assert!(ctl.finished(idx, ok));
-                prop_assert!(!ctl.finished(idx, ok), "a second report must be ignored");
                 finished += 1;
                 if !ok {
                     errors += 1;
@@ -834,7 +884,7 @@ mod tests {
             let never: Vec<usize> = (0..n).filter(|&i| starts[i] == 0).collect();
             if ctl.stopped() {
                 prop_assert!(errors > threshold);
-                prop_assert_eq!(ctl.not_started(), never);
+                prop_assert_eq!(ctl.not_started().collect::<Vec<_>>(), never);
             } else {
                 prop_assert!(starts.iter().all(|&s| s == 1), "every item starts exactly once");
                 prop_assert!(ctl.not_started().is_empty());

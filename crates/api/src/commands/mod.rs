@@ -171,7 +171,7 @@ pub(crate) fn settlement(row: &CommandRow, p: &mut Progress, started: bool) -> S
     let terminated = p.terminate_unsent();
     let (status, details) = p.status(started || row.status != "Pending");
     Settlement {
-        terminate_unsent: !terminated.is_empty(),
+        terminate_unsent: terminated > 0,
         status: status.into(),
         status_details: details.into(),
         progress: serde_json::to_string(p).expect("progress serialises"),
