@@ -96,6 +96,11 @@ pub struct Timetable {
     offset_days: i8,
     /// Runs come from cron matches after this instant: max(set time, start).
     anchor_ms: i64,
+    /// The anchor's local time: no match before it can be after the anchor.
+    anchor_floor: DateTime,
+    /// Two days past `anchor_floor`: every match from here on is after the anchor, whatever
+    /// the zone's offset changes (the largest ever was a day).
+    anchor_clear: DateTime,
     /// rate(): the first run.
     rate_first_ms: i64,
     /// at(): the run, resolved in the zone.
@@ -148,9 +153,13 @@ impl Timetable {
             end_ms: options.end_ms,
             offset_days,
             anchor_ms,
+            anchor_floor: DateTime::MIN,
+            anchor_clear: DateTime::MIN,
             rate_first_ms: 0,
             at_ms: 0,
         };
+        table.anchor_floor = table.local_floor(anchor_ms);
+        table.anchor_clear = table.anchor_floor.saturating_add(Span::new().days(2));
         match &schedule.expr {
             Expr::Rate(rate) => {
                 // A start date still ahead when the schedule is set anchors the runs (k >= 0);
@@ -256,13 +265,13 @@ impl Timetable {
     fn cron_next(&self, cron: &Cron, after_ms: i64) -> Option<(i64, DateTime)> {
         let shift = Span::new().days(self.offset_days);
         let from_run = self.local_floor(after_ms).saturating_sub(shift);
-        let mut from = from_run.max(self.local_floor(self.anchor_ms));
+        let mut from = from_run.max(self.anchor_floor);
         loop {
             let base = cron.next_local(from)?;
             from = base.checked_add(Span::new().seconds(1)).ok()?;
             // The "skip this period" rule: a match at or before the anchor is never used, even
             // when its offset run would still be ahead.
-            if self.base_instant(base)? <= self.anchor_ms {
+            if base < self.anchor_clear && self.base_instant(base)? <= self.anchor_ms {
                 continue;
             }
             let local = if self.offset_days == 0 { base } else { base.checked_add(shift).ok()? };
