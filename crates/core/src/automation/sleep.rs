@@ -345,12 +345,12 @@ pub fn parse_timestamp_ms(text: &str) -> Result<i64, SleepError> {
     if c.i != text.len() {
         return Err(bad(&format!("unexpected \"{}\" after the time", &text[c.i..])));
     }
-    // Civil arithmetic rather than a jiff Timestamp: the grammar reaches 9999-12-31T23:59:59,
+    // jiff civil (wall-clock) arithmetic, not a Timestamp: the grammar reaches 9999-12-31T23:59:59,
     // past the last instant a Timestamp can hold.
-    let civil =
+    let wall =
         jiff::civil::DateTime::new(year as i16, month as i8, day as i8, hour as i8, minute as i8, second as i8, 0)
             .expect("every field was range-checked above");
-    let local = civil.duration_since(UNIX_EPOCH_CIVIL).as_millis() as i64 + millis;
+    let local = wall.duration_since(UNIX_EPOCH_WALL).as_millis() as i64 + millis;
     Ok(local - offset_minutes * 60_000)
 }
 
@@ -393,8 +393,8 @@ fn digits_value(digits: &str) -> u128 {
     digits.bytes().fold(0u128, |acc, d| acc.saturating_mul(10).saturating_add(u128::from(d - b'0')))
 }
 
-/// 1970-01-01T00:00:00, the civil date and time epoch milliseconds count from (in UTC).
-const UNIX_EPOCH_CIVIL: jiff::civil::DateTime = jiff::civil::DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
+/// 1970-01-01T00:00:00, the wall-clock date and time epoch milliseconds count from (in UTC).
+const UNIX_EPOCH_WALL: jiff::civil::DateTime = jiff::civil::DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
 
 /// A string quoted as JSON.
 fn quote(text: &str) -> String {
@@ -691,9 +691,9 @@ mod tests {
 
     // ---- properties ------------------------------------------------------------------------
 
-    /// `yyyy-mm-ddThh:mm:ss.mmm` of a UTC instant, from jiff's civil arithmetic.
+    /// `yyyy-mm-ddThh:mm:ss.mmm` of a UTC instant, from jiff's date arithmetic.
     fn format_utc(ms: i64) -> String {
-        let dt = UNIX_EPOCH_CIVIL.checked_add(jiff::SignedDuration::from_millis(ms)).expect("in range");
+        let dt = UNIX_EPOCH_WALL.checked_add(jiff::SignedDuration::from_millis(ms)).expect("in range");
         format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}",
             dt.year(),

