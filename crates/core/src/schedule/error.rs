@@ -93,8 +93,8 @@ pub enum ScheduleError {
     },
     /// Both day-of-month and day-of-week are `?`, or neither is.
     #[error(
-        "The schedule expression {expr} has {} as day-of-month and day-of-week, but exactly one of the two must be '?' (cron can't combine or omit both).",
-        if *.both { "'?' both" } else { "neither field '?'" }
+        "The schedule expression {expr} {}, but exactly one of them must be '?' (cron can't use both day fields, nor neither).",
+        if *.both { "has '?' as both day-of-month and day-of-week" } else { "has '?' as neither day-of-month nor day-of-week" }
     )]
     DayFields {
         /// The expression.
