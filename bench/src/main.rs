@@ -9,11 +9,12 @@
 //! `--rounds` runs. It also reports start-up time to readiness and resident memory.
 //!
 //! `ssmd-bench floor-server` is the floor server itself (started by `http` and `nodes`).
-//! `ssmd-bench automation` and `ssmd-bench nodes` (Run Command to N managed nodes) are described
-//! in their modules.
+//! `ssmd-bench automation`, `ssmd-bench nodes` (Run Command to N managed nodes) and
+//! `ssmd-bench schedule` (the schedule engine, in process) are described in their modules.
 
 mod automation;
 mod nodes;
+mod schedule;
 
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
@@ -89,8 +90,9 @@ fn main() -> Result<()> {
         }
         Some("nodes") => nodes::run(&args[1..]),
         Some("agent") => nodes::agent(&args[1..]),
+        Some("schedule") => schedule::run(&args[1..]),
         _ => bail!(
-            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] [--no-sqlite] [--perf PREFIX] [--keep] | agent [--agent PATH] [--ssmd PATH] | floor-server)"
+            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] [--no-sqlite] [--perf PREFIX] [--keep] | agent [--agent PATH] [--ssmd PATH] | schedule [--batches N] | floor-server)"
         ),
     }
 }

@@ -108,21 +108,23 @@ pub fn epoch_seconds(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
+/// The UTC calendar date and time of an instant in epoch milliseconds, clamped to jiff's range
+/// (the years -9999 to 9999).
+fn utc_datetime(ms: i64) -> jiff::civil::DateTime {
+    let at = jiff::Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    });
+    jiff::tz::Offset::UTC.to_datetime(at)
+}
+
 /// The UTC calendar fields `(year, month, day, hour, minute, second)` of an instant in epoch
-/// milliseconds (Howard Hinnant's `civil_from_days`).
+/// milliseconds.
 pub fn utc_fields(ms: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32)
+    let dt = utc_datetime(ms);
+    let field = |v: i8| v as u32;
+    (i64::from(dt.year()), field(dt.month()), field(dt.day()), field(dt.hour()), field(dt.minute()), field(dt.second()))
 }
 
 /// An instant as ISO 8601 UTC with milliseconds (`2026-11-23T06:00:00.123Z`), as SSM writes
@@ -133,10 +135,11 @@ pub fn iso8601_ms(ms: i64) -> String {
 }
 
 /// Parses ISO 8601 UTC (`2026-11-23T06:00:00Z`, optional fraction, `Z` or `+00:00`) into epoch
-/// milliseconds; `None` if it is anything else.
+/// milliseconds; `None` if it is anything else, or names a date that does not exist. A leap
+/// second (`23:59:60`) reads as the next minute's first second.
 pub fn parse_iso8601(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+    let num = |r: std::ops::Range<usize>| -> Option<i16> {
         let t = s.get(r)?;
         t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
     };
@@ -144,7 +147,7 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
         return None;
     }
     let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    if sec > 60 {
         return None;
     }
     let mut rest = &s[19..];
@@ -161,15 +164,11 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
     if rest != "Z" && rest != "+00:00" {
         return None;
     }
-    // days_from_civil (Howard Hinnant).
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000) + frac_ms)
+    let narrow = |v: i16| i8::try_from(v).ok();
+    let dt = jiff::civil::DateTime::new(y, narrow(mo)?, narrow(d)?, narrow(h)?, narrow(mi)?, narrow(sec.min(59))?, 0)
+        .ok()?;
+    let at = jiff::tz::Offset::UTC.to_timestamp(dt).ok()?;
+    Some(at.as_millisecond() + i64::from(sec == 60) * 1000 + frac_ms)
 }
 
 #[cfg(test)]
@@ -190,6 +189,9 @@ mod tests {
             "2026-01-01T00:00:00",
             "x026-01-01T00:00:00Z",
             "2026-01-01T00:00:00.Z",
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-01-01T24:00:00Z",
         ] {
             assert_eq!(parse_iso8601(bad), None, "{bad}");
         }
@@ -201,5 +203,6 @@ mod tests {
         assert_eq!(utc_fields(951_782_400_000), (2000, 2, 29, 0, 0, 0));
         assert_eq!(utc_fields(1_795_398_245_999), (2026, 11, 23, 1, 44, 5));
         assert_eq!(utc_fields(-1000), (1969, 12, 31, 23, 59, 59));
+        assert_eq!(parse_iso8601("2016-12-31T23:59:60Z"), parse_iso8601("2017-01-01T00:00:00Z"));
     }
 }

@@ -142,48 +142,39 @@ pub fn parse(headers: &HeaderMap) -> Result<Authorization, SigError> {
     })
 }
 
-/// Days since 1970-01-01 for a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-/// Parses `YYYYMMDDTHHMMSSZ` into epoch seconds.
+/// Parses `YYYYMMDDTHHMMSSZ` into epoch seconds; `None` for anything else, including a date that
+/// does not exist (`20260231`). A leap second (`...235960Z`) is read as the next minute's first
+/// second, as a clock that repeats :59 would sign it a second late anyway.
 pub fn parse_amz_date(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+    let num = |r: std::ops::Range<usize>| -> Option<i16> {
         let t = s.get(r)?;
         if t.bytes().all(|c| c.is_ascii_digit()) { t.parse().ok() } else { None }
     };
     let (y, mo, d, h, mi, se) = (num(0..4)?, num(4..6)?, num(6..8)?, num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+    if se > 60 {
         return None;
     }
-    Some(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se)
+    let narrow = |v: i16| i8::try_from(v).ok();
+    let dt =
+        jiff::civil::DateTime::new(y, narrow(mo)?, narrow(d)?, narrow(h)?, narrow(mi)?, narrow(se.min(59))?, 0).ok()?;
+    let at = jiff::tz::Offset::UTC.to_timestamp(dt).ok()?;
+    Some(at.as_second() + i64::from(se == 60))
 }
 
-/// Formats epoch seconds as `YYYYMMDDTHHMMSSZ`.
+/// Formats epoch seconds as `YYYYMMDDTHHMMSSZ` (clamped to the years -9999 to 9999, far beyond
+/// any clock a request is checked against).
 pub fn format_amz_date(secs: i64) -> String {
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Inverse of days_from_civil (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = if z >= 0 { z } else { z - 146096 } / 146097;
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    let at = jiff::Timestamp::from_second(secs).unwrap_or(if secs < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    });
+    let dt = jiff::tz::Offset::UTC.to_datetime(at);
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", dt.year(), dt.month(), dt.day(), dt.hour(), dt.minute(), dt.second())
 }
 
 /// Checks the date against the server clock and the credential scope.
@@ -529,5 +520,25 @@ mod tests {
             e.message()
         );
         assert!(check_time(&auth("20260101T121600Z"), now).is_err());
+    }
+
+    #[test]
+    fn amz_dates_of_known_instants() {
+        assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
+        assert_eq!(parse_amz_date("20000229T000000Z"), Some(951_782_400));
+        assert_eq!(parse_amz_date("19691231T235959Z"), Some(-1));
+        assert_eq!(parse_amz_date("20261123T060000Z"), Some(1_795_413_600));
+        // A leap second reads as the next minute's first second.
+        assert_eq!(parse_amz_date("20161231T235960Z"), parse_amz_date("20170101T000000Z"));
+        for bad in ["20260231T000000Z", "20250229T000000Z", "20261301T000000Z", "20260101T240000Z", "20260101T000061Z"]
+        {
+            assert_eq!(parse_amz_date(bad), None, "{bad}");
+        }
+        assert_eq!(format_amz_date(0), "19700101T000000Z");
+        assert_eq!(format_amz_date(-1), "19691231T235959Z");
+        assert_eq!(format_amz_date(951_782_400), "20000229T000000Z");
+        for secs in [0, 951_782_400, 1_795_413_599, 4_102_444_800, -86_401, 253_402_000_000] {
+            assert_eq!(parse_amz_date(&format_amz_date(secs)), Some(secs), "{secs}");
+        }
     }
 }

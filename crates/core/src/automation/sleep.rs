@@ -267,7 +267,8 @@ pub fn parse_timestamp_ms(text: &str) -> Result<i64, SleepError> {
     if !(1..=12).contains(&month) {
         return Err(bad(&format!("month {month:02} does not exist")));
     }
-    let month_days = days_in_month(year, month);
+    // Four digits and a month in 1..=12 always make a valid jiff date.
+    let month_days = jiff::civil::Date::new(year as i16, month as i8, 1).map_or(31, |d| d.days_in_month() as u32);
     if day == 0 || day > month_days {
         return Err(bad(&format!("day {day:02} does not exist in {year:04}-{month:02}, which has {month_days} days")));
     }
@@ -344,12 +345,12 @@ pub fn parse_timestamp_ms(text: &str) -> Result<i64, SleepError> {
     if c.i != text.len() {
         return Err(bad(&format!("unexpected \"{}\" after the time", &text[c.i..])));
     }
-    let days = days_from_civil(i64::from(year), month, day);
-    let local = days * 86_400_000
-        + i64::from(hour) * 3_600_000
-        + i64::from(minute) * 60_000
-        + i64::from(second) * 1000
-        + millis;
+    // jiff civil (wall-clock) arithmetic, not a Timestamp: the grammar reaches 9999-12-31T23:59:59,
+    // past the last instant a Timestamp can hold.
+    let wall =
+        jiff::civil::DateTime::new(year as i16, month as i8, day as i8, hour as i8, minute as i8, second as i8, 0)
+            .expect("every field was range-checked above");
+    let local = wall.duration_since(UNIX_EPOCH_WALL).as_millis() as i64 + millis;
     Ok(local - offset_minutes * 60_000)
 }
 
@@ -392,29 +393,8 @@ fn digits_value(digits: &str) -> u128 {
     digits.bytes().fold(0u128, |acc, d| acc.saturating_mul(10).saturating_add(u128::from(d - b'0')))
 }
 
-fn is_leap(year: u32) -> bool {
-    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from((month + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+/// 1970-01-01T00:00:00, the wall-clock date and time epoch milliseconds count from (in UTC).
+const UNIX_EPOCH_WALL: jiff::civil::DateTime = jiff::civil::DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
 
 /// A string quoted as JSON.
 fn quote(text: &str) -> String {
@@ -711,25 +691,18 @@ mod tests {
 
     // ---- properties ------------------------------------------------------------------------
 
-    /// `yyyy-mm-ddThh:mm:ss.mmm` of a UTC instant (Howard Hinnant's `civil_from_days`).
+    /// `yyyy-mm-ddThh:mm:ss.mmm` of a UTC instant, from jiff's date arithmetic.
     fn format_utc(ms: i64) -> String {
-        let days = ms.div_euclid(86_400_000);
-        let rest = ms.rem_euclid(86_400_000);
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let dt = UNIX_EPOCH_WALL.checked_add(jiff::SignedDuration::from_millis(ms)).expect("in range");
         format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}",
-            rest / 3_600_000,
-            rest / 60_000 % 60,
-            rest / 1000 % 60,
-            rest % 1000
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}",
+            dt.year(),
+            dt.month(),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second(),
+            dt.millisecond()
         )
     }
 
