@@ -7,7 +7,7 @@
 //! PostgreSQL, so replicas never claim the same row); every state write is guarded by the
 //! version, so a writer that lost its lease or raced a signal finds out and re-reads.
 
-use crate::sql::{self, Tx};
+use crate::sql::{self, Tx, transaction};
 use crate::{Backend, Result, Store, StoreError, Tag, timed};
 
 /// A new execution to insert.
@@ -98,15 +98,15 @@ impl Store {
     /// skipped (a parent re-starting children after a crash).
     pub async fn insert_executions(&self, new: &[NewExecution], parent: Option<&StateWrite<'_>>) -> Result<()> {
         timed("insert_executions", async {
-            let mut tx = self.db.begin().await?;
+            transaction!(self.db, |tx| {
             if let Some(w) = parent {
-                Self::write_state(&mut tx, w).await?;
+                Self::write_state(tx, w).await?;
             }
             for n in new {
                 sql::query("INSERT INTO automation_runbooks (sha, content) VALUES ($1, $2) ON CONFLICT (sha) DO NOTHING")
                     .bind(&n.runbook_sha)
                     .bind(&n.runbook)
-                    .execute(&mut tx)
+                    .execute(&mut *tx)
                     .await?;
                 let inserted = sql::query(
                     "INSERT INTO automation_executions (id, account, region, document_name, status, parent_id, start_ms, runbook_sha, state, version, due_ms) \
@@ -122,13 +122,14 @@ impl Store {
                 .bind(&n.runbook_sha)
                 .bind(&n.state)
                 .bind(n.due_ms)
-                .execute(&mut tx)
+                .execute(&mut *tx)
                 .await?;
                 if inserted > 0 {
-                    Store::upsert_tags(&mut tx, &n.account, &n.region, "Automation", &n.id, &n.tags).await?;
+                    Store::upsert_tags(tx, &n.account, &n.region, "Automation", &n.id, &n.tags).await?;
                 }
             }
-            tx.commit().await
+            Ok(())
+            })
         })
         .await
     }
@@ -170,12 +171,7 @@ impl Store {
 
     /// Writes an execution's state if its version is still `w.version` (`Conflict` otherwise).
     pub async fn write_execution(&self, w: &StateWrite<'_>) -> Result<()> {
-        timed("write_execution", async {
-            let mut tx = self.db.begin().await?;
-            Self::write_state(&mut tx, w).await?;
-            tx.commit().await
-        })
-        .await
+        timed("write_execution", async { transaction!(self.db, |tx| { Self::write_state(tx, w).await }) }).await
     }
 
     /// One execution of the account and region.

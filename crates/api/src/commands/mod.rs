@@ -238,7 +238,8 @@ pub(crate) fn not_started(status: &str) -> bool {
 }
 
 /// Runs a settle on command `id` and wakes the nodes that got new messages. `Ok(false)`: a
-/// duplicate reply or no such command.
+/// duplicate reply or no such command. `decide` runs again if the store repeats the transaction,
+/// so whatever it records outside itself must be reset at its start.
 pub(crate) async fn settle<F>(
     svc: &Service,
     id: &str,
@@ -247,7 +248,7 @@ pub(crate) async fn settle<F>(
     decide: F,
 ) -> Result<bool, ApiError>
 where
-    F: FnOnce(&CommandRow, Vec<InvocationRow>) -> Option<Settlement> + Send,
+    F: FnMut(&CommandRow, Vec<InvocationRow>) -> Option<Settlement> + Send,
 {
     let woken = svc.store.settle_command(id, scope, reply, svc.now_ms(), decide).await.map_err(store_error)?;
     let Some(woken) = woken else { return Ok(false) };
