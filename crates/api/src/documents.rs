@@ -420,7 +420,7 @@ pub(crate) async fn create(
     let version = build_version(
         NewVersion {
             content: &i.content,
-            format: format,
+            format,
             version_name: i.version_name.clone(),
             display_name: i.display_name.clone(),
             requires: i.requires.as_ref(),
@@ -717,9 +717,9 @@ pub(crate) async fn update(
     let version = build_version(
         NewVersion {
             content: &i.content,
-            format: format,
+            format,
             version_name: i.version_name.clone(),
-            display_name: display_name,
+            display_name,
             requires: None,
             attachments: i.attachments.as_ref(),
         },

@@ -33,6 +33,14 @@ impl ApiError {
         e
     }
 
+    /// An `InternalServerError` with a message of its own for the client (which must say
+    /// nothing of ssmd's internals) and `detail` for the log.
+    pub fn internal_with(message: impl Into<String>, detail: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorCode::InternalServerError, message);
+        e.0.internal = Some(detail.into());
+        e
+    }
+
     /// The answer for a modeled operation that ssmd does not implement yet.
     pub fn not_implemented(operation: &str) -> Self {
         Self::new(

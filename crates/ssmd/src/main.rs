@@ -43,6 +43,43 @@ struct DbArgs {
     database_url: Option<String>,
 }
 
+/// Limits on every PostgreSQL connection, so that a replica (or a database) whose link stalls
+/// mid-transaction cannot hold rows, or requests, for long. Seconds; 0 turns a limit off.
+/// See docs/postgres.md.
+#[derive(clap::Args, Clone)]
+struct PgArgs {
+    /// Seconds a statement waits for a row lock another request holds before it gives up (the
+    /// request fails with a retryable InternalServerError).
+    #[arg(long, env = "SSMD_PG_LOCK_TIMEOUT", default_value_t = 5.0)]
+    pg_lock_timeout: f64,
+    /// Seconds a session may sit idle inside a transaction before PostgreSQL ends it, releasing
+    /// its locks (a replica that froze or lost its network mid-transaction).
+    #[arg(long, env = "SSMD_PG_IDLE_IN_TRANSACTION_TIMEOUT", default_value_t = 10.0)]
+    pg_idle_in_transaction_timeout: f64,
+    /// Seconds one statement may run (PostgreSQL's statement_timeout); ssmd waits one second more
+    /// for any answer before it gives the connection up.
+    #[arg(long, env = "SSMD_PG_STATEMENT_TIMEOUT", default_value_t = 15.0)]
+    pg_statement_timeout: f64,
+    /// Seconds PostgreSQL tolerates a silent ssmd at the TCP level (its tcp_user_timeout; its
+    /// keepalives start after 2/3 of it and probe every 1/3).
+    #[arg(long, env = "SSMD_PG_TCP_TIMEOUT", default_value_t = 15.0)]
+    pg_tcp_timeout: f64,
+}
+
+impl PgArgs {
+    fn limits(&self) -> Result<ssmd_store::PgLimits> {
+        let secs = |v: f64, name: &str| {
+            std::time::Duration::try_from_secs_f64(v).with_context(|| format!("--{name} must be 0 or more seconds"))
+        };
+        Ok(ssmd_store::PgLimits {
+            lock_timeout: secs(self.pg_lock_timeout, "pg-lock-timeout")?,
+            idle_in_transaction: secs(self.pg_idle_in_transaction_timeout, "pg-idle-in-transaction-timeout")?,
+            statement_timeout: secs(self.pg_statement_timeout, "pg-statement-timeout")?,
+            tcp_timeout: secs(self.pg_tcp_timeout, "pg-tcp-timeout")?,
+        })
+    }
+}
+
 impl DbArgs {
     fn url(&self) -> Result<String> {
         if let Some(u) = &self.database_url {
@@ -53,8 +90,12 @@ impl DbArgs {
     }
 
     async fn open(&self) -> Result<Store> {
+        self.open_with(&ssmd_store::PgLimits::default()).await
+    }
+
+    async fn open_with(&self, limits: &ssmd_store::PgLimits) -> Result<Store> {
         let url = self.url()?;
-        Store::open(&url).await.with_context(|| format!("opening the database at {url}"))
+        Store::open_with(&url, limits).await.with_context(|| format!("opening the database at {url}"))
     }
 }
 
@@ -103,6 +144,8 @@ enum Command {
         listen: SocketAddr,
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        pg: PgArgs,
         /// Log format.
         #[arg(long, env = "SSMD_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -177,13 +220,14 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 async fn serve(
     listen: SocketAddr,
     db: DbArgs,
+    pg: ssmd_store::PgLimits,
     accept_any: bool,
     default_account: String,
     header_timeout: std::time::Duration,
     automation: AutomationArgs,
 ) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = db.open().await?;
+    let store = db.open_with(&pg).await?;
     let root = keys::ensure_root_key(&store, clock.now_ms()).await?;
     let metrics = PrometheusBuilder::new()
         .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
@@ -231,6 +275,7 @@ async fn main() -> Result<()> {
         Command::Serve {
             listen,
             db,
+            pg,
             log_format,
             accept_any_credentials,
             default_account,
@@ -239,7 +284,8 @@ async fn main() -> Result<()> {
         } => {
             init_logging(log_format);
             let header_timeout = std::time::Duration::try_from_secs_f64(header_timeout).context("--header-timeout")?;
-            serve(listen, db, accept_any_credentials, default_account, header_timeout, automation).await
+            let pg = pg.limits()?;
+            serve(listen, db, pg, accept_any_credentials, default_account, header_timeout, automation).await
         }
         Command::Keys { command, db } => {
             init_logging(LogFormat::Text);

@@ -11,7 +11,7 @@
 //! * an activation's tags live in the shared `tags` table under resource type `Activation`, written
 //!   and deleted in the same transaction as the activation.
 
-use crate::sql::{self, Tx};
+use crate::sql::{self, Tx, transaction};
 use crate::{Result, Store, Tag, timed};
 
 /// The resource type an activation's tags are stored under.
@@ -123,7 +123,7 @@ impl Store {
     /// Inserts an activation and its tags in one transaction; `Conflict` if the id exists.
     pub async fn create_activation(&self, a: &NewActivation) -> Result<()> {
         timed("create_activation", async {
-            let mut tx = self.begin().await?;
+            transaction!(self.db, |tx| {
             sql::query(
                 "INSERT INTO activations (id, account, region, code_sha256, description, default_instance_name, iam_role, \
                  registration_limit, registrations_count, expires_ms, created_ms, registration_metadata) \
@@ -140,10 +140,10 @@ impl Store {
             .bind(a.expires_ms)
             .bind(a.created_ms)
             .bind(&a.registration_metadata)
-            .execute(&mut tx)
+            .execute(&mut *tx)
             .await?;
-            Store::upsert_tags(&mut tx, &a.account, &a.region, ACTIVATION_TAGS, &a.id, &a.tags).await?;
-            tx.commit().await
+            Store::upsert_tags(tx, &a.account, &a.region, ACTIVATION_TAGS, &a.id, &a.tags).await
+            })
         })
         .await
     }
@@ -194,19 +194,19 @@ impl Store {
     /// Nodes that registered with it stay registered.
     pub async fn delete_activation(&self, account: &str, region: &str, id: &str) -> Result<bool> {
         timed("delete_activation", async {
-            let mut tx = self.begin().await?;
-            let n = sql::query("DELETE FROM activations WHERE id = $1 AND account = $2 AND region = $3")
-                .bind(id)
-                .bind(account)
-                .bind(region)
-                .execute(&mut tx)
-                .await?;
-            if n == 0 {
-                return Ok(false);
-            }
-            Store::drop_tags(&mut tx, account, region, ACTIVATION_TAGS, id).await?;
-            tx.commit().await?;
-            Ok(true)
+            transaction!(self.db, |tx| {
+                let n = sql::query("DELETE FROM activations WHERE id = $1 AND account = $2 AND region = $3")
+                    .bind(id)
+                    .bind(account)
+                    .bind(region)
+                    .execute(&mut *tx)
+                    .await?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                Store::drop_tags(tx, account, region, ACTIVATION_TAGS, id).await?;
+                Ok(true)
+            })
         })
         .await
     }
@@ -217,10 +217,7 @@ impl Store {
     /// which account and region the node joins.
     pub async fn consume_activation(&self, id: &str, code_sha256: &str, now_ms: i64) -> Result<ActivationUse> {
         timed("consume_activation", async {
-            let mut tx = self.begin().await?;
-            let used = Store::consume_activation_in(&mut tx, id, code_sha256, now_ms).await?;
-            tx.commit().await?;
-            Ok(used)
+            transaction!(self.db, |tx| { Store::consume_activation_in(tx, id, code_sha256, now_ms).await })
         })
         .await
     }

@@ -10,7 +10,7 @@
 //! second, so PostgreSQL never deadlocks a signal against the engine.
 
 use crate::jobs::{Claim, Next};
-use crate::sql::{self, Tx};
+use crate::sql::{self, Tx, transaction};
 use crate::{Result, Store, StoreError, Tag, timed};
 
 /// The job kind that drives executions.
@@ -114,15 +114,15 @@ impl Store {
     /// skipped (a parent re-starting children after a crash).
     pub async fn insert_executions(&self, new: &[NewExecution], parent: Option<&StateWrite<'_>>) -> Result<()> {
         timed("insert_executions", async {
-            let mut tx = self.begin().await?;
+            transaction!(self.db, |tx| {
             if let Some(w) = parent {
-                Self::write_state(&mut tx, w).await?;
+                Self::write_state(tx, w).await?;
             }
             for n in new {
                 sql::query("INSERT INTO automation_runbooks (sha, content) VALUES ($1, $2) ON CONFLICT (sha) DO NOTHING")
                     .bind(&n.runbook_sha)
                     .bind(&n.runbook)
-                    .execute(&mut tx)
+                    .execute(&mut *tx)
                     .await?;
                 let inserted = sql::query(
                     "INSERT INTO automation_executions (id, account, region, document_name, status, parent_id, start_ms, runbook_sha, state, version) \
@@ -137,16 +137,17 @@ impl Store {
                 .bind(n.start_ms)
                 .bind(&n.runbook_sha)
                 .bind(&n.state)
-                .execute(&mut tx)
+                .execute(&mut *tx)
                 .await?;
                 if inserted > 0 {
-                    Store::upsert_tags(&mut tx, &n.account, &n.region, "Automation", &n.id, &n.tags).await?;
+                    Store::upsert_tags(tx, &n.account, &n.region, "Automation", &n.id, &n.tags).await?;
                     if let Some(due) = n.due_ms {
-                        Store::schedule_job(&mut tx, AUTOMATION_JOB, &n.id, due, None, n.start_ms).await?;
+                        Store::schedule_job(tx, AUTOMATION_JOB, &n.id, due, None, n.start_ms).await?;
                     }
                 }
             }
-            tx.commit().await
+            Ok(())
+            })
         })
         .await
     }
@@ -207,12 +208,7 @@ impl Store {
 
     /// Writes an execution's state if its version is still `w.version` (`Conflict` otherwise).
     pub async fn write_execution(&self, w: &StateWrite<'_>) -> Result<()> {
-        timed("write_execution", async {
-            let mut tx = self.begin().await?;
-            Self::write_state(&mut tx, w).await?;
-            tx.commit().await
-        })
-        .await
+        timed("write_execution", async { transaction!(self.db, |tx| { Self::write_state(tx, w).await }) }).await
     }
 
     /// One execution of the account and region.

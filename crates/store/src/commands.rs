@@ -14,7 +14,7 @@
 //!   on PostgreSQL so two replicas never hand out the same message at once.
 //! * Replies are idempotent on their ReplyId (`command_replies`).
 
-use crate::sql::{self, Tx};
+use crate::sql::{self, Tx, transaction};
 use crate::{Backend, Result, Store, timed};
 
 /// The message id of the command `command_id` sent to `instance_id` (the AWS agent takes the
@@ -216,59 +216,60 @@ impl Store {
     /// targets, in one transaction.
     pub async fn insert_command(&self, c: &NewCommand) -> Result<()> {
         timed("insert_command", async {
-            let mut tx = self.begin().await?;
-            sql::query(
-                "INSERT INTO commands (id, account, region, requested_ms, document_name, status, \
+            transaction!(self.db, |tx| {
+                sql::query(
+                    "INSERT INTO commands (id, account, region, requested_ms, document_name, status, \
                  status_details, spec, payload, progress, target_count, completed_count, error_count, \
                  delivery_timed_out_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, 0, 0)",
-            )
-            .bind(&c.id)
-            .bind(&c.account)
-            .bind(&c.region)
-            .bind(c.requested_ms)
-            .bind(&c.document_name)
-            .bind(&c.status)
-            .bind(&c.status_details)
-            .bind(&c.spec)
-            .bind(&c.payload)
-            .bind(&c.progress)
-            .bind(c.targets.len() as i64)
-            .execute(&mut tx)
-            .await?;
-            for (seq, (instance, name)) in c.targets.iter().enumerate() {
-                let dispatched = (seq < c.dispatch).then_some(c.requested_ms);
-                sql::query(
-                    "INSERT INTO command_invocations (command_id, instance_id, account, region, seq, requested_ms, \
-                     instance_name, status, status_details, dispatched_ms, response_code, stdout, stderr, plugins) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'Pending', 'Pending', $8, -1, '', '', '[]')",
                 )
                 .bind(&c.id)
-                .bind(instance)
                 .bind(&c.account)
                 .bind(&c.region)
-                .bind(seq as i64)
                 .bind(c.requested_ms)
-                .bind(name)
-                .bind(dispatched)
-                .execute(&mut tx)
+                .bind(&c.document_name)
+                .bind(&c.status)
+                .bind(&c.status_details)
+                .bind(&c.spec)
+                .bind(&c.payload)
+                .bind(&c.progress)
+                .bind(c.targets.len() as i64)
+                .execute(&mut *tx)
                 .await?;
-                if dispatched.is_some() {
-                    Self::add_message(
-                        &mut tx,
-                        &send_message_id(&c.id, instance),
-                        instance,
-                        &c.id,
-                        &send_topic(&c.region),
-                        None,
-                        c.requested_ms,
+                for (seq, (instance, name)) in c.targets.iter().enumerate() {
+                    let dispatched = (seq < c.dispatch).then_some(c.requested_ms);
+                    sql::query(
+                        "INSERT INTO command_invocations (command_id, instance_id, account, region, seq, requested_ms, \
+                     instance_name, status, status_details, dispatched_ms, response_code, stdout, stderr, plugins) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'Pending', 'Pending', $8, -1, '', '', '[]')",
                     )
+                    .bind(&c.id)
+                    .bind(instance)
+                    .bind(&c.account)
+                    .bind(&c.region)
+                    .bind(seq as i64)
+                    .bind(c.requested_ms)
+                    .bind(name)
+                    .bind(dispatched)
+                    .execute(&mut *tx)
                     .await?;
+                    if dispatched.is_some() {
+                        Self::add_message(
+                            tx,
+                            &send_message_id(&c.id, instance),
+                            instance,
+                            &c.id,
+                            &send_topic(&c.region),
+                            None,
+                            c.requested_ms,
+                        )
+                        .await?;
+                    }
                 }
-            }
-            if !is_final_command(&c.status) {
-                Self::schedule_job(&mut tx, COMMAND_JOB, &c.id, c.deliver_by_ms, None, c.requested_ms).await?;
-            }
-            tx.commit().await
+                if !is_final_command(&c.status) {
+                    Self::schedule_job(tx, COMMAND_JOB, &c.id, c.deliver_by_ms, None, c.requested_ms).await?;
+                }
+                Ok(())
+            })
         })
         .await
     }
@@ -340,55 +341,54 @@ impl Store {
     /// that returns `false`. `decide` gets the command (`None` if there is no such command) and
     /// the invocations in `scope`, and returns the change to make, or `None` for none.
     /// Returns `None` for a duplicate reply or an unknown command, else the nodes that got a new
-    /// message (to wake their long polls).
+    /// message (to wake their long polls). `decide` is called again if the transaction is
+    /// repeated after its connection died (see `sql::transaction!`).
     pub async fn settle_command<F>(
         &self,
         command_id: &str,
         scope: Scope<'_>,
         reply: Option<(&str, &str)>,
         now_ms: i64,
-        decide: F,
+        mut decide: F,
     ) -> Result<Option<Vec<String>>>
     where
-        F: FnOnce(&CommandRow, Vec<InvocationRow>) -> Option<Settlement> + Send,
+        F: FnMut(&CommandRow, Vec<InvocationRow>) -> Option<Settlement> + Send,
     {
         timed("settle_command", async {
-            let mut tx = self.begin().await?;
-            if let Some((reply_id, message_id)) = reply {
-                let n = sql::query(
-                    "INSERT INTO command_replies (reply_id, message_id, received_ms) VALUES ($1, $2, $3) \
+            transaction!(self.db, |tx| {
+                if let Some((reply_id, message_id)) = reply {
+                    let n = sql::query(
+                        "INSERT INTO command_replies (reply_id, message_id, received_ms) VALUES ($1, $2, $3) \
                      ON CONFLICT (reply_id) DO NOTHING",
-                )
-                .bind(reply_id)
-                .bind(message_id)
-                .bind(now_ms)
-                .execute(&mut tx)
-                .await?;
-                if n == 0 {
-                    tx.rollback().await?;
-                    return Ok(None);
+                    )
+                    .bind(reply_id)
+                    .bind(message_id)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    if n == 0 {
+                        return Ok(None);
+                    }
                 }
-            }
-            let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
-            let Some(cmd) = sql::query(format!("SELECT {COMMAND_COLUMNS} FROM commands WHERE id = $1{lock}"))
-                .bind(command_id)
-                .fetch_optional(&mut tx)
-                .await?
-                .as_ref()
-                .map(command_row)
-                .transpose()?
-            else {
-                tx.rollback().await?;
-                return Ok(None);
-            };
-            let invocations = match scope {
+                let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+                let Some(cmd) = sql::query(format!("SELECT {COMMAND_COLUMNS} FROM commands WHERE id = $1{lock}"))
+                    .bind(command_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .as_ref()
+                    .map(command_row)
+                    .transpose()?
+                else {
+                    return Ok(None);
+                };
+                let invocations = match scope {
                 Scope::None => Vec::new(),
                 Scope::One(instance) => sql::query(format!(
                     "SELECT {INVOCATION_COLUMNS} FROM command_invocations WHERE command_id = $1 AND instance_id = $2"
                 ))
                 .bind(command_id)
                 .bind(instance)
-                .fetch_all(&mut tx)
+                .fetch_all(&mut *tx)
                 .await?
                 .iter()
                 .map(invocation_row)
@@ -399,21 +399,21 @@ impl Store {
                     final_list()
                 ))
                 .bind(command_id)
-                .fetch_all(&mut tx)
+                .fetch_all(&mut *tx)
                 .await?
                 .iter()
                 .map(invocation_row)
                 .collect::<Result<Vec<_>>>()?,
             };
-            let Some(s) = decide(&cmd, invocations) else {
-                // Nothing to change: the reply id is not kept either (a replay changes nothing
-                // again), so replies that change nothing can't fill the table.
-                tx.rollback().await?;
-                return Ok(Some(Vec::new()));
-            };
-            let woken = Self::apply_settlement(&mut tx, &cmd, &s, now_ms).await?;
-            tx.commit().await?;
-            Ok(Some(woken))
+                let Some(s) = decide(&cmd, invocations) else {
+                    // Nothing to change: the reply id is not kept either (a replay changes nothing
+                    // again), so replies that change nothing can't fill the table.
+                    tx.discard();
+                    return Ok(Some(Vec::new()));
+                };
+                let woken = Self::apply_settlement(tx, &cmd, &s, now_ms).await?;
+                Ok(Some(woken))
+            })
         })
         .await
     }
@@ -544,67 +544,67 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Vec<MessageRow>>> {
         timed("take_messages", async {
-            let mut tx = self.begin().await?;
-            let lock = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-            let take = format!(
-                "UPDATE node_messages SET visible_ms = $1, deliveries = deliveries + 1 WHERE message_id IN (\
+            transaction!(self.db, |tx| {
+                let lock = if self.backend == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+                let take = format!(
+                    "UPDATE node_messages SET visible_ms = $1, deliveries = deliveries + 1 WHERE message_id IN (\
                  SELECT message_id FROM node_messages WHERE destination = $2 AND acked = 0 AND visible_ms <= $3 \
                  ORDER BY created_ms, message_id LIMIT $4{lock}) \
                  RETURNING message_id, destination, command_id, topic, payload, created_ms, deliveries"
-            );
-            let mut payloads: std::collections::HashMap<String, String> = Default::default();
-            let mut answers = Vec::with_capacity(pickups.len());
-            for (destination, invisible_until) in pickups {
-                let rows = sql::query(take.as_str())
-                    .bind(*invisible_until)
-                    .bind(destination)
-                    .bind(now_ms)
-                    .bind(limit)
-                    .fetch_all(&mut tx)
-                    .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    let command_id: String = r.get("command_id")?;
-                    let payload = match r.get::<Option<String>>("payload")? {
-                        Some(p) => p,
-                        None => {
-                            if r.get::<i64>("deliveries")? > 1 {
-                                sql::query(
-                                    "UPDATE command_invocations SET status = 'Delayed', status_details = 'Delayed' \
+                );
+                let mut payloads: std::collections::HashMap<String, String> = Default::default();
+                let mut answers = Vec::with_capacity(pickups.len());
+                for (destination, invisible_until) in pickups {
+                    let rows = sql::query(take.as_str())
+                        .bind(*invisible_until)
+                        .bind(destination)
+                        .bind(now_ms)
+                        .bind(limit)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        let command_id: String = r.get("command_id")?;
+                        let payload = match r.get::<Option<String>>("payload")? {
+                            Some(p) => p,
+                            None => {
+                                if r.get::<i64>("deliveries")? > 1 {
+                                    sql::query(
+                                        "UPDATE command_invocations SET status = 'Delayed', status_details = 'Delayed' \
                                      WHERE command_id = $1 AND instance_id = $2 AND status = 'Pending'",
-                                )
-                                .bind(&command_id)
-                                .bind(destination)
-                                .execute(&mut tx)
-                                .await?;
-                            }
-                            match payloads.get(&command_id) {
-                                Some(p) => p.clone(),
-                                None => {
-                                    let p = sql::query("SELECT payload FROM commands WHERE id = $1")
-                                        .bind(&command_id)
-                                        .scalar::<String>(&mut tx)
-                                        .await?;
-                                    payloads.insert(command_id.clone(), p.clone());
-                                    p
+                                    )
+                                    .bind(&command_id)
+                                    .bind(destination)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                }
+                                match payloads.get(&command_id) {
+                                    Some(p) => p.clone(),
+                                    None => {
+                                        let p = sql::query("SELECT payload FROM commands WHERE id = $1")
+                                            .bind(&command_id)
+                                            .scalar::<String>(&mut *tx)
+                                            .await?;
+                                        payloads.insert(command_id.clone(), p.clone());
+                                        p
+                                    }
                                 }
                             }
-                        }
-                    };
-                    out.push(MessageRow {
-                        message_id: r.get("message_id")?,
-                        destination: r.get("destination")?,
-                        command_id,
-                        topic: r.get("topic")?,
-                        payload,
-                        created_ms: r.get("created_ms")?,
-                    });
+                        };
+                        out.push(MessageRow {
+                            message_id: r.get("message_id")?,
+                            destination: r.get("destination")?,
+                            command_id,
+                            topic: r.get("topic")?,
+                            payload,
+                            created_ms: r.get("created_ms")?,
+                        });
+                    }
+                    out.sort_by(|a, b| (a.created_ms, &a.message_id).cmp(&(b.created_ms, &b.message_id)));
+                    answers.push(out);
                 }
-                out.sort_by(|a, b| (a.created_ms, &a.message_id).cmp(&(b.created_ms, &b.message_id)));
-                answers.push(out);
-            }
-            tx.commit().await?;
-            Ok(answers)
+                Ok(answers)
+            })
         })
         .await
     }
@@ -660,26 +660,27 @@ impl Store {
     /// Links job `(owner_kind, owner_key)` to command `command_id`'s end: returns the command's
     /// status if it has ended already (no link then), else links and returns `None` — and the
     /// job becomes due when the command ends. The command row is locked while this looks, so a
-    /// command ending at the same moment can't slip between the look and the link.
+    /// command ending at the same moment can't slip between the look and the link. The outer
+    /// `None`: there is no such command.
     pub async fn await_command(
         &self,
         command_id: &str,
         owner_kind: &str,
         owner_key: &str,
     ) -> Result<Option<Option<String>>> {
-        let mut tx = self.begin().await?;
         let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
-        let status: Option<String> = sql::query(format!("SELECT status FROM commands WHERE id = $1{lock}"))
-            .bind(command_id)
-            .scalar_opt(&mut tx)
-            .await?;
-        let Some(status) = status else { return Ok(None) };
-        if is_final_command(&status) {
-            return Ok(Some(Some(status)));
-        }
-        Self::await_completion(&mut tx, &format!("command:{command_id}"), owner_kind, owner_key).await?;
-        tx.commit().await?;
-        Ok(Some(None))
+        transaction!(self.db, |tx| {
+            let status: Option<String> = sql::query(format!("SELECT status FROM commands WHERE id = $1{lock}"))
+                .bind(command_id)
+                .scalar_opt(&mut *tx)
+                .await?;
+            let Some(status) = status else { return Ok(None) };
+            if is_final_command(&status) {
+                return Ok(Some(Some(status)));
+            }
+            Self::await_completion(tx, &format!("command:{command_id}"), owner_kind, owner_key).await?;
+            Ok(Some(None))
+        })
     }
 
     /// When the next hidden message of `destination` becomes visible again (after its

@@ -1,6 +1,6 @@
 //! Documents, their versions, sharing permissions and review history.
 
-use crate::sql::{self, Row, Tx};
+use crate::sql::{self, Row, Tx, transaction};
 use crate::{Result, Store, StoreError, opt_str, timed};
 use std::sync::LazyLock;
 
@@ -189,21 +189,21 @@ impl Store {
     /// The document, its first version and its tags are written in one transaction.
     pub async fn create_document(&self, doc: &DocumentRow, v: &VersionRow, tags: &[crate::Tag]) -> Result<()> {
         timed("create_document", async {
-            let mut tx = self.begin().await?;
-            sql::query(format!("INSERT INTO documents ({DOC_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-                .bind(&doc.account)
-                .bind(&doc.region)
-                .bind(&doc.name)
-                .bind(&doc.doc_type)
-                .bind(&doc.target_type)
-                .bind(doc.default_version)
-                .bind(doc.latest_version)
-                .bind(doc.created_ms)
-                .execute(&mut tx)
-                .await?;
-            insert_version(&mut tx, &doc.account, &doc.region, &doc.name, v).await?;
-            Store::upsert_tags(&mut tx, &doc.account, &doc.region, "Document", &doc.name, tags).await?;
-            tx.commit().await?;
+            transaction!(self.db, |tx| {
+                sql::query(format!("INSERT INTO documents ({DOC_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
+                    .bind(&doc.account)
+                    .bind(&doc.region)
+                    .bind(&doc.name)
+                    .bind(&doc.doc_type)
+                    .bind(&doc.target_type)
+                    .bind(doc.default_version)
+                    .bind(doc.latest_version)
+                    .bind(doc.created_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_version(tx, &doc.account, &doc.region, &doc.name, v).await?;
+                Store::upsert_tags(tx, &doc.account, &doc.region, "Document", &doc.name, tags).await
+            })?;
             self.invalidate_document(&doc.account, &doc.region, &doc.name);
             Ok(())
         })
@@ -334,24 +334,24 @@ impl Store {
         target_type: Option<&str>,
     ) -> Result<()> {
         timed("add_document_version", async {
-            let mut tx = self.begin().await?;
-            let r = sql::query(
-                "UPDATE documents SET latest_version = $1, target_type = COALESCE($2, target_type) \
+            transaction!(self.db, |tx| {
+                let r = sql::query(
+                    "UPDATE documents SET latest_version = $1, target_type = COALESCE($2, target_type) \
                  WHERE account = $3 AND region = $4 AND name = $5 AND latest_version = $6",
-            )
-            .bind(v.version)
-            .bind(target_type)
-            .bind(account)
-            .bind(region)
-            .bind(name)
-            .bind(expected_latest)
-            .execute(&mut tx)
-            .await?;
-            if r != 1 {
-                return Err(StoreError::Conflict);
-            }
-            insert_version(&mut tx, account, region, name, v).await?;
-            tx.commit().await?;
+                )
+                .bind(v.version)
+                .bind(target_type)
+                .bind(account)
+                .bind(region)
+                .bind(name)
+                .bind(expected_latest)
+                .execute(&mut *tx)
+                .await?;
+                if r != 1 {
+                    return Err(StoreError::Conflict);
+                }
+                insert_version(tx, account, region, name, v).await
+            })?;
             self.invalidate_document(account, region, name);
             Ok(())
         })
@@ -439,23 +439,24 @@ impl Store {
     /// Deletes a whole document with its versions, shares, reviews and tags.
     pub async fn delete_document(&self, account: &str, region: &str, name: &str) -> Result<bool> {
         timed("delete_document", async {
-            let mut tx = self.begin().await?;
-            let r = sql::query("DELETE FROM documents WHERE account = $1 AND region = $2 AND name = $3")
-                .bind(account)
-                .bind(region)
-                .bind(name)
-                .execute(&mut tx)
-                .await?;
-            for table in ["document_versions", "document_shares", "document_reviews"] {
-                sql::query(format!("DELETE FROM {table} WHERE account = $1 AND region = $2 AND name = $3"))
+            let r = transaction!(self.db, |tx| {
+                let r = sql::query("DELETE FROM documents WHERE account = $1 AND region = $2 AND name = $3")
                     .bind(account)
                     .bind(region)
                     .bind(name)
-                    .execute(&mut tx)
+                    .execute(&mut *tx)
                     .await?;
-            }
-            Store::drop_tags(&mut tx, account, region, "Document", name).await?;
-            tx.commit().await?;
+                for table in ["document_versions", "document_shares", "document_reviews"] {
+                    sql::query(format!("DELETE FROM {table} WHERE account = $1 AND region = $2 AND name = $3"))
+                        .bind(account)
+                        .bind(region)
+                        .bind(name)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Store::drop_tags(tx, account, region, "Document", name).await?;
+                Ok(r)
+            })?;
             self.invalidate_document(account, region, name);
             Ok(r > 0)
         })
@@ -465,38 +466,39 @@ impl Store {
     /// Deletes one version (never the default: the caller checks, and the guard here makes a
     /// concurrent default change safe). Returns false if nothing was deleted.
     pub async fn delete_document_version(&self, account: &str, region: &str, name: &str, version: i64) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let default: Option<i64> =
-            sql::query("SELECT default_version FROM documents WHERE account = $1 AND region = $2 AND name = $3")
-                .bind(account)
-                .bind(region)
-                .bind(name)
-                .scalar_opt(&mut tx)
-                .await?;
-        if default.is_none() || default == Some(version) {
-            return Ok(false);
-        }
-        let r = sql::query(
-            "DELETE FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version = $4",
-        )
-        .bind(account)
-        .bind(region)
-        .bind(name)
-        .bind(version)
-        .execute(&mut tx)
-        .await?;
-        // Deleting the latest version makes the newest remaining one the latest.
-        sql::query(
-            "UPDATE documents SET latest_version = (SELECT MAX(version) FROM document_versions v \
+        let r = transaction!(self.db, |tx| {
+            let default: Option<i64> =
+                sql::query("SELECT default_version FROM documents WHERE account = $1 AND region = $2 AND name = $3")
+                    .bind(account)
+                    .bind(region)
+                    .bind(name)
+                    .scalar_opt(&mut *tx)
+                    .await?;
+            if default.is_none() || default == Some(version) {
+                return Ok(0);
+            }
+            let r = sql::query(
+                "DELETE FROM document_versions WHERE account = $1 AND region = $2 AND name = $3 AND version = $4",
+            )
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+            // Deleting the latest version makes the newest remaining one the latest.
+            sql::query(
+                "UPDATE documents SET latest_version = (SELECT MAX(version) FROM document_versions v \
              WHERE v.account = documents.account AND v.region = documents.region AND v.name = documents.name) \
              WHERE account = $1 AND region = $2 AND name = $3",
-        )
-        .bind(account)
-        .bind(region)
-        .bind(name)
-        .execute(&mut tx)
-        .await?;
-        tx.commit().await?;
+            )
+            .bind(account)
+            .bind(region)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+            Ok(r)
+        })?;
         self.invalidate_document(account, region, name);
         Ok(r > 0)
     }
@@ -523,9 +525,9 @@ impl Store {
         add: &[ShareRow],
         remove: &[String],
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for s in add {
-            sql::query(
+        transaction!(self.db, |tx| {
+            for s in add {
+                sql::query(
                 "INSERT INTO document_shares (account, region, name, shared_with, shared_version) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (account, region, name, shared_with) DO UPDATE SET shared_version = excluded.shared_version",
             )
@@ -534,22 +536,22 @@ impl Store {
             .bind(name)
             .bind(&s.shared_with)
             .bind(&s.shared_version)
-            .execute(&mut tx)
+            .execute(&mut *tx)
             .await?;
-        }
-        for who in remove {
-            sql::query(
-                "DELETE FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 AND shared_with = $4",
-            )
-            .bind(account)
-            .bind(region)
-            .bind(name)
-            .bind(who)
-            .execute(&mut tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            }
+            for who in remove {
+                sql::query(
+                    "DELETE FROM document_shares WHERE account = $1 AND region = $2 AND name = $3 AND shared_with = $4",
+                )
+                .bind(account)
+                .bind(region)
+                .bind(name)
+                .bind(who)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        })
     }
 
     /// The share, if any, that gives `reader` access to another account's document.
@@ -590,17 +592,17 @@ impl Store {
 
     /// Records a review action and sets the version's ReviewStatus.
     pub async fn add_document_review(&self, account: &str, region: &str, name: &str, review: &ReviewRow) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let seq: i64 = sql::query(
+        transaction!(self.db, |tx| {
+            let seq: i64 = sql::query(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM document_reviews WHERE account = $1 AND region = $2 AND name = $3 AND version = $4",
         )
         .bind(account)
         .bind(region)
         .bind(name)
         .bind(review.version)
-        .scalar(&mut tx)
+        .scalar(&mut *tx)
         .await?;
-        sql::query(
+            sql::query(
             "INSERT INTO document_reviews (account, region, name, version, seq, reviewer, status, comment, created_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
@@ -613,17 +615,18 @@ impl Store {
         .bind(&review.status)
         .bind(&review.comment)
         .bind(review.created_ms)
-        .execute(&mut tx)
+        .execute(&mut *tx)
         .await?;
-        sql::query("UPDATE document_versions SET review_status = $1 WHERE account = $2 AND region = $3 AND name = $4 AND version = $5")
+            sql::query("UPDATE document_versions SET review_status = $1 WHERE account = $2 AND region = $3 AND name = $4 AND version = $5")
             .bind(&review.status)
             .bind(account)
             .bind(region)
             .bind(name)
             .bind(review.version)
-            .execute(&mut tx)
+            .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+            Ok(())
+        })?;
         self.invalidate_document(account, region, name);
         Ok(())
     }

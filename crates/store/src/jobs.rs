@@ -28,7 +28,7 @@
 //! move the earliest due time, `job:<kind>`), which wakes the kind's workers — and the holder
 //! of a poked job — in every replica once it commits.
 
-use crate::sql::{self, Tx};
+use crate::sql::{self, Tx, transaction};
 use crate::{Backend, Result, Store, StoreError, timed};
 
 /// A claimed job, as its holder sees it.
@@ -125,9 +125,7 @@ impl Store {
     /// [`Store::schedule_job`] in a transaction of its own.
     pub async fn add_job(&self, kind: &str, key: &str, at_ms: i64, payload: Option<&str>, now_ms: i64) -> Result<()> {
         timed("add_job", async {
-            let mut tx = self.begin().await?;
-            Self::schedule_job(&mut tx, kind, key, at_ms, payload, now_ms).await?;
-            tx.commit().await
+            transaction!(self.db, |tx| { Self::schedule_job(tx, kind, key, at_ms, payload, now_ms).await })
         })
         .await
     }
@@ -260,9 +258,7 @@ impl Store {
     /// [`Store::finish_job`] in a transaction of its own.
     pub async fn finish(&self, claim: &Claim, next: Next, now_ms: i64) -> Result<()> {
         timed("finish_job", async {
-            let mut tx = self.begin().await?;
-            Self::finish_job(&mut tx, claim, next, now_ms).await?;
-            tx.commit().await
+            transaction!(self.db, |tx| { Self::finish_job(tx, claim, next.clone(), now_ms).await })
         })
         .await
     }

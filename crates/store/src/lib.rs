@@ -8,7 +8,9 @@
 //! * every row is scoped by (account, region), and every query filters on both.
 //!
 //! On SQLite, writes go through a single connection so writers queue in-process instead of
-//! failing with `SQLITE_BUSY`; reads use their own connections. On PostgreSQL, sqlx's pool.
+//! failing with `SQLITE_BUSY`; reads use their own connections. On PostgreSQL, sqlx's pool, with
+//! [`PgLimits`] on every connection; a transaction whose connection died before COMMIT is run
+//! once more (see `sql::transaction!`).
 
 mod activations;
 mod automation;
@@ -36,9 +38,10 @@ pub use documents::{DocumentRow, ReviewRow, ShareRow, VersionRow};
 pub use idempotency::IdempotencyRecord;
 pub use keys::AccessKey;
 pub use nodes::{NODE_TAGS, NewNode, NodeInfo, NodeRegistration, NodeRow};
+pub use sql::PgLimits;
 pub use tags::Tag;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +53,21 @@ pub enum Backend {
 }
 
 /// Store failures. `Conflict` is a uniqueness or concurrent-update conflict the caller maps to a
-/// domain error; everything else is an internal error.
+/// domain error; everything else is an internal error (`LockTimeout` and `Disconnected` are
+/// worth retrying).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A unique key already exists, or a guarded update found the row changed.
     #[error("conflict")]
     Conflict,
+    /// A statement waited longer than the lock timeout for a row another transaction holds;
+    /// nothing was written.
+    #[error("lock timeout: another transaction holds the rows")]
+    LockTimeout,
+    /// The database connection died (or stopped answering, or the server ended the session)
+    /// before COMMIT was sent, so nothing was written; the store has already tried once more.
+    #[error("database connection lost: {0}")]
+    Disconnected(String),
     /// The database failed.
     #[error("database error: {0}")]
     Db(String),
@@ -74,31 +86,28 @@ pub struct Store {
     backend: Backend,
     /// Present only on SQLite, where this process is the only writer.
     doc_cache: Option<std::sync::Arc<cache::DocCache>>,
-    /// Wake-ups after commits, here and (PostgreSQL) in the other replicas.
-    bus: std::sync::Arc<bus::Bus>,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and applies pending migrations.
-    /// `sqlite://PATH` and `postgres://...` (or `postgresql://`) are accepted.
+    /// `sqlite://PATH` and `postgres://...` (or `postgresql://`) are accepted. PostgreSQL
+    /// connections get the default [`PgLimits`].
     pub async fn open(url: &str) -> Result<Store> {
+        Self::open_with(url, &PgLimits::default()).await
+    }
+
+    /// [`Store::open`] with these limits on every PostgreSQL connection.
+    pub async fn open_with(url: &str, limits: &PgLimits) -> Result<Store> {
         let (db, backend) = if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
             let path = path.split('?').next().unwrap_or(path);
             (sql::Db::sqlite(path)?, Backend::Sqlite)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await
-                .map_err(|e| StoreError::Db(e.to_string()))?;
-            (sql::Db::Postgres(pool), Backend::Postgres)
+            (sql::Db::postgres(url, limits).await?, Backend::Postgres)
         } else {
             return Err(StoreError::BadUrl(url.to_string()));
         };
         let doc_cache = (backend == Backend::Sqlite).then(Default::default);
-        let bus = std::sync::Arc::new(bus::Bus::new(backend == Backend::Postgres));
-        let store = Store { db, backend, doc_cache, bus };
+        let store = Store { db, backend, doc_cache };
         migrations::run(&store).await?;
         Ok(store)
     }
@@ -108,26 +117,21 @@ impl Store {
         &self.db
     }
 
-    /// Starts a write transaction whose [`sql::Tx::notify`] topics reach the bus.
+    /// Starts a write transaction (one that is not repeated if its connection dies: store
+    /// methods use `sql::transaction!`; this is for tests and tools).
     pub async fn begin(&self) -> Result<sql::Tx<'_>> {
-        let mut tx = self.db.begin().await?;
-        tx.attach(self.bus.clone());
-        Ok(tx)
+        self.db.begin().await
     }
 
     /// The wake-up bus (subscribe to topics published by committed transactions).
     pub fn bus(&self) -> &std::sync::Arc<bus::Bus> {
-        &self.bus
+        self.db.bus()
     }
 
     /// The listener that brings the other replicas' wake-ups to this store's bus (PostgreSQL;
     /// inactive on SQLite). Run it as a worker.
     pub fn listener(&self) -> bus::Listener {
-        let pool = match &self.db {
-            sql::Db::Postgres(p) => Some(p.clone()),
-            sql::Db::Sqlite(_) => None,
-        };
-        bus::Listener::new(pool, self.bus.clone())
+        bus::Listener::new(self.db.pg_pool().cloned(), self.db.bus().clone())
     }
 
     /// The backend in use.

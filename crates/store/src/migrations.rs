@@ -298,6 +298,8 @@ pub(crate) async fn run(store: &Store) -> Result<()> {
         store.db.execute_batch("CREATE TABLE IF NOT EXISTS ssmd_migrations (version BIGINT PRIMARY KEY)").await?;
     }
     let mut tx = store.db.begin().await?;
+    // A replica may wait here while another applies migrations, and a migration may take long.
+    tx.without_time_limits().await?;
     if store.backend == Backend::Postgres {
         // Replicas starting together apply migrations one at a time: the transaction holds an
         // advisory lock. (One process owns an SQLite file; its write connection serialises.)

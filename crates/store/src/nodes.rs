@@ -14,7 +14,7 @@
 //!   row guarded by "not deregistered" (which waits for, then re-checks after, a concurrent
 //!   deregistration), so no key survives the deregistration of its node.
 
-use crate::sql::{self, Row};
+use crate::sql::{self, Row, transaction};
 use crate::{AccessKey, ActivationUse, Result, Store, timed};
 
 /// The resource type a managed node's tags are stored under (the model's
@@ -139,48 +139,47 @@ impl Store {
     /// to it, in one transaction. `Conflict` if the node id exists (nothing is written).
     pub async fn register_node(&self, n: &NewNode, now_ms: i64) -> Result<NodeRegistration> {
         timed("register_node", async {
-            let mut tx = self.begin().await?;
-            let a = match Store::consume_activation_in(&mut tx, &n.activation_id, &n.code_sha256, now_ms).await? {
-                ActivationUse::Registered(a) => a,
-                refused => return Ok(NodeRegistration::Refused(refused)),
-            };
-            sql::query(
-                "INSERT INTO managed_instances (id, account, region, activation_id, public_key, public_key_type, \
+            transaction!(self.db, |tx| {
+                let a = match Store::consume_activation_in(tx, &n.activation_id, &n.code_sha256, now_ms).await? {
+                    ActivationUse::Registered(a) => a,
+                    refused => return Ok(NodeRegistration::Refused(refused)),
+                };
+                sql::query(
+                    "INSERT INTO managed_instances (id, account, region, activation_id, public_key, public_key_type, \
                  fingerprint, name, iam_role, registered_ms, key_updated_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-            )
-            .bind(&n.id)
-            .bind(&a.account)
-            .bind(&a.region)
-            .bind(&a.id)
-            .bind(&n.public_key)
-            .bind(&n.public_key_type)
-            .bind(&n.fingerprint)
-            .bind(&a.default_instance_name)
-            .bind(&a.iam_role)
-            .bind(now_ms)
-            .execute(&mut tx)
-            .await?;
-            sql::query(
-                "INSERT INTO tags (account, region, resource_type, resource_id, tag_key, tag_value) \
+                )
+                .bind(&n.id)
+                .bind(&a.account)
+                .bind(&a.region)
+                .bind(&a.id)
+                .bind(&n.public_key)
+                .bind(&n.public_key_type)
+                .bind(&n.fingerprint)
+                .bind(&a.default_instance_name)
+                .bind(&a.iam_role)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                sql::query(
+                    "INSERT INTO tags (account, region, resource_type, resource_id, tag_key, tag_value) \
                  SELECT account, region, $1, $2, tag_key, tag_value FROM tags \
                  WHERE account = $3 AND region = $4 AND resource_type = $5 AND resource_id = $6",
-            )
-            .bind(NODE_TAGS)
-            .bind(&n.id)
-            .bind(&a.account)
-            .bind(&a.region)
-            .bind(crate::ACTIVATION_TAGS)
-            .bind(&a.id)
-            .execute(&mut tx)
-            .await?;
-            let node = sql::query(format!("SELECT {COLUMNS} FROM managed_instances WHERE id = $1"))
+                )
+                .bind(NODE_TAGS)
                 .bind(&n.id)
-                .fetch_one(&mut tx)
+                .bind(&a.account)
+                .bind(&a.region)
+                .bind(crate::ACTIVATION_TAGS)
+                .bind(&a.id)
+                .execute(&mut *tx)
                 .await?;
-            let node = row(&node)?;
-            tx.commit().await?;
-            Ok(NodeRegistration::Registered(Box::new(node)))
+                let node = sql::query(format!("SELECT {COLUMNS} FROM managed_instances WHERE id = $1"))
+                    .bind(&n.id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                Ok(NodeRegistration::Registered(Box::new(row(&node)?)))
+            })
         })
         .await
     }
@@ -222,36 +221,37 @@ impl Store {
     /// transaction. False (nothing written) if the node is unknown or deregistered.
     pub async fn issue_node_key(&self, id: &str, key: &AccessKey, now_ms: i64) -> Result<bool> {
         timed("issue_node_key", async {
-            let mut tx = self.begin().await?;
-            let n = sql::query("UPDATE managed_instances SET token_ms = $1 WHERE id = $2 AND deregistered_ms IS NULL")
-                .bind(now_ms)
-                .bind(id)
-                .execute(&mut tx)
-                .await?;
-            if n == 0 {
-                return Ok(false);
-            }
-            sql::query("DELETE FROM access_keys WHERE node_id = $1 AND expires_ms <= $2")
-                .bind(id)
-                .bind(now_ms)
-                .execute(&mut tx)
-                .await?;
-            sql::query(
-                "INSERT INTO access_keys (access_key_id, secret_access_key, account, session_token, expires_ms, \
+            transaction!(self.db, |tx| {
+                let n =
+                    sql::query("UPDATE managed_instances SET token_ms = $1 WHERE id = $2 AND deregistered_ms IS NULL")
+                        .bind(now_ms)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                sql::query("DELETE FROM access_keys WHERE node_id = $1 AND expires_ms <= $2")
+                    .bind(id)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                sql::query(
+                    "INSERT INTO access_keys (access_key_id, secret_access_key, account, session_token, expires_ms, \
                  created_ms, user_name, node_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(&key.access_key_id)
-            .bind(&key.secret_access_key)
-            .bind(&key.account)
-            .bind(&key.session_token)
-            .bind(key.expires_ms)
-            .bind(now_ms)
-            .bind(&key.user_name)
-            .bind(id)
-            .execute(&mut tx)
-            .await?;
-            tx.commit().await?;
-            Ok(true)
+                )
+                .bind(&key.access_key_id)
+                .bind(&key.secret_access_key)
+                .bind(&key.account)
+                .bind(&key.session_token)
+                .bind(key.expires_ms)
+                .bind(now_ms)
+                .bind(&key.user_name)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                Ok(true)
+            })
         })
         .await
     }
@@ -303,24 +303,24 @@ impl Store {
     /// access key issued to it, in one transaction. False if there is no such registered node.
     pub async fn deregister_node(&self, account: &str, region: &str, id: &str, now_ms: i64) -> Result<bool> {
         timed("deregister_node", async {
-            let mut tx = self.begin().await?;
-            let n = sql::query(
-                "UPDATE managed_instances SET deregistered_ms = $1 \
+            transaction!(self.db, |tx| {
+                let n = sql::query(
+                    "UPDATE managed_instances SET deregistered_ms = $1 \
                  WHERE id = $2 AND account = $3 AND region = $4 AND deregistered_ms IS NULL",
-            )
-            .bind(now_ms)
-            .bind(id)
-            .bind(account)
-            .bind(region)
-            .execute(&mut tx)
-            .await?;
-            if n == 0 {
-                return Ok(false);
-            }
-            sql::query("DELETE FROM access_keys WHERE node_id = $1").bind(id).execute(&mut tx).await?;
-            Store::drop_tags(&mut tx, account, region, NODE_TAGS, id).await?;
-            tx.commit().await?;
-            Ok(true)
+                )
+                .bind(now_ms)
+                .bind(id)
+                .bind(account)
+                .bind(region)
+                .execute(&mut *tx)
+                .await?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                sql::query("DELETE FROM access_keys WHERE node_id = $1").bind(id).execute(&mut *tx).await?;
+                Store::drop_tags(tx, account, region, NODE_TAGS, id).await?;
+                Ok(true)
+            })
         })
         .await
     }

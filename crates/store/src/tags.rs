@@ -1,6 +1,6 @@
 //! Tags on any resource, keyed by (account, region, resource type, resource id).
 
-use crate::sql::{self, Tx};
+use crate::sql::{self, Tx, transaction};
 use crate::{Result, Store, timed};
 
 /// One tag.
@@ -67,6 +67,7 @@ impl Store {
 
     /// Adds or overwrites tags and removes `remove` keys, in one transaction, refusing (with
     /// `Ok(false)`, nothing written) if the resource would end up with more than `limit` tags.
+    #[allow(clippy::too_many_arguments)]
     pub async fn change_tags(
         &self,
         account: &str,
@@ -78,33 +79,33 @@ impl Store {
         limit: usize,
     ) -> Result<bool> {
         timed("change_tags", async {
-            let mut tx = self.begin().await?;
-            Store::upsert_tags(&mut tx, account, region, rtype, rid, set).await?;
-            for k in remove {
-                sql::query("DELETE FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4 AND tag_key = $5")
-                    .bind(account)
-                    .bind(region)
-                    .bind(rtype)
-                    .bind(rid)
-                    .bind(k)
-                    .execute(&mut tx)
-                    .await?;
-            }
-            let n: i64 = sql::query(
-                "SELECT COUNT(*) FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4",
-            )
-            .bind(account)
-            .bind(region)
-            .bind(rtype)
-            .bind(rid)
-            .scalar(&mut tx)
-            .await?;
-            if n as usize > limit {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            tx.commit().await?;
-            Ok(true)
+            transaction!(self.db, |tx| {
+                Store::upsert_tags(tx, account, region, rtype, rid, set).await?;
+                for k in remove {
+                    sql::query("DELETE FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4 AND tag_key = $5")
+                        .bind(account)
+                        .bind(region)
+                        .bind(rtype)
+                        .bind(rid)
+                        .bind(k)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let n: i64 = sql::query(
+                    "SELECT COUNT(*) FROM tags WHERE account = $1 AND region = $2 AND resource_type = $3 AND resource_id = $4",
+                )
+                .bind(account)
+                .bind(region)
+                .bind(rtype)
+                .bind(rid)
+                .scalar(&mut *tx)
+                .await?;
+                if n as usize > limit {
+                    tx.discard();
+                    return Ok(false);
+                }
+                Ok(true)
+            })
         })
         .await
     }

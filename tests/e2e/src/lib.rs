@@ -4,14 +4,17 @@
 //!
 //! The binary is `target/debug/ssmd` unless `SSMD_BIN` names another; the test script builds
 //! it first. PostgreSQL is reached as `SSMD_TEST_PG` (default
-//! `postgres://postgres@127.0.0.1:5432`).
+//! `postgres://postgres@127.0.0.1:5432`); a replica can reach it through a [`proxy::Proxy`]
+//! that stalls or cuts its connections on demand.
 
 pub mod agent;
+pub mod proxy;
 pub mod raw;
 pub use raw::{Resp, amz_now, send_raw};
 
 use aws_credential_types::Credentials;
 use aws_sdk_ssm::Client;
+use aws_sdk_ssm::config::retry::RetryConfig;
 use aws_sdk_ssm::config::{BehaviorVersion, Region};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -68,6 +71,8 @@ pub struct Server {
     pub backend: Backend,
     data_dir: tempdir::Dir,
     database_url: Option<String>,
+    /// The URL the server itself connects with, when not `database_url` (e.g. via a proxy).
+    via: Option<String>,
     extra_args: Vec<String>,
 }
 
@@ -106,6 +111,7 @@ impl Server {
             backend,
             data_dir: tempdir::Dir::new(),
             database_url,
+            via: None,
             extra_args: args.iter().map(|s| s.to_string()).collect(),
         };
         s.spawn("127.0.0.1:0");
@@ -114,23 +120,52 @@ impl Server {
 
     /// Starts another replica on this server's PostgreSQL database.
     pub fn replica(&self) -> Server {
+        self.replica_with(None, &[])
+    }
+
+    /// Starts another replica on this server's PostgreSQL database that connects with
+    /// `via` (e.g. [`proxy::Proxy::url_for`] of [`Server::database_url`]) instead of the
+    /// database's own URL, with `args` after this server's extra arguments.
+    pub fn replica_with(&self, via: Option<&str>, args: &[&str]) -> Server {
         assert_eq!(self.backend, Backend::Postgres, "replicas share a PostgreSQL database");
+        let mut extra_args = self.extra_args.clone();
+        extra_args.extend(args.iter().map(|s| s.to_string()));
         let mut s = Server {
             child: None,
             endpoint: String::new(),
             backend: self.backend,
             data_dir: tempdir::Dir::new(),
             database_url: self.database_url.clone(),
-            extra_args: self.extra_args.clone(),
+            via: via.map(str::to_string),
+            extra_args,
         };
         s.spawn("127.0.0.1:0");
         s
     }
 
+    /// The PostgreSQL database's URL (`None` on SQLite).
+    pub fn database_url(&self) -> Option<&str> {
+        self.database_url.as_deref()
+    }
+
+    /// The server's Prometheus metrics text.
+    pub fn metrics(&self) -> String {
+        send_raw(self.port(), b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").body
+    }
+
+    /// The sum of a counter's samples whose labels contain `labels` (e.g. `what="transaction"`).
+    pub fn counter(&self, name: &str, labels: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     fn spawn(&mut self, listen: &str) {
         let mut cmd = Command::new(ssmd_bin());
         cmd.arg("serve").arg("--listen").arg(listen).arg("--data-dir").arg(&self.data_dir.0);
-        if let Some(url) = &self.database_url {
+        if let Some(url) = self.via.as_ref().or(self.database_url.as_ref()) {
             cmd.arg("--database-url").arg(url);
         }
         cmd.args(&self.extra_args)
@@ -196,16 +231,24 @@ impl Server {
 
     /// A client with other credentials or region.
     pub fn client_with(&self, key: &str, secret: &str, region: &str) -> Client {
+        Client::from_conf(self.config(key, secret, region).build())
+    }
+
+    /// A root client that never retries, so a test sees every error the server answers.
+    pub fn client_without_retries(&self) -> Client {
+        let conf = self.config(ACCESS_KEY, SECRET_KEY, "us-east-1").retry_config(RetryConfig::disabled());
+        Client::from_conf(conf.build())
+    }
+
+    fn config(&self, key: &str, secret: &str, region: &str) -> aws_sdk_ssm::config::Builder {
         let creds = Credentials::new(key, secret, None, None, "e2e");
         let http = aws_smithy_http_client::Builder::new().build_http();
-        let conf = aws_sdk_ssm::Config::builder()
+        aws_sdk_ssm::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
             .credentials_provider(creds)
             .endpoint_url(&self.endpoint)
             .http_client(http)
-            .build();
-        Client::from_conf(conf)
     }
 
     /// Runs `ssmd keys ...` against this server's database and returns stdout.

@@ -48,6 +48,7 @@ pub(crate) async fn cancel(
     let now = svc.now_ms();
     let mut failure = None;
     settle(svc, &i.command_id, Scope::Unfinished, None, |row, invocations| {
+        failure = None; // a retried transaction decides afresh
         let mut p = match progress(row) {
             Ok(p) => p,
             Err(e) => {

@@ -245,6 +245,7 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
         .unwrap_or_default();
     let mut unsent = false;
     let settled = settle(svc, command_id, Scope::One(node), Some((reply_id, id)), |row, invocations| {
+        unsent = false; // a retried transaction decides afresh
         // A reply for a command this node was never sent (or not sent yet: rate control has not
         // reached it) names no message of its own.
         let Some(mut inv) = invocations.into_iter().next().filter(|i| i.dispatched_ms.is_some()) else {

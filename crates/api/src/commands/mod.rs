@@ -243,7 +243,9 @@ pub(crate) fn not_started(status: &str) -> bool {
 }
 
 /// Runs a settle on command `id` (the nodes that get new messages are woken by the store's
-/// wake-ups once it commits). `Ok(false)`: a duplicate reply or no such command.
+/// wake-ups once it commits). `Ok(false)`: a duplicate reply or no such command. `decide` runs
+/// again if the store repeats the transaction, so whatever it records outside itself must be
+/// reset at its start.
 pub(crate) async fn settle<F>(
     svc: &Service,
     id: &str,
@@ -252,7 +254,7 @@ pub(crate) async fn settle<F>(
     decide: F,
 ) -> Result<bool, ApiError>
 where
-    F: FnOnce(&CommandRow, Vec<InvocationRow>) -> Option<Settlement> + Send,
+    F: FnMut(&CommandRow, Vec<InvocationRow>) -> Option<Settlement> + Send,
 {
     let settled = svc.store.settle_command(id, scope, reply, svc.now_ms(), decide).await.map_err(store_error)?;
     Ok(settled.is_some())

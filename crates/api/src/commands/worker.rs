@@ -75,6 +75,8 @@ impl Handler for Maintenance {
 pub async fn expire(svc: &Service, id: &str, now: i64) -> Result<Option<i64>, ApiError> {
     let mut next = None;
     let found = settle(svc, id, Scope::Unfinished, None, |row, invocations| {
+        // (Run again if the store repeats the transaction: start from nothing.)
+        next = None;
         let sp = spec(row);
         let deliver_by =
             row.requested_ms + i64::from(sp.timeout_seconds.unwrap_or(send::DEFAULT_TIMEOUT_SECONDS)) * 1000;
