@@ -9,11 +9,14 @@ pub mod error;
 pub mod generated;
 pub mod schema;
 pub mod validate;
+pub mod wire_enum;
 
 pub use error::ApiError;
+pub use generated::enums;
 pub use generated::errors::ErrorCode;
 pub use generated::operations::{Operation, Ssm, dispatch};
 pub use generated::shapes;
+pub use wire_enum::UnknownEnumValue;
 
 /// Who is calling: the verified identity behind a request and the region it addressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
