@@ -5,6 +5,7 @@
 //!   document types, ...), carrying its wire strings; see [`variant_ident`] for how variants are
 //!   named.
 //! * `shapes.rs` — one serde struct per structure shape (inputs, outputs and nested shapes).
+//!   Members whose target is an enum shape have the enum's type.
 //! * `schema.rs` — a static table of every shape with its constraints, read by the validator.
 //! * `errors.rs` — the `ErrorCode` enum of every modeled error shape plus the protocol errors.
 //! * `operations.rs` — the `Operation` enum, the `Ssm` service trait (one method per operation,
@@ -31,6 +32,14 @@ const PROTOCOL_ERRORS: &[(&str, u16)] = &[
     ("ExpiredTokenException", 400),
     ("RequestEntityTooLargeException", 413),
 ];
+
+/// Structure members whose target is an enum shape but whose values go beyond the enum, because
+/// SSM itself answers with other values; they stay `String` in the generated structs (input
+/// validation still enforces the enum, from the schema table):
+/// * `NotificationConfig.NotificationType`: SSM echoes `""` for a command sent without one;
+/// * `DocumentParameter.Type`: documents declare `Integer`, `Boolean`, `StringMap` and `MapList`
+///   parameters too, and DescribeDocument reports them as declared.
+const TEXT_MEMBERS: &[(&str, &str)] = &[("NotificationConfig", "NotificationType"), ("DocumentParameter", "Type")];
 
 const RUST_KEYWORDS: &[&str] = &[
     "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in",
@@ -142,16 +151,42 @@ impl<'a> Model<'a> {
     }
     fn rust_type(&self, name: &str) -> String {
         let s = self.shape(name);
+        if self.enum_values(name).is_some() {
+            return type_ident(name);
+        }
         match self.kind(name) {
             "structure" => type_ident(name),
             "list" => format!("Vec<{}>", self.rust_type(Self::target(&s["member"]))),
-            "map" => format!("BTreeMap<String, {}>", self.rust_type(Self::target(&s["value"]))),
+            "map" => format!(
+                "BTreeMap<{}, {}>",
+                self.rust_type(Self::target(&s["key"])),
+                self.rust_type(Self::target(&s["value"]))
+            ),
             "integer" => "i32".into(),
             "long" => "i64".into(),
             "boolean" => "bool".into(),
             "timestamp" => "Timestamp".into(),
             _ => "String".into(),
         }
+    }
+    /// Whether the generated type of `name` can derive `Default`: enums cannot (no value is a
+    /// sensible default for a status), so neither can a structure that requires one, directly or
+    /// through a required structure member.
+    fn has_default(&self, name: &str, seen: &mut BTreeSet<String>) -> bool {
+        if self.enum_values(name).is_some() {
+            return false;
+        }
+        if self.kind(name) != "structure" || !seen.insert(name.to_string()) {
+            return true;
+        }
+        let s = self.shape(name);
+        let members = s["members"].as_object().cloned().unwrap_or_default();
+        s["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .all(|r| members.get(r).is_none_or(|m| self.has_default(Self::target(m), seen)))
     }
     /// True when `from` reaches `to` through structure members alone (no list/map indirection),
     /// so the member needs a `Box`.
@@ -176,6 +211,12 @@ pub fn generate(model: &Value) -> Result<Vec<(String, String)>> {
     let Some(ops) = model["operations"].as_object() else { bail!("model has no operations") };
     let index = shapes.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
     let m = Model { shapes, index };
+    for (shape, member) in TEXT_MEMBERS {
+        let target = shapes.get(*shape).and_then(|s| s["members"].get(*member)).map(Model::target);
+        if target.is_none_or(|t| m.enum_values(t).is_none()) {
+            bail!("TEXT_MEMBERS lists {shape}.{member}, which is not an enum member of the model");
+        }
+    }
     Ok(vec![
         ("mod.rs".into(), gen_mod()),
         ("enums.rs".into(), gen_enums(&m)),
@@ -236,6 +277,7 @@ fn gen_shapes(m: &Model) -> String {
     let mut s = String::from(HEADER);
     s.push_str("//! Wire shapes: one struct per structure shape of the SSM model.\n\n");
     s.push_str("#![allow(clippy::all)]\nuse serde::{Deserialize, Serialize};\nuse std::collections::BTreeMap;\n\n");
+    s.push_str("pub use crate::generated::enums::*;\n\n");
     s.push_str("/// A `timestamp` member: seconds since the Unix epoch, as awsJson1_1 sends them.\npub type Timestamp = f64;\n\n");
     for (name, shape) in m.shapes {
         if shape["type"] != "structure" || shape.get("exception").is_some() {
@@ -244,12 +286,17 @@ fn gen_shapes(m: &Model) -> String {
         let required: BTreeSet<&str> =
             shape["required"].as_array().map(|r| r.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
         writeln!(s, "/// The `{name}` shape.").unwrap();
-        s.push_str("#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]\n");
+        let default = if m.has_default(name, &mut BTreeSet::new()) { "Default, " } else { "" };
+        writeln!(s, "#[derive(Debug, Clone, {default}PartialEq, Serialize, Deserialize)]").unwrap();
         writeln!(s, "pub struct {} {{", type_ident(name)).unwrap();
         let members = shape["members"].as_object().cloned().unwrap_or_default();
         for (mname, mv) in &members {
             let target = Model::target(mv);
-            let mut ty = m.rust_type(target);
+            let mut ty = if TEXT_MEMBERS.contains(&(name.as_str(), mname.as_str())) {
+                "String".to_string()
+            } else {
+                m.rust_type(target)
+            };
             if m.kind(target) == "structure" && m.struct_reaches(target, name, &mut BTreeSet::new()) {
                 ty = format!("Box<{ty}>");
             }

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// The tag resource type of executions.
-pub(crate) const RESOURCE_TYPE: &str = "Automation";
+pub(crate) const RESOURCE_TYPE: &str = ssmd_model::enums::ResourceTypeForTagging::Automation.as_str();
 
 /// Automation settings.
 #[derive(Debug, Clone)]

@@ -68,15 +68,15 @@ pub async fn expire_due(svc: &Service, now: i64) {
             let final_pass = now >= expires;
             let mut ends = Ends::default();
             for inv in invocations {
-                let end = match inv.status.as_str() {
+                let end = match or_log(invocation_status(&inv))? {
                     s if not_started(s) => End::DeliveryTimedOut,
-                    "Cancelling" if final_pass => End::Cancelled,
+                    InvStatus::Cancelling if final_pass => End::Cancelled,
                     _ if final_pass => End::DeliveryTimedOut,
                     _ => continue,
                 };
                 ends.end(&mut p, inv, end, now);
             }
-            let mut s = ends.into_settlement(settlement(row, &mut p, false));
+            let mut s = ends.into_settlement(settlement(row, &mut p, false)?);
             s.deliver_by_ms = if final_pass || p.finished() { None } else { Some(expires) };
             Some(s)
         })
