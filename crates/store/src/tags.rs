@@ -67,6 +67,7 @@ impl Store {
 
     /// Adds or overwrites tags and removes `remove` keys, in one transaction, refusing (with
     /// `Ok(false)`, nothing written) if the resource would end up with more than `limit` tags.
+    #[allow(clippy::too_many_arguments)]
     pub async fn change_tags(
         &self,
         account: &str,

@@ -39,7 +39,7 @@ const R: &str = "us-east-1";
 on_both!(conflicts_and_guarded_updates, |s: Store, url: String| async move {
     let tag = Tag { key: "k".into(), value: "v".into() };
     s.create_document(&doc("d"), &version(1, "a"), std::slice::from_ref(&tag)).await.unwrap();
-    assert_eq!(s.tags(A, R, "Document", "d").await.unwrap(), [tag.clone()]);
+    assert_eq!(s.tags(A, R, "Document", "d").await.unwrap(), std::slice::from_ref(&tag));
     let other = Tag { key: "other".into(), value: "v".into() };
     assert!(matches!(s.create_document(&doc("d"), &version(1, "b"), &[other]).await, Err(StoreError::Conflict)));
     // The refused create's tags were not written either.

@@ -342,7 +342,7 @@ both_backends!(accounts_regions_and_sharing, |server: Server| async move {
         .send()
         .await
         .unwrap();
-    assert_eq!(perm.account_ids(), [account_b.clone()]);
+    assert_eq!(perm.account_ids(), std::slice::from_ref(&account_b));
     assert_eq!(perm.account_sharing_info_list()[0].shared_document_version(), Some("$DEFAULT"));
     // B cannot change A's document; A cannot delete it while shared.
     assert_eq!(code(&a.delete_document().name("Shared").send().await.unwrap_err()), "InvalidDocumentOperation");

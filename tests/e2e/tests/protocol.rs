@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 /// Builds a signed awsJson1_1 request. `chunked` sends the body with chunked encoding.
+#[allow(clippy::too_many_arguments)]
 fn signed(
     port: u16,
     target: &str,

@@ -84,10 +84,9 @@ pub(crate) async fn describe(
         }
     }
     let size = page_size(i.max_results, 50) as usize;
-    let mut after: Option<(i64, String)> = match svc.open_token(caller, op, i.next_token.as_deref())? {
-        Some(p) => Some((p["start"].as_i64().unwrap_or(0), p["id"].as_str().unwrap_or_default().to_string())),
-        None => None,
-    };
+    let mut after: Option<(i64, String)> = svc
+        .open_token(caller, op, i.next_token.as_deref())?
+        .map(|p| (p["start"].as_i64().unwrap_or(0), p["id"].as_str().unwrap_or_default().to_string()));
     let mut out = Vec::new();
     let mut more = false;
     if !rest.impossible {

@@ -37,10 +37,10 @@ pub fn start(svc: Arc<Service>) {
             if ticks.is_multiple_of(5) {
                 expire_due(&svc, now).await;
             }
-            if ticks.is_multiple_of(600) {
-                if let Err(e) = svc.store.purge_replies(now - REPLY_MEMORY_MS).await {
-                    tracing::warn!(error = %e, "forgetting old reply ids failed");
-                }
+            if ticks.is_multiple_of(600)
+                && let Err(e) = svc.store.purge_replies(now - REPLY_MEMORY_MS).await
+            {
+                tracing::warn!(error = %e, "forgetting old reply ids failed");
             }
         }
     });
