@@ -167,11 +167,8 @@ pub(crate) async fn run_command(
     let work = async {
         loop {
             match svc.store().command(&x.account, &x.region, id).await {
-                Ok(Some(c))
-                    if crate::commands::command_status(&c).is_ok_and(crate::commands::command_is_final)
-                        || crate::commands::command_status(&c).is_err() =>
-                {
-                    // (A status that does not read back ends the wait too: first_result reports it.)
+                // A status that does not read back ends the wait too: first_result reports it.
+                Ok(Some(c)) if crate::commands::command_status(&c).map_or(true, crate::commands::command_is_final) => {
                     return crate::commands::query::first_result(svc, &c).await;
                 }
                 Ok(_) => {}
