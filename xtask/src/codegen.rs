@@ -1,7 +1,11 @@
 //! Generates the `ssmd-model` crate's wire code from the vendored botocore model.
 //!
 //! Output (all under `crates/model/src/generated/`):
+//! * `enums.rs` — one Rust enum per string shape with an `enum` list (statuses, filter keys,
+//!   document types, ...), carrying its wire strings; see [`variant_ident`] for how variants are
+//!   named.
 //! * `shapes.rs` — one serde struct per structure shape (inputs, outputs and nested shapes).
+//!   Members whose target is an enum shape have the enum's type.
 //! * `schema.rs` — a static table of every shape with its constraints, read by the validator.
 //! * `errors.rs` — the `ErrorCode` enum of every modeled error shape plus the protocol errors.
 //! * `operations.rs` — the `Operation` enum, the `Ssm` service trait (one method per operation,
@@ -28,6 +32,14 @@ const PROTOCOL_ERRORS: &[(&str, u16)] = &[
     ("ExpiredTokenException", 400),
     ("RequestEntityTooLargeException", 413),
 ];
+
+/// Structure members whose target is an enum shape but whose values go beyond the enum, because
+/// SSM itself answers with other values; they stay `String` in the generated structs (input
+/// validation still enforces the enum, from the schema table):
+/// * `NotificationConfig.NotificationType`: SSM echoes `""` for a command sent without one;
+/// * `DocumentParameter.Type`: documents declare `Integer`, `Boolean`, `StringMap` and `MapList`
+///   parameters too, and DescribeDocument reports them as declared.
+const TEXT_MEMBERS: &[(&str, &str)] = &[("NotificationConfig", "NotificationType"), ("DocumentParameter", "Type")];
 
 const RUST_KEYWORDS: &[&str] = &[
     "as", "break", "const", "continue", "crate", "else", "enum", "extern", "false", "fn", "for", "if", "impl", "in",
@@ -65,6 +77,55 @@ fn type_ident(shape: &str) -> String {
     }
 }
 
+/// The Rust variant name for an enum's wire value. The rule, applied in this order:
+/// 1. split the value into words at every character that is not an ASCII letter or digit
+///    (`IN_PROGRESS`, `AWS::EC2::Instance`, `Automation.ChangeTemplate`, `Intelligent-Tiering`,
+///    `compute.googleapis.com/Instance`);
+/// 2. a word with no lower-case letter is title-cased (`IN` -> `In`, `EC2` -> `Ec2`); any other
+///    word keeps its letters and gets an upper-case first letter (`notconnected` ->
+///    `Notconnected`, `MacOS` -> `MacOS`, `IoT` -> `IoT`);
+/// 3. the words are joined (`IN_PROGRESS` -> `InProgress`, `AWS::EC2::Instance` ->
+///    `AwsEc2Instance`, `Automation.ChangeTemplate` -> `AutomationChangeTemplate`);
+/// 4. a name that is empty, starts with a digit or is `Self` gets a `V` prefix (`V1`, `VSelf`);
+/// 5. within one enum, a name already taken by an earlier value (in model order) gets the
+///    smallest numeric suffix from 2 up that makes it unique (`Foo`, `Foo2`). The SSM model has
+///    no such collision today; the rule only keeps the generator total and deterministic.
+pub fn variant_ident(value: &str) -> String {
+    let mut out = String::new();
+    for word in value.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+        let mut chars = word.chars();
+        let first = chars.next().unwrap_or_default().to_ascii_uppercase();
+        out.push(first);
+        if word.chars().any(|c| c.is_ascii_lowercase()) {
+            out.extend(chars);
+        } else {
+            out.extend(chars.map(|c| c.to_ascii_lowercase()));
+        }
+    }
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) || out == "Self" {
+        out.insert(0, 'V');
+    }
+    out
+}
+
+/// The variant names of an enum's values, in model order (rule 5 of [`variant_ident`]).
+fn variant_idents(values: &[&str]) -> Vec<String> {
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    let mut out = Vec::new();
+    for v in values {
+        let base = variant_ident(v);
+        let mut name = base.clone();
+        let mut n = 2;
+        while taken.contains(&name) {
+            name = format!("{base}{n}");
+            n += 1;
+        }
+        taken.insert(name.clone());
+        out.push(name);
+    }
+    out
+}
+
 struct Model<'a> {
     shapes: &'a Map<String, Value>,
     index: HashMap<&'a str, usize>,
@@ -80,18 +141,52 @@ impl<'a> Model<'a> {
     fn target(v: &Value) -> &str {
         v["shape"].as_str().unwrap_or("")
     }
+    /// The wire values of an enum shape (`None`: not an enum).
+    fn enum_values(&self, name: &str) -> Option<Vec<&'a str>> {
+        let s = self.shape(name);
+        if s["type"] != "string" {
+            return None;
+        }
+        s["enum"].as_array().map(|e| e.iter().filter_map(|v| v.as_str()).collect())
+    }
     fn rust_type(&self, name: &str) -> String {
         let s = self.shape(name);
+        if self.enum_values(name).is_some() {
+            return type_ident(name);
+        }
         match self.kind(name) {
             "structure" => type_ident(name),
             "list" => format!("Vec<{}>", self.rust_type(Self::target(&s["member"]))),
-            "map" => format!("BTreeMap<String, {}>", self.rust_type(Self::target(&s["value"]))),
+            "map" => format!(
+                "BTreeMap<{}, {}>",
+                self.rust_type(Self::target(&s["key"])),
+                self.rust_type(Self::target(&s["value"]))
+            ),
             "integer" => "i32".into(),
             "long" => "i64".into(),
             "boolean" => "bool".into(),
             "timestamp" => "Timestamp".into(),
             _ => "String".into(),
         }
+    }
+    /// Whether the generated type of `name` can derive `Default`: enums cannot (no value is a
+    /// sensible default for a status), so neither can a structure that requires one, directly or
+    /// through a required structure member.
+    fn has_default(&self, name: &str, seen: &mut BTreeSet<String>) -> bool {
+        if self.enum_values(name).is_some() {
+            return false;
+        }
+        if self.kind(name) != "structure" || !seen.insert(name.to_string()) {
+            return true;
+        }
+        let s = self.shape(name);
+        let members = s["members"].as_object().cloned().unwrap_or_default();
+        s["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .all(|r| members.get(r).is_none_or(|m| self.has_default(Self::target(m), seen)))
     }
     /// True when `from` reaches `to` through structure members alone (no list/map indirection),
     /// so the member needs a `Box`.
@@ -116,8 +211,15 @@ pub fn generate(model: &Value) -> Result<Vec<(String, String)>> {
     let Some(ops) = model["operations"].as_object() else { bail!("model has no operations") };
     let index = shapes.keys().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
     let m = Model { shapes, index };
+    for (shape, member) in TEXT_MEMBERS {
+        let target = shapes.get(*shape).and_then(|s| s["members"].get(*member)).map(Model::target);
+        if target.is_none_or(|t| m.enum_values(t).is_none()) {
+            bail!("TEXT_MEMBERS lists {shape}.{member}, which is not an enum member of the model");
+        }
+    }
     Ok(vec![
         ("mod.rs".into(), gen_mod()),
+        ("enums.rs".into(), gen_enums(&m)),
         ("shapes.rs".into(), gen_shapes(&m)),
         ("schema.rs".into(), gen_schema(&m, model)),
         ("errors.rs".into(), gen_errors(&m)),
@@ -128,8 +230,45 @@ pub fn generate(model: &Value) -> Result<Vec<(String, String)>> {
 fn gen_mod() -> String {
     let mut s = String::from(HEADER);
     s.push_str("//! Code generated from the SSM service model; see `xtask/src/codegen.rs`.\n\n");
-    for m in ["errors", "operations", "schema", "shapes"] {
+    for m in ["enums", "errors", "operations", "schema", "shapes"] {
         writeln!(s, "#[rustfmt::skip]\npub mod {m};").unwrap();
+    }
+    s
+}
+
+fn gen_enums(m: &Model) -> String {
+    let mut s = String::from(HEADER);
+    s.push_str("//! Enum shapes: one Rust enum per string shape of the SSM model that lists its values.\n");
+    s.push_str("//! Each serialises as its wire string; see `crate::wire_enum` for the shared impls.\n\n");
+    s.push_str("use crate::wire_enum::wire_enum_impls;\n\n");
+    for name in m.shapes.keys() {
+        let Some(values) = m.enum_values(name) else { continue };
+        let ty = type_ident(name);
+        let variants = variant_idents(&values);
+        writeln!(s, "/// The `{name}` enum shape.").unwrap();
+        s.push_str("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\n");
+        writeln!(s, "pub enum {ty} {{").unwrap();
+        for (v, id) in values.iter().zip(&variants) {
+            writeln!(s, "    /// `{v}`\n    {id},").unwrap();
+        }
+        s.push_str("}\n\n");
+        writeln!(s, "impl {ty} {{").unwrap();
+        writeln!(s, "    /// The shape's name in the model.\n    pub const NAME: &'static str = {};", lit(name))
+            .unwrap();
+        s.push_str("    /// Every value, in model order.\n    pub const ALL: &'static [Self] = &[");
+        s.push_str(&variants.iter().map(|id| format!("Self::{id}")).collect::<Vec<_>>().join(", "));
+        s.push_str(
+            "];\n\n    /// The wire string.\n    pub const fn as_str(&self) -> &'static str {\n        match self {\n",
+        );
+        for (v, id) in values.iter().zip(&variants) {
+            writeln!(s, "            Self::{id} => {},", lit(v)).unwrap();
+        }
+        s.push_str("        }\n    }\n\n    /// The value with exactly this wire string.\n    pub fn from_wire(s: &str) -> Option<Self> {\n        match s {\n");
+        for (v, id) in values.iter().zip(&variants) {
+            writeln!(s, "            {} => Some(Self::{id}),", lit(v)).unwrap();
+        }
+        s.push_str("            _ => None,\n        }\n    }\n}\n\n");
+        writeln!(s, "wire_enum_impls!({ty});\n").unwrap();
     }
     s
 }
@@ -138,6 +277,7 @@ fn gen_shapes(m: &Model) -> String {
     let mut s = String::from(HEADER);
     s.push_str("//! Wire shapes: one struct per structure shape of the SSM model.\n\n");
     s.push_str("#![allow(clippy::all)]\nuse serde::{Deserialize, Serialize};\nuse std::collections::BTreeMap;\n\n");
+    s.push_str("pub use crate::generated::enums::*;\n\n");
     s.push_str("/// A `timestamp` member: seconds since the Unix epoch, as awsJson1_1 sends them.\npub type Timestamp = f64;\n\n");
     for (name, shape) in m.shapes {
         if shape["type"] != "structure" || shape.get("exception").is_some() {
@@ -146,12 +286,17 @@ fn gen_shapes(m: &Model) -> String {
         let required: BTreeSet<&str> =
             shape["required"].as_array().map(|r| r.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
         writeln!(s, "/// The `{name}` shape.").unwrap();
-        s.push_str("#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]\n");
+        let default = if m.has_default(name, &mut BTreeSet::new()) { "Default, " } else { "" };
+        writeln!(s, "#[derive(Debug, Clone, {default}PartialEq, Serialize, Deserialize)]").unwrap();
         writeln!(s, "pub struct {} {{", type_ident(name)).unwrap();
         let members = shape["members"].as_object().cloned().unwrap_or_default();
         for (mname, mv) in &members {
             let target = Model::target(mv);
-            let mut ty = m.rust_type(target);
+            let mut ty = if TEXT_MEMBERS.contains(&(name.as_str(), mname.as_str())) {
+                "String".to_string()
+            } else {
+                m.rust_type(target)
+            };
             if m.kind(target) == "structure" && m.struct_reaches(target, name, &mut BTreeSet::new()) {
                 ty = format!("Box<{ty}>");
             }

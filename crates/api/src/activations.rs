@@ -104,7 +104,7 @@ pub(crate) async fn describe(
     let op = "DescribeActivations";
     let mut f = ActivationFilter::default();
     for filter in i.filters.iter().flatten() {
-        let Some(key) = filter.filter_key.as_deref() else {
+        let Some(key) = filter.filter_key else {
             return Err(invalid_filter("A filter must have a FilterKey.".into()));
         };
         let values = filter.filter_values.clone().unwrap_or_default();
@@ -112,11 +112,9 @@ pub(crate) async fn describe(
             return Err(invalid_filter(format!("The filter {key} must have at least one value in FilterValues.")));
         }
         match key {
-            "ActivationIds" => f.ids.extend(values),
-            "DefaultInstanceName" => f.default_instance_names.extend(values),
-            "IamRole" => f.iam_roles.extend(values),
-            // The model's enum check has already refused any other key.
-            other => return Err(invalid_filter(format!("The filter key {other} is not valid."))),
+            DescribeActivationsFilterKeys::ActivationIds => f.ids.extend(values),
+            DescribeActivationsFilterKeys::DefaultInstanceName => f.default_instance_names.extend(values),
+            DescribeActivationsFilterKeys::IamRole => f.iam_roles.extend(values),
         }
     }
     let size = page_size(i.max_results, 50);

@@ -2,7 +2,8 @@
 //! every region). Their content is written for ssmd and validated by the same parser as users'
 //! documents when first used; a unit test proves they all parse.
 
-use ssmd_core::document::{self, Format};
+use ssmd_core::document;
+use ssmd_model::enums::{DocumentFormat, DocumentType};
 use ssmd_store::{DocumentRow, VersionRow};
 use std::sync::LazyLock;
 
@@ -15,11 +16,26 @@ pub struct AmazonDoc {
 }
 
 /// (name, type, format, content).
-const SOURCES: &[(&str, &str, Format, &str)] = &[
-    ("AWS-RequestApproval", "Automation", Format::Yaml, include_str!("../amazon/AWS-RequestApproval.yaml")),
-    ("AWS-RunPythonScript", "Automation", Format::Yaml, include_str!("../amazon/AWS-RunPythonScript.yaml")),
-    ("AWS-RunShellScript", "Command", Format::Json, include_str!("../amazon/AWS-RunShellScript.json")),
-    ("AWS-Sleep", "Automation", Format::Yaml, include_str!("../amazon/AWS-Sleep.yaml")),
+const SOURCES: &[(&str, DocumentType, DocumentFormat, &str)] = &[
+    (
+        "AWS-RequestApproval",
+        DocumentType::Automation,
+        DocumentFormat::Yaml,
+        include_str!("../amazon/AWS-RequestApproval.yaml"),
+    ),
+    (
+        "AWS-RunPythonScript",
+        DocumentType::Automation,
+        DocumentFormat::Yaml,
+        include_str!("../amazon/AWS-RunPythonScript.yaml"),
+    ),
+    (
+        "AWS-RunShellScript",
+        DocumentType::Command,
+        DocumentFormat::Json,
+        include_str!("../amazon/AWS-RunShellScript.json"),
+    ),
+    ("AWS-Sleep", DocumentType::Automation, DocumentFormat::Yaml, include_str!("../amazon/AWS-Sleep.yaml")),
 ];
 
 /// 2026-01-01T00:00:00Z, the creation date the built-in documents report.
@@ -29,14 +45,14 @@ static DOCS: LazyLock<Vec<AmazonDoc>> = LazyLock::new(|| {
     SOURCES
         .iter()
         .filter_map(|(name, doc_type, format, content)| {
-            let parsed = match document::parse(content, *format, doc_type) {
+            let parsed = match document::parse(content, *format, *doc_type) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(name, error = %e, "a built-in document does not parse; it is not served");
                     return None;
                 }
             };
-            let platforms = serde_json::json!(crate::documents::platform_types(doc_type, &parsed)).to_string();
+            let platforms = serde_json::json!(crate::documents::platform_types(*doc_type, &parsed)).to_string();
             let parameters = crate::documents::parameters_json(&parsed.parameters);
             Some(AmazonDoc {
                 doc: DocumentRow {
@@ -52,7 +68,7 @@ static DOCS: LazyLock<Vec<AmazonDoc>> = LazyLock::new(|| {
                 version: VersionRow {
                     version: 1,
                     content: content.to_string(),
-                    format: format.as_wire().to_string(),
+                    format: format.to_string(),
                     hash: document::sha256_hex(content),
                     schema_version: parsed.schema_version,
                     description: parsed.description,

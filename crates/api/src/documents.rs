@@ -3,12 +3,12 @@
 //! ssmd and are readable by everyone; shared documents are readable by the accounts they are
 //! shared with, by ARN.
 
-use crate::errors::{doc_error, validation};
+use crate::errors::{doc_error, stored, validation};
 use crate::pagination::page_size;
 use crate::{Service, amazon, store_error};
 use serde_json::{Value, json};
 use ssmd_core::clock::epoch_seconds;
-use ssmd_core::document::{self, Format, Parsed};
+use ssmd_core::document::{self, Parsed};
 use ssmd_model::shapes::*;
 use ssmd_model::{ApiError, Caller, ErrorCode};
 use ssmd_store::{DocumentRow, ReviewRow, ShareRow, StoreError, Tag, VersionRow};
@@ -20,7 +20,7 @@ const MAX_VERSIONS: i64 = 1000;
 /// Accounts one document may be shared with.
 const MAX_SHARES: usize = 1000;
 /// The tag resource type of documents.
-pub(crate) const RESOURCE_TYPE: &str = "Document";
+pub(crate) const RESOURCE_TYPE: &str = ResourceTypeForTagging::Document.as_str();
 
 /// Who owns a document, as seen by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,33 @@ impl Resolved {
             Ownership::Amazon => "Amazon".into(),
             _ => self.doc.account.clone(),
         }
+    }
+
+    /// The document's type (the store holds it as text).
+    pub fn doc_type(&self) -> Result<DocumentType, ApiError> {
+        stored(&self.doc.doc_type)
+    }
+
+    /// The format the version's content is stored in.
+    pub fn format(&self) -> Result<DocumentFormat, ApiError> {
+        stored(&self.version.format)
+    }
+
+    /// The version's `ReviewStatus` (see [`review_status`]).
+    fn review_status(&self) -> Result<Option<ReviewStatus>, ApiError> {
+        review_status(self.doc_type()?, &self.version)
+    }
+}
+
+/// A version's `ReviewStatus`: change templates have one (NOT_REVIEWED until reviewed), other
+/// documents none.
+fn review_status(doc_type: DocumentType, v: &VersionRow) -> Result<Option<ReviewStatus>, ApiError> {
+    if doc_type != DocumentType::AutomationChangeTemplate {
+        return Ok(None);
+    }
+    match &v.review_status {
+        Some(s) => stored(s).map(Some),
+        None => Ok(Some(ReviewStatus::NotReviewed)),
     }
 }
 
@@ -231,7 +258,7 @@ impl Service {
 
     async fn description(&self, r: &Resolved) -> Result<DocumentDescription, ApiError> {
         let tags = self.document_tags(r).await?;
-        let reviews = if r.doc.doc_type == "Automation.ChangeTemplate" && r.ownership != Ownership::Amazon {
+        let reviews = if r.doc_type()? == DocumentType::AutomationChangeTemplate && r.ownership != Ownership::Amazon {
             self.store
                 .document_reviews(&r.doc.account, &r.doc.region, &r.doc.name, r.version.version, 0, 1000)
                 .await
@@ -239,7 +266,7 @@ impl Service {
         } else {
             vec![]
         };
-        Ok(describe_version(r, tags, &reviews))
+        describe_version(r, tags, &reviews)
     }
 }
 
@@ -247,54 +274,65 @@ fn tag_list(tags: Vec<Tag>) -> Vec<ssmd_model::shapes::Tag> {
     tags.into_iter().map(|t| ssmd_model::shapes::Tag { key: t.key, value: t.value }).collect()
 }
 
-fn json_list<T: serde::de::DeserializeOwned>(text: &str) -> Option<Vec<T>> {
-    serde_json::from_str::<Vec<T>>(text).ok().filter(|l| !l.is_empty())
+/// A list the store holds as JSON text; `None` when empty. Text that does not read back (as
+/// the typed list) is an internal error.
+fn json_list<T: serde::de::DeserializeOwned>(text: &str) -> Result<Option<Vec<T>>, ApiError> {
+    let list = serde_json::from_str::<Vec<T>>(text)
+        .map_err(|e| ApiError::internal(format!("store holds an unreadable list: {e}")))?;
+    Ok(Some(list).filter(|l| !l.is_empty()))
 }
 
-fn describe_version(r: &Resolved, tags: Vec<Tag>, reviews: &[ReviewRow]) -> DocumentDescription {
+/// [`json_list`] of an optional column.
+fn opt_json_list<T: serde::de::DeserializeOwned>(text: Option<&str>) -> Result<Option<Vec<T>>, ApiError> {
+    text.map_or(Ok(None), json_list)
+}
+
+fn describe_version(r: &Resolved, tags: Vec<Tag>, reviews: &[ReviewRow]) -> Result<DocumentDescription, ApiError> {
     let v = &r.version;
-    let is_template = r.doc.doc_type == "Automation.ChangeTemplate";
-    DocumentDescription {
+    let review_status = r.review_status()?;
+    Ok(DocumentDescription {
         hash: Some(v.hash.clone()),
-        hash_type: Some("Sha256".into()),
+        hash_type: Some(DocumentHashType::Sha256),
         name: Some(r.reported_name()),
         display_name: v.display_name.clone(),
         version_name: v.version_name.clone(),
         owner: Some(r.owner()),
         created_date: Some(epoch_seconds(v.created_ms)),
-        status: Some("Active".into()),
+        status: Some(DocumentStatus::Active),
         document_version: Some(v.version.to_string()),
         description: v.description.clone(),
-        parameters: json_list(&v.parameters),
-        platform_types: json_list(&v.platform_types),
-        document_type: Some(r.doc.doc_type.clone()),
+        parameters: json_list(&v.parameters)?,
+        platform_types: json_list(&v.platform_types)?,
+        document_type: Some(r.doc_type()?),
         schema_version: v.schema_version.clone(),
         latest_version: Some(r.doc.latest_version.to_string()),
         default_version: Some(r.doc.default_version.to_string()),
-        document_format: Some(v.format.clone()),
+        document_format: Some(r.format()?),
         target_type: r.doc.target_type.clone(),
         tags: Some(tag_list(tags)),
-        attachments_information: v.attachments.as_deref().and_then(json_list),
-        requires: v.requires.as_deref().and_then(json_list),
-        review_information: (!reviews.is_empty()).then(|| {
-            reviews
-                .iter()
-                .map(|rv| ReviewInformation {
-                    reviewed_time: Some(epoch_seconds(rv.created_ms)),
-                    status: Some(rv.status.clone()),
-                    reviewer: Some(rv.reviewer.clone()),
-                })
-                .collect()
-        }),
-        approved_version: (v.review_status.as_deref() == Some("APPROVED")).then(|| v.version.to_string()),
-        pending_review_version: (v.review_status.as_deref() == Some("PENDING")).then(|| v.version.to_string()),
-        review_status: if is_template {
-            Some(v.review_status.clone().unwrap_or_else(|| "NOT_REVIEWED".into()))
-        } else {
+        attachments_information: opt_json_list(v.attachments.as_deref())?,
+        requires: opt_json_list(v.requires.as_deref())?,
+        review_information: if reviews.is_empty() {
             None
+        } else {
+            Some(
+                reviews
+                    .iter()
+                    .map(|rv| {
+                        Ok(ReviewInformation {
+                            reviewed_time: Some(epoch_seconds(rv.created_ms)),
+                            status: Some(stored(&rv.status)?),
+                            reviewer: Some(rv.reviewer.clone()),
+                        })
+                    })
+                    .collect::<Result<_, ApiError>>()?,
+            )
         },
+        approved_version: (review_status == Some(ReviewStatus::Approved)).then(|| v.version.to_string()),
+        pending_review_version: (review_status == Some(ReviewStatus::Pending)).then(|| v.version.to_string()),
+        review_status,
         ..Default::default()
-    }
+    })
 }
 
 /// The parameter list DescribeDocument reports, as stored JSON.
@@ -316,9 +354,9 @@ pub(crate) fn parameters_json(params: &[document::DocParameter]) -> String {
 }
 
 /// The platforms a document runs on, derived from its actions as SSM does.
-pub(crate) fn platform_types(doc_type: &str, parsed: &Parsed) -> Vec<String> {
-    let all = || vec!["Windows".to_string(), "Linux".to_string(), "MacOS".to_string()];
-    if doc_type != "Command" {
+pub(crate) fn platform_types(doc_type: DocumentType, parsed: &Parsed) -> Vec<PlatformType> {
+    let all = || PlatformType::ALL.to_vec();
+    if doc_type != DocumentType::Command {
         return all();
     }
     let mut actions: Vec<String> = Vec::new();
@@ -328,16 +366,16 @@ pub(crate) fn platform_types(doc_type: &str, parsed: &Parsed) -> Vec<String> {
     if let Some(cfg) = parsed.value.get("runtimeConfig").and_then(Value::as_object) {
         actions.extend(cfg.keys().cloned());
     }
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<PlatformType> = Vec::new();
     for a in actions {
-        let p: &[&str] = match a.as_str() {
-            "aws:runShellScript" => &["Linux", "MacOS"],
-            "aws:runPowerShellScript" => &["Windows"],
-            _ => &["Windows", "Linux", "MacOS"],
+        let p: &[PlatformType] = match a.as_str() {
+            "aws:runShellScript" => &[PlatformType::Linux, PlatformType::MacOS],
+            "aws:runPowerShellScript" => &[PlatformType::Windows],
+            _ => PlatformType::ALL,
         };
         for x in p {
-            if !out.iter().any(|o| o == x) {
-                out.push(x.to_string());
+            if !out.contains(x) {
+                out.push(*x);
             }
         }
     }
@@ -348,14 +386,14 @@ pub(crate) fn platform_types(doc_type: &str, parsed: &Parsed) -> Vec<String> {
 /// What a CreateDocument or UpdateDocument request says about the new version.
 struct NewVersion<'a> {
     content: &'a str,
-    format: Format,
+    format: DocumentFormat,
     version_name: Option<String>,
     display_name: Option<String>,
     requires: Option<&'a Vec<DocumentRequires>>,
     attachments: Option<&'a Vec<AttachmentsSource>>,
 }
 
-fn build_version(new: NewVersion, doc_type: &str, version: i64, now_ms: i64) -> Result<VersionRow, ApiError> {
+fn build_version(new: NewVersion, doc_type: DocumentType, version: i64, now_ms: i64) -> Result<VersionRow, ApiError> {
     let NewVersion { content, format, version_name, display_name, requires, attachments } = new;
     if content.len() > document::MAX_CONTENT_BYTES {
         return Err(ApiError::new(
@@ -371,7 +409,7 @@ fn build_version(new: NewVersion, doc_type: &str, version: i64, now_ms: i64) -> 
     let attachments_info = attachments.map(|a| {
         Value::Array(
             a.iter()
-                .map(|s| json!({"Name": s.name.clone().unwrap_or_else(|| s.key.clone().unwrap_or_default())}))
+                .map(|s| json!({"Name": s.name.clone().unwrap_or_else(|| s.key.map(|k| k.to_string()).unwrap_or_default())}))
                 .collect(),
         )
         .to_string()
@@ -380,7 +418,7 @@ fn build_version(new: NewVersion, doc_type: &str, version: i64, now_ms: i64) -> 
         version,
         version_name,
         content: content.to_string(),
-        format: format.as_wire().to_string(),
+        format: format.to_string(),
         hash: document::sha256_hex(content),
         schema_version: parsed.schema_version.clone(),
         description: parsed.description.clone(),
@@ -389,13 +427,10 @@ fn build_version(new: NewVersion, doc_type: &str, version: i64, now_ms: i64) -> 
         requires: requires.map(|r| serde_json::to_string(r).unwrap_or_default()),
         attachments: attachments_info,
         display_name,
-        review_status: (doc_type == "Automation.ChangeTemplate").then(|| "NOT_REVIEWED".to_string()),
+        review_status: (doc_type == DocumentType::AutomationChangeTemplate)
+            .then(|| ReviewStatus::NotReviewed.to_string()),
         created_ms: now_ms,
     })
-}
-
-fn format_of(wire: Option<&str>) -> Format {
-    wire.and_then(Format::from_wire).unwrap_or(Format::Json)
 }
 
 pub(crate) async fn create(
@@ -414,8 +449,8 @@ pub(crate) async fn create(
     if let Some(tags) = &i.tags {
         crate::tags::check_new(tags)?;
     }
-    let doc_type = i.document_type.clone().unwrap_or_else(|| "Command".into());
-    let format = format_of(i.document_format.as_deref());
+    let doc_type = i.document_type.unwrap_or(DocumentType::Command);
+    let format = i.document_format.unwrap_or(DocumentFormat::Json);
     let now = svc.now_ms();
     let version = build_version(
         NewVersion {
@@ -426,7 +461,7 @@ pub(crate) async fn create(
             requires: i.requires.as_ref(),
             attachments: i.attachments.as_ref(),
         },
-        &doc_type,
+        doc_type,
         1,
         now,
     )?;
@@ -434,7 +469,7 @@ pub(crate) async fn create(
         account: caller.account.clone(),
         region: caller.region.clone(),
         name: i.name.clone(),
-        doc_type,
+        doc_type: doc_type.to_string(),
         target_type: i.target_type.clone(),
         default_version: 1,
         latest_version: 1,
@@ -458,12 +493,12 @@ pub(crate) async fn create(
 
 pub(crate) async fn get(svc: &Service, caller: &Caller, i: GetDocumentRequest) -> Result<GetDocumentResult, ApiError> {
     let r = svc.resolve_document(caller, &i.name, i.document_version.as_deref(), i.version_name.as_deref()).await?;
-    let stored = format_of(Some(&r.version.format));
-    let wanted = i.document_format.as_deref().and_then(Format::from_wire).unwrap_or(stored);
-    if (wanted == Format::Text) != (stored == Format::Text) {
+    let stored = r.format()?;
+    let wanted = i.document_format.unwrap_or(stored);
+    if (wanted == DocumentFormat::Text) != (stored == DocumentFormat::Text) {
         return Err(ApiError::new(
             ErrorCode::InvalidDocumentOperation,
-            format!("The document is stored as {}; it can't be returned as {}.", stored.as_wire(), wanted.as_wire()),
+            format!("The document is stored as {stored}; it can't be returned as {wanted}."),
         ));
     }
     let content = document::convert(&r.version.content, stored, wanted)
@@ -475,13 +510,12 @@ pub(crate) async fn get(svc: &Service, caller: &Caller, i: GetDocumentRequest) -
         display_name: v.display_name.clone(),
         version_name: v.version_name.clone(),
         document_version: Some(v.version.to_string()),
-        status: Some("Active".into()),
+        status: Some(DocumentStatus::Active),
         content: Some(content),
-        document_type: Some(r.doc.doc_type.clone()),
-        document_format: Some(wanted.as_wire().into()),
-        requires: v.requires.as_deref().and_then(json_list),
-        review_status: (r.doc.doc_type == "Automation.ChangeTemplate")
-            .then(|| v.review_status.clone().unwrap_or_else(|| "NOT_REVIEWED".into())),
+        document_type: Some(r.doc_type()?),
+        document_format: Some(wanted),
+        requires: opt_json_list(v.requires.as_deref())?,
+        review_status: r.review_status()?,
         ..Default::default()
     })
 }
@@ -495,32 +529,40 @@ pub(crate) async fn describe(
     Ok(DescribeDocumentResult { document: Some(svc.description(&r).await?) })
 }
 
-/// One ListDocuments filter, normalised from either filter style.
+/// One ListDocuments filter, normalised from either filter style: `DocumentFilterList` keys are
+/// the model's `DocumentFilterKey`; `Filters` keys are free text (the model gives them a pattern,
+/// not an enum), and those that name a `DocumentFilterKey` mean the same filter.
 struct Filter {
     key: String,
     values: Vec<String>,
 }
 
-fn identifier(r: &Resolved, tags: Vec<Tag>) -> DocumentIdentifier {
+impl Filter {
+    /// The key as the model's `DocumentFilterKey`, when it is one.
+    fn model_key(&self) -> Option<DocumentFilterKey> {
+        DocumentFilterKey::from_wire(&self.key)
+    }
+}
+
+fn identifier(r: &Resolved, tags: Vec<Tag>) -> Result<DocumentIdentifier, ApiError> {
     let v = &r.version;
-    DocumentIdentifier {
+    Ok(DocumentIdentifier {
         name: Some(r.reported_name()),
         created_date: Some(epoch_seconds(v.created_ms)),
         display_name: v.display_name.clone(),
         owner: Some(r.owner()),
         version_name: v.version_name.clone(),
-        platform_types: json_list(&v.platform_types),
+        platform_types: json_list(&v.platform_types)?,
         document_version: Some(v.version.to_string()),
-        document_type: Some(r.doc.doc_type.clone()),
+        document_type: Some(r.doc_type()?),
         schema_version: v.schema_version.clone(),
-        document_format: Some(v.format.clone()),
+        document_format: Some(r.format()?),
         target_type: r.doc.target_type.clone(),
         tags: Some(tag_list(tags)),
-        requires: v.requires.as_deref().and_then(json_list),
-        review_status: (r.doc.doc_type == "Automation.ChangeTemplate")
-            .then(|| v.review_status.clone().unwrap_or_else(|| "NOT_REVIEWED".into())),
+        requires: opt_json_list(v.requires.as_deref())?,
+        review_status: r.review_status()?,
         ..Default::default()
-    }
+    })
 }
 
 /// Whether an `Owner` filter value selects documents of this ownership.
@@ -536,13 +578,17 @@ fn owner_matches(value: &str, ownership: &Ownership) -> bool {
 
 fn matches(f: &Filter, r: &Resolved, tags: &[Tag]) -> Result<bool, ApiError> {
     let any = |pred: &dyn Fn(&str) -> bool| f.values.iter().any(|v| pred(v));
+    if let Some(key) = f.model_key() {
+        return Ok(match key {
+            DocumentFilterKey::Name => any(&|v| r.doc.name.starts_with(v)),
+            DocumentFilterKey::DocumentType => any(&|v| r.doc.doc_type == v),
+            DocumentFilterKey::PlatformTypes => any(&|v| r.version.platform_types.contains(&format!("\"{v}\""))),
+            DocumentFilterKey::Owner => any(&|v| owner_matches(v, &r.ownership)),
+        });
+    }
     Ok(match f.key.as_str() {
-        "Name" => any(&|v| r.doc.name.starts_with(v)),
         "SearchKeyword" => any(&|v| r.doc.name.to_lowercase().contains(&v.to_lowercase())),
-        "DocumentType" => any(&|v| r.doc.doc_type == v),
         "TargetType" => any(&|v| r.doc.target_type.as_deref() == Some(v)),
-        "PlatformTypes" => any(&|v| r.version.platform_types.contains(&format!("\"{v}\""))),
-        "Owner" => any(&|v| owner_matches(v, &r.ownership)),
         k if k.starts_with("tag:") => {
             let key = &k[4..];
             tags.iter().any(|t| t.key == key && (f.values.is_empty() || f.values.contains(&t.value)))
@@ -565,7 +611,7 @@ pub(crate) async fn list(
     const OP: &str = "ListDocuments";
     let mut filters: Vec<Filter> = Vec::new();
     for f in i.document_filter_list.iter().flatten() {
-        filters.push(Filter { key: f.key.clone(), values: vec![f.value.clone()] });
+        filters.push(Filter { key: f.key.to_string(), values: vec![f.value.clone()] });
     }
     for f in i.filters.iter().flatten() {
         let key = f.key.clone().unwrap_or_default();
@@ -574,8 +620,11 @@ pub(crate) async fn list(
         }
         filters.push(Filter { key, values: f.values.clone().unwrap_or_default() });
     }
-    let owners: Vec<&str> =
-        filters.iter().filter(|f| f.key == "Owner").flat_map(|f| f.values.iter().map(String::as_str)).collect();
+    let owners: Vec<&str> = filters
+        .iter()
+        .filter(|f| f.model_key() == Some(DocumentFilterKey::Owner))
+        .flat_map(|f| f.values.iter().map(String::as_str))
+        .collect();
     // Owner filters choose which sources are read at all.
     let want = |o: &Ownership| owners.is_empty() || owners.iter().any(|v| owner_matches(v, o));
     let limit = page_size(i.max_results, 50) as usize;
@@ -589,7 +638,7 @@ pub(crate) async fn list(
         if (r.doc.name.clone(), r.owner()) <= after_key {
             return Ok(());
         }
-        for f in filters.iter().filter(|f| f.key != "Owner") {
+        for f in filters.iter().filter(|f| f.model_key() != Some(DocumentFilterKey::Owner)) {
             if !matches(f, &r, &tags)? {
                 return Ok(());
             }
@@ -648,7 +697,9 @@ pub(crate) async fn list(
         _ => None,
     };
     Ok(ListDocumentsResult {
-        document_identifiers: Some(candidates.into_iter().map(|(r, tags)| identifier(&r, tags)).collect()),
+        document_identifiers: Some(
+            candidates.into_iter().map(|(r, tags)| identifier(&r, tags)).collect::<Result<_, ApiError>>()?,
+        ),
         next_token,
     })
 }
@@ -681,9 +732,10 @@ pub(crate) async fn update(
         .document_version(&caller.account, &caller.region, &i.name, doc.latest_version)
         .await
         .map_err(store_error)?;
-    let format = match i.document_format.as_deref() {
-        Some(f) => format_of(Some(f)),
-        None => latest.as_ref().map(|l| format_of(Some(&l.format))).unwrap_or(Format::Json),
+    let format = match (i.document_format, &latest) {
+        (Some(f), _) => f,
+        (None, Some(l)) => stored(&l.format)?,
+        (None, None) => DocumentFormat::Json,
     };
     let hash = document::sha256_hex(&i.content);
     if svc
@@ -723,7 +775,7 @@ pub(crate) async fn update(
             requires: None,
             attachments: i.attachments.as_ref(),
         },
-        &doc.doc_type,
+        stored(&doc.doc_type)?,
         doc.latest_version + 1,
         svc.now_ms(),
     )?;
@@ -822,23 +874,25 @@ pub(crate) async fn list_versions(
         (true, Some(v)) => Some(svc.issue_token(caller, OP, json!(v.version))),
         _ => None,
     };
+    let doc_type: DocumentType = stored(&doc.doc_type)?;
     Ok(ListDocumentVersionsResult {
         document_versions: Some(
             page.into_iter()
-                .map(|v| DocumentVersionInfo {
-                    name: Some(doc.name.clone()),
-                    display_name: v.display_name.clone(),
-                    document_version: Some(v.version.to_string()),
-                    version_name: v.version_name.clone(),
-                    created_date: Some(epoch_seconds(v.created_ms)),
-                    is_default_version: Some(v.version == doc.default_version),
-                    document_format: Some(v.format.clone()),
-                    status: Some("Active".into()),
-                    review_status: (doc.doc_type == "Automation.ChangeTemplate")
-                        .then(|| v.review_status.clone().unwrap_or_else(|| "NOT_REVIEWED".into())),
-                    ..Default::default()
+                .map(|v| {
+                    Ok(DocumentVersionInfo {
+                        name: Some(doc.name.clone()),
+                        display_name: v.display_name.clone(),
+                        document_version: Some(v.version.to_string()),
+                        version_name: v.version_name.clone(),
+                        created_date: Some(epoch_seconds(v.created_ms)),
+                        is_default_version: Some(v.version == doc.default_version),
+                        document_format: Some(stored(&v.format)?),
+                        status: Some(DocumentStatus::Active),
+                        review_status: review_status(doc_type, &v)?,
+                        ..Default::default()
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, ApiError>>()?,
         ),
         next_token,
     })
@@ -885,7 +939,7 @@ pub(crate) async fn update_metadata(
     i: UpdateDocumentMetadataRequest,
 ) -> Result<UpdateDocumentMetadataResponse, ApiError> {
     let doc = svc.own_document(caller, &i.name).await?;
-    if doc.doc_type != "Automation.ChangeTemplate" {
+    if stored::<DocumentType>(&doc.doc_type)? != DocumentType::AutomationChangeTemplate {
         return Err(ApiError::new(
             ErrorCode::InvalidDocumentOperation,
             format!(
@@ -895,19 +949,18 @@ pub(crate) async fn update_metadata(
         ));
     }
     let r = svc.resolve_document(caller, &doc.name, i.document_version.as_deref().or(Some("$LATEST")), None).await?;
-    let current = r.version.review_status.clone().unwrap_or_else(|| "NOT_REVIEWED".into());
-    let status = match i.document_reviews.action.as_str() {
-        "SendForReview" => "PENDING".to_string(),
-        "Approve" => "APPROVED".to_string(),
-        "Reject" => "REJECTED".to_string(),
-        _ => current,
+    let status = match i.document_reviews.action {
+        DocumentReviewAction::SendForReview => ReviewStatus::Pending,
+        DocumentReviewAction::Approve => ReviewStatus::Approved,
+        DocumentReviewAction::Reject => ReviewStatus::Rejected,
+        DocumentReviewAction::UpdateReview => r.review_status()?.unwrap_or(ReviewStatus::NotReviewed),
     };
     let comment = i.document_reviews.comment.as_ref().and_then(|c| c.iter().find_map(|c| c.content.clone()));
     let review = ReviewRow {
         version: r.version.version,
         seq: 0,
         reviewer: caller.arn.clone(),
-        status,
+        status: status.to_string(),
         comment,
         created_ms: svc.now_ms(),
     };
@@ -945,31 +998,25 @@ pub(crate) async fn metadata_history(
         metadata: Some(DocumentMetadataResponseInfo {
             reviewer_response: Some(
                 page.into_iter()
-                    .map(|rv| DocumentReviewerResponseSource {
-                        create_time: Some(epoch_seconds(rv.created_ms)),
-                        updated_time: Some(epoch_seconds(rv.created_ms)),
-                        review_status: Some(rv.status),
-                        comment: rv.comment.map(|c| {
-                            vec![DocumentReviewCommentSource { r#type: Some("Comment".into()), content: Some(c) }]
-                        }),
-                        reviewer: Some(rv.reviewer),
+                    .map(|rv| {
+                        Ok(DocumentReviewerResponseSource {
+                            create_time: Some(epoch_seconds(rv.created_ms)),
+                            updated_time: Some(epoch_seconds(rv.created_ms)),
+                            review_status: Some(stored(&rv.status)?),
+                            comment: rv.comment.map(|c| {
+                                vec![DocumentReviewCommentSource {
+                                    r#type: Some(DocumentReviewCommentType::Comment),
+                                    content: Some(c),
+                                }]
+                            }),
+                            reviewer: Some(rv.reviewer),
+                        })
                     })
-                    .collect(),
+                    .collect::<Result<_, ApiError>>()?,
             ),
         }),
         next_token,
     })
-}
-
-fn check_permission_type(t: &str) -> Result<(), ApiError> {
-    if t == "Share" {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::InvalidPermissionType,
-            format!("The permission type {t} isn't supported; use Share."),
-        ))
-    }
 }
 
 pub(crate) async fn describe_permission(
@@ -978,7 +1025,8 @@ pub(crate) async fn describe_permission(
     i: DescribeDocumentPermissionRequest,
 ) -> Result<DescribeDocumentPermissionResponse, ApiError> {
     const OP: &str = "DescribeDocumentPermission";
-    check_permission_type(&i.permission_type)?;
+    // `Share` is the only PermissionType the model has; validation refused any other.
+    let DocumentPermissionType::Share = i.permission_type;
     let doc = svc.own_document(caller, &i.name).await?;
     let shares = svc.store.document_shares(&caller.account, &caller.region, &doc.name).await.map_err(store_error)?;
     let limit = page_size(i.max_results, 50) as usize;
@@ -1017,7 +1065,7 @@ pub(crate) async fn modify_permission(
     caller: &Caller,
     i: ModifyDocumentPermissionRequest,
 ) -> Result<ModifyDocumentPermissionResponse, ApiError> {
-    check_permission_type(&i.permission_type)?;
+    let DocumentPermissionType::Share = i.permission_type;
     let doc = svc.own_document(caller, &i.name).await?;
     let shared_version = i.shared_document_version.clone().unwrap_or_else(|| "$DEFAULT".into());
     if let Ok(n) = shared_version.parse::<i64>()

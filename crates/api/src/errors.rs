@@ -1,7 +1,7 @@
 //! The one place where domain and store errors become SSM error codes.
 
 use ssmd_core::document::DocError;
-use ssmd_model::{ApiError, ErrorCode};
+use ssmd_model::{ApiError, ErrorCode, UnknownEnumValue};
 use ssmd_store::StoreError;
 
 /// A store failure the operation did not expect: an `InternalServerError` (the detail is logged
@@ -21,6 +21,14 @@ pub fn store_error(e: StoreError) -> ApiError {
         ),
         e => ApiError::internal(format!("store: {e}")),
     }
+}
+
+/// Reads a model enum back from the text the store holds it as (the store is string-based; the
+/// api writes `as_str()` and reads with this). A value the model does not know means the row was
+/// written by something else: an opaque `InternalServerError` (the detail is logged), never a
+/// panic.
+pub fn stored<T: std::str::FromStr<Err = UnknownEnumValue>>(text: &str) -> Result<T, ApiError> {
+    text.parse().map_err(|e| ApiError::internal(format!("store holds an unknown value: {e}")))
 }
 
 /// A document content failure.

@@ -3,6 +3,7 @@
 //! (InstanceInformationFilterList and Filters, including `tag:Key` and `tag-key`), and stable
 //! pages.
 
+use crate::errors::stored;
 use crate::{Service, store_error};
 use serde_json::json;
 use ssmd_core::clock::epoch_seconds;
@@ -15,54 +16,65 @@ use ssmd_store::NODE_TAGS as RESOURCE_TYPE;
 const ONLINE_MS: i64 = 10 * 60 * 1000;
 
 /// `Online`, `ConnectionLost` (no ping for 10 minutes) or `Inactive` (never pinged).
-pub(crate) fn ping_status(node: &NodeRow, now_ms: i64) -> &'static str {
+pub(crate) fn ping_status(node: &NodeRow, now_ms: i64) -> PingStatus {
     match node.last_ping_ms {
-        None => "Inactive",
-        Some(t) if now_ms - t <= ONLINE_MS => "Online",
-        Some(_) => "ConnectionLost",
+        None => PingStatus::Inactive,
+        Some(t) if now_ms - t <= ONLINE_MS => PingStatus::Online,
+        Some(_) => PingStatus::ConnectionLost,
     }
 }
 
-fn info(node: &NodeRow, now_ms: i64) -> InstanceInformation {
-    InstanceInformation {
+/// The `ResourceType` of every node ssmd manages: registered by activation (hybrid nodes).
+const NODE_RESOURCE_TYPE: ResourceType = ResourceType::ManagedInstance;
+
+fn info(node: &NodeRow, now_ms: i64) -> Result<InstanceInformation, ApiError> {
+    Ok(InstanceInformation {
         instance_id: Some(node.id.clone()),
-        ping_status: Some(ping_status(node, now_ms).into()),
+        ping_status: Some(ping_status(node, now_ms)),
         last_ping_date_time: node.last_ping_ms.map(epoch_seconds),
         agent_version: node.info.agent_version.clone(),
         is_latest_version: Some(false),
-        platform_type: node.info.platform_type.clone(),
+        platform_type: node.info.platform_type.as_deref().map(stored).transpose()?,
         platform_name: node.info.platform_name.clone(),
         platform_version: node.info.platform_version.clone(),
         activation_id: Some(node.activation_id.clone()),
         iam_role: Some(node.iam_role.clone()),
         registration_date: Some(epoch_seconds(node.registered_ms)),
-        resource_type: Some("ManagedInstance".into()),
+        resource_type: Some(NODE_RESOURCE_TYPE),
         name: node.name.clone(),
         ip_address: node.info.ip_address.clone(),
         computer_name: node.info.computer_name.clone(),
         source_id: Some(node.id.clone()),
-        source_type: Some("AWS::SSM::ManagedInstance".into()),
+        source_type: Some(SourceType::AwsSsmManagedInstance),
         ..Default::default()
-    }
+    })
 }
 
 fn bad_key(key: &str) -> ApiError {
     ApiError::new(ErrorCode::InvalidInstanceInformationFilterValue, format!("The filter key {key} is not valid."))
 }
 
-/// Whether a node matches one filter (`key` with any of `values`).
+/// Whether a node matches one filter (`key` with any of `values`). Keys of the
+/// `InstanceInformationFilterList` form are the model's `InstanceInformationFilterKey`; keys of
+/// the `Filters` form are free text (a pattern in the model) that may name one of those too, or
+/// a tag.
 fn matches(node: &NodeRow, tags: &[Tag], key: &str, values: &[String], now_ms: i64) -> Result<bool, ApiError> {
     let any = |v: Option<&str>| v.is_some_and(|v| values.iter().any(|x| x == v));
+    if let Some(k) = InstanceInformationFilterKey::from_wire(key) {
+        use InstanceInformationFilterKey as K;
+        return Ok(match k {
+            K::InstanceIds => any(Some(&node.id)),
+            K::AgentVersion => any(node.info.agent_version.as_deref()),
+            K::PingStatus => any(Some(ping_status(node, now_ms).as_str())),
+            K::PlatformTypes => any(node.info.platform_type.as_deref()),
+            K::ActivationIds => any(Some(&node.activation_id)),
+            K::IamRole => any(Some(&node.iam_role)),
+            K::ResourceType => any(Some(NODE_RESOURCE_TYPE.as_str())),
+            // No associations exist yet, so no node has an association status.
+            K::AssociationStatus => false,
+        });
+    }
     Ok(match key {
-        "InstanceIds" => any(Some(&node.id)),
-        "AgentVersion" => any(node.info.agent_version.as_deref()),
-        "PingStatus" => any(Some(ping_status(node, now_ms))),
-        "PlatformTypes" => any(node.info.platform_type.as_deref()),
-        "ActivationIds" => any(Some(&node.activation_id)),
-        "IamRole" => any(Some(&node.iam_role)),
-        "ResourceType" => any(Some("ManagedInstance")),
-        // No associations exist yet, so no node has an association status.
-        "AssociationStatus" => false,
         "tag-key" => tags.iter().any(|t| values.contains(&t.key)),
         k if k.starts_with("tag:") => tags.iter().any(|t| t.key == k[4..] && values.contains(&t.value)),
         other => return Err(bad_key(other)),
@@ -83,10 +95,7 @@ pub(crate) async fn describe(
     }
     let mut filters: Vec<(String, Vec<String>)> = Vec::new();
     for f in i.instance_information_filter_list.iter().flatten() {
-        if f.key.starts_with("tag") {
-            return Err(bad_key(&f.key));
-        }
-        filters.push((f.key.clone(), f.value_set.clone()));
+        filters.push((f.key.to_string(), f.value_set.clone()));
     }
     for f in i.filters.iter().flatten() {
         filters.push((f.key.clone(), f.values.clone()));
@@ -127,7 +136,7 @@ pub(crate) async fn describe(
         svc.issue_token(caller, op, json!({ "registered": last.registered_ms, "id": last.id }))
     });
     Ok(DescribeInstanceInformationResult {
-        instance_information_list: Some(page.iter().map(|n| info(n, now)).collect()),
+        instance_information_list: Some(page.iter().map(|n| info(n, now)).collect::<Result<_, ApiError>>()?),
         next_token: next,
     })
 }

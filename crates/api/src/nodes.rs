@@ -223,9 +223,14 @@ pub async fn update_instance_information(svc: &Service, caller: &Caller, input: 
         ));
     }
     if let Some(t) = o.get("PlatformType").and_then(Value::as_str)
-        && !["Windows", "Linux", "MacOS"].contains(&t)
+        && PlatformType::from_wire(t).is_none()
     {
-        return Err(validation(t, "platformType", "Member must satisfy enum value set: [Windows, Linux, MacOS]"));
+        let set: Vec<&str> = PlatformType::ALL.iter().map(PlatformType::as_str).collect();
+        return Err(validation(
+            t,
+            "platformType",
+            &format!("Member must satisfy enum value set: [{}]", set.join(", ")),
+        ));
     }
     let info = NodeInfo {
         agent_name: optional(o, "AgentName")?,

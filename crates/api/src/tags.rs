@@ -2,23 +2,28 @@
 //! ListTagsForResource. A resource type ssmd does not hold yet is `InvalidResourceType`; a
 //! resource that does not exist (or belongs to another account) is `InvalidResourceId`.
 
-use crate::{Service, amazon, automation, documents, store_error};
+use crate::{Service, amazon, store_error};
 use ssmd_model::shapes::*;
 use ssmd_model::{ApiError, Caller, ErrorCode};
 
 /// Tags one resource may carry.
 pub(crate) const MAX_TAGS: usize = 50;
 
-async fn check_resource(svc: &Service, caller: &Caller, rtype: &str, rid: &str) -> Result<(), ApiError> {
+async fn check_resource(
+    svc: &Service,
+    caller: &Caller,
+    rtype: ResourceTypeForTagging,
+    rid: &str,
+) -> Result<(), ApiError> {
     let exists = match rtype {
-        documents::RESOURCE_TYPE => {
+        ResourceTypeForTagging::Document => {
             amazon::find(rid).is_none()
                 && svc.store.document(&caller.account, &caller.region, rid).await.map_err(store_error)?.is_some()
         }
-        automation::RESOURCE_TYPE => {
+        ResourceTypeForTagging::Automation => {
             svc.store.execution(&caller.account, &caller.region, rid).await.map_err(store_error)?.is_some()
         }
-        ssmd_store::NODE_TAGS => {
+        ResourceTypeForTagging::ManagedInstance => {
             svc.store.node(rid).await.map_err(store_error)?.is_some_and(|n| {
                 n.account == caller.account && n.region == caller.region && n.deregistered_ms.is_none()
             })
@@ -81,8 +86,8 @@ pub(crate) async fn add(
     caller: &Caller,
     i: AddTagsToResourceRequest,
 ) -> Result<AddTagsToResourceResult, ApiError> {
-    check_resource(svc, caller, &i.resource_type, &i.resource_id).await?;
-    set(svc, caller, &i.resource_type, &i.resource_id, &i.tags).await?;
+    check_resource(svc, caller, i.resource_type, &i.resource_id).await?;
+    set(svc, caller, i.resource_type.as_str(), &i.resource_id, &i.tags).await?;
     Ok(AddTagsToResourceResult {})
 }
 
@@ -91,9 +96,10 @@ pub(crate) async fn remove(
     caller: &Caller,
     i: RemoveTagsFromResourceRequest,
 ) -> Result<RemoveTagsFromResourceResult, ApiError> {
-    check_resource(svc, caller, &i.resource_type, &i.resource_id).await?;
+    check_resource(svc, caller, i.resource_type, &i.resource_id).await?;
+    let rtype = i.resource_type.as_str();
     svc.store
-        .change_tags(&caller.account, &caller.region, &i.resource_type, &i.resource_id, &[], &i.tag_keys, MAX_TAGS)
+        .change_tags(&caller.account, &caller.region, rtype, &i.resource_id, &[], &i.tag_keys, MAX_TAGS)
         .await
         .map_err(store_error)?;
     Ok(RemoveTagsFromResourceResult {})
@@ -104,10 +110,23 @@ pub(crate) async fn list(
     caller: &Caller,
     i: ListTagsForResourceRequest,
 ) -> Result<ListTagsForResourceResult, ApiError> {
-    check_resource(svc, caller, &i.resource_type, &i.resource_id).await?;
-    let tags =
-        svc.store.tags(&caller.account, &caller.region, &i.resource_type, &i.resource_id).await.map_err(store_error)?;
+    check_resource(svc, caller, i.resource_type, &i.resource_id).await?;
+    let rtype = i.resource_type.as_str();
+    let tags = svc.store.tags(&caller.account, &caller.region, rtype, &i.resource_id).await.map_err(store_error)?;
     Ok(ListTagsForResourceResult {
         tag_list: Some(tags.into_iter().map(|t| Tag { key: t.key, value: t.value }).collect()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_resource_types_are_the_models() {
+        // The store files tags under these names; they must be the wire values.
+        assert_eq!(ResourceTypeForTagging::ManagedInstance.as_str(), ssmd_store::NODE_TAGS);
+        assert_eq!(crate::documents::RESOURCE_TYPE, "Document");
+        assert_eq!(crate::automation::RESOURCE_TYPE, "Automation");
+    }
 }

@@ -15,6 +15,7 @@
 
 use crate::rate::{Concurrency, ErrorLimit, RateController};
 use serde::{Deserialize, Serialize};
+use ssmd_model::enums::{CommandInvocationStatus, CommandPluginStatus, CommandStatus};
 
 /// How an invocation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,16 +33,26 @@ pub enum End {
 
 impl End {
     /// The invocation's `Status`.
-    pub fn status(self) -> &'static str {
+    pub fn status(self) -> CommandInvocationStatus {
         match self {
-            End::Success => "Success",
-            End::Failed | End::Undeliverable => "Failed",
-            End::ExecutionTimedOut | End::DeliveryTimedOut => "TimedOut",
-            End::Cancelled | End::Terminated => "Cancelled",
+            End::Success => CommandInvocationStatus::Success,
+            End::Failed | End::Undeliverable => CommandInvocationStatus::Failed,
+            End::ExecutionTimedOut | End::DeliveryTimedOut => CommandInvocationStatus::TimedOut,
+            End::Cancelled | End::Terminated => CommandInvocationStatus::Cancelled,
         }
     }
 
-    /// The invocation's `StatusDetails`.
+    /// The `Status` of the invocation's plugins that had not reported their own end.
+    pub fn plugin_status(self) -> CommandPluginStatus {
+        match self {
+            End::Success => CommandPluginStatus::Success,
+            End::Failed | End::Undeliverable => CommandPluginStatus::Failed,
+            End::ExecutionTimedOut | End::DeliveryTimedOut => CommandPluginStatus::TimedOut,
+            End::Cancelled | End::Terminated => CommandPluginStatus::Cancelled,
+        }
+    }
+
+    /// The invocation's `StatusDetails` (free text in the model, so a string).
     pub fn details(self) -> &'static str {
         match self {
             End::Success => "Success",
@@ -59,7 +70,9 @@ impl End {
         matches!(self, End::Failed | End::ExecutionTimedOut | End::DeliveryTimedOut)
     }
 
-    /// The end an agent's final document status means (`None`: not a final status).
+    /// The end an agent's final document status means (`None`: not a final status). The agent's
+    /// statuses are its own protocol's strings (`Skipped`, `TestPass`, `SuccessAndReboot`, ...),
+    /// not an SSM model enum, so they stay text here.
     /// `SuccessAndReboot` / `PassedAndReboot` are not final: the agent reboots the node and runs
     /// on (the script again, then the remaining steps) and reports the end after that.
     pub fn from_agent(status: &str) -> Option<End> {
@@ -217,26 +230,26 @@ impl Progress {
 
     /// The command's Status and StatusDetails; `started` says whether any invocation has been
     /// picked up by its node yet (Pending until then).
-    pub fn status(&self, started: bool) -> (&'static str, &'static str) {
+    pub fn status(&self, started: bool) -> (CommandStatus, &'static str) {
         if !self.finished() {
             return match (self.cancelled, started) {
-                (true, _) => ("Cancelling", "Cancelling"),
-                (false, true) => ("InProgress", "InProgress"),
-                (false, false) => ("Pending", "Pending"),
+                (true, _) => (CommandStatus::Cancelling, "Cancelling"),
+                (false, true) => (CommandStatus::InProgress, "InProgress"),
+                (false, false) => (CommandStatus::Pending, "Pending"),
             };
         }
         if self.cancelled {
-            return ("Cancelled", "Cancelled");
+            return (CommandStatus::Cancelled, "Cancelled");
         }
         if self.rate.total() == 0 {
-            return ("Success", "NoInstancesInTag");
+            return (CommandStatus::Success, "NoInstancesInTag");
         }
         match self.stopped_by {
-            Some(End::DeliveryTimedOut) => ("TimedOut", "DeliveryTimedOut"),
-            Some(End::ExecutionTimedOut) => ("TimedOut", "ExecutionTimedOut"),
-            Some(_) => ("Failed", "Failed"),
-            None if self.unsuccessful > 0 => ("Success", "Incomplete"),
-            None => ("Success", "Success"),
+            Some(End::DeliveryTimedOut) => (CommandStatus::TimedOut, "DeliveryTimedOut"),
+            Some(End::ExecutionTimedOut) => (CommandStatus::TimedOut, "ExecutionTimedOut"),
+            Some(_) => (CommandStatus::Failed, "Failed"),
+            None if self.unsuccessful > 0 => (CommandStatus::Success, "Incomplete"),
+            None => (CommandStatus::Success, "Success"),
         }
     }
 
@@ -258,15 +271,15 @@ mod tests {
     fn dispatch_follows_concurrency_and_success_ends_success() {
         let (mut p, first) = progress(5, "2", "0");
         assert_eq!(first, vec![0, 1]);
-        assert_eq!(p.status(false), ("Pending", "Pending"));
+        assert_eq!(p.status(false), (CommandStatus::Pending, "Pending"));
         assert_eq!(p.end(0, End::Success), vec![2]);
         assert_eq!(p.end(1, End::Success), vec![3]);
         assert_eq!(p.end(2, End::Success), vec![4]);
         assert!(p.end(3, End::Success).is_empty());
-        assert_eq!(p.status(true), ("InProgress", "InProgress"));
+        assert_eq!(p.status(true), (CommandStatus::InProgress, "InProgress"));
         assert!(p.end(4, End::Success).is_empty());
         assert!(p.finished());
-        assert_eq!(p.status(true), ("Success", "Success"));
+        assert_eq!(p.status(true), (CommandStatus::Success, "Success"));
         assert_eq!((p.completed, p.errors, p.delivery_timed_out), (5, 0, 0));
     }
 
@@ -282,7 +295,7 @@ mod tests {
         assert_eq!(p.terminate_unsent(), 7);
         assert_eq!(p.terminate_unsent(), 0);
         assert!(p.finished());
-        assert_eq!(p.status(true), ("Failed", "Failed"));
+        assert_eq!(p.status(true), (CommandStatus::Failed, "Failed"));
         assert_eq!((p.completed, p.errors), (10, 3));
     }
 
@@ -294,10 +307,10 @@ mod tests {
         assert_eq!(p.terminate_unsent(), 0);
         assert!(p.end(2, End::Failed).is_empty());
         assert_eq!(p.terminate_unsent(), 3);
-        assert_eq!(p.status(true), ("InProgress", "InProgress"));
+        assert_eq!(p.status(true), (CommandStatus::InProgress, "InProgress"));
         assert!(p.end(1, End::Success).is_empty());
         assert!(p.finished());
-        assert_eq!(p.status(true), ("Failed", "Failed"));
+        assert_eq!(p.status(true), (CommandStatus::Failed, "Failed"));
         assert_eq!((p.completed, p.errors), (6, 2));
     }
 
@@ -312,7 +325,7 @@ mod tests {
         assert!(p.stopped_on_errors());
         assert_eq!(p.terminate_unsent(), 0);
         assert_eq!((p.completed, p.delivery_timed_out), (3, 3));
-        assert_eq!(p.status(false), ("TimedOut", "DeliveryTimedOut"));
+        assert_eq!(p.status(false), (CommandStatus::TimedOut, "DeliveryTimedOut"));
     }
 
     #[test]
@@ -320,7 +333,7 @@ mod tests {
         let (mut p, _) = progress(2, "2", "1");
         p.end(0, End::Failed);
         p.end(1, End::Success);
-        assert_eq!(p.status(true), ("Success", "Incomplete"));
+        assert_eq!(p.status(true), (CommandStatus::Success, "Incomplete"));
     }
 
     #[test]
@@ -330,7 +343,7 @@ mod tests {
         p.expire();
         p.end(1, End::DeliveryTimedOut);
         assert_eq!((p.errors, p.delivery_timed_out), (0, 2));
-        assert_eq!(p.status(false), ("TimedOut", "DeliveryTimedOut"));
+        assert_eq!(p.status(false), (CommandStatus::TimedOut, "DeliveryTimedOut"));
     }
 
     #[test]
@@ -338,11 +351,11 @@ mod tests {
         let (mut p, first) = progress(3, "1", "0");
         assert_eq!(first, vec![0]);
         p.cancel();
-        assert_eq!(p.status(true), ("Cancelling", "Cancelling"));
+        assert_eq!(p.status(true), (CommandStatus::Cancelling, "Cancelling"));
         p.end(1, End::Cancelled);
         p.end(2, End::Cancelled);
         assert!(p.end(0, End::Cancelled).is_empty());
-        assert_eq!(p.status(true), ("Cancelled", "Cancelled"));
+        assert_eq!(p.status(true), (CommandStatus::Cancelled, "Cancelled"));
     }
 
     #[test]
@@ -350,7 +363,7 @@ mod tests {
         let (mut p, _) = progress(2, "1", "0");
         assert_eq!(p.end(0, End::Undeliverable), vec![1]);
         p.end(1, End::Success);
-        assert_eq!(p.status(true), ("Success", "Incomplete"));
+        assert_eq!(p.status(true), (CommandStatus::Success, "Incomplete"));
     }
 
     #[test]
@@ -364,7 +377,7 @@ mod tests {
         assert_eq!(p.end(2, End::Success), vec![3]);
         p.end(3, End::Success);
         assert!(p.finished());
-        assert_eq!(p.status(true), ("Success", "Incomplete"));
+        assert_eq!(p.status(true), (CommandStatus::Success, "Incomplete"));
     }
 
     #[test]
@@ -401,6 +414,6 @@ mod tests {
     fn no_targets_is_no_instances_in_tag() {
         let (p, first) = progress(0, "50", "0");
         assert!(first.is_empty());
-        assert_eq!(p.status(false), ("Success", "NoInstancesInTag"));
+        assert_eq!(p.status(false), (CommandStatus::Success, "NoInstancesInTag"));
     }
 }

@@ -9,11 +9,14 @@ pub mod error;
 pub mod generated;
 pub mod schema;
 pub mod validate;
+pub mod wire_enum;
 
 pub use error::ApiError;
+pub use generated::enums;
 pub use generated::errors::ErrorCode;
 pub use generated::operations::{Operation, Ssm, dispatch};
 pub use generated::shapes;
+pub use wire_enum::UnknownEnumValue;
 
 /// Who is calling: the verified identity behind a request and the region it addressed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,4 +47,21 @@ pub fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Resul
 /// Serializes an output shape to JSON bytes.
 pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
     serde_json::to_vec(value).map_err(|e| ApiError::internal(format!("encoding the response: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn decode_meets_an_unknown_enum_value_cleanly() {
+        // Validation runs first on the normal path; a caller that skipped it still gets a clean
+        // error naming the enum and the value, never a panic.
+        let err = decode::<shapes::CommandFilter>(json!({"key": "Colour", "value": "x"})).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::SerializationException);
+        assert!(err.message().contains("'Colour' is not a valid CommandFilterKey value"), "{}", err.message());
+        let ok = decode::<shapes::CommandFilter>(json!({"key": "Status", "value": "x"})).unwrap();
+        assert_eq!(ok.key, enums::CommandFilterKey::Status);
+    }
 }

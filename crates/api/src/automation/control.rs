@@ -4,7 +4,7 @@
 
 use super::{not_found, parse_state};
 use crate::{Service, store_error};
-use ssmd_core::automation::execution::{Execution, status};
+use ssmd_core::automation::execution::{Execution, is_terminal};
 use ssmd_core::automation::machine::{self, SignalError};
 use ssmd_core::automation::runbook::Runbook;
 use ssmd_model::shapes::*;
@@ -13,7 +13,7 @@ use ssmd_store::{StateWrite, StoreError};
 
 /// The `outputs` column of a finished execution: its document outputs and failure message.
 pub(crate) fn final_outputs(x: &Execution, rb: &Runbook) -> Option<String> {
-    status::is_terminal(&x.status).then(|| {
+    is_terminal(x.status).then(|| {
         serde_json::json!({ "outputs": machine::document_outputs(x, rb), "failure": x.failure_message }).to_string()
     })
 }
@@ -48,12 +48,12 @@ pub(crate) async fn update(
         }
         let state = serde_json::to_string(&x).map_err(|e| ApiError::internal(e.to_string()))?;
         let outputs = final_outputs(&x, &rb);
-        let terminal = status::is_terminal(&x.status);
+        let terminal = is_terminal(x.status);
         let write = StateWrite {
             id,
             version: row.version,
             state: &state,
-            status: &x.status,
+            status: x.status.as_str(),
             outputs: outputs.as_deref(),
             // Due now: the engine carries on from the new state (wherever it runs).
             due_ms: if terminal { None } else { Some(now) },
@@ -82,7 +82,7 @@ pub(crate) async fn signal(
         svc,
         Some(caller),
         &i.automation_execution_id,
-        |x, rb, now| machine::signal(x, rb, &i.signal_type, &payload, &who, now),
+        |x, rb, now| machine::signal(x, rb, i.signal_type, &payload, &who, now),
         ErrorCode::InvalidAutomationSignalException,
     )
     .await?;
@@ -94,12 +94,12 @@ pub(crate) async fn stop(
     caller: &Caller,
     i: StopAutomationExecutionRequest,
 ) -> Result<StopAutomationExecutionResult, ApiError> {
-    let kind = i.r#type.unwrap_or_else(|| "Cancel".into());
+    let kind = i.r#type.unwrap_or(StopType::Cancel);
     update(
         svc,
         Some(caller),
         &i.automation_execution_id,
-        |x, _, now| machine::stop(x, &kind, now),
+        |x, _, now| machine::stop(x, kind, now),
         ErrorCode::InvalidAutomationStatusUpdateException,
     )
     .await?;
@@ -112,7 +112,7 @@ pub(crate) async fn cancel_child(svc: &Service, id: &str) -> Result<(), ApiError
         svc,
         None,
         id,
-        |x, _, now| if status::is_terminal(&x.status) { Ok(()) } else { machine::stop(x, "Cancel", now) },
+        |x, _, now| if is_terminal(x.status) { Ok(()) } else { machine::stop(x, StopType::Cancel, now) },
         ErrorCode::InvalidAutomationStatusUpdateException,
     )
     .await;

@@ -21,11 +21,12 @@ use super::start::{Origin, prepare};
 use super::{actions, caller_of, parse_state};
 use crate::Service;
 use serde_json::Value;
-use ssmd_core::automation::execution::{Execution, status};
+use ssmd_core::automation::execution::{Execution, is_terminal};
 use ssmd_core::automation::machine::{self, ChildStart, Effect, Need, Outcome};
 use ssmd_core::automation::runbook::Runbook;
 use ssmd_engine::{Handler, Job, Next};
 use ssmd_model::ApiError;
+use ssmd_model::enums::AutomationExecutionStatus as Status;
 use ssmd_model::shapes::StartAutomationExecutionRequest;
 use ssmd_store::{AUTOMATION_JOB, ExecutionRow, Hold, NewExecution, StateWrite, StoreError};
 use std::collections::BTreeMap;
@@ -93,16 +94,16 @@ impl Driver<'_> {
         let svc = self.svc;
         let state = serde_json::to_string(x).map_err(|e| ApiError::internal(e.to_string()))?;
         let outputs = final_outputs(x, rb);
-        let terminal = status::is_terminal(&x.status);
+        let terminal = is_terminal(x.status);
         let top_level = x.parent_id.is_none();
         // A place frees up when a top-level execution ends; one is taken when it starts (the
         // next in line may fit too).
-        let started = row.status == status::PENDING && x.status != status::PENDING;
+        let started = row.status == Status::Pending.as_str() && x.status != Status::Pending;
         let w = StateWrite {
             id: &row.id,
             version: row.version,
             state: &state,
-            status: &x.status,
+            status: x.status.as_str(),
             outputs: outputs.as_deref(),
             due_ms,
             holder: Some((&self.job.claim, hold)),
@@ -119,7 +120,7 @@ impl Driver<'_> {
             Ok(()) => {
                 row.version += 1;
                 row.state = state;
-                row.status = x.status.clone();
+                row.status = x.status.to_string();
                 Ok(true)
             }
             Err(StoreError::Conflict) => Ok(false),
@@ -150,7 +151,7 @@ impl Driver<'_> {
                 machine::complete(&mut x, &rb, i, attempt, o, now);
             }
             self.collect_children(&mut x, &rb, now).await?;
-            if x.status == status::PENDING && !self.admit(&x).await? {
+            if x.status == Status::Pending && !self.admit(&x).await? {
                 // Over the running limit: stay Pending until an execution ending wakes it.
                 return Ok(ssmd_engine::Outcome::Next(Next::At(now + ADMIT_RECHECK_MS)));
             }
@@ -216,15 +217,16 @@ impl Driver<'_> {
         }
         let svc = self.svc;
         let max = svc.automation.settings.max_running;
-        let count = |statuses: &'static [&'static str]| async move {
-            svc.store.count_executions(&x.account, &x.region, statuses).await.map_err(crate::store_error)
+        let count = |statuses: &'static [Status]| async move {
+            let statuses: Vec<&str> = statuses.iter().map(Status::as_str).collect();
+            svc.store.count_executions(&x.account, &x.region, &statuses).await.map_err(crate::store_error)
         };
-        let running = count(&[status::IN_PROGRESS, status::WAITING, status::CANCELLING]).await?;
+        let running = count(&[Status::InProgress, Status::Waiting, Status::Cancelling]).await?;
         if running >= max {
             return Ok(false);
         }
         // When every queued execution fits, order does not matter (the common, cheap case).
-        if running + count(&[status::PENDING]).await? <= max {
+        if running + count(&[Status::Pending]).await? <= max {
             return Ok(true);
         }
         let before =
@@ -240,7 +242,11 @@ impl Driver<'_> {
         }
         let ids: Vec<String> = awaited.iter().map(|(_, id)| id.clone()).collect();
         let rows = self.svc.store.executions_by_ids(&ids).await.map_err(crate::store_error)?;
-        for row in rows.into_iter().filter(|r| status::is_terminal(&r.status)) {
+        for row in rows {
+            let status: Status = crate::errors::stored(&row.status)?;
+            if !is_terminal(status) {
+                continue;
+            }
             let Some((i, _)) = awaited.iter().find(|(_, id)| *id == row.id) else { continue };
             let (outputs, failure) = match row.outputs.as_deref().map(serde_json::from_str::<Value>) {
                 Some(Ok(v)) => (
@@ -250,14 +256,7 @@ impl Driver<'_> {
                 _ => (BTreeMap::new(), None),
             };
             let attempt = x.steps[*i].attempt;
-            machine::complete(
-                x,
-                rb,
-                *i,
-                attempt,
-                Outcome::Child { id: row.id, status: row.status, outputs, failure },
-                now,
-            );
+            machine::complete(x, rb, *i, attempt, Outcome::Child { id: row.id, status, outputs, failure }, now);
         }
         Ok(())
     }
@@ -345,8 +344,8 @@ impl Driver<'_> {
                     if fresh.version != row.version {
                         let fx = parse_state(&fresh)?;
                         let r = fx.steps.get(record);
-                        let live = fx.status != status::CANCELLING
-                            && r.is_some_and(|r| r.attempt == attempt && !status::is_terminal(&r.status));
+                        let live = fx.status != Status::Cancelling
+                            && r.is_some_and(|r| r.attempt == attempt && !is_terminal(r.status));
                         if !live {
                             return Ok(Effected::Abandoned);
                         }

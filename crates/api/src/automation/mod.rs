@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// The tag resource type of executions.
-pub(crate) const RESOURCE_TYPE: &str = "Automation";
+pub(crate) const RESOURCE_TYPE: &str = ssmd_model::enums::ResourceTypeForTagging::Automation.as_str();
 
 /// Automation settings.
 #[derive(Debug, Clone)]

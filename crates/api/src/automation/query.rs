@@ -51,7 +51,7 @@ impl Residual {
     fn keeps(&self, x: &Execution, tags: &[ssmd_store::Tag]) -> bool {
         let action = x.current_step().map(|c| c.1.to_string()).unwrap_or_default();
         (self.actions.is_empty() || self.actions.contains(&action))
-            && (self.types.is_empty() || self.types.iter().any(|t| t == x.automation_type()))
+            && (self.types.is_empty() || self.types.iter().any(|t| t == x.automation_type().as_str()))
             && (self.subtypes.is_empty())
             && (self.tag_keys.is_empty() || tags.iter().any(|t| self.tag_keys.contains(&t.key)))
     }
@@ -67,25 +67,20 @@ pub(crate) async fn describe(
     let mut rest = Residual::default();
     for filter in i.filters.iter().flatten() {
         let values = filter.values.clone();
-        match filter.key.as_str() {
-            "DocumentNamePrefix" => f.name_prefixes.extend(values),
-            "ExecutionStatus" => f.statuses.extend(values),
-            "ExecutionId" => f.ids.extend(values),
-            "ParentExecutionId" => f.parents.extend(values),
-            "CurrentAction" => rest.actions.extend(values),
-            "StartTimeBefore" => f.start_before_ms = Some(time_value(&filter.key, &values)?),
-            "StartTimeAfter" => f.start_after_ms = Some(time_value(&filter.key, &values)?),
-            "AutomationType" => rest.types.extend(values),
-            "AutomationSubtype" => rest.subtypes.extend(values),
-            "TagKey" => rest.tag_keys.extend(values),
+        use AutomationExecutionFilterKey as K;
+        match filter.key {
+            K::DocumentNamePrefix => f.name_prefixes.extend(values),
+            K::ExecutionStatus => f.statuses.extend(values),
+            K::ExecutionId => f.ids.extend(values),
+            K::ParentExecutionId => f.parents.extend(values),
+            K::CurrentAction => rest.actions.extend(values),
+            K::StartTimeBefore => f.start_before_ms = Some(time_value(filter.key.as_str(), &values)?),
+            K::StartTimeAfter => f.start_after_ms = Some(time_value(filter.key.as_str(), &values)?),
+            K::AutomationType => rest.types.extend(values),
+            K::AutomationSubtype => rest.subtypes.extend(values),
+            K::TagKey => rest.tag_keys.extend(values),
             // No execution has a resource-group target or an OpsItem in ssmd.
-            "TargetResourceGroup" | "OpsItemId" => rest.impossible = true,
-            other => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidFilterKey,
-                    format!("The filter key {other} is not valid."),
-                ));
-            }
+            K::TargetResourceGroup | K::OpsItemId => rest.impossible = true,
         }
     }
     let size = page_size(i.max_results, 50) as usize;
@@ -144,22 +139,21 @@ pub(crate) async fn describe(
     })
 }
 
-fn step_matches(r: &StepRecord, key: &str, values: &[String]) -> Result<bool, ApiError> {
+fn step_matches(r: &StepRecord, key: StepExecutionFilterKey, values: &[String]) -> bool {
+    use StepExecutionFilterKey as K;
     let any = |v: Option<String>| v.is_some_and(|v| values.contains(&v));
-    Ok(match key {
-        "StepExecutionStatus" => values.iter().any(|v| v.eq_ignore_ascii_case(&r.status)),
-        "StepExecutionId" => any(Some(r.id.clone())),
-        "StepName" => any(Some(r.name.clone())),
-        "Action" => any(Some(r.action.clone())),
-        "ParentStepExecutionId" => any(r.parent.as_ref().map(|p| p.id.clone())),
-        "ParentStepIteration" => any(r.parent.as_ref().map(|p| p.iteration.to_string())),
-        "ParentStepIteratorValue" => any(r.parent.as_ref().and_then(|p| p.iterator_value.clone())),
-        "StartTimeBefore" => r.start_ms.is_some_and(|s| s < time_value(key, values).unwrap_or(i64::MIN)),
-        "StartTimeAfter" => r.start_ms.is_some_and(|s| s > time_value(key, values).unwrap_or(i64::MAX)),
-        other => {
-            return Err(ApiError::new(ErrorCode::InvalidFilterKey, format!("The filter key {other} is not valid.")));
-        }
-    })
+    let time = |default| time_value(key.as_str(), values).unwrap_or(default);
+    match key {
+        K::StepExecutionStatus => values.iter().any(|v| v.eq_ignore_ascii_case(r.status.as_str())),
+        K::StepExecutionId => any(Some(r.id.clone())),
+        K::StepName => any(Some(r.name.clone())),
+        K::Action => any(Some(r.action.clone())),
+        K::ParentStepExecutionId => any(r.parent.as_ref().map(|p| p.id.clone())),
+        K::ParentStepIteration => any(r.parent.as_ref().map(|p| p.iteration.to_string())),
+        K::ParentStepIteratorValue => any(r.parent.as_ref().and_then(|p| p.iterator_value.clone())),
+        K::StartTimeBefore => r.start_ms.is_some_and(|s| s < time(i64::MIN)),
+        K::StartTimeAfter => r.start_ms.is_some_and(|s| s > time(i64::MAX)),
+    }
 }
 
 pub(crate) async fn describe_steps(
@@ -171,8 +165,8 @@ pub(crate) async fn describe_steps(
     let (_, x) = svc.own_execution(caller, &i.automation_execution_id).await?;
     let filters = i.filters.unwrap_or_default();
     for filter in &filters {
-        if filter.key.starts_with("StartTime") {
-            time_value(&filter.key, &filter.values)?;
+        if matches!(filter.key, StepExecutionFilterKey::StartTimeBefore | StepExecutionFilterKey::StartTimeAfter) {
+            time_value(filter.key.as_str(), &filter.values)?;
         }
     }
     // Records are only ever appended, so a page resumes after the index of the last record it
@@ -181,7 +175,7 @@ pub(crate) async fn describe_steps(
     for (index, r) in x.steps.iter().enumerate() {
         let mut keep = true;
         for filter in &filters {
-            keep &= step_matches(r, &filter.key, &filter.values)?;
+            keep &= step_matches(r, filter.key, &filter.values);
         }
         if keep {
             steps.push((index, r));

@@ -2,7 +2,7 @@
 //! `AutomationExecutionMetadata` (DescribeAutomationExecutions) and `StepExecution`.
 
 use serde_json::{Map, Value};
-use ssmd_core::automation::execution::{Execution, StepRecord, status};
+use ssmd_core::automation::execution::{Execution, StepRecord};
 use ssmd_core::automation::machine;
 use ssmd_core::automation::params::to_wire;
 use ssmd_core::automation::runbook::Runbook;
@@ -26,10 +26,10 @@ pub(crate) fn step(r: &StepRecord) -> StepExecution {
         max_attempts: p.map(|p| p.max_attempts as i32),
         execution_start_time: r.start_ms.map(epoch_seconds),
         execution_end_time: r.end_ms.map(epoch_seconds),
-        step_status: Some(r.status.clone()),
+        step_status: Some(r.status),
         inputs,
         outputs: (!r.outputs.is_empty()).then(|| wire(&r.outputs)),
-        failure_message: r.failure_message.clone().filter(|_| r.status != status::SUCCESS),
+        failure_message: r.failure_message.clone().filter(|_| r.status != AutomationExecutionStatus::Success),
         failure_details: r.failure.as_ref().map(|(stage, kind)| FailureDetails {
             failure_stage: Some(stage.clone()),
             failure_type: Some(kind.clone()),
@@ -72,13 +72,14 @@ fn targets_summary(x: &Execution) -> Option<TargetsSummary> {
 }
 
 fn progress(x: &Execution) -> ProgressCounters {
-    let count = |s: &str| x.steps.iter().filter(|r| r.status == s).count() as i32;
+    use AutomationExecutionStatus as S;
+    let count = |s: S| x.steps.iter().filter(|r| r.status == s).count() as i32;
     ProgressCounters {
-        total_steps: Some(x.steps.iter().filter(|r| r.status != status::PENDING).count() as i32),
-        success_steps: Some(count(status::SUCCESS)),
-        failed_steps: Some(count(status::FAILED)),
-        cancelled_steps: Some(count(status::CANCELLED)),
-        timed_out_steps: Some(count(status::TIMED_OUT)),
+        total_steps: Some(x.steps.iter().filter(|r| r.status != S::Pending).count() as i32),
+        success_steps: Some(count(S::Success)),
+        failed_steps: Some(count(S::Failed)),
+        cancelled_steps: Some(count(S::Cancelled)),
+        timed_out_steps: Some(count(S::TimedOut)),
     }
 }
 
@@ -95,13 +96,13 @@ pub(crate) fn execution(x: &Execution, rb: &Runbook) -> AutomationExecution {
         document_version: Some(x.document_version.clone()),
         execution_start_time: Some(epoch_seconds(x.start_ms)),
         execution_end_time: x.end_ms.map(epoch_seconds),
-        automation_execution_status: Some(x.status.clone()),
+        automation_execution_status: Some(x.status),
         step_executions: Some(x.steps.iter().map(step).collect()),
         step_executions_truncated: Some(false),
         parameters: Some(parameters(x)),
         outputs: Some(machine::document_outputs(x, rb)),
         failure_message: x.failure_message.clone(),
-        mode: Some(x.mode.clone()),
+        mode: Some(x.mode),
         parent_automation_execution_id: x.parent_id.clone(),
         executed_by: Some(x.executed_by.clone()),
         current_step_name: current.map(|c| c.0.to_string()),
@@ -129,12 +130,12 @@ pub(crate) fn metadata(x: &Execution, outputs: BTreeMap<String, Vec<String>>) ->
         automation_execution_id: Some(x.id.clone()),
         document_name: Some(x.document_name.clone()),
         document_version: Some(x.document_version.clone()),
-        automation_execution_status: Some(x.status.clone()),
+        automation_execution_status: Some(x.status),
         execution_start_time: Some(epoch_seconds(x.start_ms)),
         execution_end_time: x.end_ms.map(epoch_seconds),
         executed_by: Some(x.executed_by.clone()),
         outputs: Some(outputs),
-        mode: Some(x.mode.clone()),
+        mode: Some(x.mode),
         parent_automation_execution_id: x.parent_id.clone(),
         current_step_name: current.map(|c| c.0.to_string()),
         current_action: current.map(|c| c.1.to_string()),
@@ -146,7 +147,7 @@ pub(crate) fn metadata(x: &Execution, outputs: BTreeMap<String, Vec<String>>) ->
         max_concurrency: x.echo.max_concurrency.clone(),
         max_errors: x.echo.max_errors.clone(),
         target: x.target.clone(),
-        automation_type: Some(x.automation_type().into()),
+        automation_type: Some(x.automation_type()),
         alarm_configuration: x.echo.alarm_configuration.clone(),
         ..Default::default()
     }

@@ -5,11 +5,11 @@
 
 use crate::{Service, store_error, tags};
 use serde_json::{Map, Value};
-use ssmd_core::automation::execution::{Echo, Execution, FanItem, mode, status};
+use ssmd_core::automation::execution::{Echo, Execution, FanItem};
 use ssmd_core::automation::machine;
 use ssmd_core::automation::params::{ParamError, resolve_parameters};
 use ssmd_core::automation::runbook::Runbook;
-use ssmd_core::document::{Format, parse};
+use ssmd_core::document::parse;
 use ssmd_core::rate::{self, RateController};
 use ssmd_model::shapes::*;
 use ssmd_model::{ApiError, Caller, ErrorCode};
@@ -48,8 +48,11 @@ pub(crate) async fn start(
 ) -> Result<StartAutomationExecutionResult, ApiError> {
     let id = ssmd_core::ids::uuid();
     let new = prepare(svc, caller, &i, Origin { id: id.clone(), parent: None, target: None }).await?;
-    let queued =
-        svc.store.count_executions(&caller.account, &caller.region, &[status::PENDING]).await.map_err(store_error)?;
+    let queued = svc
+        .store
+        .count_executions(&caller.account, &caller.region, &[AutomationExecutionStatus::Pending.as_str()])
+        .await
+        .map_err(store_error)?;
     if queued >= svc.automation.settings.max_queued {
         return Err(ApiError::new(
             ErrorCode::AutomationExecutionLimitExceededException,
@@ -78,8 +81,8 @@ pub(crate) async fn prepare(
         return Err(validation("TargetParameterName can only be specified together with Targets."));
     }
     let fanned = i.targets.is_some() || i.target_maps.is_some();
-    let mode_name = i.mode.clone().unwrap_or_else(|| mode::AUTO.into());
-    if fanned && mode_name == mode::INTERACTIVE {
+    let mode_name = i.mode.unwrap_or(ExecutionMode::Auto);
+    if fanned && mode_name == ExecutionMode::Interactive {
         return Err(validation("Targets and TargetMaps run in Auto mode only."));
     }
     if i.target_locations_url.is_some() {
@@ -116,7 +119,7 @@ pub(crate) async fn prepare(
             _ => e,
         },
     )?;
-    if resolved.doc.doc_type != "Automation" {
+    if resolved.doc_type()? != DocumentType::Automation {
         return Err(ApiError::new(
             ErrorCode::AutomationDefinitionNotFoundException,
             format!(
@@ -126,8 +129,7 @@ pub(crate) async fn prepare(
         ));
     }
     let (sha, runbook_json, rb) = svc.parse_runbook(&resolved.version.hash, || {
-        let format = Format::from_wire(&resolved.version.format).unwrap_or(Format::Json);
-        parse(&resolved.version.content, format, "Automation")
+        parse(&resolved.version.content, resolved.format()?, DocumentType::Automation)
             .map(|p| p.value)
             .map_err(|e| ApiError::internal(format!("stored runbook does not parse: {e:?}")))
     })?;
@@ -164,15 +166,15 @@ pub(crate) async fn prepare(
         region: caller.region.clone(),
         document_name: resolved.reported_name(),
         document_version: resolved.version.version.to_string(),
-        mode: mode_name.clone(),
-        status: status::PENDING.into(),
+        mode: mode_name,
+        status: AutomationExecutionStatus::Pending,
         executed_by: caller.arn.clone(),
         start_ms: now,
         end_ms: None,
         parameters,
         variables,
         steps,
-        at: machine::initial_position(&rb, &mode_name),
+        at: machine::initial_position(&rb, mode_name),
         loops: Vec::new(),
         failure_message: None,
         failed: None,
@@ -208,7 +210,7 @@ pub(crate) async fn prepare(
         account: caller.account.clone(),
         region: caller.region.clone(),
         document_name: x.document_name.clone(),
-        status: x.status.clone(),
+        status: x.status.to_string(),
         parent_id: origin.parent,
         start_ms: now,
         runbook_sha: sha,

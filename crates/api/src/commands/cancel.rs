@@ -69,16 +69,23 @@ pub(crate) async fn cancel(
             if only.as_ref().is_some_and(|o| !o.contains(&inv.instance_id)) {
                 continue;
             }
-            if inv.dispatched_ms.is_none() || not_started(&inv.status) {
+            let status = match invocation_status(&inv) {
+                Ok(s) => s,
+                Err(e) => {
+                    failure = Some(e);
+                    return None;
+                }
+            };
+            if inv.dispatched_ms.is_none() || not_started(status) {
                 ends.end(&mut p, inv, End::Cancelled, now);
-            } else if inv.status == "InProgress" {
-                inv.status = "Cancelling".into();
-                inv.status_details = "Cancelling".into();
+            } else if status == InvStatus::InProgress {
+                inv.status = InvStatus::Cancelling.to_string();
+                inv.status_details = InvStatus::Cancelling.to_string();
                 cancels.push((ssmd_core::ids::uuid(), inv.instance_id.clone()));
                 cancelling.push(inv);
             }
         }
-        let mut s = ends.into_settlement(settlement(row, &mut p, false));
+        let mut s = ends.into_settlement(settlement(row, &mut p, false)?);
         s.invocations.extend(cancelling);
         s.cancel_messages = cancels;
         Some(s)

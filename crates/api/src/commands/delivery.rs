@@ -145,19 +145,18 @@ async fn get_messages(svc: &Service, node: &str, input: &Value) -> Result<Value,
 /// no longer applies to it. A read first, so the usual case (already InProgress) writes nothing.
 async fn picked_up(svc: &Service, caller: &Caller, command_id: &str, node: &str) -> Result<(), ApiError> {
     let inv = svc.store.invocation(&caller.account, &caller.region, command_id, node).await.map_err(store_error)?;
-    if !inv.is_some_and(|i| not_started(&i.status) && i.dispatched_ms.is_some()) {
+    if !inv.is_some_and(|i| invocation_status(&i).is_ok_and(not_started) && i.dispatched_ms.is_some()) {
         return Ok(());
     }
     let now = svc.now_ms();
     settle(svc, command_id, Scope::One(node), None, |row, invocations| {
         let mut inv = invocations.into_iter().next()?;
-        if inv.dispatched_ms.is_none() || !not_started(&inv.status) {
+        if inv.dispatched_ms.is_none() || !not_started(or_log(invocation_status(&inv))?) {
             return None;
         }
-        inv.status = "InProgress".into();
-        inv.status_details = "InProgress".into();
+        mark_in_progress(&mut inv);
         inv.started_ms = inv.started_ms.or(Some(now));
-        let mut s = started(row);
+        let mut s = started(row)?;
         s.invocations = vec![inv];
         Some(s)
     })
@@ -174,13 +173,13 @@ async fn fail_message(svc: &Service, node: &str, input: &Value) -> Result<Value,
         let now = svc.now_ms();
         settle(svc, &command_id, Scope::One(node), None, |row, invocations| {
             let inv = invocations.into_iter().next()?;
-            if ssmd_store::FINAL_STATUSES.contains(&inv.status.as_str()) {
+            if is_final(or_log(invocation_status(&inv))?) {
                 return None;
             }
             let mut p = progress(row).ok()?;
             let mut ends = Ends::default();
             ends.end(&mut p, inv, End::Undeliverable, now);
-            Some(ends.into_settlement(settlement(row, &mut p, true)))
+            Some(ends.into_settlement(settlement(row, &mut p, true)?))
         })
         .await?;
     }
@@ -196,10 +195,13 @@ fn reply_plugin(name: &str, v: &Value, now: i64) -> Plugin {
     let status = text("status");
     let end = End::from_agent(&status);
     let code = v.get("code").and_then(Value::as_i64).unwrap_or(if end.is_some() { 0 } else { -1 });
+    // `NotStarted` is the agent's word (its protocol, not the SSM model) for a plugin it has
+    // not begun; any other non-final status means the plugin runs. StatusDetails (free text)
+    // says the same as Status in both cases.
     let (status, details) = match end {
-        Some(e) => (e.status().to_string(), e.details().to_string()),
-        None if status == "NotStarted" => ("Pending".into(), "Pending".into()),
-        None => ("InProgress".into(), "InProgress".into()),
+        Some(e) => (e.plugin_status(), e.details().to_string()),
+        None if status == "NotStarted" => (CommandPluginStatus::Pending, CommandPluginStatus::Pending.to_string()),
+        None => (CommandPluginStatus::InProgress, CommandPluginStatus::InProgress.to_string()),
     };
     Plugin {
         name: v.get("stepName").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(name).replace('\0', ""),
@@ -252,13 +254,14 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
             unsent = true;
             return None;
         };
-        if ssmd_store::FINAL_STATUSES.contains(&inv.status.as_str()) {
+        let status = or_log(invocation_status(&inv))?;
+        if is_final(status) {
             return None; // a late or repeated reply never rewrites a final result
         }
         inv.started_ms = inv.started_ms.or(Some(now));
         // Merge: a plugin keeps its first start time; one first seen finished started with the
         // invocation (the agent's first reply carries no plugins).
-        let before = plugins(&inv);
+        let before = or_log(plugins(&inv))?;
         let mut list = reported.clone();
         for pl in &mut list {
             let old = before.iter().find(|o| o.name == pl.name).and_then(|o| o.start_ms);
@@ -282,15 +285,14 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
                     .unwrap_or(if end == End::Success { 0 } else { 1 });
                 let mut ends = Ends::default();
                 ends.end(&mut p, inv, end, now);
-                ends.into_settlement(settlement(row, &mut p, true))
+                ends.into_settlement(settlement(row, &mut p, true)?)
             }
             None => {
-                if not_started(&inv.status) {
-                    inv.status = "InProgress".into();
-                    inv.status_details = "InProgress".into();
+                if not_started(status) {
+                    mark_in_progress(&mut inv);
                 }
                 // Progress is untouched: the command only moves from Pending to InProgress.
-                let mut s = started(row);
+                let mut s = started(row)?;
                 s.acked = vec![inv.instance_id.clone()];
                 s.invocations = vec![inv];
                 s

@@ -16,9 +16,11 @@ pub(crate) mod query;
 pub(crate) mod send;
 pub mod worker;
 
+use crate::errors::stored;
 use crate::{Service, store_error};
 use serde::{Deserialize, Serialize};
 use ssmd_core::command::{End, Progress};
+use ssmd_model::enums::CommandInvocationStatus as InvStatus;
 use ssmd_model::shapes::*;
 use ssmd_model::{ApiError, ErrorCode};
 use ssmd_store::{CommandRow, InvocationRow, Scope, Settlement};
@@ -78,10 +80,10 @@ impl Hub {
 
 /// A plugin's result as kept with its invocation: the `CommandPlugin` fields plus the output
 /// GetCommandInvocation returns.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Plugin {
     pub name: String,
-    pub status: String,
+    pub status: CommandPluginStatus,
     pub status_details: String,
     pub response_code: i64,
     pub start_ms: Option<i64>,
@@ -95,7 +97,7 @@ impl Plugin {
     fn shape(&self, spec: &Command) -> CommandPlugin {
         CommandPlugin {
             name: Some(self.name.clone()),
-            status: Some(self.status.clone()),
+            status: Some(self.status),
             status_details: Some(self.status_details.clone()),
             response_code: Some(self.response_code as i32),
             response_start_date_time: self.start_ms.map(ssmd_core::clock::epoch_seconds),
@@ -111,8 +113,53 @@ impl Plugin {
 }
 
 /// The plugins stored with an invocation.
-pub(crate) fn plugins(i: &InvocationRow) -> Vec<Plugin> {
-    serde_json::from_str(&i.plugins).unwrap_or_default()
+pub(crate) fn plugins(i: &InvocationRow) -> Result<Vec<Plugin>, ApiError> {
+    serde_json::from_str(&i.plugins).map_err(|e| {
+        ApiError::internal(format!("the plugins of {} on {} do not read back: {e}", i.command_id, i.instance_id))
+    })
+}
+
+/// A stored command's `Status`.
+pub(crate) fn command_status(row: &CommandRow) -> Result<CommandStatus, ApiError> {
+    stored(&row.status)
+}
+
+/// A stored invocation's `Status`.
+pub(crate) fn invocation_status(i: &InvocationRow) -> Result<InvStatus, ApiError> {
+    stored(&i.status)
+}
+
+/// Inside a settle, which can only decline: a stored value that does not read back is logged
+/// (as the protocol layer logs an internal error) and the settle declines, leaving the rows as
+/// they are.
+pub(crate) fn or_log<T>(r: Result<T, ApiError>) -> Option<T> {
+    r.map_err(|e| {
+        tracing::error!(error = %e, detail = e.internal_detail().unwrap_or_default(), "a command row does not read back")
+    })
+    .ok()
+}
+
+/// Whether an invocation's result is final (`ssmd_store::FINAL_STATUSES`, which the store's
+/// queries use, lists the same statuses; a test keeps them equal).
+pub(crate) fn is_final(s: InvStatus) -> bool {
+    matches!(s, InvStatus::Success | InvStatus::Failed | InvStatus::TimedOut | InvStatus::Cancelled)
+}
+
+/// Whether a command's status is final.
+pub(crate) fn command_is_final(s: CommandStatus) -> bool {
+    matches!(s, CommandStatus::Success | CommandStatus::Failed | CommandStatus::TimedOut | CommandStatus::Cancelled)
+}
+
+/// The invocation status a plugin status is reported as (every plugin status is one).
+pub(crate) fn plugin_as_invocation(s: CommandPluginStatus) -> InvStatus {
+    match s {
+        CommandPluginStatus::Pending => InvStatus::Pending,
+        CommandPluginStatus::InProgress => InvStatus::InProgress,
+        CommandPluginStatus::Success => InvStatus::Success,
+        CommandPluginStatus::TimedOut => InvStatus::TimedOut,
+        CommandPluginStatus::Cancelled => InvStatus::Cancelled,
+        CommandPluginStatus::Failed => InvStatus::Failed,
+    }
 }
 
 /// The static part of a command (what SendCommand answered, before counters and status).
@@ -121,21 +168,25 @@ pub(crate) fn spec(row: &CommandRow) -> Command {
 }
 
 /// The `Command` shape of a stored command.
-pub(crate) fn command_shape(row: &CommandRow) -> Command {
-    Command {
-        status: Some(row.status.clone()),
+pub(crate) fn command_shape(row: &CommandRow) -> Result<Command, ApiError> {
+    Ok(Command {
+        status: Some(command_status(row)?),
         status_details: Some(row.status_details.clone()),
         target_count: Some(row.target_count as i32),
         completed_count: Some(row.completed_count as i32),
         error_count: Some(row.error_count as i32),
         delivery_timed_out_count: Some(row.delivery_timed_out_count as i32),
         ..spec(row)
-    }
+    })
 }
 
 /// The `CommandInvocation` shape of a stored invocation.
-pub(crate) fn invocation_shape(spec: &Command, i: &InvocationRow, details: bool) -> CommandInvocation {
-    CommandInvocation {
+pub(crate) fn invocation_shape(
+    spec: &Command,
+    i: &InvocationRow,
+    details: bool,
+) -> Result<CommandInvocation, ApiError> {
+    Ok(CommandInvocation {
         command_id: Some(i.command_id.clone()),
         instance_id: Some(i.instance_id.clone()),
         instance_name: Some(i.instance_name.clone()),
@@ -143,12 +194,12 @@ pub(crate) fn invocation_shape(spec: &Command, i: &InvocationRow, details: bool)
         document_name: spec.document_name.clone(),
         document_version: spec.document_version.clone(),
         requested_date_time: Some(ssmd_core::clock::epoch_seconds(i.requested_ms)),
-        status: Some(i.status.clone()),
+        status: Some(invocation_status(i)?),
         status_details: Some(i.status_details.clone()),
         trace_output: Some(String::new()),
         standard_output_url: Some(String::new()),
         standard_error_url: Some(String::new()),
-        command_plugins: Some(if details { plugins(i).iter().map(|p| p.shape(spec)).collect() } else { vec![] }),
+        command_plugins: Some(if details { plugins(i)?.iter().map(|p| p.shape(spec)).collect() } else { vec![] }),
         service_role: Some(spec.service_role.clone().unwrap_or_default()),
         notification_config: Some(spec.notification_config.clone().unwrap_or_else(|| NotificationConfig {
             notification_arn: Some(String::new()),
@@ -156,7 +207,7 @@ pub(crate) fn invocation_shape(spec: &Command, i: &InvocationRow, details: bool)
             notification_type: Some(String::new()),
         })),
         cloud_watch_output_config: spec.cloud_watch_output_config.clone(),
-    }
+    })
 }
 
 /// The command's progress as stored.
@@ -166,20 +217,22 @@ pub(crate) fn progress(row: &CommandRow) -> Result<Progress, ApiError> {
 
 /// A settlement that writes `p` and the command's derived status and counters; the caller adds
 /// its invocation changes. Once dispatch has stopped on errors, the targets never sent end here
-/// (Cancelled / Terminated), so the command can finish.
-pub(crate) fn settlement(row: &CommandRow, p: &mut Progress, started: bool) -> Settlement {
+/// (Cancelled / Terminated), so the command can finish. `None` (logged): the row's status does
+/// not read back.
+pub(crate) fn settlement(row: &CommandRow, p: &mut Progress, started: bool) -> Option<Settlement> {
+    let was = or_log(command_status(row))?;
     let terminated = p.terminate_unsent();
-    let (status, details) = p.status(started || row.status != "Pending");
-    Settlement {
+    let (status, details) = p.status(started || was != CommandStatus::Pending);
+    Some(Settlement {
         terminate_unsent: terminated > 0,
-        status: status.into(),
+        status: status.to_string(),
         status_details: details.into(),
         progress: serde_json::to_string(p).expect("progress serialises"),
         completed_count: p.completed as i64,
         error_count: p.errors as i64,
         delivery_timed_out_count: p.delivery_timed_out as i64,
         ..Default::default()
-    }
+    })
 }
 
 /// Invocations ended in one settle, and what that frees: the one way an invocation ends
@@ -203,7 +256,7 @@ impl Ends {
         } else {
             p.end_unsent(seq, end);
         }
-        inv.status = end.status().into();
+        inv.status = end.status().to_string();
         inv.status_details = end.details().into();
         inv.ended_ms = Some(now);
         self.invocations.push(inv);
@@ -219,14 +272,16 @@ impl Ends {
 }
 
 /// A settlement that leaves the command's progress and counters as they are, only marking it
-/// InProgress if it was Pending (a node reported it started).
-pub(crate) fn started(row: &CommandRow) -> Settlement {
-    let (status, details) = if row.status == "Pending" {
-        ("InProgress".to_string(), "InProgress".to_string())
+/// InProgress if it was Pending (a node reported it started). `None` (logged): the row's status
+/// does not read back.
+pub(crate) fn started(row: &CommandRow) -> Option<Settlement> {
+    let (status, details) = if or_log(command_status(row))? == CommandStatus::Pending {
+        let s = CommandStatus::InProgress.to_string();
+        (s.clone(), s)
     } else {
         (row.status.clone(), row.status_details.clone())
     };
-    Settlement {
+    Some(Settlement {
         status,
         status_details: details,
         progress: row.progress.clone(),
@@ -234,12 +289,18 @@ pub(crate) fn started(row: &CommandRow) -> Settlement {
         error_count: row.error_count,
         delivery_timed_out_count: row.delivery_timed_out_count,
         ..Default::default()
-    }
+    })
 }
 
 /// Invocation statuses in which the node has not picked the command up yet.
-pub(crate) fn not_started(status: &str) -> bool {
-    status == "Pending" || status == "Delayed"
+pub(crate) fn not_started(status: InvStatus) -> bool {
+    matches!(status, InvStatus::Pending | InvStatus::Delayed)
+}
+
+/// Marks an invocation InProgress (its node picked it up); the details say the same.
+pub(crate) fn mark_in_progress(inv: &mut InvocationRow) {
+    inv.status = InvStatus::InProgress.to_string();
+    inv.status_details = InvStatus::InProgress.to_string();
 }
 
 /// Runs a settle on command `id` (the nodes that get new messages are woken by the store's
@@ -270,5 +331,23 @@ pub(crate) fn cut(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => s[..i].to_string(),
         None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_statuses_agree_with_the_store() {
+        let sorted = |mut v: Vec<&'static str>| {
+            v.sort();
+            v
+        };
+        let store = sorted(ssmd_store::FINAL_STATUSES.to_vec());
+        let invocations = InvStatus::ALL.iter().filter(|s| is_final(**s)).map(InvStatus::as_str).collect();
+        assert_eq!(sorted(invocations), store);
+        let commands = CommandStatus::ALL.iter().filter(|s| command_is_final(**s)).map(CommandStatus::as_str).collect();
+        assert_eq!(sorted(commands), store);
     }
 }

@@ -11,17 +11,12 @@ fn bad_filter(msg: String) -> ApiError {
     ApiError::new(ErrorCode::InvalidFilterKey, msg)
 }
 
-const COMMAND_STATUSES: &[&str] =
-    &["Pending", "InProgress", "Success", "Cancelled", "Failed", "TimedOut", "Cancelling"];
-const INVOCATION_STATUSES: &[&str] =
-    &["Pending", "InProgress", "Delayed", "Success", "Cancelled", "Failed", "TimedOut", "Cancelling"];
-
-/// The store filter for a request's CommandId, InstanceId and Filters.
-fn filter(
+/// The store filter for a request's CommandId, InstanceId and Filters; `Status` values must be
+/// one of `S` (the command or the invocation statuses).
+fn filter<S: std::str::FromStr>(
     command_id: Option<&String>,
     instance_id: Option<&String>,
     filters: Option<&Vec<ssmd_model::shapes::CommandFilter>>,
-    statuses: &[&str],
 ) -> Result<CommandFilter, ApiError> {
     let mut f =
         CommandFilter { command_id: command_id.cloned(), instance_id: instance_id.cloned(), ..Default::default() };
@@ -31,20 +26,21 @@ fn filter(
                 bad_filter(format!("The {} filter value {} is not an ISO 8601 UTC date and time.", x.key, x.value))
             })
         };
-        match x.key.as_str() {
-            "InvokedAfter" => f.invoked_after_ms = Some(time()?),
-            "InvokedBefore" => f.invoked_before_ms = Some(time()?),
-            "DocumentName" => f.document_name = Some(x.value.clone()),
-            "Status" if statuses.contains(&x.value.as_str()) => f.statuses.push(x.value.clone()),
-            "Status" => return Err(bad_filter(format!("The Status filter value {} is not valid.", x.value))),
-            "ExecutionStage" => {
+        match x.key {
+            CommandFilterKey::InvokedAfter => f.invoked_after_ms = Some(time()?),
+            CommandFilterKey::InvokedBefore => f.invoked_before_ms = Some(time()?),
+            CommandFilterKey::DocumentName => f.document_name = Some(x.value.clone()),
+            CommandFilterKey::Status if x.value.parse::<S>().is_ok() => f.statuses.push(x.value.clone()),
+            CommandFilterKey::Status => {
+                return Err(bad_filter(format!("The Status filter value {} is not valid.", x.value)));
+            }
+            CommandFilterKey::ExecutionStage => {
                 f.complete = Some(match x.value.as_str() {
                     "Executing" => false,
                     "Complete" => true,
                     other => return Err(bad_filter(format!("The ExecutionStage filter value {other} is not valid."))),
                 })
             }
-            other => return Err(bad_filter(format!("The filter key {other} is not valid."))),
         }
     }
     Ok(f)
@@ -56,11 +52,11 @@ pub(crate) async fn list_commands(
     i: ListCommandsRequest,
 ) -> Result<ListCommandsResult, ApiError> {
     let op = "ListCommands";
-    let mut f = filter(i.command_id.as_ref(), i.instance_id.as_ref(), i.filters.as_ref(), COMMAND_STATUSES)?;
+    let mut f = filter::<CommandStatus>(i.command_id.as_ref(), i.instance_id.as_ref(), i.filters.as_ref())?;
     if let Some(done) = f.complete.take() {
         // A command's stage follows its status.
-        let finals = ["Success", "Cancelled", "Failed", "TimedOut"];
-        let pick: Vec<&str> = COMMAND_STATUSES.iter().copied().filter(|s| finals.contains(s) == done).collect();
+        let pick: Vec<&str> =
+            CommandStatus::ALL.iter().filter(|s| command_is_final(**s) == done).map(CommandStatus::as_str).collect();
         f.statuses = if f.statuses.is_empty() {
             pick.iter().map(|s| s.to_string()).collect()
         } else {
@@ -80,7 +76,10 @@ pub(crate) async fn list_commands(
         let last = &rows[rows.len() - 1];
         svc.issue_token(caller, op, json!({"t": last.requested_ms, "id": last.id}))
     });
-    Ok(ListCommandsResult { commands: Some(rows.iter().map(command_shape).collect()), next_token: next })
+    Ok(ListCommandsResult {
+        commands: Some(rows.iter().map(command_shape).collect::<Result<_, ApiError>>()?),
+        next_token: next,
+    })
 }
 
 pub(crate) async fn list_invocations(
@@ -89,7 +88,7 @@ pub(crate) async fn list_invocations(
     i: ListCommandInvocationsRequest,
 ) -> Result<ListCommandInvocationsResult, ApiError> {
     let op = "ListCommandInvocations";
-    let f = filter(i.command_id.as_ref(), i.instance_id.as_ref(), i.filters.as_ref(), INVOCATION_STATUSES)?;
+    let f = filter::<InvStatus>(i.command_id.as_ref(), i.instance_id.as_ref(), i.filters.as_ref())?;
     let after = svc.open_token(caller, op, i.next_token.as_deref())?;
     let after = after
         .as_ref()
@@ -114,7 +113,7 @@ pub(crate) async fn list_invocations(
                 .ok_or_else(invalid_command)?;
             specs.insert(r.command_id.clone(), spec(&c));
         }
-        out.push(invocation_shape(&specs[&r.command_id], r, i.details.unwrap_or(false)));
+        out.push(invocation_shape(&specs[&r.command_id], r, i.details.unwrap_or(false))?);
     }
     Ok(ListCommandInvocationsResult { command_invocations: Some(out), next_token: next })
 }
@@ -147,7 +146,7 @@ pub(crate) async fn get_invocation(
             )
         })?;
     let spec = spec(&c);
-    let list = plugins(&inv);
+    let list = plugins(&inv)?;
     // One plugin's view (named, or the only one), else the invocation's.
     let plugin = match &i.plugin_name {
         Some(name) => Some(list.iter().find(|p| &p.name == name).cloned().ok_or_else(|| {
@@ -160,7 +159,7 @@ pub(crate) async fn get_invocation(
     };
     let (status, details, code, start, end, stdout, stderr) = match &plugin {
         Some(p) => (
-            p.status.clone(),
+            plugin_as_invocation(p.status),
             p.status_details.clone(),
             p.response_code,
             p.start_ms.or(inv.started_ms),
@@ -169,7 +168,7 @@ pub(crate) async fn get_invocation(
             p.stderr.clone(),
         ),
         None => (
-            inv.status.clone(),
+            invocation_status(&inv)?,
             inv.status_details.clone(),
             inv.response_code,
             inv.started_ms,
@@ -180,9 +179,10 @@ pub(crate) async fn get_invocation(
     };
     // A plugin the node last reported running shows its invocation's state once that is being
     // cancelled or has ended without the plugin's own result (cancelled, undeliverable).
-    let settled = |s: &str| ssmd_store::FINAL_STATUSES.contains(&s) || s == "Cancelling";
-    let (status, details) = if plugin.is_some() && !settled(&status) && settled(&inv.status) {
-        (inv.status.clone(), inv.status_details.clone())
+    let settled = |s: InvStatus| is_final(s) || s == InvStatus::Cancelling;
+    let inv_status = invocation_status(&inv)?;
+    let (status, details) = if plugin.is_some() && !settled(status) && settled(inv_status) {
+        (inv_status, inv.status_details.clone())
     } else {
         (status, details)
     };
@@ -218,14 +218,20 @@ pub(crate) async fn first_result(svc: &Service, c: &CommandRow) -> ssmd_core::au
     let f = CommandFilter { command_id: Some(c.id.clone()), ..Default::default() };
     let first =
         svc.store.invocations_page(&c.account, &c.region, &f, None, 1).await.ok().and_then(|v| v.into_iter().next());
-    let (response_code, output) = match &first {
-        Some(i) => (i.response_code, plugins(i).iter().map(|p| p.output.as_str()).collect::<Vec<_>>().join("\n")),
-        None => (-1, String::new()),
+    let (response_code, plugins) = match &first {
+        Some(i) => (i.response_code, plugins(i)),
+        None => (-1, Ok(vec![])),
     };
-    ssmd_core::automation::machine::Outcome::Command {
-        id: c.id.clone(),
-        status: c.status.clone(),
-        response_code,
-        output,
+    match (command_status(c), plugins) {
+        (Ok(status), Ok(plugins)) => ssmd_core::automation::machine::Outcome::Command {
+            id: c.id.clone(),
+            status,
+            response_code,
+            output: plugins.iter().map(|p| p.output.as_str()).collect::<Vec<_>>().join("\n"),
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            or_log::<()>(Err(e));
+            ssmd_core::automation::machine::Outcome::failed(format!("The command {} could not be read back.", c.id))
+        }
     }
 }

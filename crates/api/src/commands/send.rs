@@ -6,7 +6,7 @@ use super::*;
 use serde_json::{Value, json};
 use ssmd_core::automation::params::{ParamError, resolve_parameters};
 use ssmd_core::clock::epoch_seconds;
-use ssmd_core::document::{self, Format};
+use ssmd_core::document;
 use ssmd_model::Caller;
 use ssmd_store::NewCommand;
 
@@ -96,7 +96,7 @@ pub(crate) async fn send_with_id(
         }
     };
     let resolved = svc.resolve_document(caller, &i.document_name, i.document_version.as_deref(), None).await?;
-    if resolved.doc.doc_type != "Command" {
+    if resolved.doc_type()? != DocumentType::Command {
         return Err(ApiError::new(
             ErrorCode::InvalidDocument,
             format!(
@@ -106,7 +106,7 @@ pub(crate) async fn send_with_id(
         ));
     }
     if let Some(hash) = &i.document_hash {
-        if i.document_hash_type.as_deref() == Some("Sha1") {
+        if i.document_hash_type == Some(DocumentHashType::Sha1) {
             return Err(ApiError::new(
                 ErrorCode::InvalidDocument,
                 "ssmd documents carry Sha256 hashes only; Sha1 is not supported.",
@@ -116,8 +116,7 @@ pub(crate) async fn send_with_id(
             return Err(ApiError::new(ErrorCode::InvalidDocument, "The document hash does not match the document."));
         }
     }
-    let format = Format::from_wire(&resolved.version.format).unwrap_or(Format::Json);
-    let content = document::parse(&resolved.version.content, format, "Command")
+    let content = document::parse(&resolved.version.content, resolved.format()?, DocumentType::Command)
         .map_err(|e| ApiError::new(ErrorCode::InvalidDocument, format!("The document can't be run: {e}")))?
         .value;
     let supplied = i.parameters.clone().unwrap_or_default();
@@ -183,7 +182,7 @@ pub(crate) async fn send_with_id(
         requested_ms: now,
         deliver_by_ms: now + i64::from(timeout) * 1000,
         document_name: document_name.clone(),
-        status: status.into(),
+        status: status.to_string(),
         status_details: details.into(),
         spec: serde_json::to_string(&spec).expect("command serialises"),
         payload: payload.to_string(),
@@ -195,7 +194,7 @@ pub(crate) async fn send_with_id(
     // The answer is what was just stored: no need to read it back.
     Ok(SendCommandResult {
         command: Some(Command {
-            status: Some(status.into()),
+            status: Some(status),
             status_details: Some(details.into()),
             target_count: Some(nodes.len() as i32),
             completed_count: Some(p.completed as i32),

@@ -95,15 +95,15 @@ pub async fn expire(svc: &Service, id: &str, now: i64) -> Result<Option<i64>, Ap
         let final_pass = now >= expires;
         let mut ends = Ends::default();
         for inv in invocations {
-            let end = match inv.status.as_str() {
+            let end = match or_log(invocation_status(&inv))? {
                 s if not_started(s) => End::DeliveryTimedOut,
-                "Cancelling" if final_pass => End::Cancelled,
+                InvStatus::Cancelling if final_pass => End::Cancelled,
                 _ if final_pass => End::DeliveryTimedOut,
                 _ => continue,
             };
             ends.end(&mut p, inv, end, now);
         }
-        let s = ends.into_settlement(settlement(row, &mut p, false));
+        let s = ends.into_settlement(settlement(row, &mut p, false)?);
         next = (!final_pass && !p.finished()).then_some(expires);
         Some(s)
     })

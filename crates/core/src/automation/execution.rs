@@ -6,51 +6,24 @@
 use crate::rate::RateController;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use ssmd_model::enums::{AutomationExecutionStatus as Status, AutomationType, ExecutionMode, SignalType};
 use ssmd_model::shapes::{AlarmConfiguration, Target, TargetLocation};
 use std::collections::BTreeMap;
 
-/// Execution and step status values (`AutomationExecutionStatus`).
-pub mod status {
-    /// Not started.
-    pub const PENDING: &str = "Pending";
-    /// Running.
-    pub const IN_PROGRESS: &str = "InProgress";
-    /// Waiting for a signal, an approval or a timer the caller controls.
-    pub const WAITING: &str = "Waiting";
-    /// Finished well.
-    pub const SUCCESS: &str = "Success";
-    /// A step or approval ran out of time.
-    pub const TIMED_OUT: &str = "TimedOut";
-    /// Cancel requested; the cancellation workflow runs.
-    pub const CANCELLING: &str = "Cancelling";
-    /// Cancelled.
-    pub const CANCELLED: &str = "Cancelled";
-    /// Did not finish well.
-    pub const FAILED: &str = "Failed";
-
-    /// Whether a status is final.
-    pub fn is_terminal(s: &str) -> bool {
-        matches!(
-            s,
-            SUCCESS
-                | TIMED_OUT
-                | CANCELLED
-                | FAILED
-                | "Rejected"
-                | "CompletedWithSuccess"
-                | "CompletedWithFailure"
-                | "Exited"
-                | "ChangeCalendarOverrideRejected"
-        )
-    }
-}
-
-/// `Auto` or `Interactive`.
-pub mod mode {
-    /// Steps run back to back.
-    pub const AUTO: &str = "Auto";
-    /// Each step waits for a StartStep signal.
-    pub const INTERACTIVE: &str = "Interactive";
+/// Whether an execution or step status is final.
+pub fn is_terminal(s: Status) -> bool {
+    matches!(
+        s,
+        Status::Success
+            | Status::TimedOut
+            | Status::Cancelled
+            | Status::Failed
+            | Status::Rejected
+            | Status::CompletedWithSuccess
+            | Status::CompletedWithFailure
+            | Status::Exited
+            | Status::ChangeCalendarOverrideRejected
+    )
 }
 
 /// Where an execution stands in its runbook.
@@ -74,7 +47,7 @@ pub struct Decision {
     /// The caller identity (ARN) that decided.
     pub approver: String,
     /// `Approve` or `Reject`.
-    pub decision: String,
+    pub decision: SignalType,
     /// The comment sent with the signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
@@ -97,7 +70,7 @@ pub struct ParentRef {
 }
 
 /// One step execution (a `StepExecution` on the wire).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     /// StepExecutionId.
     pub id: String,
@@ -106,7 +79,7 @@ pub struct StepRecord {
     /// Action.
     pub action: String,
     /// StepStatus.
-    pub status: String,
+    pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +127,36 @@ pub struct StepRecord {
     /// Step properties echoed from the document.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub props: Option<StepProps>,
+}
+
+impl Default for StepRecord {
+    /// An empty Pending record (attempt 0, nothing run yet).
+    fn default() -> Self {
+        StepRecord {
+            id: String::new(),
+            name: String::new(),
+            action: String::new(),
+            status: Status::Pending,
+            start_ms: None,
+            end_ms: None,
+            inputs: None,
+            outputs: Map::new(),
+            failure_message: None,
+            failure: None,
+            attempt: 0,
+            wake_ms: None,
+            dispatched: false,
+            recoveries: 0,
+            decisions: Vec::new(),
+            child: None,
+            command: None,
+            parent: None,
+            valid_next: Vec::new(),
+            overridden: BTreeMap::new(),
+            fan_item: None,
+            props: None,
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -239,8 +242,8 @@ pub struct Execution {
     pub region: String,
     pub document_name: String,
     pub document_version: String,
-    pub mode: String,
-    pub status: String,
+    pub mode: ExecutionMode,
+    pub status: Status,
     pub executed_by: String,
     pub start_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,7 +260,7 @@ pub struct Execution {
     pub failure_message: Option<String>,
     /// The status a critical step failure left for the end (`Failed` or `TimedOut`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed: Option<String>,
+    pub failed: Option<Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -297,7 +300,7 @@ impl Execution {
 
     /// CurrentStepName and CurrentAction for the wire.
     pub fn current_step(&self) -> Option<(&str, &str)> {
-        if status::is_terminal(&self.status) {
+        if is_terminal(self.status) {
             return None;
         }
         if let Some(r) = self.current() {
@@ -315,8 +318,8 @@ impl Execution {
     }
 
     /// `AutomationType`: `CrossAccount` when the start named TargetLocations, else `Local`.
-    pub fn automation_type(&self) -> &'static str {
-        if self.echo.target_locations.is_some() { "CrossAccount" } else { "Local" }
+    pub fn automation_type(&self) -> AutomationType {
+        if self.echo.target_locations.is_some() { AutomationType::CrossAccount } else { AutomationType::Local }
     }
 
     /// Ids of children this execution waits for.
@@ -324,8 +327,57 @@ impl Execution {
         self.steps
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.dispatched && !status::is_terminal(&r.status))
+            .filter(|(_, r)| r.dispatched && !is_terminal(r.status))
             .filter_map(|(i, r)| r.child.clone().map(|c| (i, c)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The state is stored as JSON: typed statuses, mode and decisions must write exactly the
+    /// strings the untyped state wrote, and read back what it stored.
+    #[test]
+    fn stored_state_keeps_its_wire_strings() {
+        let stored = json!({
+            "id": "e", "account": "a", "region": "r", "document_name": "d", "document_version": "1",
+            "mode": "Interactive", "status": "Waiting", "executed_by": "arn", "start_ms": 1,
+            "parameters": {},
+            "steps": [{
+                "id": "s", "name": "approve", "action": "aws:approve", "status": "TimedOut", "attempt": 1,
+                "decisions": [{"approver": "arn", "decision": "Reject", "time_ms": 2}]
+            }],
+            "at": "Idle", "failed": "TimedOut", "echo": {}
+        });
+        let x: Execution = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!((x.mode, x.status, x.failed), (ExecutionMode::Interactive, Status::Waiting, Some(Status::TimedOut)));
+        assert_eq!(x.steps[0].decisions[0].decision, SignalType::Reject);
+        assert_eq!(serde_json::to_value(&x).unwrap(), stored);
+        let text = serde_json::to_string(&x).unwrap();
+        assert!(text.contains(r#""mode":"Interactive","status":"Waiting""#), "{text}");
+        let bad = stored.to_string().replace("\"Waiting\"", "\"Sleeping\"");
+        assert!(serde_json::from_str::<Execution>(&bad).is_err(), "an unknown status is an error, not a panic");
+    }
+
+    #[test]
+    fn terminal_statuses() {
+        let terminal: Vec<&str> = Status::ALL.iter().filter(|s| is_terminal(**s)).map(Status::as_str).collect();
+        assert_eq!(
+            terminal,
+            [
+                "Success",
+                "TimedOut",
+                "Cancelled",
+                "Failed",
+                "Rejected",
+                "ChangeCalendarOverrideRejected",
+                "CompletedWithSuccess",
+                "CompletedWithFailure",
+                "Exited"
+            ]
+        );
     }
 }

@@ -12,11 +12,12 @@
 //! at any point resumes from the last persisted state. An effect marked dispatched that is found
 //! again after a restart runs once more at most (`recoveries`), then fails.
 
-use super::execution::{At, Decision, Execution, FanOut, LoopFrame, ParentRef, StepProps, StepRecord, mode, status};
+use super::execution::{At, Decision, Execution, FanOut, LoopFrame, ParentRef, StepProps, StepRecord, is_terminal};
 use super::interpolate::{self, Scope};
 use super::runbook::{OnFailure, Runbook, StepDef};
 use super::{branch, selector, sleep};
 use serde_json::{Map, Value, json};
+use ssmd_model::enums::{AutomationExecutionStatus as Status, CommandStatus, ExecutionMode, SignalType, StopType};
 use std::collections::BTreeMap;
 
 /// The default `aws:approve` timeout (7 days) and its maximum (30 days).
@@ -134,9 +135,9 @@ pub enum Outcome {
     /// An API call answered (for `Wait`, with the matching response).
     Response(Value),
     /// A child execution finished.
-    Child { id: String, status: String, outputs: BTreeMap<String, Vec<String>>, failure: Option<String> },
+    Child { id: String, status: Status, outputs: BTreeMap<String, Vec<String>>, failure: Option<String> },
     /// A Run Command command finished (`aws:runCommand`): its status and the first node's result.
-    Command { id: String, status: String, response_code: i64, output: String },
+    Command { id: String, status: CommandStatus, response_code: i64, output: String },
     /// The work failed.
     Failed { message: String, stage: &'static str, kind: &'static str },
     /// The work ran out of time.
@@ -234,7 +235,7 @@ pub fn pending_records(rb: &Runbook) -> Vec<StepRecord> {
             id: crate::ids::uuid(),
             name: d.name.clone(),
             action: d.action.clone(),
-            status: status::PENDING.into(),
+            status: Status::Pending,
             props: Some(props(d)),
             ..Default::default()
         })
@@ -242,9 +243,9 @@ pub fn pending_records(rb: &Runbook) -> Vec<StepRecord> {
 }
 
 /// Where an execution starts: the first step (Auto) or waiting for StartStep (Interactive).
-pub fn initial_position(rb: &Runbook, mode_name: &str) -> At {
+pub fn initial_position(rb: &Runbook, mode_name: ExecutionMode) -> At {
     match (mode_name, rb.steps.first()) {
-        (mode::INTERACTIVE, _) => At::Idle,
+        (ExecutionMode::Interactive, _) => At::Idle,
         (_, Some(s)) => At::Start(s.name.clone()),
         (_, None) => At::End,
     }
@@ -259,7 +260,7 @@ pub fn drive(x: &mut Execution, rb: &Runbook, now_ms: i64) -> Need {
     let need = drive_inner(x, rb, now_ms);
     // While the onCancel workflow runs, nothing may wait past its deadline.
     match (need, x.cancel_deadline_ms) {
-        (Need::Wait(at), Some(deadline)) if !status::is_terminal(&x.status) => {
+        (Need::Wait(at), Some(deadline)) if !is_terminal(x.status) => {
             Need::Wait(Some(at.map_or(deadline, |t| t.min(deadline))))
         }
         (need, _) => need,
@@ -275,36 +276,36 @@ fn drive_inner(x: &mut Execution, rb: &Runbook, now_ms: i64) -> Need {
         if !x.cancel_children.is_empty() {
             return Need::Effect(Effect::Cancel(std::mem::take(&mut x.cancel_children)));
         }
-        if status::is_terminal(&x.status) {
+        if is_terminal(x.status) {
             return Need::Done;
         }
-        if x.status == status::PENDING {
-            x.status = if x.at == At::Idle { status::WAITING } else { status::IN_PROGRESS }.into();
+        if x.status == Status::Pending {
+            x.status = if x.at == At::Idle { Status::Waiting } else { Status::InProgress };
         }
         if x.fanout.is_some() {
             return drive_fanout(x, now_ms);
         }
-        if x.status == status::CANCELLING && x.cancel_deadline_ms.is_none() {
+        if x.status == Status::Cancelling && x.cancel_deadline_ms.is_none() {
             begin_cancel_workflow(x, rb, now_ms);
             continue;
         }
         if x.cancel_deadline_ms.is_some_and(|d| now_ms >= d) {
             x.failure_message.get_or_insert_with(|| "The onCancel workflow ran out of time (2 minutes).".into());
-            interrupt_current(x, now_ms, status::CANCELLED);
-            finish(x, status::CANCELLED, now_ms);
+            interrupt_current(x, now_ms, Status::Cancelled);
+            finish(x, Status::Cancelled, now_ms);
             continue;
         }
         match x.at.clone() {
             At::End => {
                 let final_status = if x.cancel_deadline_ms.is_some() {
-                    status::CANCELLED.to_string()
+                    Status::Cancelled
                 } else {
-                    x.failed.clone().unwrap_or_else(|| status::SUCCESS.into())
+                    x.failed.unwrap_or(Status::Success)
                 };
-                finish(x, &final_status, now_ms);
+                finish(x, final_status, now_ms);
             }
             At::Idle => {
-                x.status = status::WAITING.into();
+                x.status = Status::Waiting;
                 return Need::Wait(None);
             }
             At::Start(name) => start_step(x, rb, &name, now_ms),
@@ -321,29 +322,29 @@ fn drive_inner(x: &mut Execution, rb: &Runbook, now_ms: i64) -> Need {
     }
     // A runbook whose steps loop on themselves without waiting: stop it rather than spin.
     x.failure_message = Some("The execution made 10,000 transitions without waiting; it was stopped.".into());
-    finish(x, status::FAILED, now_ms);
+    finish(x, Status::Failed, now_ms);
     Need::Done
 }
 
-fn finish(x: &mut Execution, final_status: &str, now_ms: i64) {
-    x.status = final_status.into();
+fn finish(x: &mut Execution, final_status: Status, now_ms: i64) {
+    x.status = final_status;
     x.end_ms = Some(now_ms);
     x.at = At::End;
     for f in std::mem::take(&mut x.loops) {
         let r = &mut x.steps[f.record];
-        if !status::is_terminal(&r.status) {
-            r.status = if final_status == status::SUCCESS { status::FAILED } else { final_status }.into();
+        if !is_terminal(r.status) {
+            r.status = if final_status == Status::Success { Status::Failed } else { final_status };
             r.end_ms = Some(now_ms);
         }
     }
 }
 
 /// Marks the running record, if any, with `st` (a cancel or stop interrupted it).
-fn interrupt_current(x: &mut Execution, now_ms: i64, st: &str) {
+fn interrupt_current(x: &mut Execution, now_ms: i64, st: Status) {
     if let At::Running(i) | At::Retry(i) = x.at {
         let r = &mut x.steps[i];
-        if !status::is_terminal(&r.status) {
-            r.status = st.into();
+        if !is_terminal(r.status) {
+            r.status = st;
             r.end_ms = Some(now_ms);
             r.dispatched = false;
             if let Some(c) = r.child.clone() {
@@ -369,7 +370,7 @@ fn begin_cancel_workflow(x: &mut Execution, rb: &Runbook, now_ms: i64) {
             x.loops.clear();
             x.at = At::Start(step);
         }
-        None => finish(x, status::CANCELLED, now_ms),
+        None => finish(x, Status::Cancelled, now_ms),
     }
 }
 
@@ -389,7 +390,7 @@ fn record_for(x: &mut Execution, def: &StepDef) -> usize {
         }
     });
     if parent.is_none()
-        && let Some(i) = x.steps.iter().position(|r| r.name == def.name && r.status == status::PENDING)
+        && let Some(i) = x.steps.iter().position(|r| r.name == def.name && r.status == Status::Pending)
     {
         return i;
     }
@@ -397,7 +398,7 @@ fn record_for(x: &mut Execution, def: &StepDef) -> usize {
         id: crate::ids::uuid(),
         name: def.name.clone(),
         action: def.action.clone(),
-        status: status::PENDING.into(),
+        status: Status::Pending,
         parent,
         props: Some(props(def)),
         ..Default::default()
@@ -408,24 +409,24 @@ fn record_for(x: &mut Execution, def: &StepDef) -> usize {
 fn start_step(x: &mut Execution, rb: &Runbook, name: &str, now_ms: i64) {
     let Some(def) = rb.step(name) else {
         x.failure_message = Some(format!("Step {name} does not exist in the runbook."));
-        finish(x, status::FAILED, now_ms);
+        finish(x, Status::Failed, now_ms);
         return;
     };
     if x.steps.len() >= MAX_STEP_RECORDS {
         x.failure_message = Some(format!(
             "The execution ran {MAX_STEP_RECORDS} step executions, the most ssmd keeps for one execution; it was stopped."
         ));
-        finish(x, status::FAILED, now_ms);
+        finish(x, Status::Failed, now_ms);
         return;
     }
     let i = record_for(x, def);
     let r = &mut x.steps[i];
-    r.status = status::IN_PROGRESS.into();
+    r.status = Status::InProgress;
     r.start_ms = Some(now_ms);
     r.attempt = 1;
     r.overridden = std::mem::take(&mut x.overrides);
-    if x.status != status::CANCELLING {
-        x.status = status::IN_PROGRESS.into();
+    if x.status != Status::Cancelling {
+        x.status = Status::InProgress;
     }
     x.at = At::Running(i);
     begin(x, rb, i, now_ms);
@@ -460,7 +461,7 @@ fn begin(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) {
         Ok(v) => v,
         Err(message) => {
             x.steps[i].inputs = raw.as_object().cloned();
-            return fail(x, rb, i, status::FAILED, message, "InputValidation", "Verification", now_ms);
+            return fail(x, rb, i, Status::Failed, message, "InputValidation", "Verification", now_ms);
         }
     };
     let r = &mut x.steps[i];
@@ -472,45 +473,45 @@ fn begin(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) {
     match def.action.as_str() {
         "aws:sleep" => match sleep::wake_at(&inputs, now_ms) {
             Ok(at) => r.wake_ms = Some(at),
-            Err(e) => fail(x, rb, i, status::FAILED, e.to_string(), "InputValidation", "Verification", now_ms),
+            Err(e) => fail(x, rb, i, Status::Failed, e.to_string(), "InputValidation", "Verification", now_ms),
         },
         "aws:pause" => {
             r.wake_ms = def.timeout_seconds.map(|t| now_ms.saturating_add(t.saturating_mul(1000)));
-            r.status = status::WAITING.into();
-            if x.status != status::CANCELLING {
-                x.status = status::WAITING.into();
+            r.status = Status::Waiting;
+            if x.status != Status::Cancelling {
+                x.status = Status::Waiting;
             }
         }
         "aws:approve" => match approve_rules(&inputs) {
             Ok(_) => {
                 let timeout = def.timeout_seconds.unwrap_or(APPROVE_DEFAULT_TIMEOUT_S).min(APPROVE_MAX_TIMEOUT_S);
                 r.wake_ms = Some(now_ms.saturating_add(timeout.saturating_mul(1000)));
-                r.status = status::WAITING.into();
+                r.status = Status::Waiting;
                 r.decisions.clear();
                 r.outputs = approval_outputs("Waiting", &[]);
-                if x.status != status::CANCELLING {
-                    x.status = status::WAITING.into();
+                if x.status != Status::Cancelling {
+                    x.status = Status::Waiting;
                 }
             }
-            Err(m) => fail(x, rb, i, status::FAILED, m, "InputValidation", "Verification", now_ms),
+            Err(m) => fail(x, rb, i, Status::Failed, m, "InputValidation", "Verification", now_ms),
         },
         "aws:branch" => match branch::evaluate(&inputs) {
             Ok(Some(target)) if rb.step(&target).is_none() => fail(
                 x,
                 rb,
                 i,
-                status::FAILED,
+                Status::Failed,
                 format!("The branch chose step {target}, which does not exist."),
                 "Invocation",
                 "Action",
                 now_ms,
             ),
             Ok(target) => succeed(x, rb, i, Map::new(), target, now_ms),
-            Err(e) => fail(x, rb, i, status::FAILED, e.to_string(), "InputValidation", "Verification", now_ms),
+            Err(e) => fail(x, rb, i, Status::Failed, e.to_string(), "InputValidation", "Verification", now_ms),
         },
         "aws:updateVariable" => match update_variable(x, rb, &inputs) {
             Ok(()) => succeed(x, rb, i, Map::new(), None, now_ms),
-            Err(m) => fail(x, rb, i, status::FAILED, m, "InputValidation", "Verification", now_ms),
+            Err(m) => fail(x, rb, i, Status::Failed, m, "InputValidation", "Verification", now_ms),
         },
         "aws:loop" => start_loop(x, rb, i, &def, &inputs, now_ms),
         "aws:runCommand" => {
@@ -531,7 +532,7 @@ fn begin(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) {
             x,
             rb,
             i,
-            status::FAILED,
+            Status::Failed,
             format!(
                 "ssmd cannot run the action {other}: it acts on AWS resources ssmd does not hold. Actions ssmd runs: aws:sleep, aws:pause, aws:approve, aws:branch, aws:loop, aws:updateVariable, aws:executeScript, aws:executeAutomation, aws:runCommand, and aws:executeAwsApi, aws:waitForAwsResourceProperty, aws:assertAwsResourceProperty with Service ssm."
             ),
@@ -630,7 +631,7 @@ fn start_loop(x: &mut Execution, rb: &Runbook, i: usize, def: &StepDef, inputs: 
                 .collect();
             match typed {
                 Ok(t) => Some(t),
-                Err(m) => return fail(x, rb, i, status::FAILED, m, "InputValidation", "Verification", now_ms),
+                Err(m) => return fail(x, rb, i, Status::Failed, m, "InputValidation", "Verification", now_ms),
             }
         }
         Some(Value::String(s)) => Some(vec![Value::String(s.clone())]),
@@ -640,7 +641,7 @@ fn start_loop(x: &mut Execution, rb: &Runbook, i: usize, def: &StepDef, inputs: 
                 x,
                 rb,
                 i,
-                status::FAILED,
+                Status::Failed,
                 "aws:loop needs Iterators or LoopCondition.".into(),
                 "InputValidation",
                 "Verification",
@@ -653,7 +654,7 @@ fn start_loop(x: &mut Execution, rb: &Runbook, i: usize, def: &StepDef, inputs: 
             x,
             rb,
             i,
-            status::FAILED,
+            Status::Failed,
             format!("aws:loop takes at most {MAX_LOOP_ITERATIONS} Iterators."),
             "InputValidation",
             "Verification",
@@ -711,16 +712,16 @@ fn end_iteration(x: &mut Execution, rb: &Runbook, now_ms: i64) {
         }
         Err(m) => {
             x.loops.pop();
-            fail(x, rb, f.record, status::FAILED, m, "Invocation", "Action", now_ms);
+            fail(x, rb, f.record, Status::Failed, m, "Invocation", "Action", now_ms);
         }
     }
 }
 
 /// Keeps a running or waiting step going; `Some` when the execution must wait or needs work.
 fn run_step(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) -> Option<Need> {
-    if status::is_terminal(&x.steps[i].status) {
+    if is_terminal(x.steps[i].status) {
         // The record was stopped (StopStep, cancel): move on from it.
-        let ok = x.steps[i].status == status::SUCCESS;
+        let ok = x.steps[i].status == Status::Success;
         after_step(x, rb, i, ok, None, now_ms);
         return None;
     }
@@ -739,24 +740,24 @@ fn run_step(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) -> Option<Ne
         "aws:pause" if r.wake_ms.is_some_and(|w| now_ms >= w) => {
             let message =
                 format!("The pause was not resumed within {} seconds.", def.timeout_seconds.unwrap_or_default());
-            fail(x, rb, i, status::TIMED_OUT, message, "Invocation", "Action", now_ms);
+            fail(x, rb, i, Status::TimedOut, message, "Invocation", "Action", now_ms);
             None
         }
         "aws:pause" => Some(Need::Wait(r.wake_ms)),
         "aws:approve" => {
             let inputs = Value::Object(r.inputs.clone().unwrap_or_default());
             let (_, min) = approve_rules(&inputs).unwrap_or((vec![], 1));
-            let approvals = r.decisions.iter().filter(|d| d.decision == "Approve").count();
-            if r.decisions.iter().any(|d| d.decision == "Reject") {
+            let approvals = r.decisions.iter().filter(|d| d.decision == SignalType::Approve).count();
+            if r.decisions.iter().any(|d| d.decision == SignalType::Reject) {
                 r.outputs = approval_outputs("Rejected", &r.decisions);
-                fail(x, rb, i, status::FAILED, "The approval was rejected.".into(), "Invocation", "Action", now_ms);
+                fail(x, rb, i, Status::Failed, "The approval was rejected.".into(), "Invocation", "Action", now_ms);
                 None
             } else if approvals >= min {
                 let outputs = approval_outputs("Approved", &r.decisions);
                 succeed(x, rb, i, outputs, None, now_ms);
                 None
             } else if r.wake_ms.is_some_and(|w| now_ms >= w) {
-                fail(x, rb, i, status::TIMED_OUT, "The approval timed out.".into(), "Invocation", "Action", now_ms);
+                fail(x, rb, i, Status::TimedOut, "The approval timed out.".into(), "Invocation", "Action", now_ms);
                 None
             } else {
                 Some(Need::Wait(r.wake_ms))
@@ -776,7 +777,7 @@ fn run_step(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) -> Option<Ne
                     );
                     x.cancel_commands.push(c);
                 }
-                fail(x, rb, i, status::TIMED_OUT, message, "Invocation", "Action", now_ms);
+                fail(x, rb, i, Status::TimedOut, message, "Invocation", "Action", now_ms);
                 return None;
             }
             if r.dispatched {
@@ -793,7 +794,7 @@ fn run_step(x: &mut Execution, rb: &Runbook, i: usize, now_ms: i64) -> Option<Ne
                         x,
                         rb,
                         i,
-                        status::FAILED,
+                        Status::Failed,
                         "The step was interrupted twice by the server running it going away; it is not run again."
                             .into(),
                         "Invocation",
@@ -926,7 +927,7 @@ fn effect_for(x: &mut Execution, def: &StepDef, i: usize, now_ms: i64) -> Effect
 /// record moved on) are ignored.
 pub fn complete(x: &mut Execution, rb: &Runbook, i: usize, attempt: u32, outcome: Outcome, now_ms: i64) {
     let Some(r) = x.steps.get_mut(i) else { return };
-    if r.attempt != attempt || status::is_terminal(&r.status) || status::is_terminal(&x.status) {
+    if r.attempt != attempt || is_terminal(r.status) || is_terminal(x.status) {
         return;
     }
     if let Some(item) = r.fan_item {
@@ -934,7 +935,7 @@ pub fn complete(x: &mut Execution, rb: &Runbook, i: usize, attempt: u32, outcome
     }
     let Some(def) = rb.step(&r.name).cloned() else { return };
     r.dispatched = false;
-    let result: Result<Map<String, Value>, (String, String, &'static str, &'static str)> = match outcome {
+    let result: Result<Map<String, Value>, StepFailure> = match outcome {
         Outcome::Payload { payload, stdout } => {
             let wrapped = json!({"Payload": payload});
             let mut out = Map::new();
@@ -961,7 +962,7 @@ pub fn complete(x: &mut Execution, rb: &Runbook, i: usize, attempt: u32, outcome
                 match property_matches(&resp, sel.as_deref().unwrap_or("$"), &desired) {
                     Ok(true) => Ok(Map::new()),
                     Ok(false) | Err(_) => Err((
-                        status::FAILED.into(),
+                        Status::Failed,
                         format!(
                             "The property {} is {}, which is not one of the desired values {:?}.",
                             sel.as_deref().unwrap_or("$"),
@@ -982,15 +983,15 @@ pub fn complete(x: &mut Execution, rb: &Runbook, i: usize, attempt: u32, outcome
         Outcome::Child { id, status: st, outputs, failure } => {
             let mut out = Map::new();
             out.insert("ExecutionId".into(), Value::String(id.clone()));
-            out.insert("Status".into(), Value::String(st.clone()));
+            out.insert("Status".into(), Value::String(st.to_string()));
             out.insert("Output".into(), Value::String(serde_json::to_string(&outputs).unwrap_or_default()));
-            if st == status::SUCCESS {
+            if st == Status::Success {
                 Ok(out)
             } else {
                 x.steps[i].outputs = out;
-                let step_status = if st == status::TIMED_OUT { status::TIMED_OUT } else { status::FAILED };
+                let step_status = if st == Status::TimedOut { Status::TimedOut } else { Status::Failed };
                 Err((
-                    step_status.into(),
+                    step_status,
                     format!(
                         "The child automation {id} ended {st}{}",
                         failure.map(|f| format!(": {f}")).unwrap_or_else(|| ".".into())
@@ -1003,23 +1004,23 @@ pub fn complete(x: &mut Execution, rb: &Runbook, i: usize, attempt: u32, outcome
         Outcome::Command { id, status: st, response_code, output } => {
             let mut out = Map::new();
             out.insert("CommandId".into(), Value::String(id.clone()));
-            out.insert("Status".into(), Value::String(st.clone()));
+            out.insert("Status".into(), Value::String(st.to_string()));
             out.insert("ResponseCode".into(), json!(response_code));
             out.insert("Output".into(), Value::String(output));
-            if st == "Success" {
+            if st == CommandStatus::Success {
                 Ok(out)
             } else {
                 x.steps[i].outputs = out;
-                let step_status = if st == "TimedOut" { status::TIMED_OUT } else { status::FAILED };
-                Err((step_status.into(), format!("The command {id} ended {st}."), "Invocation", "Action"))
+                let step_status = if st == CommandStatus::TimedOut { Status::TimedOut } else { Status::Failed };
+                Err((step_status, format!("The command {id} ended {st}."), "Invocation", "Action"))
             }
         }
-        Outcome::Failed { message, stage, kind } => Err((status::FAILED.into(), message, stage, kind)),
-        Outcome::TimedOut { message } => Err((status::TIMED_OUT.into(), message, "Invocation", "Action")),
+        Outcome::Failed { message, stage, kind } => Err((Status::Failed, message, stage, kind)),
+        Outcome::TimedOut { message } => Err((Status::TimedOut, message, "Invocation", "Action")),
     };
     match result {
         Ok(outputs) => succeed(x, rb, i, outputs, None, now_ms),
-        Err((st, message, stage, kind)) => fail(x, rb, i, &st, message, stage, kind, now_ms),
+        Err((st, message, stage, kind)) => fail(x, rb, i, st, message, stage, kind, now_ms),
     }
 }
 
@@ -1042,11 +1043,11 @@ pub fn wait_satisfied(resp: &Value, sel: &str, desired: &[String]) -> bool {
     property_matches(resp, sel, desired).unwrap_or(false)
 }
 
-type StepFailure = (String, String, &'static str, &'static str);
+type StepFailure = (Status, String, &'static str, &'static str);
 
 fn select_outputs(def: &StepDef, doc: &Value, mut out: Map<String, Value>) -> Result<Map<String, Value>, StepFailure> {
     for o in &def.outputs {
-        let fail = |m: String| (status::FAILED.to_string(), m, "PostVerification", "Verification");
+        let fail = |m: String| (Status::Failed, m, "PostVerification", "Verification");
         match selector::select(doc, &o.selector) {
             Ok(Some(v)) => {
                 let typed = selector::typed_output(&v, &o.ty).map_err(|e| fail(format!("Output {}: {e}", o.name)))?;
@@ -1061,7 +1062,7 @@ fn select_outputs(def: &StepDef, doc: &Value, mut out: Map<String, Value>) -> Re
 
 fn succeed(x: &mut Execution, rb: &Runbook, i: usize, outputs: Map<String, Value>, jump: Option<String>, now_ms: i64) {
     let r = &mut x.steps[i];
-    r.status = status::SUCCESS.into();
+    r.status = Status::Success;
     r.end_ms = Some(now_ms);
     r.outputs = outputs;
     r.dispatched = false;
@@ -1071,13 +1072,13 @@ fn succeed(x: &mut Execution, rb: &Runbook, i: usize, outputs: Map<String, Value
 }
 
 #[allow(clippy::too_many_arguments)]
-fn fail(x: &mut Execution, rb: &Runbook, i: usize, st: &str, message: String, stage: &str, kind: &str, now_ms: i64) {
+fn fail(x: &mut Execution, rb: &Runbook, i: usize, st: Status, message: String, stage: &str, kind: &str, now_ms: i64) {
     let def = rb.step(&x.steps[i].name).cloned();
     let r = &mut x.steps[i];
     r.dispatched = false;
     if let Some(d) = &def
         && r.attempt < d.max_attempts
-        && x.status != status::CANCELLING
+        && x.status != Status::Cancelling
     {
         r.attempt += 1;
         r.failure_message = Some(message);
@@ -1086,7 +1087,7 @@ fn fail(x: &mut Execution, rb: &Runbook, i: usize, st: &str, message: String, st
         x.at = At::Retry(i);
         return;
     }
-    r.status = st.into();
+    r.status = st;
     r.end_ms = Some(now_ms);
     r.failure_message = Some(message);
     r.failure = Some((stage.into(), kind.into()));
@@ -1123,11 +1124,11 @@ fn after_step(x: &mut Execution, rb: &Runbook, i: usize, ok: bool, jump: Option<
     } else {
         let r = &x.steps[i];
         if def.is_critical {
-            x.failed = Some(if r.status == status::TIMED_OUT { status::TIMED_OUT } else { status::FAILED }.into());
+            x.failed = Some(if r.status == Status::TimedOut { Status::TimedOut } else { Status::Failed });
             x.failure_message = Some(format!(
                 "Step fails when it is {}. {}",
-                match r.status.as_str() {
-                    status::TIMED_OUT => "timed out",
+                match r.status {
+                    Status::TimedOut => "timed out",
                     _ => "executing",
                 },
                 r.failure_message.clone().unwrap_or_default()
@@ -1140,11 +1141,11 @@ fn after_step(x: &mut Execution, rb: &Runbook, i: usize, ok: bool, jump: Option<
             OnFailure::Step(s) => Next::Goto(s.clone()),
         }
     };
-    let interactive = x.mode == mode::INTERACTIVE && x.cancel_deadline_ms.is_none() && x.loops.is_empty();
+    let interactive = x.mode == ExecutionMode::Interactive && x.cancel_deadline_ms.is_none() && x.loops.is_empty();
     match next {
         Next::Abort => {
-            let st = x.failed.clone().unwrap_or_else(|| status::FAILED.into());
-            if x.cancel_deadline_ms.is_some() { finish(x, status::CANCELLED, now_ms) } else { finish(x, &st, now_ms) }
+            let st = x.failed.unwrap_or(Status::Failed);
+            if x.cancel_deadline_ms.is_some() { finish(x, Status::Cancelled, now_ms) } else { finish(x, st, now_ms) }
         }
         Next::Finish if interactive => {
             x.steps[i].valid_next.clear();
@@ -1153,8 +1154,8 @@ fn after_step(x: &mut Execution, rb: &Runbook, i: usize, ok: bool, jump: Option<
         Next::Finish => {
             for f in std::mem::take(&mut x.loops) {
                 let r = &mut x.steps[f.record];
-                if !status::is_terminal(&r.status) {
-                    r.status = if ok { status::SUCCESS } else { status::FAILED }.into();
+                if !is_terminal(r.status) {
+                    r.status = if ok { Status::Success } else { Status::Failed };
                     r.end_ms = Some(now_ms);
                 }
             }
@@ -1173,8 +1174,8 @@ fn after_step(x: &mut Execution, rb: &Runbook, i: usize, ok: bool, jump: Option<
                 }
                 let f = x.loops.pop().expect("checked");
                 let r = &mut x.steps[f.record];
-                if !status::is_terminal(&r.status) {
-                    r.status = if ok { status::SUCCESS } else { status::FAILED }.into();
+                if !is_terminal(r.status) {
+                    r.status = if ok { Status::Success } else { Status::Failed };
                     r.end_ms = Some(now_ms);
                 }
             }
@@ -1193,19 +1194,19 @@ fn after_step(x: &mut Execution, rb: &Runbook, i: usize, ok: bool, jump: Option<
 }
 
 fn drive_fanout(x: &mut Execution, now_ms: i64) -> Need {
-    let cancelling = x.status == status::CANCELLING;
+    let cancelling = x.status == Status::Cancelling;
     let f = x.fanout.as_mut().expect("checked by the caller");
     if cancelling && !f.controller.cancelled() {
         f.controller.cancel();
         let running: Vec<String> = x
             .steps
             .iter()
-            .filter(|r| r.fan_item.is_some() && !status::is_terminal(&r.status))
+            .filter(|r| r.fan_item.is_some() && !is_terminal(r.status))
             .filter_map(|r| r.child.clone())
             .collect();
-        finish(x, status::CANCELLED, now_ms);
-        for r in x.steps.iter_mut().filter(|r| !status::is_terminal(&r.status)) {
-            r.status = status::CANCELLED.into();
+        finish(x, Status::Cancelled, now_ms);
+        for r in x.steps.iter_mut().filter(|r| !is_terminal(r.status)) {
+            r.status = Status::Cancelled;
             r.end_ms = Some(now_ms);
         }
         return if running.is_empty() { Need::Done } else { Need::Effect(Effect::Cancel(running)) };
@@ -1222,7 +1223,7 @@ fn drive_fanout(x: &mut Execution, now_ms: i64) -> Need {
                 id: crate::ids::uuid(),
                 name: item.label.clone(),
                 action: "aws:executeAutomation".into(),
-                status: status::IN_PROGRESS.into(),
+                status: Status::InProgress,
                 start_ms: Some(now_ms),
                 inputs: Some(inputs),
                 attempt: 1,
@@ -1259,7 +1260,7 @@ fn drive_fanout(x: &mut Execution, now_ms: i64) -> Need {
                 format!("{failed} of {total} targets failed.")
             });
         }
-        finish(x, if ok { status::SUCCESS } else { status::FAILED }, now_ms);
+        finish(x, if ok { Status::Success } else { Status::Failed }, now_ms);
         return Need::Done;
     }
     Need::Wait(None)
@@ -1270,17 +1271,17 @@ fn complete_fan_item(x: &mut Execution, i: usize, item: usize, outcome: Outcome,
         Outcome::Child { id, status: st, outputs, failure } => {
             let mut out = Map::new();
             out.insert("ExecutionId".into(), Value::String(id));
-            out.insert("Status".into(), Value::String(st.clone()));
+            out.insert("Status".into(), Value::String(st.to_string()));
             out.insert("Output".into(), Value::String(serde_json::to_string(&outputs).unwrap_or_default()));
             (st, out, failure)
         }
-        Outcome::Failed { message, .. } => (status::FAILED.to_string(), Map::new(), Some(message)),
-        Outcome::TimedOut { message } => (status::TIMED_OUT.to_string(), Map::new(), Some(message)),
+        Outcome::Failed { message, .. } => (Status::Failed, Map::new(), Some(message)),
+        Outcome::TimedOut { message } => (Status::TimedOut, Map::new(), Some(message)),
         _ => return,
     };
-    let ok = st == status::SUCCESS;
+    let ok = st == Status::Success;
     let r = &mut x.steps[i];
-    r.status = if status::is_terminal(&st) { st } else { status::FAILED.into() };
+    r.status = if is_terminal(st) { st } else { Status::Failed };
     r.end_ms = Some(now_ms);
     r.outputs = outputs;
     r.dispatched = false;
@@ -1297,12 +1298,12 @@ fn complete_fan_item(x: &mut Execution, i: usize, item: usize, outcome: Outcome,
 pub fn signal(
     x: &mut Execution,
     rb: &Runbook,
-    kind: &str,
+    kind: SignalType,
     payload: &BTreeMap<String, Vec<String>>,
     caller: &Caller<'_>,
     now_ms: i64,
 ) -> Result<(), SignalError> {
-    if status::is_terminal(&x.status) {
+    if is_terminal(x.status) {
         return Err(SignalError::Invalid(format!(
             "The automation execution {} is {} and takes no more signals.",
             x.id, x.status
@@ -1310,9 +1311,9 @@ pub fn signal(
     }
     let first = |key: &str| payload.get(key).and_then(|v| v.first()).cloned();
     match kind {
-        "Approve" | "Reject" => {
+        SignalType::Approve | SignalType::Reject => {
             let i = match x.at {
-                At::Running(i) if x.steps[i].action == "aws:approve" && x.steps[i].status == status::WAITING => i,
+                At::Running(i) if x.steps[i].action == "aws:approve" && x.steps[i].status == Status::Waiting => i,
                 _ => {
                     return Err(SignalError::Invalid(format!(
                         "The automation execution {} is not waiting for an approval.",
@@ -1332,7 +1333,7 @@ pub fn signal(
             r.decisions.retain(|d| d.approver != caller.arn);
             r.decisions.push(Decision {
                 approver: caller.arn.to_string(),
-                decision: kind.to_string(),
+                decision: kind,
                 comment: first("Comment"),
                 time_ms: now_ms,
             });
@@ -1340,7 +1341,7 @@ pub fn signal(
             r.outputs = approval_outputs("Waiting", &decisions);
             Ok(())
         }
-        "Resume" => {
+        SignalType::Resume => {
             let step = first("StepName")
                 .ok_or_else(|| SignalError::Invalid("Resume needs StepName in the payload.".into()))?;
             if rb.step(&step).is_none() {
@@ -1354,16 +1355,16 @@ pub fn signal(
                 _ => Err(SignalError::Invalid(format!("Step {step} is not paused."))),
             }
         }
-        "StartStep" => {
+        SignalType::StartStep => {
             let step = first("StepName")
                 .ok_or_else(|| SignalError::Invalid("StartStep needs StepName in the payload.".into()))?;
             if rb.step(&step).is_none() || rb.place(&step).is_some_and(|p| p.parent.is_some()) {
                 return Err(SignalError::StepNotFound(format!("Step {step} does not exist in the runbook.")));
             }
-            if x.mode != mode::INTERACTIVE {
+            if x.mode != ExecutionMode::Interactive {
                 return Err(SignalError::Invalid("StartStep is only valid for executions in Interactive mode.".into()));
             }
-            if x.at != At::Idle || x.status == status::CANCELLING {
+            if x.at != At::Idle || x.status == Status::Cancelling {
                 return Err(SignalError::Invalid(format!(
                     "The automation execution {} is running a step; StartStep is valid between steps.",
                     x.id
@@ -1372,23 +1373,23 @@ pub fn signal(
             x.overrides =
                 payload.iter().filter(|(k, _)| *k != "StepName").map(|(k, v)| (k.clone(), v.clone())).collect();
             x.at = At::Start(step);
-            x.status = status::IN_PROGRESS.into();
+            x.status = Status::InProgress;
             Ok(())
         }
-        "StopStep" => {
+        SignalType::StopStep => {
             let id = first("StepExecutionId")
                 .ok_or_else(|| SignalError::Invalid("StopStep needs StepExecutionId in the payload.".into()))?;
             let Some(i) = x.steps.iter().position(|r| r.id == id) else {
                 return Err(SignalError::StepNotFound(format!("Step execution {id} does not exist.")));
             };
-            if !matches!(x.at, At::Running(j) | At::Retry(j) if j == i) || status::is_terminal(&x.steps[i].status) {
+            if !matches!(x.at, At::Running(j) | At::Retry(j) if j == i) || is_terminal(x.steps[i].status) {
                 return Err(SignalError::Invalid(format!("Step execution {id} is not running.")));
             }
-            interrupt_current(x, now_ms, status::CANCELLED);
+            interrupt_current(x, now_ms, Status::Cancelled);
             x.steps[i].failure_message = Some("The step was stopped by a StopStep signal.".into());
-            if x.mode == mode::INTERACTIVE {
+            if x.mode == ExecutionMode::Interactive {
                 x.at = At::Idle;
-                x.status = status::WAITING.into();
+                x.status = Status::Waiting;
             }
             Ok(())
         }
@@ -1410,44 +1411,44 @@ fn approver_matches(entry: &str, caller: &Caller<'_>) -> bool {
 }
 
 /// Applies `StopAutomationExecution` (`Cancel` or `Complete`).
-pub fn stop(x: &mut Execution, kind: &str, now_ms: i64) -> Result<(), SignalError> {
-    if status::is_terminal(&x.status) || (x.status == status::CANCELLING && kind != "Complete") {
+pub fn stop(x: &mut Execution, kind: StopType, now_ms: i64) -> Result<(), SignalError> {
+    if is_terminal(x.status) || (x.status == Status::Cancelling && kind != StopType::Complete) {
         return Err(SignalError::Invalid(format!(
             "The automation execution {} is {}; it can't be stopped.",
             x.id, x.status
         )));
     }
     match kind {
-        "Complete" if x.cancel_deadline_ms.is_some() || x.fanout.is_some() => {
+        StopType::Complete if x.cancel_deadline_ms.is_some() || x.fanout.is_some() => {
             return Err(SignalError::Invalid(format!(
                 "The automation execution {} can't be completed: Complete ends Interactive executions; use Cancel.",
                 x.id
             )));
         }
-        "Complete" => {
-            interrupt_current(x, now_ms, status::CANCELLED);
-            let st = x.failed.clone().unwrap_or_else(|| status::SUCCESS.into());
-            finish(x, &st, now_ms);
+        StopType::Complete => {
+            interrupt_current(x, now_ms, Status::Cancelled);
+            let st = x.failed.unwrap_or(Status::Success);
+            finish(x, st, now_ms);
         }
-        _ => {
-            if x.status == status::PENDING {
-                finish(x, status::CANCELLED, now_ms);
+        StopType::Cancel => {
+            if x.status == Status::Pending {
+                finish(x, Status::Cancelled, now_ms);
                 return Ok(());
             }
             x.cancelled_record = match x.at {
                 At::Running(i) | At::Retry(i) => Some(i),
                 _ => None,
             };
-            interrupt_current(x, now_ms, status::CANCELLED);
+            interrupt_current(x, now_ms, Status::Cancelled);
             for f in std::mem::take(&mut x.loops) {
                 let r = &mut x.steps[f.record];
-                if !status::is_terminal(&r.status) {
-                    r.status = status::CANCELLED.into();
+                if !is_terminal(r.status) {
+                    r.status = Status::Cancelled;
                     r.end_ms = Some(now_ms);
                 }
             }
             x.at = At::End;
-            x.status = status::CANCELLING.into();
+            x.status = Status::Cancelling;
         }
     }
     Ok(())
@@ -1495,15 +1496,15 @@ mod tests {
         )
     }
 
-    fn exec(rb: &Runbook, mode_name: &str) -> Execution {
+    fn exec(rb: &Runbook, mode_name: ExecutionMode) -> Execution {
         Execution {
             id: "11111111-2222-3333-4444-555555555555".into(),
             account: "123456789012".into(),
             region: "us-east-1".into(),
             document_name: "Doc".into(),
             document_version: "1".into(),
-            mode: mode_name.into(),
-            status: status::PENDING.into(),
+            mode: mode_name,
+            status: Status::Pending,
             executed_by: "arn:aws:iam::123456789012:root".into(),
             start_ms: 0,
             end_ms: None,
@@ -1557,12 +1558,12 @@ mod tests {
             {"name": "skipped", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}},
             {"name": "z", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}
         ]));
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         assert_eq!(drive(&mut x, &rb, 1000), Need::Wait(Some(6000)));
-        assert_eq!(x.status, status::IN_PROGRESS);
+        assert_eq!(x.status, Status::InProgress);
         assert_eq!(drive(&mut x, &rb, 5999), Need::Wait(Some(6000)));
         assert_eq!(drive(&mut x, &rb, 6000), Need::Done);
-        assert_eq!(x.status, status::SUCCESS);
+        assert_eq!(x.status, Status::Success);
         assert_eq!(st(&x, "skipped"), ["Pending"], "a branch skips a step, which stays Pending");
         assert_eq!(st(&x, "z"), ["Success"]);
         assert_eq!(x.end_ms, Some(6000));
@@ -1573,7 +1574,7 @@ mod tests {
         let rb = rb(
             json!([script("s", json!({"maxAttempts": 2})), {"name": "after", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}]),
         );
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         let (i, a) = effect(&mut x, &rb, 0);
         complete(&mut x, &rb, i, a, Outcome::failed("boom 1"), 1);
         let (i2, a2) = effect(&mut x, &rb, 2);
@@ -1582,7 +1583,7 @@ mod tests {
         assert_eq!(x.steps[i].attempt, 2, "an outcome of an old attempt is ignored");
         complete(&mut x, &rb, i, 2, Outcome::failed("boom 2"), 4);
         assert_eq!(drive(&mut x, &rb, 5), Need::Done);
-        assert_eq!(x.status, status::FAILED);
+        assert_eq!(x.status, Status::Failed);
         assert_eq!(st(&x, "after"), ["Pending"]);
         assert!(x.failure_message.as_deref().unwrap().contains("boom 2"), "{:?}", x.failure_message);
         assert_eq!(x.steps[i].failure, Some(("Invocation".into(), "Action".into())));
@@ -1597,24 +1598,24 @@ mod tests {
             {"name": "d", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}, "isEnd": true},
             {"name": "e", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}
         ]));
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         let (i, a) = effect(&mut x, &rb, 0);
         complete(&mut x, &rb, i, a, Outcome::failed("non-critical"), 0);
         let (i, a) = effect(&mut x, &rb, 0);
         complete(&mut x, &rb, i, a, Outcome::failed("critical"), 0);
         assert_eq!(drive(&mut x, &rb, 0), Need::Done);
         assert_eq!((st(&x, "c"), st(&x, "d"), st(&x, "e")), (vec!["Pending"], vec!["Success"], vec!["Pending"]));
-        assert_eq!(x.status, status::FAILED, "b is critical, so the execution fails even though it carried on");
+        assert_eq!(x.status, Status::Failed, "b is critical, so the execution fails even though it carried on");
     }
 
     #[test]
     fn a_non_critical_failure_leaves_success() {
         let rb = rb(json!([script("a", json!({"onFailure": "Continue"}))]));
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         let (i, a) = effect(&mut x, &rb, 0);
         complete(&mut x, &rb, i, a, Outcome::TimedOut { message: "slow".into() }, 0);
         assert_eq!(drive(&mut x, &rb, 0), Need::Done);
-        assert_eq!(x.status, status::SUCCESS);
+        assert_eq!(x.status, Status::Success);
         assert_eq!(st(&x, "a"), ["TimedOut"]);
     }
 
@@ -1627,43 +1628,43 @@ mod tests {
         let bob = Caller { arn: "arn:aws:iam::123456789012:user/bob", account: "123456789012" };
         let eve = Caller { arn: "arn:aws:iam::123456789012:user/eve", account: "123456789012" };
         let none = BTreeMap::new();
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         assert_eq!(drive(&mut x, &rb, 0), Need::Wait(Some(60_000)));
-        assert_eq!(x.status, status::WAITING);
-        assert!(matches!(signal(&mut x, &rb, "Approve", &none, &eve, 1), Err(SignalError::Invalid(_))));
-        signal(&mut x, &rb, "Approve", &none, &alice, 1).unwrap();
-        signal(&mut x, &rb, "Approve", &none, &alice, 2).unwrap();
+        assert_eq!(x.status, Status::Waiting);
+        assert!(matches!(signal(&mut x, &rb, SignalType::Approve, &none, &eve, 1), Err(SignalError::Invalid(_))));
+        signal(&mut x, &rb, SignalType::Approve, &none, &alice, 1).unwrap();
+        signal(&mut x, &rb, SignalType::Approve, &none, &alice, 2).unwrap();
         assert_eq!(drive(&mut x, &rb, 3), Need::Wait(Some(60_000)), "one approver twice is one approval");
-        signal(&mut x, &rb, "Approve", &none, &bob, 4).unwrap();
+        signal(&mut x, &rb, SignalType::Approve, &none, &bob, 4).unwrap();
         assert_eq!(drive(&mut x, &rb, 5), Need::Done);
-        assert_eq!(x.status, status::SUCCESS);
+        assert_eq!(x.status, Status::Success);
         assert_eq!(x.steps[0].outputs["ApprovalStatus"], json!("Approved"));
         assert_eq!(x.steps[0].outputs["ApproverDecisions"].as_array().unwrap().len(), 2);
 
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         drive(&mut x, &rb, 0);
-        signal(&mut x, &rb, "Reject", &none, &bob, 1).unwrap();
+        signal(&mut x, &rb, SignalType::Reject, &none, &bob, 1).unwrap();
         drive(&mut x, &rb, 2);
         assert_eq!((x.status.as_str(), x.steps[0].outputs["ApprovalStatus"].as_str()), ("Failed", Some("Rejected")));
 
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         drive(&mut x, &rb, 0);
         assert_eq!(drive(&mut x, &rb, 60_000), Need::Done);
-        assert_eq!(x.status, status::TIMED_OUT);
+        assert_eq!(x.status, Status::TimedOut);
     }
 
     #[test]
     fn pause_resumes_on_its_step_name() {
         let rb = rb(json!([{"name": "p", "action": "aws:pause", "inputs": {}}]));
         let who = Caller { arn: "arn:aws:iam::123456789012:root", account: "123456789012" };
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         assert_eq!(drive(&mut x, &rb, 0), Need::Wait(None));
         let other = BTreeMap::from([("StepName".to_string(), vec!["nope".to_string()])]);
-        assert!(matches!(signal(&mut x, &rb, "Resume", &other, &who, 1), Err(SignalError::StepNotFound(_))));
+        assert!(matches!(signal(&mut x, &rb, SignalType::Resume, &other, &who, 1), Err(SignalError::StepNotFound(_))));
         let right = BTreeMap::from([("StepName".to_string(), vec!["p".to_string()])]);
-        signal(&mut x, &rb, "Resume", &right, &who, 1).unwrap();
+        signal(&mut x, &rb, SignalType::Resume, &right, &who, 1).unwrap();
         assert_eq!(drive(&mut x, &rb, 2), Need::Done);
-        assert_eq!(x.status, status::SUCCESS);
+        assert_eq!(x.status, Status::Success);
     }
 
     #[test]
@@ -1673,18 +1674,18 @@ mod tests {
             {"name": "next", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}},
             {"name": "cleanup", "action": "aws:updateVariable", "inputs": {"Name": "variable:n", "Value": 7}}
         ]));
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         drive(&mut x, &rb, 0);
-        stop(&mut x, "Cancel", 10).unwrap();
-        assert_eq!(x.status, status::CANCELLING);
+        stop(&mut x, StopType::Cancel, 10).unwrap();
+        assert_eq!(x.status, Status::Cancelling);
         assert_eq!(drive(&mut x, &rb, 11), Need::Done);
-        assert_eq!(x.status, status::CANCELLED);
+        assert_eq!(x.status, Status::Cancelled);
         assert_eq!(
             (st(&x, "nap"), st(&x, "next"), st(&x, "cleanup")),
             (vec!["Cancelled"], vec!["Pending"], vec!["Success"])
         );
         assert_eq!(x.variables["n"], json!(7));
-        assert!(stop(&mut x, "Cancel", 12).is_err(), "a finished execution can't be stopped");
+        assert!(stop(&mut x, StopType::Cancel, 12).is_err(), "a finished execution can't be stopped");
     }
 
     #[test]
@@ -1694,16 +1695,19 @@ mod tests {
             {"name": "two", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}
         ]));
         let who = Caller { arn: "arn:aws:iam::123456789012:root", account: "123456789012" };
-        let mut x = exec(&rb, mode::INTERACTIVE);
+        let mut x = exec(&rb, ExecutionMode::Interactive);
         assert_eq!(drive(&mut x, &rb, 0), Need::Wait(None));
         assert_eq!((x.status.as_str(), st(&x, "one")), ("Waiting", vec!["Pending"]));
         let go = |s: &str| BTreeMap::from([("StepName".to_string(), vec![s.to_string()])]);
-        signal(&mut x, &rb, "StartStep", &go("one"), &who, 1).unwrap();
+        signal(&mut x, &rb, SignalType::StartStep, &go("one"), &who, 1).unwrap();
         assert_eq!(drive(&mut x, &rb, 1), Need::Wait(None));
         assert_eq!((x.status.as_str(), st(&x, "one")), ("Waiting", vec!["Success"]));
         assert_eq!(x.steps[0].valid_next, ["two"]);
-        assert!(matches!(signal(&mut x, &rb, "StartStep", &go("zzz"), &who, 2), Err(SignalError::StepNotFound(_))));
-        stop(&mut x, "Complete", 3).unwrap();
+        assert!(matches!(
+            signal(&mut x, &rb, SignalType::StartStep, &go("zzz"), &who, 2),
+            Err(SignalError::StepNotFound(_))
+        ));
+        stop(&mut x, StopType::Complete, 3).unwrap();
         assert_eq!((x.status.as_str(), st(&x, "two")), ("Success", vec!["Pending"]));
     }
 
@@ -1716,9 +1720,9 @@ mod tests {
             ]}},
             {"name": "after", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}
         ]));
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         assert_eq!(drive(&mut x, &rb, 0), Need::Done);
-        assert_eq!(x.status, status::SUCCESS, "{:?}", x.failure_message);
+        assert_eq!(x.status, Status::Success, "{:?}", x.failure_message);
         assert_eq!(st(&x, "add"), ["Success"; 3]);
         assert_eq!(x.variables["n"], json!(3));
         let values: Vec<_> =
@@ -1731,20 +1735,20 @@ mod tests {
     #[test]
     fn a_dispatched_effect_found_after_a_crash_reruns_once() {
         let rb = rb(json!([script("s", json!({}))]));
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         effect(&mut x, &rb, 0);
         // The engine died: the persisted state is found again with the effect dispatched.
         effect(&mut x, &rb, 1);
         assert_eq!(x.steps[0].recoveries, 1);
         assert_eq!(drive(&mut x, &rb, 2), Need::Done);
-        assert_eq!(x.status, status::FAILED);
+        assert_eq!(x.status, Status::Failed);
         assert!(x.steps[0].failure_message.as_deref().unwrap().contains("interrupted twice"));
     }
 
     #[test]
     fn a_thousand_instant_failures_retry_without_recursing() {
         let rb = rb(json!([{"name": "rc", "action": "aws:createImage", "maxAttempts": 1000, "inputs": {}}]));
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         // Run on a small stack: retries must not nest calls.
         let handle = std::thread::Builder::new()
             .stack_size(256 * 1024)
@@ -1763,14 +1767,14 @@ mod tests {
         let rb = rb(
             json!([{"name": "c", "action": "aws:executeAutomation", "timeoutSeconds": 5, "inputs": {"DocumentName": "Child"}}]),
         );
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         let child = match drive(&mut x, &rb, 0) {
             Need::Effect(Effect::Start(c)) => c[0].id.clone(),
             other => panic!("{other:?}"),
         };
         assert_eq!(drive(&mut x, &rb, 1000), Need::Wait(Some(5000)));
         assert_eq!(drive(&mut x, &rb, 5000), Need::Effect(Effect::Cancel(vec![child])));
-        assert_eq!(x.status, status::TIMED_OUT);
+        assert_eq!(x.status, Status::TimedOut);
         assert_eq!(drive(&mut x, &rb, 5001), Need::Done);
     }
 
@@ -1780,18 +1784,18 @@ mod tests {
             {"name": "a", "action": "aws:sleep", "inputs": {"Duration": "PT1H"}, "onCancel": "step:b"},
             {"name": "b", "action": "aws:sleep", "inputs": {"Duration": "PT1H"}}
         ]));
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         drive(&mut x, &rb, 0);
-        stop(&mut x, "Cancel", 10).unwrap();
+        stop(&mut x, StopType::Cancel, 10).unwrap();
         assert_eq!(drive(&mut x, &rb, 10), Need::Wait(Some(120_010)));
         assert_eq!(drive(&mut x, &rb, 120_010), Need::Done);
-        assert_eq!(x.status, status::CANCELLED);
+        assert_eq!(x.status, Status::Cancelled);
     }
 
     #[test]
     fn fan_out_stops_dispatching_at_error_e_plus_one() {
         let rb = rb(json!([{"name": "s", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}]));
-        let mut x = exec(&rb, mode::AUTO);
+        let mut x = exec(&rb, ExecutionMode::Auto);
         x.steps.clear();
         let items: Vec<FanItem> =
             (0..6).map(|i| FanItem { label: format!("t{i}"), parameters: BTreeMap::new(), child: None }).collect();
@@ -1807,7 +1811,7 @@ mod tests {
                     failures += 1;
                     let outcome = Outcome::Child {
                         id: c.id.clone(),
-                        status: "Failed".into(),
+                        status: Status::Failed,
                         outputs: BTreeMap::new(),
                         failure: None,
                     };
@@ -1818,7 +1822,7 @@ mod tests {
             }
         }
         assert_eq!(failures, 2, "MaxErrors 1 stops at the second error");
-        assert_eq!(x.status, status::FAILED);
+        assert_eq!(x.status, Status::Failed);
         assert_eq!(x.fanout.as_ref().unwrap().controller.not_started().len(), 4);
     }
 }

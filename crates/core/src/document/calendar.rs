@@ -713,9 +713,10 @@ END:VCALENDAR\r\n";
 
     #[test]
     fn document_parse_uses_this_module() {
-        use crate::document::{Format, parse as parse_doc};
-        parse_doc(AWS_STYLE, Format::Text, "ChangeCalendar").unwrap();
-        match parse_doc("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", Format::Text, "ChangeCalendar") {
+        use crate::document::parse as parse_doc;
+        use ssmd_model::enums::{DocumentFormat, DocumentType};
+        parse_doc(AWS_STYLE, DocumentFormat::Text, DocumentType::ChangeCalendar).unwrap();
+        match parse_doc("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", DocumentFormat::Text, DocumentType::ChangeCalendar) {
             Err(DocError::InvalidContent(msg)) => assert!(msg.contains("no VERSION"), "{msg}"),
             other => panic!("unexpected {other:?}"),
         }

@@ -7,6 +7,7 @@ pub mod validate;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use ssmd_model::enums::{DocumentFormat, DocumentType};
 
 /// Why a document's content was refused; each maps to one SSM error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,38 +18,6 @@ pub enum DocError {
     /// `InvalidDocumentSchemaVersion`: the schemaVersion is not one ssmd supports for the type.
     #[error("{0}")]
     InvalidSchemaVersion(String),
-}
-
-/// The format a document's content is written in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// JSON text.
-    Json,
-    /// YAML text.
-    Yaml,
-    /// Plain text (ChangeCalendar iCalendar data, for instance).
-    Text,
-}
-
-impl Format {
-    /// Parses the wire value (`JSON`, `YAML`, `TEXT`).
-    pub fn from_wire(s: &str) -> Option<Format> {
-        match s {
-            "JSON" => Some(Format::Json),
-            "YAML" => Some(Format::Yaml),
-            "TEXT" => Some(Format::Text),
-            _ => None,
-        }
-    }
-
-    /// The wire value.
-    pub fn as_wire(self) -> &'static str {
-        match self {
-            Format::Json => "JSON",
-            Format::Yaml => "YAML",
-            Format::Text => "TEXT",
-        }
-    }
 }
 
 /// One parameter a document declares, as DescribeDocument reports it.
@@ -81,9 +50,9 @@ pub struct Parsed {
 pub const MAX_CONTENT_BYTES: usize = 64 * 1024;
 
 /// Parses `content` written in `format` and validates it as a document of `doc_type`.
-pub fn parse(content: &str, format: Format, doc_type: &str) -> Result<Parsed, DocError> {
-    if doc_type == "ChangeCalendar" {
-        if format != Format::Text {
+pub fn parse(content: &str, format: DocumentFormat, doc_type: DocumentType) -> Result<Parsed, DocError> {
+    if doc_type == DocumentType::ChangeCalendar {
+        if format != DocumentFormat::Text {
             return Err(DocError::InvalidContent(
                 "ChangeCalendar documents must use DocumentFormat TEXT with iCalendar content.".into(),
             ));
@@ -97,10 +66,10 @@ pub fn parse(content: &str, format: Format, doc_type: &str) -> Result<Parsed, Do
         });
     }
     let value = match format {
-        Format::Json => serde_json::from_str::<Value>(content)
+        DocumentFormat::Json => serde_json::from_str::<Value>(content)
             .map_err(|e| DocError::InvalidContent(format!("The content is not valid JSON: {e}")))?,
-        Format::Yaml => parse_yaml(content)?,
-        Format::Text => {
+        DocumentFormat::Yaml => parse_yaml(content)?,
+        DocumentFormat::Text => {
             return Err(DocError::InvalidContent(format!(
                 "DocumentFormat TEXT is only supported for ChangeCalendar documents, not {doc_type}."
             )));
@@ -150,16 +119,20 @@ fn parameters(doc: &Value) -> Vec<DocParameter> {
 
 /// Renders stored content in the requested format. `original` is returned unchanged when no
 /// conversion is needed, so a document reads back byte for byte as it was written.
-pub fn convert(original: &str, from: Format, to: Format) -> Result<String, DocError> {
-    if from == to || from == Format::Text || to == Format::Text {
+pub fn convert(original: &str, from: DocumentFormat, to: DocumentFormat) -> Result<String, DocError> {
+    if from == to || from == DocumentFormat::Text || to == DocumentFormat::Text {
         return Ok(original.to_string());
     }
     let value = match from {
-        Format::Json => serde_json::from_str::<Value>(original).map_err(|e| DocError::InvalidContent(e.to_string()))?,
+        DocumentFormat::Json => {
+            serde_json::from_str::<Value>(original).map_err(|e| DocError::InvalidContent(e.to_string()))?
+        }
         _ => parse_yaml(original)?,
     };
     match to {
-        Format::Json => serde_json::to_string_pretty(&value).map_err(|e| DocError::InvalidContent(e.to_string())),
+        DocumentFormat::Json => {
+            serde_json::to_string_pretty(&value).map_err(|e| DocError::InvalidContent(e.to_string()))
+        }
         _ => serde_saphyr::to_string(&value).map_err(|e| DocError::InvalidContent(e.to_string())),
     }
 }

@@ -19,6 +19,7 @@
 use super::DocError;
 use regex::Regex;
 use serde_json::{Map, Value};
+use ssmd_model::enums::DocumentType;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
@@ -26,14 +27,14 @@ use std::sync::LazyLock;
 ///
 /// Returns [`DocError::InvalidSchemaVersion`] when the schemaVersion is missing or not one ssmd
 /// supports for the type, and [`DocError::InvalidContent`] for every other problem.
-pub fn validate(doc_type: &str, doc: &Value) -> Result<(), DocError> {
+pub fn validate(doc_type: DocumentType, doc: &Value) -> Result<(), DocError> {
     let Some(obj) = doc.as_object() else {
         return Err(bad("The document content must be an object."));
     };
     match doc_type {
-        "Automation" => automation(obj, false),
-        "Automation.ChangeTemplate" => automation(obj, true),
-        "Command" => command(obj),
+        DocumentType::Automation => automation(obj, false),
+        DocumentType::AutomationChangeTemplate => automation(obj, true),
+        DocumentType::Command => command(obj),
         _ => {
             schema_version(obj, doc_type)?;
             Ok(())
@@ -87,7 +88,7 @@ static WHOLE_SSM_REF: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\{\{\s*ss
 // schemaVersion
 
 /// Reads `schemaVersion` as text (`0.3` written as a number reads as `"0.3"`).
-fn schema_version(obj: &Map<String, Value>, doc_type: &str) -> Result<String, DocError> {
+fn schema_version(obj: &Map<String, Value>, doc_type: DocumentType) -> Result<String, DocError> {
     match obj.get("schemaVersion") {
         None => Err(DocError::InvalidSchemaVersion(format!(
             "The document has no schemaVersion; {doc_type} documents must declare one."
@@ -126,7 +127,7 @@ struct Runbook<'a> {
 }
 
 fn automation(obj: &Map<String, Value>, template: bool) -> Result<(), DocError> {
-    let kind = if template { "Automation.ChangeTemplate" } else { "Automation" };
+    let kind = if template { DocumentType::AutomationChangeTemplate } else { DocumentType::Automation };
     let version = schema_version(obj, kind)?;
     if version != "0.3" {
         return Err(DocError::InvalidSchemaVersion(format!(
@@ -948,7 +949,7 @@ fn optional_string(obj: &Map<String, Value>, key: &str, subject: &str) -> Result
 // Command documents
 
 fn command(obj: &Map<String, Value>) -> Result<(), DocError> {
-    let version = schema_version(obj, "Command")?;
+    let version = schema_version(obj, DocumentType::Command)?;
     optional_string(obj, "description", "The document's description")?;
     if let Some(params) = obj.get("parameters") {
         check_definitions(params, "parameters", "Parameter", true)?;
@@ -1070,7 +1071,7 @@ mod tests {
     use serde_json::json;
 
     /// Asserts that validation fails with `InvalidContent` whose message contains `fragment`.
-    fn content_err(doc_type: &str, doc: Value, fragment: &str) {
+    fn content_err(doc_type: DocumentType, doc: Value, fragment: &str) {
         match validate(doc_type, &doc) {
             Err(DocError::InvalidContent(msg)) => {
                 assert!(msg.contains(fragment), "message {msg:?} lacks {fragment:?}");
@@ -1081,7 +1082,7 @@ mod tests {
         }
     }
 
-    fn version_err(doc_type: &str, doc: Value, fragment: &str) {
+    fn version_err(doc_type: DocumentType, doc: Value, fragment: &str) {
         match validate(doc_type, &doc) {
             Err(DocError::InvalidSchemaVersion(msg)) => {
                 assert!(msg.contains(fragment), "message {msg:?} lacks {fragment:?}");
@@ -1268,7 +1269,8 @@ mod tests {
 
     #[test]
     fn yaml_runbook_through_document_parse() {
-        use crate::document::{Format, parse};
+        use crate::document::parse;
+        use ssmd_model::enums::DocumentFormat;
         let yaml = r#"
 schemaVersion: 0.3
 description: Stop an instance when it is running.
@@ -1313,29 +1315,29 @@ mainSteps:
 outputs:
   - getState.State
 "#;
-        let parsed = parse(yaml, Format::Yaml, "Automation").unwrap();
+        let parsed = parse(yaml, DocumentFormat::Yaml, DocumentType::Automation).unwrap();
         assert_eq!(parsed.schema_version.as_deref(), Some("0.3"));
         let broken = yaml.replace("Default: done", "Default: nowhere");
-        match parse(&broken, Format::Yaml, "Automation") {
+        match parse(&broken, DocumentFormat::Yaml, DocumentType::Automation) {
             Err(DocError::InvalidContent(msg)) => {
                 assert!(msg.contains("Default 'nowhere'"), "{msg}")
             }
             other => panic!("unexpected {other:?}"),
         }
         let command = "schemaVersion: 2.2\nmainSteps:\n  - name: run\n    action: aws:runShellScript\n    inputs:\n      runCommand:\n        - echo hi\n";
-        parse(command, Format::Yaml, "Command").unwrap();
+        parse(command, DocumentFormat::Yaml, DocumentType::Command).unwrap();
     }
 
     #[test]
     fn realistic_runbook_passes() {
-        validate("Automation", &realistic_runbook()).unwrap();
+        validate(DocumentType::Automation, &realistic_runbook()).unwrap();
     }
 
     #[test]
     fn schema_version_number_is_accepted() {
         let mut doc = one_step(json!({}));
         doc["schemaVersion"] = json!(0.3);
-        validate("Automation", &doc).unwrap();
+        validate(DocumentType::Automation, &doc).unwrap();
     }
 
     #[test]
@@ -1346,26 +1348,26 @@ outputs:
             "LoopCondition": {"Variable": "{{ invoke.Retry }}", "BooleanEquals": true},
             "MaxIterations": 3
         }));
-        validate("Automation", &doc).unwrap();
+        validate(DocumentType::Automation, &doc).unwrap();
     }
 
     #[test]
     fn unknown_action_is_accepted_at_creation() {
         let doc =
             json!({"schemaVersion": "0.3", "mainSteps": [{"name": "x", "action": "aws:doesNotExist", "inputs": {}}]});
-        validate("Automation", &doc).unwrap();
+        validate(DocumentType::Automation, &doc).unwrap();
     }
 
     #[test]
     fn change_template_passes() {
-        validate("Automation.ChangeTemplate", &change_template()).unwrap();
+        validate(DocumentType::AutomationChangeTemplate, &change_template()).unwrap();
     }
 
     #[test]
     fn change_template_without_executable_runbooks_passes() {
         let mut doc = change_template();
         doc.as_object_mut().unwrap().remove("executableRunBooks");
-        validate("Automation.ChangeTemplate", &doc).unwrap();
+        validate(DocumentType::AutomationChangeTemplate, &doc).unwrap();
     }
 
     #[test]
@@ -1390,7 +1392,7 @@ outputs:
                 {"action": "aws:runShellScript", "name": "single", "inputs": {"runCommand": "uptime"}}
             ]
         });
-        validate("Command", &doc).unwrap();
+        validate(DocumentType::Command, &doc).unwrap();
     }
 
     #[test]
@@ -1398,9 +1400,9 @@ outputs:
         let mut doc = json!({"schemaVersion": "2.0", "mainSteps": [
             {"action": "aws:runDocument", "name": "nested", "inputs": {"documentType": "SSMDocument", "documentPath": "AWS-RunShellScript"}}
         ]});
-        validate("Command", &doc).unwrap();
+        validate(DocumentType::Command, &doc).unwrap();
         doc["schemaVersion"] = json!(2.2);
-        validate("Command", &doc).unwrap();
+        validate(DocumentType::Command, &doc).unwrap();
     }
 
     #[test]
@@ -1415,14 +1417,14 @@ outputs:
                 }
             }
         });
-        validate("Command", &doc).unwrap();
+        validate(DocumentType::Command, &doc).unwrap();
     }
 
     #[test]
     fn other_types_only_need_a_schema_version() {
-        validate("Session", &json!({"schemaVersion": "1.0", "sessionType": "Standard_Stream"})).unwrap();
-        validate("Policy", &json!({"schemaVersion": 1.0})).unwrap();
-        validate("Package", &json!({"schemaVersion": "2.0", "anything": [1, 2]})).unwrap();
+        validate(DocumentType::Session, &json!({"schemaVersion": "1.0", "sessionType": "Standard_Stream"})).unwrap();
+        validate(DocumentType::Policy, &json!({"schemaVersion": 1.0})).unwrap();
+        validate(DocumentType::Package, &json!({"schemaVersion": "2.0", "anything": [1, 2]})).unwrap();
     }
 
     // ---- schemaVersion ---------------------------------------------------------------------
@@ -1431,59 +1433,71 @@ outputs:
     fn automation_wrong_schema_version_is_refused() {
         let mut doc = one_step(json!({}));
         doc["schemaVersion"] = json!("2.2");
-        version_err("Automation", doc, "'2.2' is not supported for Automation");
+        version_err(DocumentType::Automation, doc, "'2.2' is not supported for Automation");
     }
 
     #[test]
     fn automation_missing_schema_version_is_refused() {
         let mut doc = one_step(json!({}));
         doc.as_object_mut().unwrap().remove("schemaVersion");
-        version_err("Automation", doc, "no schemaVersion");
+        version_err(DocumentType::Automation, doc, "no schemaVersion");
     }
 
     #[test]
     fn change_template_wrong_schema_version_is_refused() {
         let mut doc = change_template();
         doc["schemaVersion"] = json!("1.2");
-        version_err("Automation.ChangeTemplate", doc, "Automation.ChangeTemplate");
+        version_err(DocumentType::AutomationChangeTemplate, doc, "Automation.ChangeTemplate");
     }
 
     #[test]
     fn command_unknown_schema_version_is_refused() {
-        version_err("Command", json!({"schemaVersion": "0.3", "mainSteps": []}), "use 1.2, 2.0 or 2.2");
+        version_err(DocumentType::Command, json!({"schemaVersion": "0.3", "mainSteps": []}), "use 1.2, 2.0 or 2.2");
     }
 
     #[test]
     fn other_type_without_schema_version_is_refused() {
-        version_err("Session", json!({"sessionType": "Standard_Stream"}), "Session documents must declare one");
+        version_err(
+            DocumentType::Session,
+            json!({"sessionType": "Standard_Stream"}),
+            "Session documents must declare one",
+        );
     }
 
     #[test]
     fn other_type_with_object_schema_version_is_refused() {
-        version_err("Policy", json!({"schemaVersion": {"v": 1}}), "must be a string or a number");
+        version_err(DocumentType::Policy, json!({"schemaVersion": {"v": 1}}), "must be a string or a number");
     }
 
     // ---- mainSteps and step identity ---------------------------------------------------------
 
     #[test]
     fn missing_main_steps_is_refused() {
-        content_err("Automation", json!({"schemaVersion": "0.3"}), "has no mainSteps");
+        content_err(DocumentType::Automation, json!({"schemaVersion": "0.3"}), "has no mainSteps");
     }
 
     #[test]
     fn empty_main_steps_is_refused() {
-        content_err("Automation", json!({"schemaVersion": "0.3", "mainSteps": []}), "mainSteps list is empty");
+        content_err(
+            DocumentType::Automation,
+            json!({"schemaVersion": "0.3", "mainSteps": []}),
+            "mainSteps list is empty",
+        );
     }
 
     #[test]
     fn main_steps_not_a_list_is_refused() {
-        content_err("Automation", json!({"schemaVersion": "0.3", "mainSteps": {"a": 1}}), "must be a list of steps");
+        content_err(
+            DocumentType::Automation,
+            json!({"schemaVersion": "0.3", "mainSteps": {"a": 1}}),
+            "must be a list of steps",
+        );
     }
 
     #[test]
     fn step_not_an_object_is_refused() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             json!({"schemaVersion": "0.3", "mainSteps": ["x"]}),
             "Step 1 in mainSteps must be an object",
         );
@@ -1492,7 +1506,7 @@ outputs:
     #[test]
     fn step_without_name_is_refused() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             json!({"schemaVersion": "0.3", "mainSteps": [{"action": "aws:pause"}]}),
             "Step 1 in mainSteps has no name",
         );
@@ -1501,7 +1515,7 @@ outputs:
     #[test]
     fn step_name_not_string_is_refused() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             json!({"schemaVersion": "0.3", "mainSteps": [{"name": 5, "action": "aws:pause"}]}),
             "name that is not a string",
         );
@@ -1511,16 +1525,16 @@ outputs:
     fn step_name_with_bad_characters_is_refused() {
         let doc =
             json!({"schemaVersion": "0.3", "mainSteps": [{"name": "bad-name", "action": "aws:pause", "inputs": {}}]});
-        content_err("Automation", doc, "Step name 'bad-name' is invalid");
+        content_err(DocumentType::Automation, doc, "Step name 'bad-name' is invalid");
     }
 
     #[test]
     fn step_name_too_long_is_refused() {
         let long = "a".repeat(129);
         let doc = json!({"schemaVersion": "0.3", "mainSteps": [{"name": long, "action": "aws:pause", "inputs": {}}]});
-        content_err("Automation", doc, "1 to 128 characters");
+        content_err(DocumentType::Automation, doc, "1 to 128 characters");
         let ok = json!({"schemaVersion": "0.3", "mainSteps": [{"name": "a".repeat(128), "action": "aws:pause", "inputs": {}}]});
-        validate("Automation", &ok).unwrap();
+        validate(DocumentType::Automation, &ok).unwrap();
     }
 
     #[test]
@@ -1529,7 +1543,7 @@ outputs:
             {"name": "same", "action": "aws:pause", "inputs": {}},
             {"name": "same", "action": "aws:pause", "inputs": {}}
         ]});
-        content_err("Automation", doc, "Step name 'same' is used more than once");
+        content_err(DocumentType::Automation, doc, "Step name 'same' is used more than once");
     }
 
     #[test]
@@ -1538,13 +1552,13 @@ outputs:
             {"name": "loop", "action": "aws:loop", "inputs": {"Iterators": ["a"], "Steps": [{"name": "dup", "action": "aws:pause", "inputs": {}}]}},
             {"name": "dup", "action": "aws:pause", "inputs": {}}
         ]});
-        content_err("Automation", doc, "Step name 'dup' is used more than once");
+        content_err(DocumentType::Automation, doc, "Step name 'dup' is used more than once");
     }
 
     #[test]
     fn step_without_action_is_refused() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             json!({"schemaVersion": "0.3", "mainSteps": [{"name": "x"}]}),
             "Step 'x' has no action",
         );
@@ -1553,15 +1567,23 @@ outputs:
     #[test]
     fn malformed_action_is_refused() {
         let doc = json!({"schemaVersion": "0.3", "mainSteps": [{"name": "x", "action": "runScript", "inputs": {}}]});
-        content_err("Automation", doc, "Step 'x' has action 'runScript', which is not of the form aws:actionName");
+        content_err(
+            DocumentType::Automation,
+            doc,
+            "Step 'x' has action 'runScript', which is not of the form aws:actionName",
+        );
         let doc =
             json!({"schemaVersion": "0.3", "mainSteps": [{"name": "x", "action": "aws:run-script", "inputs": {}}]});
-        content_err("Automation", doc, "not of the form aws:actionName");
+        content_err(DocumentType::Automation, doc, "not of the form aws:actionName");
     }
 
     #[test]
     fn inputs_not_a_map_is_refused() {
-        content_err("Automation", one_step(json!({"inputs": ["a"]})), "Step 'stepOne' has inputs that are not a map");
+        content_err(
+            DocumentType::Automation,
+            one_step(json!({"inputs": ["a"]})),
+            "Step 'stepOne' has inputs that are not a map",
+        );
     }
 
     // ---- control flow ----------------------------------------------------------------------
@@ -1569,7 +1591,7 @@ outputs:
     #[test]
     fn unknown_next_step_is_refused() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"nextStep": "nope"})),
             "Step 'stepOne' has nextStep 'nope', which is not a step of this document.",
         );
@@ -1577,30 +1599,30 @@ outputs:
 
     #[test]
     fn next_step_not_string_is_refused() {
-        content_err("Automation", one_step(json!({"nextStep": 3})), "nextStep that is not a string");
+        content_err(DocumentType::Automation, one_step(json!({"nextStep": 3})), "nextStep that is not a string");
     }
 
     #[test]
     fn valid_next_step_passes() {
-        validate("Automation", &one_step(json!({"nextStep": "stepTwo"}))).unwrap();
+        validate(DocumentType::Automation, &one_step(json!({"nextStep": "stepTwo"}))).unwrap();
     }
 
     #[test]
     fn on_failure_values() {
         for ok in ["Abort", "Continue", "step:stepTwo"] {
-            validate("Automation", &one_step(json!({"onFailure": ok}))).unwrap();
+            validate(DocumentType::Automation, &one_step(json!({"onFailure": ok}))).unwrap();
         }
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"onFailure": "Retry"})),
             "onFailure 'Retry'; the value must be Abort, Continue or step:<name>",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"onFailure": "step:ghost"})),
             "has onFailure 'step:ghost', but 'ghost' is not a step of this document",
         );
-        content_err("Automation", one_step(json!({"onFailure": true})), "onFailure that is not a string");
+        content_err(DocumentType::Automation, one_step(json!({"onFailure": true})), "onFailure that is not a string");
     }
 
     #[test]
@@ -1609,15 +1631,15 @@ outputs:
             {"name": "work", "action": "aws:executeScript", "inputs": {}, "onCancel": "step:undo"},
             {"name": "undo", "action": "aws:executeAwsApi", "inputs": {}}
         ]});
-        validate("Automation", &doc).unwrap();
-        validate("Automation", &one_step(json!({"onCancel": "Abort"}))).unwrap();
+        validate(DocumentType::Automation, &doc).unwrap();
+        validate(DocumentType::Automation, &one_step(json!({"onCancel": "Abort"}))).unwrap();
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"onCancel": "Continue"})),
             "onCancel 'Continue'; the value must be Abort or step:<name>",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"onCancel": "step:ghost"})),
             "has onCancel 'step:ghost', but 'ghost' is not a step of this document",
         );
@@ -1626,14 +1648,22 @@ outputs:
     #[test]
     fn on_cancel_to_forbidden_action_is_refused() {
         // stepTwo is an aws:sleep, which can't be a cancellation step.
-        content_err("Automation", one_step(json!({"onCancel": "step:stepTwo"})), "may not use action aws:sleep");
+        content_err(
+            DocumentType::Automation,
+            one_step(json!({"onCancel": "step:stepTwo"})),
+            "may not use action aws:sleep",
+        );
     }
 
     #[test]
     fn on_cancel_on_loop_is_refused() {
         let mut doc = looped(json!({"Iterators": ["a"], "Steps": body()}));
         doc["mainSteps"][0]["onCancel"] = json!("Abort");
-        content_err("Automation", doc, "Step 'loop' uses onCancel, which is not supported for aws:loop steps");
+        content_err(
+            DocumentType::Automation,
+            doc,
+            "Step 'loop' uses onCancel, which is not supported for aws:loop steps",
+        );
     }
 
     #[test]
@@ -1642,7 +1672,11 @@ outputs:
             {"name": "first", "action": "aws:pause", "inputs": {}, "nextStep": "inner"},
             {"name": "loop", "action": "aws:loop", "inputs": {"Iterators": ["a"], "Steps": body()}}
         ]});
-        content_err("Automation", doc, "Step 'first' has nextStep 'inner', which is inside aws:loop step 'loop'");
+        content_err(
+            DocumentType::Automation,
+            doc,
+            "Step 'first' has nextStep 'inner', which is inside aws:loop step 'loop'",
+        );
     }
 
     #[test]
@@ -1653,32 +1687,40 @@ outputs:
             ]}},
             {"name": "after", "action": "aws:pause", "inputs": {}}
         ]});
-        validate("Automation", &doc).unwrap();
+        validate(DocumentType::Automation, &doc).unwrap();
     }
 
     #[test]
     fn is_end_and_is_critical_must_be_booleans() {
-        validate("Automation", &one_step(json!({"isEnd": true, "isCritical": false}))).unwrap();
+        validate(DocumentType::Automation, &one_step(json!({"isEnd": true, "isCritical": false}))).unwrap();
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"isEnd": "true"})),
             "Step 'stepOne' has isEnd \"true\"; isEnd must be true or false",
         );
-        content_err("Automation", one_step(json!({"isCritical": 1})), "isCritical must be true or false");
+        content_err(DocumentType::Automation, one_step(json!({"isCritical": 1})), "isCritical must be true or false");
     }
 
     #[test]
     fn max_attempts_and_timeout_must_be_positive_integers() {
-        validate("Automation", &one_step(json!({"maxAttempts": 2, "timeoutSeconds": 600}))).unwrap();
+        validate(DocumentType::Automation, &one_step(json!({"maxAttempts": 2, "timeoutSeconds": 600}))).unwrap();
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"maxAttempts": 0})),
             "Step 'stepOne' has maxAttempts 0; maxAttempts must be a positive integer",
         );
-        content_err("Automation", one_step(json!({"maxAttempts": 1.5})), "maxAttempts must be a positive integer");
-        content_err("Automation", one_step(json!({"timeoutSeconds": -5})), "timeoutSeconds must be a positive integer");
         content_err(
-            "Automation",
+            DocumentType::Automation,
+            one_step(json!({"maxAttempts": 1.5})),
+            "maxAttempts must be a positive integer",
+        );
+        content_err(
+            DocumentType::Automation,
+            one_step(json!({"timeoutSeconds": -5})),
+            "timeoutSeconds must be a positive integer",
+        );
+        content_err(
+            DocumentType::Automation,
             one_step(json!({"timeoutSeconds": "60"})),
             "timeoutSeconds must be a positive integer",
         );
@@ -1687,7 +1729,7 @@ outputs:
     #[test]
     fn step_description_must_be_string() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"description": 5})),
             "Step 'stepOne' has a description that is not a string",
         );
@@ -1697,21 +1739,21 @@ outputs:
 
     #[test]
     fn branch_needs_choices() {
-        content_err("Automation", branch(json!({})), "Step 'choose' (aws:branch) has no inputs.Choices");
-        content_err("Automation", branch(json!({"Choices": []})), "empty Choices list");
-        content_err("Automation", branch(json!({"Choices": "x"})), "inputs.Choices that is not a list");
-        content_err("Automation", branch(json!({"Choices": ["x"]})), "choice 1 must be an object");
+        content_err(DocumentType::Automation, branch(json!({})), "Step 'choose' (aws:branch) has no inputs.Choices");
+        content_err(DocumentType::Automation, branch(json!({"Choices": []})), "empty Choices list");
+        content_err(DocumentType::Automation, branch(json!({"Choices": "x"})), "inputs.Choices that is not a list");
+        content_err(DocumentType::Automation, branch(json!({"Choices": ["x"]})), "choice 1 must be an object");
     }
 
     #[test]
     fn branch_choice_needs_existing_next_step() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"Variable": "{{ x }}", "StringEquals": "y"}]})),
             "choice 1 has no NextStep",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"NextStep": "zzz", "Variable": "{{ x }}", "StringEquals": "y"}]})),
             "Step 'choose' has choice 1 NextStep 'zzz', which is not a step of this document",
         );
@@ -1721,9 +1763,9 @@ outputs:
     fn branch_default_must_exist() {
         let ok =
             branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "StringEquals": "y"}], "Default": "b"}));
-        validate("Automation", &ok).unwrap();
+        validate(DocumentType::Automation, &ok).unwrap();
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(
                 json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "StringEquals": "y"}], "Default": "ghost"}),
             ),
@@ -1747,14 +1789,14 @@ outputs:
             ("BooleanEquals", json!(false)),
         ] {
             let doc = branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", op: val}]}));
-            validate("Automation", &doc).unwrap_or_else(|e| panic!("{op}: {e}"));
+            validate(DocumentType::Automation, &doc).unwrap_or_else(|e| panic!("{op}: {e}"));
         }
     }
 
     #[test]
     fn branch_unknown_operator_is_refused() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "StringMatches": "y"}]})),
             "choice 1 uses unknown operator 'StringMatches'",
         );
@@ -1763,12 +1805,12 @@ outputs:
     #[test]
     fn branch_needs_exactly_one_operator() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}"}]})),
             "choice 1 has no operator",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(
                 json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "StringEquals": "y", "Contains": "z"}]}),
             ),
@@ -1779,12 +1821,12 @@ outputs:
     #[test]
     fn branch_operator_needs_variable() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"NextStep": "a", "StringEquals": "y"}]})),
             "uses StringEquals but has no Variable",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"NextStep": "a", "Variable": 3, "StringEquals": "y"}]})),
             "Variable that is not a string",
         );
@@ -1793,17 +1835,17 @@ outputs:
     #[test]
     fn branch_operand_types_are_checked() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "NumericEquals": [1]}]})),
             "NumericEquals needs a number",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "BooleanEquals": 1}]})),
             "BooleanEquals needs true or false",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "StringEquals": {"a": 1}}]})),
             "StringEquals needs a string",
         );
@@ -1812,29 +1854,29 @@ outputs:
     #[test]
     fn branch_logical_operators_nest() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"NextStep": "a", "And": []}]})),
             "And whose value is not a non-empty list",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"NextStep": "a", "Not": [{"Variable": "{{ x }}", "StringEquals": "y"}]}]})),
             "Not whose value is not a single condition",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(
                 json!({"Choices": [{"NextStep": "a", "Variable": "{{ x }}", "Or": [{"Variable": "{{ x }}", "StringEquals": "y"}]}]}),
             ),
             "uses Or, which takes nested conditions instead of a Variable",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(json!({"Choices": [{"NextStep": "a", "Or": [{"Variable": "{{ x }}", "Bogus": "y"}]}]})),
             "choice 1 Or condition 1 uses unknown operator 'Bogus'",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             branch(
                 json!({"Choices": [{"NextStep": "a", "And": [{"NextStep": "b", "Variable": "{{ x }}", "StringEquals": "y"}]}]}),
             ),
@@ -1846,27 +1888,43 @@ outputs:
 
     #[test]
     fn loop_needs_steps() {
-        content_err("Automation", looped(json!({"Iterators": ["a"]})), "Step 'loop' (aws:loop) has no inputs.Steps");
-        content_err("Automation", looped(json!({"Iterators": ["a"], "Steps": []})), "empty inputs.Steps list");
-        content_err("Automation", looped(json!({"Iterators": ["a"], "Steps": {}})), "inputs.Steps that is not a list");
+        content_err(
+            DocumentType::Automation,
+            looped(json!({"Iterators": ["a"]})),
+            "Step 'loop' (aws:loop) has no inputs.Steps",
+        );
+        content_err(
+            DocumentType::Automation,
+            looped(json!({"Iterators": ["a"], "Steps": []})),
+            "empty inputs.Steps list",
+        );
+        content_err(
+            DocumentType::Automation,
+            looped(json!({"Iterators": ["a"], "Steps": {}})),
+            "inputs.Steps that is not a list",
+        );
     }
 
     #[test]
     fn loop_sub_steps_are_validated_like_steps() {
         let doc = looped(json!({"Iterators": ["a"], "Steps": [{"name": "inner", "action": "bad"}]}));
-        content_err("Automation", doc, "Step 'inner' has action 'bad'");
+        content_err(DocumentType::Automation, doc, "Step 'inner' has action 'bad'");
         let doc = looped(json!({"Iterators": ["a"], "Steps": [{"action": "aws:pause"}]}));
-        content_err("Automation", doc, "Step 1 in the inputs.Steps of aws:loop step 'loop' has no name");
+        content_err(DocumentType::Automation, doc, "Step 1 in the inputs.Steps of aws:loop step 'loop' has no name");
         let doc =
             looped(json!({"Iterators": ["a"], "Steps": [{"name": "inner", "action": "aws:pause", "maxAttempts": 0}]}));
-        content_err("Automation", doc, "Step 'inner' has maxAttempts 0");
+        content_err(DocumentType::Automation, doc, "Step 'inner' has maxAttempts 0");
     }
 
     #[test]
     fn loop_needs_exactly_one_of_iterators_and_condition() {
-        content_err("Automation", looped(json!({"Steps": body()})), "needs either Iterators or LoopCondition");
         content_err(
-            "Automation",
+            DocumentType::Automation,
+            looped(json!({"Steps": body()})),
+            "needs either Iterators or LoopCondition",
+        );
+        content_err(
+            DocumentType::Automation,
             looped(
                 json!({"Steps": body(), "Iterators": ["a"], "LoopCondition": {"Variable": "{{ x }}", "StringEquals": "y"}}),
             ),
@@ -1877,24 +1935,24 @@ outputs:
     #[test]
     fn loop_iterators_and_condition_are_checked() {
         let many: Vec<String> = (0..101).map(|i| i.to_string()).collect();
-        content_err("Automation", looped(json!({"Steps": body(), "Iterators": many})), "has 101 Iterators");
+        content_err(DocumentType::Automation, looped(json!({"Steps": body(), "Iterators": many})), "has 101 Iterators");
         content_err(
-            "Automation",
+            DocumentType::Automation,
             looped(json!({"Steps": body(), "Iterators": 5})),
             "Iterators that are neither a list",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             looped(json!({"Steps": body(), "Iterators": ["a"], "IteratorDataType": "Float"})),
             "IteratorDataType \"Float\"",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             looped(json!({"Steps": body(), "LoopCondition": {"Variable": "{{ x }}", "Matches": "y"}})),
             "Step 'loop' (aws:loop) LoopCondition uses unknown operator 'Matches'",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             looped(json!({"Steps": body(), "LoopCondition": "x"})),
             "LoopCondition that is not a condition object",
         );
@@ -1902,11 +1960,13 @@ outputs:
 
     #[test]
     fn loop_max_iterations_range() {
-        validate("Automation", &looped(json!({"Steps": body(), "Iterators": ["a"], "MaxIterations": 100}))).unwrap();
-        validate("Automation", &looped(json!({"Steps": body(), "Iterators": ["a"], "MaxIterations": 1}))).unwrap();
+        validate(DocumentType::Automation, &looped(json!({"Steps": body(), "Iterators": ["a"], "MaxIterations": 100})))
+            .unwrap();
+        validate(DocumentType::Automation, &looped(json!({"Steps": body(), "Iterators": ["a"], "MaxIterations": 1})))
+            .unwrap();
         for bad_value in [json!(0), json!(101), json!("5"), json!(2.5)] {
             content_err(
-                "Automation",
+                DocumentType::Automation,
                 looped(json!({"Steps": body(), "Iterators": ["a"], "MaxIterations": bad_value})),
                 "it must be an integer from 1 to 100",
             );
@@ -1918,19 +1978,20 @@ outputs:
     #[test]
     fn approve_needs_approvers() {
         let doc = |inputs: Value| json!({"schemaVersion": "0.3", "mainSteps": [{"name": "ok", "action": "aws:approve", "inputs": inputs}]});
-        validate("Automation", &doc(json!({"Approvers": ["alice", "bob"], "MinRequiredApprovals": 2}))).unwrap();
-        validate("Automation", &doc(json!({"Approvers": "{{ Approvers }}"}))).unwrap();
-        content_err("Automation", doc(json!({"Message": "hi"})), "Step 'ok' (aws:approve) needs Approvers");
-        content_err("Automation", doc(json!({"Approvers": []})), "lists 0 Approvers; it must list 1 to 10");
+        validate(DocumentType::Automation, &doc(json!({"Approvers": ["alice", "bob"], "MinRequiredApprovals": 2})))
+            .unwrap();
+        validate(DocumentType::Automation, &doc(json!({"Approvers": "{{ Approvers }}"}))).unwrap();
+        content_err(DocumentType::Automation, doc(json!({"Message": "hi"})), "Step 'ok' (aws:approve) needs Approvers");
+        content_err(DocumentType::Automation, doc(json!({"Approvers": []})), "lists 0 Approvers; it must list 1 to 10");
         let eleven: Vec<String> = (0..11).map(|i| format!("u{i}")).collect();
-        content_err("Automation", doc(json!({"Approvers": eleven})), "lists 11 Approvers");
+        content_err(DocumentType::Automation, doc(json!({"Approvers": eleven})), "lists 11 Approvers");
         content_err(
-            "Automation",
+            DocumentType::Automation,
             doc(json!({"Approvers": ["a"], "MinRequiredApprovals": 2})),
             "MinRequiredApprovals 2, more than its 1 Approvers",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             doc(json!({"Approvers": ["a"], "MinRequiredApprovals": 0})),
             "must be a positive integer",
         );
@@ -1939,13 +2000,13 @@ outputs:
     #[test]
     fn sleep_needs_exactly_one_of_duration_and_timestamp() {
         let doc = |inputs: Value| json!({"schemaVersion": "0.3", "mainSteps": [{"name": "nap", "action": "aws:sleep", "inputs": inputs}]});
-        validate("Automation", &doc(json!({"Timestamp": "2030-01-01T00:00:00Z"}))).unwrap();
+        validate(DocumentType::Automation, &doc(json!({"Timestamp": "2030-01-01T00:00:00Z"}))).unwrap();
         content_err(
-            "Automation",
+            DocumentType::Automation,
             doc(json!({})),
             "Step 'nap' (aws:sleep) needs exactly one of the inputs Duration and Timestamp",
         );
-        content_err("Automation", doc(json!({"Duration": "PT1S", "Timestamp": "x"})), "needs exactly one");
+        content_err(DocumentType::Automation, doc(json!({"Duration": "PT1S", "Timestamp": "x"})), "needs exactly one");
     }
 
     #[test]
@@ -1954,19 +2015,19 @@ outputs:
             json!({"schemaVersion": "0.3", "variables": {"Counter": {"type": "Integer", "default": 0}},
                    "mainSteps": [{"name": "set", "action": "aws:updateVariable", "inputs": {"Name": name, "Value": 1}}]})
         };
-        validate("Automation", &doc("variable:Counter")).unwrap();
+        validate(DocumentType::Automation, &doc("variable:Counter")).unwrap();
         content_err(
-            "Automation",
+            DocumentType::Automation,
             doc("variable:Other"),
             "updates variable 'Other', which the document's variables don't declare",
         );
-        content_err("Automation", doc("Counter"), "must have the form variable:<name>");
+        content_err(DocumentType::Automation, doc("Counter"), "must have the form variable:<name>");
         let mut no_value = doc("variable:Counter");
         no_value["mainSteps"][0]["inputs"].as_object_mut().unwrap().remove("Value");
-        content_err("Automation", no_value, "has no Value input");
+        content_err(DocumentType::Automation, no_value, "has no Value input");
         let mut cancel = doc("variable:Counter");
         cancel["mainSteps"][0]["onCancel"] = json!("Abort");
-        content_err("Automation", cancel, "not supported for aws:updateVariable steps");
+        content_err(DocumentType::Automation, cancel, "not supported for aws:updateVariable steps");
     }
 
     // ---- {{ssm:...}} ----------------------------------------------------------------------
@@ -1976,7 +2037,11 @@ outputs:
         let doc = json!({"schemaVersion": "0.3", "mainSteps": [
             {"name": "call", "action": "aws:executeAwsApi", "inputs": {"Service": "ec2", "Api": "DescribeImages", "ImageIds": ["{{ssm:/golden/ami}}"]}}
         ]});
-        content_err("Automation", doc, "Step 'call' input 'ImageIds' uses a {{ssm:...}} Parameter Store reference");
+        content_err(
+            DocumentType::Automation,
+            doc,
+            "Step 'call' input 'ImageIds' uses a {{ssm:...}} Parameter Store reference",
+        );
     }
 
     #[test]
@@ -1984,17 +2049,17 @@ outputs:
         let doc = looped(json!({"Iterators": ["a"], "Steps": [
             {"name": "inner", "action": "aws:executeAwsApi", "inputs": {"Api": "{{ ssm:/x }}"}}
         ]}));
-        content_err("Automation", doc, "Step 'inner' input 'Api'");
+        content_err(DocumentType::Automation, doc, "Step 'inner' input 'Api'");
     }
 
     #[test]
     fn ssm_reference_in_assume_role_is_refused() {
         let mut doc = one_step(json!({}));
         doc["assumeRole"] = json!("{{ssm:/roles/automation}}");
-        content_err("Automation", doc, "The assumeRole may not use a {{ssm:...}}");
+        content_err(DocumentType::Automation, doc, "The assumeRole may not use a {{ssm:...}}");
         let mut doc = one_step(json!({}));
         doc["assumeRole"] = json!(["arn"]);
-        content_err("Automation", doc, "The assumeRole must be a string");
+        content_err(DocumentType::Automation, doc, "The assumeRole must be a string");
     }
 
     // ---- step outputs --------------------------------------------------------------------
@@ -2002,33 +2067,37 @@ outputs:
     #[test]
     fn step_outputs_are_checked() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"outputs": {"Name": "x"}})),
             "Step 'stepOne' has outputs that are not a list",
         );
-        content_err("Automation", one_step(json!({"outputs": ["x"]})), "Step 'stepOne' output 1 must be an object");
         content_err(
-            "Automation",
+            DocumentType::Automation,
+            one_step(json!({"outputs": ["x"]})),
+            "Step 'stepOne' output 1 must be an object",
+        );
+        content_err(
+            DocumentType::Automation,
             one_step(json!({"outputs": [{"Selector": "$.a", "Type": "String"}]})),
             "output 1 needs a Name",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"outputs": [{"Name": "A", "Type": "String"}]})),
             "output 'A' needs a Selector",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"outputs": [{"Name": "A", "Selector": "a.b", "Type": "String"}]})),
             "starting with $",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"outputs": [{"Name": "A", "Selector": "$.a"}]})),
             "output 'A' needs a Type",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             one_step(json!({"outputs": [{"Name": "A", "Selector": "$.a", "Type": "Float"}]})),
             "output 'A' has Type 'Float'",
         );
@@ -2043,17 +2112,17 @@ outputs:
             doc["outputs"] = outputs;
             doc
         };
-        validate("Automation", &with(json!(["stepOne.Foo", "stepTwo.Bar.Baz"]))).unwrap();
-        content_err("Automation", with(json!("stepOne.Foo")), "The document's outputs must be a list");
-        content_err("Automation", with(json!([5])), "The document output 5 must be a string");
+        validate(DocumentType::Automation, &with(json!(["stepOne.Foo", "stepTwo.Bar.Baz"]))).unwrap();
+        content_err(DocumentType::Automation, with(json!("stepOne.Foo")), "The document's outputs must be a list");
+        content_err(DocumentType::Automation, with(json!([5])), "The document output 5 must be a string");
         content_err(
-            "Automation",
+            DocumentType::Automation,
             with(json!(["stepOne"])),
             "The document output 'stepOne' must have the form stepName.outputName",
         );
-        content_err("Automation", with(json!(["stepOne."])), "has no output name");
+        content_err(DocumentType::Automation, with(json!(["stepOne."])), "has no output name");
         content_err(
-            "Automation",
+            DocumentType::Automation,
             with(json!(["ghost.Out"])),
             "names step 'ghost', which is not a step of this document",
         );
@@ -2063,10 +2132,10 @@ outputs:
     fn description_and_files_types() {
         let mut doc = one_step(json!({}));
         doc["description"] = json!(["x"]);
-        content_err("Automation", doc, "The document's description must be a string");
+        content_err(DocumentType::Automation, doc, "The document's description must be a string");
         let mut doc = one_step(json!({}));
         doc["files"] = json!(["x"]);
-        content_err("Automation", doc, "The files member must be a map");
+        content_err(DocumentType::Automation, doc, "The files member must be a map");
     }
 
     // ---- parameters --------------------------------------------------------------------
@@ -2075,47 +2144,48 @@ outputs:
     fn parameters_must_be_a_map_of_objects() {
         let mut doc = one_step(json!({}));
         doc["parameters"] = json!(["a"]);
-        content_err("Automation", doc, "The parameters member must be a map");
-        content_err("Automation", param(json!("String")), "Parameter 'P' must be defined by an object");
+        content_err(DocumentType::Automation, doc, "The parameters member must be a map");
+        content_err(DocumentType::Automation, param(json!("String")), "Parameter 'P' must be defined by an object");
     }
 
     #[test]
     fn parameter_type_is_required_and_known() {
-        content_err("Automation", param(json!({"default": "x"})), "Parameter 'P' has no type");
+        content_err(DocumentType::Automation, param(json!({"default": "x"})), "Parameter 'P' has no type");
         content_err(
-            "Automation",
+            DocumentType::Automation,
             param(json!({"type": "Float"})),
             "Parameter 'P' has type \"Float\"; the type must be one of",
         );
         for t in PARAM_TYPES {
-            validate("Automation", &param(json!({"type": t}))).unwrap();
+            validate(DocumentType::Automation, &param(json!({"type": t}))).unwrap();
         }
     }
 
     #[test]
     fn parameter_allowed_values_and_pattern() {
         content_err(
-            "Automation",
+            DocumentType::Automation,
             param(json!({"type": "String", "allowedValues": "a"})),
             "allowedValues that is not a list",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             param(json!({"type": "String", "allowedPattern": 5})),
             "allowedPattern that is not a string",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             param(json!({"type": "String", "allowedPattern": "^[a-z"})),
             "Parameter 'P' has allowedPattern '^[a-z', which is not a valid regular expression",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             param(json!({"type": "String", "allowedPattern": "a{2,1}"})),
             "not a valid regular expression",
         );
         // Java-only features (look-ahead) are accepted rather than refused.
-        validate("Automation", &param(json!({"type": "String", "allowedPattern": "^(?!root$)[a-z]+$"}))).unwrap();
+        validate(DocumentType::Automation, &param(json!({"type": "String", "allowedPattern": "^(?!root$)[a-z]+$"})))
+            .unwrap();
     }
 
     #[test]
@@ -2131,7 +2201,7 @@ outputs:
             ("MapList", json!([{"a": "b"}, "c"]), "is not a list of maps"),
         ];
         for (kind, default, fragment) in cases {
-            content_err("Automation", param(json!({"type": kind, "default": default})), fragment);
+            content_err(DocumentType::Automation, param(json!({"type": kind, "default": default})), fragment);
         }
         let good = [
             ("String", json!("x")),
@@ -2143,7 +2213,7 @@ outputs:
             ("StringList", json!("{{ssm:/list}}")),
         ];
         for (kind, default) in good {
-            validate("Automation", &param(json!({"type": kind, "default": default}))).unwrap();
+            validate(DocumentType::Automation, &param(json!({"type": kind, "default": default}))).unwrap();
         }
     }
 
@@ -2151,23 +2221,23 @@ outputs:
     fn parameter_limits_are_non_negative_integers() {
         for field in ["minItems", "maxItems", "minChars", "maxChars"] {
             content_err(
-                "Automation",
+                DocumentType::Automation,
                 param(json!({"type": "StringList", field: -1})),
                 &format!("Parameter 'P' has {field} -1; it must be a non-negative integer"),
             );
         }
         content_err(
-            "Automation",
+            DocumentType::Automation,
             param(json!({"type": "String", "minChars": 5, "maxChars": 2})),
             "minChars 5 greater than maxChars 2",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             param(json!({"type": "String", "displayType": "dropdown"})),
             "displayType \"dropdown\"",
         );
         content_err(
-            "Automation",
+            DocumentType::Automation,
             param(json!({"type": "String", "description": 4})),
             "Parameter 'P' has a description that is not a string",
         );
@@ -2177,13 +2247,17 @@ outputs:
     fn variables_are_checked_like_parameters() {
         let mut doc = one_step(json!({}));
         doc["variables"] = json!({"V": {"type": "Integer", "default": "x"}});
-        content_err("Automation", doc, "Variable 'V' has type Integer but its default \"x\" is not an integer");
+        content_err(
+            DocumentType::Automation,
+            doc,
+            "Variable 'V' has type Integer but its default \"x\" is not an integer",
+        );
         let mut doc = one_step(json!({}));
         doc["variables"] = json!({"V": {"default": 1}});
-        content_err("Automation", doc, "Variable 'V' has no type");
+        content_err(DocumentType::Automation, doc, "Variable 'V' has no type");
         let mut doc = one_step(json!({}));
         doc["variables"] = json!({"V": {"type": "String", "default": "{{ssm:/x}}"}});
-        content_err("Automation", doc, "only parameter defaults may use");
+        content_err(DocumentType::Automation, doc, "only parameter defaults may use");
     }
 
     // ---- change templates ------------------------------------------------------------
@@ -2192,17 +2266,17 @@ outputs:
     fn change_template_fields_are_typed() {
         let mut doc = change_template();
         doc["templateInformation"] = json!(["x"]);
-        content_err("Automation.ChangeTemplate", doc, "The templateInformation must be a string");
+        content_err(DocumentType::AutomationChangeTemplate, doc, "The templateInformation must be a string");
         let mut doc = change_template();
         doc["emergencyChange"] = json!("yes");
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             doc,
             "The emergencyChange member is \"yes\"; it must be true or false",
         );
         let mut doc = change_template();
         doc["autoApprovable"] = json!(1);
-        content_err("Automation.ChangeTemplate", doc, "The autoApprovable member is 1");
+        content_err(DocumentType::AutomationChangeTemplate, doc, "The autoApprovable member is 1");
     }
 
     #[test]
@@ -2213,19 +2287,23 @@ outputs:
             doc
         };
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             with(json!("AWS-Restart")),
             "executableRunBooks member must be a list",
         );
-        content_err("Automation.ChangeTemplate", with(json!([])), "executableRunBooks list is empty");
-        content_err("Automation.ChangeTemplate", with(json!(["x"])), "Entry 1 of executableRunBooks must be an object");
+        content_err(DocumentType::AutomationChangeTemplate, with(json!([])), "executableRunBooks list is empty");
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
+            with(json!(["x"])),
+            "Entry 1 of executableRunBooks must be an object",
+        );
+        content_err(
+            DocumentType::AutomationChangeTemplate,
             with(json!([{"version": "1"}])),
             "Entry 1 of executableRunBooks needs a name",
         );
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             with(json!([{"name": "a", "version": [1]}])),
             "Entry 1 of executableRunBooks has version [1]",
         );
@@ -2236,7 +2314,7 @@ outputs:
         let mut doc = change_template();
         doc["mainSteps"] = json!([{"name": "run", "action": "aws:executeScript", "inputs": {}}]);
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             doc,
             "Step 'run' uses action aws:executeScript; a change template's mainSteps may only be aws:approve",
         );
@@ -2246,7 +2324,7 @@ outputs:
     fn change_template_needs_main_steps() {
         let mut doc = change_template();
         doc.as_object_mut().unwrap().remove("mainSteps");
-        content_err("Automation.ChangeTemplate", doc, "has no mainSteps");
+        content_err(DocumentType::AutomationChangeTemplate, doc, "has no mainSteps");
     }
 
     #[test]
@@ -2257,7 +2335,7 @@ outputs:
             .collect();
         doc["mainSteps"] = json!(steps);
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             doc,
             "has 6 aws:approve steps; a template may have at most 5 approval levels",
         );
@@ -2271,43 +2349,43 @@ outputs:
             doc
         };
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             with(json!({"Message": "x"})),
             "Step 'Level' (aws:approve) needs Approvers",
         );
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             with(json!({"Approvers": ["a", "b", "c", "d", "e", "f"]})),
             "lists 6 Approvers; it must list 1 to 5",
         );
         let approver = json!({"approver": "a", "type": "IamUser"});
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             with(json!({"EnhancedApprovals": {"Approvers": vec![approver; 6]}})),
             "lists 6 EnhancedApprovals approvers; it must list 1 to 5",
         );
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             with(json!({"EnhancedApprovals": []})),
             "EnhancedApprovals that is not an object",
         );
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             with(json!({"EnhancedApprovals": {}})),
             "EnhancedApprovals without an Approvers list",
         );
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             with(json!({"EnhancedApprovals": {"Approvers": [{"type": "IamUser"}]}})),
             "EnhancedApprovals approver 1 needs an approver",
         );
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             with(json!({"EnhancedApprovals": {"Approvers": [{"approver": "a", "type": "Robot"}]}})),
             "needs a type, one of IamUser, IamGroup, IamRole, SSOGroup, SSOUser",
         );
         content_err(
-            "Automation.ChangeTemplate",
+            DocumentType::AutomationChangeTemplate,
             with(
                 json!({"EnhancedApprovals": {"Approvers": [{"approver": "a", "type": "IamUser", "minRequiredApprovals": -1}]}}),
             ),
@@ -2323,11 +2401,15 @@ outputs:
 
     #[test]
     fn command_v2_needs_main_steps() {
-        content_err("Command", json!({"schemaVersion": "2.2"}), "has no mainSteps");
-        content_err("Command", json!({"schemaVersion": "2.2", "mainSteps": []}), "mainSteps list is empty");
-        content_err("Command", json!({"schemaVersion": "2.0", "mainSteps": "x"}), "must be a list of steps");
+        content_err(DocumentType::Command, json!({"schemaVersion": "2.2"}), "has no mainSteps");
+        content_err(DocumentType::Command, json!({"schemaVersion": "2.2", "mainSteps": []}), "mainSteps list is empty");
         content_err(
-            "Command",
+            DocumentType::Command,
+            json!({"schemaVersion": "2.0", "mainSteps": "x"}),
+            "must be a list of steps",
+        );
+        content_err(
+            DocumentType::Command,
             json!({"schemaVersion": "2.2", "mainSteps": [1]}),
             "Step 1 in mainSteps must be an object",
         );
@@ -2336,33 +2418,33 @@ outputs:
     #[test]
     fn command_v2_step_shape() {
         content_err(
-            "Command",
+            DocumentType::Command,
             command_step(json!({"action": "aws:runShellScript", "inputs": {"runCommand": "x"}})),
             "Step 1 in mainSteps has no name",
         );
         content_err(
-            "Command",
+            DocumentType::Command,
             command_step(json!({"name": "", "action": "aws:runShellScript"})),
             "not a non-empty string",
         );
-        content_err("Command", command_step(json!({"name": "s", "inputs": {}})), "Step 's' has no action");
+        content_err(DocumentType::Command, command_step(json!({"name": "s", "inputs": {}})), "Step 's' has no action");
         content_err(
-            "Command",
+            DocumentType::Command,
             command_step(json!({"name": "s", "action": "runShellScript", "inputs": {}})),
             "Step 's' has action 'runShellScript'",
         );
         content_err(
-            "Command",
+            DocumentType::Command,
             command_step(json!({"name": "s", "action": "aws:runDocument"})),
             "Step 's' has no inputs",
         );
         content_err(
-            "Command",
+            DocumentType::Command,
             command_step(json!({"name": "s", "action": "aws:runDocument", "inputs": "x"})),
             "inputs that are not a map",
         );
         content_err(
-            "Command",
+            DocumentType::Command,
             command_step(json!({"name": "s", "action": "aws:runDocument", "inputs": {}, "precondition": "Linux"})),
             "Step 's' has a precondition that is not an object",
         );
@@ -2370,23 +2452,23 @@ outputs:
             {"name": "s", "action": "aws:runShellScript", "inputs": {"runCommand": "a"}},
             {"name": "s", "action": "aws:runShellScript", "inputs": {"runCommand": "b"}}
         ]});
-        content_err("Command", dup, "Step name 's' is used more than once");
+        content_err(DocumentType::Command, dup, "Step name 's' is used more than once");
     }
 
     #[test]
     fn command_run_command_input_is_checked() {
         content_err(
-            "Command",
+            DocumentType::Command,
             command_step(json!({"name": "s", "action": "aws:runShellScript", "inputs": {}})),
             "Step 's' (aws:runShellScript) has no inputs.runCommand",
         );
         content_err(
-            "Command",
+            DocumentType::Command,
             command_step(json!({"name": "s", "action": "aws:runPowerShellScript", "inputs": {"runCommand": ["a", 1]}})),
             "Step 's' (aws:runPowerShellScript) has inputs.runCommand that is not a string or a list of strings",
         );
         content_err(
-            "Command",
+            DocumentType::Command,
             command_step(json!({"name": "s", "action": "aws:runShellScript", "inputs": {"runCommand": {"a": "b"}}})),
             "not a string or a list of strings",
         );
@@ -2394,26 +2476,34 @@ outputs:
 
     #[test]
     fn command_v12_needs_runtime_config() {
-        content_err("Command", json!({"schemaVersion": "1.2"}), "has no runtimeConfig");
-        content_err("Command", json!({"schemaVersion": "1.2", "runtimeConfig": []}), "runtimeConfig must be a map");
-        content_err("Command", json!({"schemaVersion": "1.2", "runtimeConfig": {}}), "runtimeConfig is empty");
+        content_err(DocumentType::Command, json!({"schemaVersion": "1.2"}), "has no runtimeConfig");
         content_err(
-            "Command",
+            DocumentType::Command,
+            json!({"schemaVersion": "1.2", "runtimeConfig": []}),
+            "runtimeConfig must be a map",
+        );
+        content_err(
+            DocumentType::Command,
+            json!({"schemaVersion": "1.2", "runtimeConfig": {}}),
+            "runtimeConfig is empty",
+        );
+        content_err(
+            DocumentType::Command,
             json!({"schemaVersion": "1.2", "runtimeConfig": {"aws:runShellScript": "x"}}),
             "plugin 'aws:runShellScript' must be an object with properties",
         );
         content_err(
-            "Command",
+            DocumentType::Command,
             json!({"schemaVersion": "1.2", "runtimeConfig": {"aws:runShellScript": {}}}),
             "plugin 'aws:runShellScript' has no properties",
         );
         content_err(
-            "Command",
+            DocumentType::Command,
             json!({"schemaVersion": "1.2", "runtimeConfig": {"aws:runShellScript": {"properties": "x"}}}),
             "properties that are not an object or a list",
         );
         content_err(
-            "Command",
+            DocumentType::Command,
             json!({"schemaVersion": "1.2", "runtimeConfig": {"shell": {"properties": {}}}}),
             "plugin 'shell' is not of the form aws:pluginName",
         );
@@ -2423,9 +2513,9 @@ outputs:
     fn command_parameters_are_checked() {
         let doc = json!({"schemaVersion": "2.2", "parameters": {"p": {"type": "Integer", "default": "x"}},
                          "mainSteps": [{"name": "s", "action": "aws:runShellScript", "inputs": {"runCommand": "x"}}]});
-        content_err("Command", doc, "Parameter 'p' has type Integer but its default");
+        content_err(DocumentType::Command, doc, "Parameter 'p' has type Integer but its default");
         let doc = json!({"schemaVersion": "1.2", "parameters": {"p": {"type": "Date"}},
                          "runtimeConfig": {"aws:runShellScript": {"properties": []}}});
-        content_err("Command", doc, "Parameter 'p' has type \"Date\"");
+        content_err(DocumentType::Command, doc, "Parameter 'p' has type \"Date\"");
     }
 }

@@ -2,6 +2,8 @@
 //! Code generated from the SSM service model; see `xtask/src/codegen.rs`.
 
 #[rustfmt::skip]
+pub mod enums;
+#[rustfmt::skip]
 pub mod errors;
 #[rustfmt::skip]
 pub mod operations;

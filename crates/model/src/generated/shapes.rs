@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use crate::generated::enums::*;
+
 /// A `timestamp` member: seconds since the Unix epoch, as awsJson1_1 sends them.
 pub type Timestamp = f64;
 
@@ -43,10 +45,10 @@ pub struct Activation {
 }
 
 /// The `AddTagsToResourceRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AddTagsToResourceRequest {
     #[serde(rename = "ResourceType")]
-    pub resource_type: String,
+    pub resource_type: ResourceTypeForTagging,
     #[serde(rename = "ResourceId")]
     pub resource_id: String,
     #[serde(rename = "Tags")]
@@ -75,12 +77,12 @@ pub struct AlarmConfiguration {
 }
 
 /// The `AlarmStateInformation` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlarmStateInformation {
     #[serde(rename = "Name")]
     pub name: String,
     #[serde(rename = "State")]
-    pub state: String,
+    pub state: ExternalAlarmState,
 }
 
 /// The `AssociateOpsItemRelatedItemRequest` shape.
@@ -176,9 +178,9 @@ pub struct AssociationDescription {
     #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "ComplianceSeverity", default, skip_serializing_if = "Option::is_none")]
-    pub compliance_severity: Option<String>,
+    pub compliance_severity: Option<AssociationComplianceSeverity>,
     #[serde(rename = "SyncCompliance", default, skip_serializing_if = "Option::is_none")]
-    pub sync_compliance: Option<String>,
+    pub sync_compliance: Option<AssociationSyncCompliance>,
     #[serde(rename = "ApplyOnlyAtCronInterval", default, skip_serializing_if = "Option::is_none")]
     pub apply_only_at_cron_interval: Option<bool>,
     #[serde(rename = "CalendarNames", default, skip_serializing_if = "Option::is_none")]
@@ -225,14 +227,14 @@ pub struct AssociationExecution {
 }
 
 /// The `AssociationExecutionFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssociationExecutionFilter {
     #[serde(rename = "Key")]
-    pub key: String,
+    pub key: AssociationExecutionFilterKey,
     #[serde(rename = "Value")]
     pub value: String,
     #[serde(rename = "Type")]
-    pub r#type: String,
+    pub r#type: AssociationFilterOperatorType,
 }
 
 /// The `AssociationExecutionTarget` shape.
@@ -259,19 +261,19 @@ pub struct AssociationExecutionTarget {
 }
 
 /// The `AssociationExecutionTargetsFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssociationExecutionTargetsFilter {
     #[serde(rename = "Key")]
-    pub key: String,
+    pub key: AssociationExecutionTargetsFilterKey,
     #[serde(rename = "Value")]
     pub value: String,
 }
 
 /// The `AssociationFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssociationFilter {
     #[serde(rename = "key")]
-    pub key: String,
+    pub key: AssociationFilterKey,
     #[serde(rename = "value")]
     pub value: String,
 }
@@ -288,12 +290,12 @@ pub struct AssociationOverview {
 }
 
 /// The `AssociationStatus` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssociationStatus {
     #[serde(rename = "Date")]
     pub date: Timestamp,
     #[serde(rename = "Name")]
-    pub name: String,
+    pub name: AssociationStatusName,
     #[serde(rename = "Message")]
     pub message: String,
     #[serde(rename = "AdditionalInfo", default, skip_serializing_if = "Option::is_none")]
@@ -328,9 +330,9 @@ pub struct AssociationVersionInfo {
     #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "ComplianceSeverity", default, skip_serializing_if = "Option::is_none")]
-    pub compliance_severity: Option<String>,
+    pub compliance_severity: Option<AssociationComplianceSeverity>,
     #[serde(rename = "SyncCompliance", default, skip_serializing_if = "Option::is_none")]
-    pub sync_compliance: Option<String>,
+    pub sync_compliance: Option<AssociationSyncCompliance>,
     #[serde(rename = "ApplyOnlyAtCronInterval", default, skip_serializing_if = "Option::is_none")]
     pub apply_only_at_cron_interval: Option<bool>,
     #[serde(rename = "CalendarNames", default, skip_serializing_if = "Option::is_none")]
@@ -357,7 +359,7 @@ pub struct AttachmentContent {
     #[serde(rename = "Hash", default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
     #[serde(rename = "HashType", default, skip_serializing_if = "Option::is_none")]
-    pub hash_type: Option<String>,
+    pub hash_type: Option<AttachmentHashType>,
     #[serde(rename = "Url", default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }
@@ -373,7 +375,7 @@ pub struct AttachmentInformation {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AttachmentsSource {
     #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub key: Option<AttachmentsSourceKey>,
     #[serde(rename = "Values", default, skip_serializing_if = "Option::is_none")]
     pub values: Option<Vec<String>>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
@@ -394,7 +396,7 @@ pub struct AutomationExecution {
     #[serde(rename = "ExecutionEndTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_end_time: Option<Timestamp>,
     #[serde(rename = "AutomationExecutionStatus", default, skip_serializing_if = "Option::is_none")]
-    pub automation_execution_status: Option<String>,
+    pub automation_execution_status: Option<AutomationExecutionStatus>,
     #[serde(rename = "StepExecutions", default, skip_serializing_if = "Option::is_none")]
     pub step_executions: Option<Vec<StepExecution>>,
     #[serde(rename = "StepExecutionsTruncated", default, skip_serializing_if = "Option::is_none")]
@@ -408,7 +410,7 @@ pub struct AutomationExecution {
     #[serde(rename = "WarningMessage", default, skip_serializing_if = "Option::is_none")]
     pub warning_message: Option<String>,
     #[serde(rename = "Mode", default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub mode: Option<ExecutionMode>,
     #[serde(rename = "ParentAutomationExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub parent_automation_execution_id: Option<String>,
     #[serde(rename = "ExecutedBy", default, skip_serializing_if = "Option::is_none")]
@@ -442,7 +444,7 @@ pub struct AutomationExecution {
     #[serde(rename = "TargetLocationsURL", default, skip_serializing_if = "Option::is_none")]
     pub target_locations_url: Option<String>,
     #[serde(rename = "AutomationSubtype", default, skip_serializing_if = "Option::is_none")]
-    pub automation_subtype: Option<String>,
+    pub automation_subtype: Option<AutomationSubtype>,
     #[serde(rename = "ScheduledTime", default, skip_serializing_if = "Option::is_none")]
     pub scheduled_time: Option<Timestamp>,
     #[serde(rename = "Runbooks", default, skip_serializing_if = "Option::is_none")]
@@ -460,10 +462,10 @@ pub struct AutomationExecution {
 }
 
 /// The `AutomationExecutionFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AutomationExecutionFilter {
     #[serde(rename = "Key")]
-    pub key: String,
+    pub key: AutomationExecutionFilterKey,
     #[serde(rename = "Values")]
     pub values: Vec<String>,
 }
@@ -495,7 +497,7 @@ pub struct AutomationExecutionMetadata {
     #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "AutomationExecutionStatus", default, skip_serializing_if = "Option::is_none")]
-    pub automation_execution_status: Option<String>,
+    pub automation_execution_status: Option<AutomationExecutionStatus>,
     #[serde(rename = "ExecutionStartTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_start_time: Option<Timestamp>,
     #[serde(rename = "ExecutionEndTime", default, skip_serializing_if = "Option::is_none")]
@@ -507,7 +509,7 @@ pub struct AutomationExecutionMetadata {
     #[serde(rename = "Outputs", default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<BTreeMap<String, Vec<String>>>,
     #[serde(rename = "Mode", default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub mode: Option<ExecutionMode>,
     #[serde(rename = "ParentAutomationExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub parent_automation_execution_id: Option<String>,
     #[serde(rename = "CurrentStepName", default, skip_serializing_if = "Option::is_none")]
@@ -533,7 +535,7 @@ pub struct AutomationExecutionMetadata {
     #[serde(rename = "Target", default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(rename = "AutomationType", default, skip_serializing_if = "Option::is_none")]
-    pub automation_type: Option<String>,
+    pub automation_type: Option<AutomationType>,
     #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
     #[serde(rename = "TriggeredAlarms", default, skip_serializing_if = "Option::is_none")]
@@ -541,7 +543,7 @@ pub struct AutomationExecutionMetadata {
     #[serde(rename = "TargetLocationsURL", default, skip_serializing_if = "Option::is_none")]
     pub target_locations_url: Option<String>,
     #[serde(rename = "AutomationSubtype", default, skip_serializing_if = "Option::is_none")]
-    pub automation_subtype: Option<String>,
+    pub automation_subtype: Option<AutomationSubtype>,
     #[serde(rename = "ScheduledTime", default, skip_serializing_if = "Option::is_none")]
     pub scheduled_time: Option<Timestamp>,
     #[serde(rename = "Runbooks", default, skip_serializing_if = "Option::is_none")]
@@ -558,7 +560,7 @@ pub struct AutomationExecutionMetadata {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutomationExecutionPreview {
     #[serde(rename = "StepPreviews", default, skip_serializing_if = "Option::is_none")]
-    pub step_previews: Option<BTreeMap<String, i32>>,
+    pub step_previews: Option<BTreeMap<ImpactType, i32>>,
     #[serde(rename = "Regions", default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<String>>,
     #[serde(rename = "TargetPreviews", default, skip_serializing_if = "Option::is_none")]
@@ -595,7 +597,7 @@ pub struct AzureSubscription {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BaselineOverride {
     #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
-    pub operating_system: Option<String>,
+    pub operating_system: Option<OperatingSystem>,
     #[serde(rename = "GlobalFilters", default, skip_serializing_if = "Option::is_none")]
     pub global_filters: Option<PatchFilterGroup>,
     #[serde(rename = "ApprovalRules", default, skip_serializing_if = "Option::is_none")]
@@ -603,17 +605,17 @@ pub struct BaselineOverride {
     #[serde(rename = "ApprovedPatches", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches: Option<Vec<String>>,
     #[serde(rename = "ApprovedPatchesComplianceLevel", default, skip_serializing_if = "Option::is_none")]
-    pub approved_patches_compliance_level: Option<String>,
+    pub approved_patches_compliance_level: Option<PatchComplianceLevel>,
     #[serde(rename = "RejectedPatches", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches: Option<Vec<String>>,
     #[serde(rename = "RejectedPatchesAction", default, skip_serializing_if = "Option::is_none")]
-    pub rejected_patches_action: Option<String>,
+    pub rejected_patches_action: Option<PatchAction>,
     #[serde(rename = "ApprovedPatchesEnableNonSecurity", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_enable_non_security: Option<bool>,
     #[serde(rename = "Sources", default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<PatchSource>>,
     #[serde(rename = "AvailableSecurityUpdatesComplianceStatus", default, skip_serializing_if = "Option::is_none")]
-    pub available_security_updates_compliance_status: Option<String>,
+    pub available_security_updates_compliance_status: Option<PatchComplianceStatus>,
 }
 
 /// The `CancelCommandRequest` shape.
@@ -657,7 +659,7 @@ pub struct CloudConnectorConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CloudConnectorFilter {
     #[serde(rename = "FilterKey", default, skip_serializing_if = "Option::is_none")]
-    pub filter_key: Option<String>,
+    pub filter_key: Option<CloudConnectorFilterKey>,
     #[serde(rename = "FilterValues", default, skip_serializing_if = "Option::is_none")]
     pub filter_values: Option<Vec<String>>,
 }
@@ -678,7 +680,7 @@ pub struct CloudConnectorSummary {
     #[serde(rename = "UpdatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     #[serde(rename = "Provider", default, skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
+    pub provider: Option<Provider>,
     #[serde(rename = "ConfigConnectorArn", default, skip_serializing_if = "Option::is_none")]
     pub config_connector_arn: Option<String>,
 }
@@ -714,7 +716,7 @@ pub struct Command {
     #[serde(rename = "RequestedDateTime", default, skip_serializing_if = "Option::is_none")]
     pub requested_date_time: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<CommandStatus>,
     #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "OutputS3Region", default, skip_serializing_if = "Option::is_none")]
@@ -750,10 +752,10 @@ pub struct Command {
 }
 
 /// The `CommandFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandFilter {
     #[serde(rename = "key")]
-    pub key: String,
+    pub key: CommandFilterKey,
     #[serde(rename = "value")]
     pub value: String,
 }
@@ -776,7 +778,7 @@ pub struct CommandInvocation {
     #[serde(rename = "RequestedDateTime", default, skip_serializing_if = "Option::is_none")]
     pub requested_date_time: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<CommandInvocationStatus>,
     #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "TraceOutput", default, skip_serializing_if = "Option::is_none")]
@@ -801,7 +803,7 @@ pub struct CommandPlugin {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<CommandPluginStatus>,
     #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "ResponseCode", default, skip_serializing_if = "Option::is_none")]
@@ -849,9 +851,9 @@ pub struct ComplianceItem {
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<ComplianceStatus>,
     #[serde(rename = "Severity", default, skip_serializing_if = "Option::is_none")]
-    pub severity: Option<String>,
+    pub severity: Option<ComplianceSeverity>,
     #[serde(rename = "ExecutionSummary", default, skip_serializing_if = "Option::is_none")]
     pub execution_summary: Option<ComplianceExecutionSummary>,
     #[serde(rename = "Details", default, skip_serializing_if = "Option::is_none")]
@@ -859,16 +861,16 @@ pub struct ComplianceItem {
 }
 
 /// The `ComplianceItemEntry` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComplianceItemEntry {
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(rename = "Severity")]
-    pub severity: String,
+    pub severity: ComplianceSeverity,
     #[serde(rename = "Status")]
-    pub status: String,
+    pub status: ComplianceStatus,
     #[serde(rename = "Details", default, skip_serializing_if = "Option::is_none")]
     pub details: Option<BTreeMap<String, String>>,
 }
@@ -881,7 +883,7 @@ pub struct ComplianceStringFilter {
     #[serde(rename = "Values", default, skip_serializing_if = "Option::is_none")]
     pub values: Option<Vec<String>>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<ComplianceQueryOperatorType>,
 }
 
 /// The `ComplianceSummaryItem` shape.
@@ -974,9 +976,9 @@ pub struct CreateAssociationBatchRequestEntry {
     #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "ComplianceSeverity", default, skip_serializing_if = "Option::is_none")]
-    pub compliance_severity: Option<String>,
+    pub compliance_severity: Option<AssociationComplianceSeverity>,
     #[serde(rename = "SyncCompliance", default, skip_serializing_if = "Option::is_none")]
-    pub sync_compliance: Option<String>,
+    pub sync_compliance: Option<AssociationSyncCompliance>,
     #[serde(rename = "ApplyOnlyAtCronInterval", default, skip_serializing_if = "Option::is_none")]
     pub apply_only_at_cron_interval: Option<bool>,
     #[serde(rename = "CalendarNames", default, skip_serializing_if = "Option::is_none")]
@@ -1028,9 +1030,9 @@ pub struct CreateAssociationRequest {
     #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "ComplianceSeverity", default, skip_serializing_if = "Option::is_none")]
-    pub compliance_severity: Option<String>,
+    pub compliance_severity: Option<AssociationComplianceSeverity>,
     #[serde(rename = "SyncCompliance", default, skip_serializing_if = "Option::is_none")]
-    pub sync_compliance: Option<String>,
+    pub sync_compliance: Option<AssociationSyncCompliance>,
     #[serde(rename = "ApplyOnlyAtCronInterval", default, skip_serializing_if = "Option::is_none")]
     pub apply_only_at_cron_interval: Option<bool>,
     #[serde(rename = "CalendarNames", default, skip_serializing_if = "Option::is_none")]
@@ -1098,9 +1100,9 @@ pub struct CreateDocumentRequest {
     #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
     #[serde(rename = "DocumentType", default, skip_serializing_if = "Option::is_none")]
-    pub document_type: Option<String>,
+    pub document_type: Option<DocumentType>,
     #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
-    pub document_format: Option<String>,
+    pub document_format: Option<DocumentFormat>,
     #[serde(rename = "TargetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
@@ -1218,7 +1220,7 @@ pub struct CreateOpsMetadataResult {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreatePatchBaselineRequest {
     #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
-    pub operating_system: Option<String>,
+    pub operating_system: Option<OperatingSystem>,
     #[serde(rename = "Name")]
     pub name: String,
     #[serde(rename = "GlobalFilters", default, skip_serializing_if = "Option::is_none")]
@@ -1228,19 +1230,19 @@ pub struct CreatePatchBaselineRequest {
     #[serde(rename = "ApprovedPatches", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches: Option<Vec<String>>,
     #[serde(rename = "ApprovedPatchesComplianceLevel", default, skip_serializing_if = "Option::is_none")]
-    pub approved_patches_compliance_level: Option<String>,
+    pub approved_patches_compliance_level: Option<PatchComplianceLevel>,
     #[serde(rename = "ApprovedPatchesEnableNonSecurity", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_enable_non_security: Option<bool>,
     #[serde(rename = "RejectedPatches", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches: Option<Vec<String>>,
     #[serde(rename = "RejectedPatchesAction", default, skip_serializing_if = "Option::is_none")]
-    pub rejected_patches_action: Option<String>,
+    pub rejected_patches_action: Option<PatchAction>,
     #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Sources", default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<PatchSource>>,
     #[serde(rename = "AvailableSecurityUpdatesComplianceStatus", default, skip_serializing_if = "Option::is_none")]
-    pub available_security_updates_compliance_status: Option<String>,
+    pub available_security_updates_compliance_status: Option<PatchComplianceStatus>,
     #[serde(rename = "ClientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
@@ -1351,7 +1353,7 @@ pub struct DeleteInventoryRequest {
     #[serde(rename = "TypeName")]
     pub type_name: String,
     #[serde(rename = "SchemaDeleteOption", default, skip_serializing_if = "Option::is_none")]
-    pub schema_delete_option: Option<String>,
+    pub schema_delete_option: Option<InventorySchemaDeleteOption>,
     #[serde(rename = "DryRun", default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
     #[serde(rename = "ClientToken", default, skip_serializing_if = "Option::is_none")]
@@ -1473,7 +1475,7 @@ pub struct DeleteResourcePolicyRequest {
     #[serde(rename = "PolicyHash")]
     pub policy_hash: String,
     #[serde(rename = "DeletionMode", default, skip_serializing_if = "Option::is_none")]
-    pub deletion_mode: Option<String>,
+    pub deletion_mode: Option<DeletionMode>,
 }
 
 /// The `DeleteResourcePolicyResponse` shape.
@@ -1563,7 +1565,7 @@ pub struct DeregisterTaskFromMaintenanceWindowResult {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeActivationsFilter {
     #[serde(rename = "FilterKey", default, skip_serializing_if = "Option::is_none")]
-    pub filter_key: Option<String>,
+    pub filter_key: Option<DescribeActivationsFilterKeys>,
     #[serde(rename = "FilterValues", default, skip_serializing_if = "Option::is_none")]
     pub filter_values: Option<Vec<String>>,
 }
@@ -1719,12 +1721,12 @@ pub struct DescribeAvailablePatchesResult {
 }
 
 /// The `DescribeDocumentPermissionRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDocumentPermissionRequest {
     #[serde(rename = "Name")]
     pub name: String,
     #[serde(rename = "PermissionType")]
-    pub permission_type: String,
+    pub permission_type: DocumentPermissionType,
     #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
@@ -2024,7 +2026,7 @@ pub struct DescribeMaintenanceWindowScheduleRequest {
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
     #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
-    pub resource_type: Option<String>,
+    pub resource_type: Option<MaintenanceWindowResourceType>,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
     pub filters: Option<Vec<PatchOrchestratorFilter>>,
     #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
@@ -2087,12 +2089,12 @@ pub struct DescribeMaintenanceWindowTasksResult {
 }
 
 /// The `DescribeMaintenanceWindowsForTargetRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DescribeMaintenanceWindowsForTargetRequest {
     #[serde(rename = "Targets")]
     pub targets: Vec<Target>,
     #[serde(rename = "ResourceType")]
-    pub resource_type: String,
+    pub resource_type: MaintenanceWindowResourceType,
     #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
@@ -2251,14 +2253,14 @@ pub struct DescribePatchGroupsResult {
 }
 
 /// The `DescribePatchPropertiesRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DescribePatchPropertiesRequest {
     #[serde(rename = "OperatingSystem")]
-    pub operating_system: String,
+    pub operating_system: OperatingSystem,
     #[serde(rename = "Property")]
-    pub property: String,
+    pub property: PatchProperty,
     #[serde(rename = "PatchSet", default, skip_serializing_if = "Option::is_none")]
-    pub patch_set: Option<String>,
+    pub patch_set: Option<PatchSet>,
     #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
@@ -2275,10 +2277,10 @@ pub struct DescribePatchPropertiesResult {
 }
 
 /// The `DescribeSessionsRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DescribeSessionsRequest {
     #[serde(rename = "State")]
-    pub state: String,
+    pub state: SessionState,
     #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
     pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
@@ -2329,7 +2331,7 @@ pub struct DocumentDescription {
     #[serde(rename = "Hash", default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
     #[serde(rename = "HashType", default, skip_serializing_if = "Option::is_none")]
-    pub hash_type: Option<String>,
+    pub hash_type: Option<DocumentHashType>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "DisplayName", default, skip_serializing_if = "Option::is_none")]
@@ -2341,7 +2343,7 @@ pub struct DocumentDescription {
     #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
     pub created_date: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<DocumentStatus>,
     #[serde(rename = "StatusInformation", default, skip_serializing_if = "Option::is_none")]
     pub status_information: Option<String>,
     #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
@@ -2351,9 +2353,9 @@ pub struct DocumentDescription {
     #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<Vec<DocumentParameter>>,
     #[serde(rename = "PlatformTypes", default, skip_serializing_if = "Option::is_none")]
-    pub platform_types: Option<Vec<String>>,
+    pub platform_types: Option<Vec<PlatformType>>,
     #[serde(rename = "DocumentType", default, skip_serializing_if = "Option::is_none")]
-    pub document_type: Option<String>,
+    pub document_type: Option<DocumentType>,
     #[serde(rename = "SchemaVersion", default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<String>,
     #[serde(rename = "LatestVersion", default, skip_serializing_if = "Option::is_none")]
@@ -2361,7 +2363,7 @@ pub struct DocumentDescription {
     #[serde(rename = "DefaultVersion", default, skip_serializing_if = "Option::is_none")]
     pub default_version: Option<String>,
     #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
-    pub document_format: Option<String>,
+    pub document_format: Option<DocumentFormat>,
     #[serde(rename = "TargetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
@@ -2379,7 +2381,7 @@ pub struct DocumentDescription {
     #[serde(rename = "PendingReviewVersion", default, skip_serializing_if = "Option::is_none")]
     pub pending_review_version: Option<String>,
     #[serde(rename = "ReviewStatus", default, skip_serializing_if = "Option::is_none")]
-    pub review_status: Option<String>,
+    pub review_status: Option<ReviewStatus>,
     #[serde(rename = "Category", default, skip_serializing_if = "Option::is_none")]
     pub category: Option<Vec<String>>,
     #[serde(rename = "CategoryEnum", default, skip_serializing_if = "Option::is_none")]
@@ -2387,10 +2389,10 @@ pub struct DocumentDescription {
 }
 
 /// The `DocumentFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocumentFilter {
     #[serde(rename = "key")]
-    pub key: String,
+    pub key: DocumentFilterKey,
     #[serde(rename = "value")]
     pub value: String,
 }
@@ -2409,15 +2411,15 @@ pub struct DocumentIdentifier {
     #[serde(rename = "VersionName", default, skip_serializing_if = "Option::is_none")]
     pub version_name: Option<String>,
     #[serde(rename = "PlatformTypes", default, skip_serializing_if = "Option::is_none")]
-    pub platform_types: Option<Vec<String>>,
+    pub platform_types: Option<Vec<PlatformType>>,
     #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "DocumentType", default, skip_serializing_if = "Option::is_none")]
-    pub document_type: Option<String>,
+    pub document_type: Option<DocumentType>,
     #[serde(rename = "SchemaVersion", default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<String>,
     #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
-    pub document_format: Option<String>,
+    pub document_format: Option<DocumentFormat>,
     #[serde(rename = "TargetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
@@ -2425,7 +2427,7 @@ pub struct DocumentIdentifier {
     #[serde(rename = "Requires", default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<Vec<DocumentRequires>>,
     #[serde(rename = "ReviewStatus", default, skip_serializing_if = "Option::is_none")]
-    pub review_status: Option<String>,
+    pub review_status: Option<ReviewStatus>,
     #[serde(rename = "Author", default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
 }
@@ -2476,7 +2478,7 @@ pub struct DocumentRequires {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DocumentReviewCommentSource {
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<DocumentReviewCommentType>,
     #[serde(rename = "Content", default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
 }
@@ -2489,7 +2491,7 @@ pub struct DocumentReviewerResponseSource {
     #[serde(rename = "UpdatedTime", default, skip_serializing_if = "Option::is_none")]
     pub updated_time: Option<Timestamp>,
     #[serde(rename = "ReviewStatus", default, skip_serializing_if = "Option::is_none")]
-    pub review_status: Option<String>,
+    pub review_status: Option<ReviewStatus>,
     #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<Vec<DocumentReviewCommentSource>>,
     #[serde(rename = "Reviewer", default, skip_serializing_if = "Option::is_none")]
@@ -2497,10 +2499,10 @@ pub struct DocumentReviewerResponseSource {
 }
 
 /// The `DocumentReviews` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DocumentReviews {
     #[serde(rename = "Action")]
-    pub action: String,
+    pub action: DocumentReviewAction,
     #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<Vec<DocumentReviewCommentSource>>,
 }
@@ -2521,13 +2523,13 @@ pub struct DocumentVersionInfo {
     #[serde(rename = "IsDefaultVersion", default, skip_serializing_if = "Option::is_none")]
     pub is_default_version: Option<bool>,
     #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
-    pub document_format: Option<String>,
+    pub document_format: Option<DocumentFormat>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<DocumentStatus>,
     #[serde(rename = "StatusInformation", default, skip_serializing_if = "Option::is_none")]
     pub status_information: Option<String>,
     #[serde(rename = "ReviewStatus", default, skip_serializing_if = "Option::is_none")]
-    pub review_status: Option<String>,
+    pub review_status: Option<ReviewStatus>,
 }
 
 /// The `EffectivePatch` shape.
@@ -2561,7 +2563,7 @@ pub struct FailedCreateAssociation {
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(rename = "Fault", default, skip_serializing_if = "Option::is_none")]
-    pub fault: Option<String>,
+    pub fault: Option<Fault>,
 }
 
 /// The `FailureDetails` shape.
@@ -2617,7 +2619,7 @@ pub struct GetAccessTokenResponse {
     #[serde(rename = "Credentials", default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Credentials>,
     #[serde(rename = "AccessRequestStatus", default, skip_serializing_if = "Option::is_none")]
-    pub access_request_status: Option<String>,
+    pub access_request_status: Option<AccessRequestStatus>,
 }
 
 /// The `GetAutomationExecutionRequest` shape.
@@ -2647,7 +2649,7 @@ pub struct GetCalendarStateRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetCalendarStateResponse {
     #[serde(rename = "State", default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<CalendarState>,
     #[serde(rename = "AtTime", default, skip_serializing_if = "Option::is_none")]
     pub at_time: Option<String>,
     #[serde(rename = "NextTransitionTime", default, skip_serializing_if = "Option::is_none")]
@@ -2717,7 +2719,7 @@ pub struct GetCommandInvocationResult {
     #[serde(rename = "ExecutionEndDateTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_end_date_time: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<CommandInvocationStatus>,
     #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StandardOutputContent", default, skip_serializing_if = "Option::is_none")]
@@ -2745,14 +2747,14 @@ pub struct GetConnectionStatusResponse {
     #[serde(rename = "Target", default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<ConnectionStatus>,
 }
 
 /// The `GetDefaultPatchBaselineRequest` shape.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetDefaultPatchBaselineRequest {
     #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
-    pub operating_system: Option<String>,
+    pub operating_system: Option<OperatingSystem>,
 }
 
 /// The `GetDefaultPatchBaselineResult` shape.
@@ -2761,7 +2763,7 @@ pub struct GetDefaultPatchBaselineResult {
     #[serde(rename = "BaselineId", default, skip_serializing_if = "Option::is_none")]
     pub baseline_id: Option<String>,
     #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
-    pub operating_system: Option<String>,
+    pub operating_system: Option<OperatingSystem>,
 }
 
 /// The `GetDeployablePatchSnapshotForInstanceRequest` shape.
@@ -2800,7 +2802,7 @@ pub struct GetDocumentRequest {
     #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
-    pub document_format: Option<String>,
+    pub document_format: Option<DocumentFormat>,
 }
 
 /// The `GetDocumentResult` shape.
@@ -2817,21 +2819,21 @@ pub struct GetDocumentResult {
     #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<DocumentStatus>,
     #[serde(rename = "StatusInformation", default, skip_serializing_if = "Option::is_none")]
     pub status_information: Option<String>,
     #[serde(rename = "Content", default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     #[serde(rename = "DocumentType", default, skip_serializing_if = "Option::is_none")]
-    pub document_type: Option<String>,
+    pub document_type: Option<DocumentType>,
     #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
-    pub document_format: Option<String>,
+    pub document_format: Option<DocumentFormat>,
     #[serde(rename = "Requires", default, skip_serializing_if = "Option::is_none")]
     pub requires: Option<Vec<DocumentRequires>>,
     #[serde(rename = "AttachmentsContent", default, skip_serializing_if = "Option::is_none")]
     pub attachments_content: Option<Vec<AttachmentContent>>,
     #[serde(rename = "ReviewStatus", default, skip_serializing_if = "Option::is_none")]
-    pub review_status: Option<String>,
+    pub review_status: Option<ReviewStatus>,
 }
 
 /// The `GetExecutionPreviewRequest` shape.
@@ -2849,7 +2851,7 @@ pub struct GetExecutionPreviewResponse {
     #[serde(rename = "EndedAt", default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<ExecutionPreviewStatus>,
     #[serde(rename = "StatusMessage", default, skip_serializing_if = "Option::is_none")]
     pub status_message: Option<String>,
     #[serde(rename = "ExecutionPreview", default, skip_serializing_if = "Option::is_none")]
@@ -2919,7 +2921,7 @@ pub struct GetMaintenanceWindowExecutionResult {
     #[serde(rename = "TaskIds", default, skip_serializing_if = "Option::is_none")]
     pub task_ids: Option<Vec<String>>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<MaintenanceWindowExecutionStatus>,
     #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
@@ -2951,11 +2953,11 @@ pub struct GetMaintenanceWindowExecutionTaskInvocationResult {
     #[serde(rename = "ExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
     #[serde(rename = "TaskType", default, skip_serializing_if = "Option::is_none")]
-    pub task_type: Option<String>,
+    pub task_type: Option<MaintenanceWindowTaskType>,
     #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<MaintenanceWindowExecutionStatus>,
     #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
@@ -2989,7 +2991,7 @@ pub struct GetMaintenanceWindowExecutionTaskResult {
     #[serde(rename = "ServiceRole", default, skip_serializing_if = "Option::is_none")]
     pub service_role: Option<String>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<MaintenanceWindowTaskType>,
     #[serde(rename = "TaskParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_parameters: Option<Vec<BTreeMap<String, MaintenanceWindowTaskParameterValueExpression>>>,
     #[serde(rename = "Priority", default, skip_serializing_if = "Option::is_none")]
@@ -2999,7 +3001,7 @@ pub struct GetMaintenanceWindowExecutionTaskResult {
     #[serde(rename = "MaxErrors", default, skip_serializing_if = "Option::is_none")]
     pub max_errors: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<MaintenanceWindowExecutionStatus>,
     #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
@@ -3077,7 +3079,7 @@ pub struct GetMaintenanceWindowTaskResult {
     #[serde(rename = "ServiceRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub service_role_arn: Option<String>,
     #[serde(rename = "TaskType", default, skip_serializing_if = "Option::is_none")]
-    pub task_type: Option<String>,
+    pub task_type: Option<MaintenanceWindowTaskType>,
     #[serde(rename = "TaskParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_parameters: Option<BTreeMap<String, MaintenanceWindowTaskParameterValueExpression>>,
     #[serde(rename = "TaskInvocationParameters", default, skip_serializing_if = "Option::is_none")]
@@ -3095,7 +3097,7 @@ pub struct GetMaintenanceWindowTaskResult {
     #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "CutoffBehavior", default, skip_serializing_if = "Option::is_none")]
-    pub cutoff_behavior: Option<String>,
+    pub cutoff_behavior: Option<MaintenanceWindowTaskCutoffBehavior>,
     #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
@@ -3252,7 +3254,7 @@ pub struct GetPatchBaselineForPatchGroupRequest {
     #[serde(rename = "PatchGroup")]
     pub patch_group: String,
     #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
-    pub operating_system: Option<String>,
+    pub operating_system: Option<OperatingSystem>,
 }
 
 /// The `GetPatchBaselineForPatchGroupResult` shape.
@@ -3263,7 +3265,7 @@ pub struct GetPatchBaselineForPatchGroupResult {
     #[serde(rename = "PatchGroup", default, skip_serializing_if = "Option::is_none")]
     pub patch_group: Option<String>,
     #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
-    pub operating_system: Option<String>,
+    pub operating_system: Option<OperatingSystem>,
 }
 
 /// The `GetPatchBaselineRequest` shape.
@@ -3281,7 +3283,7 @@ pub struct GetPatchBaselineResult {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
-    pub operating_system: Option<String>,
+    pub operating_system: Option<OperatingSystem>,
     #[serde(rename = "GlobalFilters", default, skip_serializing_if = "Option::is_none")]
     pub global_filters: Option<PatchFilterGroup>,
     #[serde(rename = "ApprovalRules", default, skip_serializing_if = "Option::is_none")]
@@ -3289,13 +3291,13 @@ pub struct GetPatchBaselineResult {
     #[serde(rename = "ApprovedPatches", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches: Option<Vec<String>>,
     #[serde(rename = "ApprovedPatchesComplianceLevel", default, skip_serializing_if = "Option::is_none")]
-    pub approved_patches_compliance_level: Option<String>,
+    pub approved_patches_compliance_level: Option<PatchComplianceLevel>,
     #[serde(rename = "ApprovedPatchesEnableNonSecurity", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_enable_non_security: Option<bool>,
     #[serde(rename = "RejectedPatches", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches: Option<Vec<String>>,
     #[serde(rename = "RejectedPatchesAction", default, skip_serializing_if = "Option::is_none")]
-    pub rejected_patches_action: Option<String>,
+    pub rejected_patches_action: Option<PatchAction>,
     #[serde(rename = "PatchGroups", default, skip_serializing_if = "Option::is_none")]
     pub patch_groups: Option<Vec<String>>,
     #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
@@ -3307,7 +3309,7 @@ pub struct GetPatchBaselineResult {
     #[serde(rename = "Sources", default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<PatchSource>>,
     #[serde(rename = "AvailableSecurityUpdatesComplianceStatus", default, skip_serializing_if = "Option::is_none")]
-    pub available_security_updates_compliance_status: Option<String>,
+    pub available_security_updates_compliance_status: Option<PatchComplianceStatus>,
 }
 
 /// The `GetResourcePoliciesRequest` shape.
@@ -3434,19 +3436,19 @@ pub struct InstanceInfo {
     #[serde(rename = "IpAddress", default, skip_serializing_if = "Option::is_none")]
     pub ip_address: Option<String>,
     #[serde(rename = "ManagedStatus", default, skip_serializing_if = "Option::is_none")]
-    pub managed_status: Option<String>,
+    pub managed_status: Option<ManagedStatus>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "PlatformType", default, skip_serializing_if = "Option::is_none")]
-    pub platform_type: Option<String>,
+    pub platform_type: Option<PlatformType>,
     #[serde(rename = "PlatformName", default, skip_serializing_if = "Option::is_none")]
     pub platform_name: Option<String>,
     #[serde(rename = "PlatformVersion", default, skip_serializing_if = "Option::is_none")]
     pub platform_version: Option<String>,
     #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
-    pub resource_type: Option<String>,
+    pub resource_type: Option<ResourceType>,
     #[serde(rename = "SourceType", default, skip_serializing_if = "Option::is_none")]
-    pub source_type: Option<String>,
+    pub source_type: Option<SourceType>,
     #[serde(rename = "SourceId", default, skip_serializing_if = "Option::is_none")]
     pub source_id: Option<String>,
     #[serde(rename = "SourceLocation", default, skip_serializing_if = "Option::is_none")]
@@ -3463,7 +3465,7 @@ pub struct InstanceInformation {
     #[serde(rename = "InstanceId", default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
     #[serde(rename = "PingStatus", default, skip_serializing_if = "Option::is_none")]
-    pub ping_status: Option<String>,
+    pub ping_status: Option<PingStatus>,
     #[serde(rename = "LastPingDateTime", default, skip_serializing_if = "Option::is_none")]
     pub last_ping_date_time: Option<Timestamp>,
     #[serde(rename = "AgentVersion", default, skip_serializing_if = "Option::is_none")]
@@ -3471,7 +3473,7 @@ pub struct InstanceInformation {
     #[serde(rename = "IsLatestVersion", default, skip_serializing_if = "Option::is_none")]
     pub is_latest_version: Option<bool>,
     #[serde(rename = "PlatformType", default, skip_serializing_if = "Option::is_none")]
-    pub platform_type: Option<String>,
+    pub platform_type: Option<PlatformType>,
     #[serde(rename = "PlatformName", default, skip_serializing_if = "Option::is_none")]
     pub platform_name: Option<String>,
     #[serde(rename = "PlatformVersion", default, skip_serializing_if = "Option::is_none")]
@@ -3483,7 +3485,7 @@ pub struct InstanceInformation {
     #[serde(rename = "RegistrationDate", default, skip_serializing_if = "Option::is_none")]
     pub registration_date: Option<Timestamp>,
     #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
-    pub resource_type: Option<String>,
+    pub resource_type: Option<ResourceType>,
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "IPAddress", default, skip_serializing_if = "Option::is_none")]
@@ -3501,16 +3503,16 @@ pub struct InstanceInformation {
     #[serde(rename = "SourceId", default, skip_serializing_if = "Option::is_none")]
     pub source_id: Option<String>,
     #[serde(rename = "SourceType", default, skip_serializing_if = "Option::is_none")]
-    pub source_type: Option<String>,
+    pub source_type: Option<SourceType>,
     #[serde(rename = "SourceLocation", default, skip_serializing_if = "Option::is_none")]
     pub source_location: Option<String>,
 }
 
 /// The `InstanceInformationFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceInformationFilter {
     #[serde(rename = "key")]
-    pub key: String,
+    pub key: InstanceInformationFilterKey,
     #[serde(rename = "valueSet")]
     pub value_set: Vec<String>,
 }
@@ -3525,7 +3527,7 @@ pub struct InstanceInformationStringFilter {
 }
 
 /// The `InstancePatchState` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstancePatchState {
     #[serde(rename = "InstanceId")]
     pub instance_id: String,
@@ -3562,11 +3564,11 @@ pub struct InstancePatchState {
     #[serde(rename = "OperationEndTime")]
     pub operation_end_time: Timestamp,
     #[serde(rename = "Operation")]
-    pub operation: String,
+    pub operation: PatchOperationType,
     #[serde(rename = "LastNoRebootInstallOperationTime", default, skip_serializing_if = "Option::is_none")]
     pub last_no_reboot_install_operation_time: Option<Timestamp>,
     #[serde(rename = "RebootOption", default, skip_serializing_if = "Option::is_none")]
-    pub reboot_option: Option<String>,
+    pub reboot_option: Option<RebootOption>,
     #[serde(rename = "CriticalNonCompliantCount", default, skip_serializing_if = "Option::is_none")]
     pub critical_non_compliant_count: Option<i32>,
     #[serde(rename = "SecurityNonCompliantCount", default, skip_serializing_if = "Option::is_none")]
@@ -3576,14 +3578,14 @@ pub struct InstancePatchState {
 }
 
 /// The `InstancePatchStateFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstancePatchStateFilter {
     #[serde(rename = "Key")]
     pub key: String,
     #[serde(rename = "Values")]
     pub values: Vec<String>,
     #[serde(rename = "Type")]
-    pub r#type: String,
+    pub r#type: InstancePatchStateOperatorType,
 }
 
 /// The `InstanceProperty` shape.
@@ -3608,13 +3610,13 @@ pub struct InstanceProperty {
     #[serde(rename = "LaunchTime", default, skip_serializing_if = "Option::is_none")]
     pub launch_time: Option<Timestamp>,
     #[serde(rename = "PingStatus", default, skip_serializing_if = "Option::is_none")]
-    pub ping_status: Option<String>,
+    pub ping_status: Option<PingStatus>,
     #[serde(rename = "LastPingDateTime", default, skip_serializing_if = "Option::is_none")]
     pub last_ping_date_time: Option<Timestamp>,
     #[serde(rename = "AgentVersion", default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
     #[serde(rename = "PlatformType", default, skip_serializing_if = "Option::is_none")]
-    pub platform_type: Option<String>,
+    pub platform_type: Option<PlatformType>,
     #[serde(rename = "PlatformName", default, skip_serializing_if = "Option::is_none")]
     pub platform_name: Option<String>,
     #[serde(rename = "PlatformVersion", default, skip_serializing_if = "Option::is_none")]
@@ -3640,7 +3642,7 @@ pub struct InstanceProperty {
     #[serde(rename = "SourceId", default, skip_serializing_if = "Option::is_none")]
     pub source_id: Option<String>,
     #[serde(rename = "SourceType", default, skip_serializing_if = "Option::is_none")]
-    pub source_type: Option<String>,
+    pub source_type: Option<SourceType>,
     #[serde(rename = "SourceLocation", default, skip_serializing_if = "Option::is_none")]
     pub source_location: Option<String>,
     #[serde(rename = "AvailabilityZone", default, skip_serializing_if = "Option::is_none")]
@@ -3648,10 +3650,10 @@ pub struct InstanceProperty {
 }
 
 /// The `InstancePropertyFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstancePropertyFilter {
     #[serde(rename = "key")]
-    pub key: String,
+    pub key: InstancePropertyFilterKey,
     #[serde(rename = "valueSet")]
     pub value_set: Vec<String>,
 }
@@ -3664,7 +3666,7 @@ pub struct InstancePropertyStringFilter {
     #[serde(rename = "Values")]
     pub values: Vec<String>,
     #[serde(rename = "Operator", default, skip_serializing_if = "Option::is_none")]
-    pub operator: Option<String>,
+    pub operator: Option<InstancePropertyFilterOperator>,
 }
 
 /// The `InventoryAggregator` shape.
@@ -3688,7 +3690,7 @@ pub struct InventoryDeletionStatusItem {
     #[serde(rename = "DeletionStartTime", default, skip_serializing_if = "Option::is_none")]
     pub deletion_start_time: Option<Timestamp>,
     #[serde(rename = "LastStatus", default, skip_serializing_if = "Option::is_none")]
-    pub last_status: Option<String>,
+    pub last_status: Option<InventoryDeletionStatus>,
     #[serde(rename = "LastStatusMessage", default, skip_serializing_if = "Option::is_none")]
     pub last_status_message: Option<String>,
     #[serde(rename = "DeletionSummary", default, skip_serializing_if = "Option::is_none")]
@@ -3727,7 +3729,7 @@ pub struct InventoryFilter {
     #[serde(rename = "Values")]
     pub values: Vec<String>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<InventoryQueryOperatorType>,
 }
 
 /// The `InventoryGroup` shape.
@@ -3757,12 +3759,12 @@ pub struct InventoryItem {
 }
 
 /// The `InventoryItemAttribute` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InventoryItemAttribute {
     #[serde(rename = "Name")]
     pub name: String,
     #[serde(rename = "DataType")]
-    pub data_type: String,
+    pub data_type: InventoryAttributeDataType,
 }
 
 /// The `InventoryItemSchema` shape.
@@ -3977,14 +3979,14 @@ pub struct ListComplianceSummariesResult {
 }
 
 /// The `ListDocumentMetadataHistoryRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListDocumentMetadataHistoryRequest {
     #[serde(rename = "Name")]
     pub name: String,
     #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "Metadata")]
-    pub metadata: String,
+    pub metadata: DocumentMetadataEnum,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
@@ -4229,10 +4231,10 @@ pub struct ListResourceDataSyncResult {
 }
 
 /// The `ListTagsForResourceRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListTagsForResourceRequest {
     #[serde(rename = "ResourceType")]
-    pub resource_type: String,
+    pub resource_type: ResourceTypeForTagging,
     #[serde(rename = "ResourceId")]
     pub resource_id: String,
 }
@@ -4272,7 +4274,7 @@ pub struct MaintenanceWindowExecution {
     #[serde(rename = "WindowExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub window_execution_id: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<MaintenanceWindowExecutionStatus>,
     #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
@@ -4289,7 +4291,7 @@ pub struct MaintenanceWindowExecutionTaskIdentity {
     #[serde(rename = "TaskExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub task_execution_id: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<MaintenanceWindowExecutionStatus>,
     #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
@@ -4299,7 +4301,7 @@ pub struct MaintenanceWindowExecutionTaskIdentity {
     #[serde(rename = "TaskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
     #[serde(rename = "TaskType", default, skip_serializing_if = "Option::is_none")]
-    pub task_type: Option<String>,
+    pub task_type: Option<MaintenanceWindowTaskType>,
     #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
     #[serde(rename = "TriggeredAlarms", default, skip_serializing_if = "Option::is_none")]
@@ -4318,11 +4320,11 @@ pub struct MaintenanceWindowExecutionTaskInvocationIdentity {
     #[serde(rename = "ExecutionId", default, skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
     #[serde(rename = "TaskType", default, skip_serializing_if = "Option::is_none")]
-    pub task_type: Option<String>,
+    pub task_type: Option<MaintenanceWindowTaskType>,
     #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
     pub parameters: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<MaintenanceWindowExecutionStatus>,
     #[serde(rename = "StatusDetails", default, skip_serializing_if = "Option::is_none")]
     pub status_details: Option<String>,
     #[serde(rename = "StartTime", default, skip_serializing_if = "Option::is_none")]
@@ -4403,7 +4405,7 @@ pub struct MaintenanceWindowRunCommandParameters {
     #[serde(rename = "DocumentHash", default, skip_serializing_if = "Option::is_none")]
     pub document_hash: Option<String>,
     #[serde(rename = "DocumentHashType", default, skip_serializing_if = "Option::is_none")]
-    pub document_hash_type: Option<String>,
+    pub document_hash_type: Option<DocumentHashType>,
     #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "NotificationConfig", default, skip_serializing_if = "Option::is_none")]
@@ -4437,7 +4439,7 @@ pub struct MaintenanceWindowTarget {
     #[serde(rename = "WindowTargetId", default, skip_serializing_if = "Option::is_none")]
     pub window_target_id: Option<String>,
     #[serde(rename = "ResourceType", default, skip_serializing_if = "Option::is_none")]
-    pub resource_type: Option<String>,
+    pub resource_type: Option<MaintenanceWindowResourceType>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
     #[serde(rename = "OwnerInformation", default, skip_serializing_if = "Option::is_none")]
@@ -4458,7 +4460,7 @@ pub struct MaintenanceWindowTask {
     #[serde(rename = "TaskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<MaintenanceWindowTaskType>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<Target>>,
     #[serde(rename = "TaskParameters", default, skip_serializing_if = "Option::is_none")]
@@ -4478,7 +4480,7 @@ pub struct MaintenanceWindowTask {
     #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "CutoffBehavior", default, skip_serializing_if = "Option::is_none")]
-    pub cutoff_behavior: Option<String>,
+    pub cutoff_behavior: Option<MaintenanceWindowTaskCutoffBehavior>,
     #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
@@ -4511,12 +4513,12 @@ pub struct MetadataValue {
 }
 
 /// The `ModifyDocumentPermissionRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModifyDocumentPermissionRequest {
     #[serde(rename = "Name")]
     pub name: String,
     #[serde(rename = "PermissionType")]
-    pub permission_type: String,
+    pub permission_type: DocumentPermissionType,
     #[serde(rename = "AccountIdsToAdd", default, skip_serializing_if = "Option::is_none")]
     pub account_ids_to_add: Option<Vec<String>>,
     #[serde(rename = "AccountIdsToRemove", default, skip_serializing_if = "Option::is_none")]
@@ -4546,27 +4548,27 @@ pub struct Node {
 }
 
 /// The `NodeAggregator` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeAggregator {
     #[serde(rename = "AggregatorType")]
-    pub aggregator_type: String,
+    pub aggregator_type: NodeAggregatorType,
     #[serde(rename = "TypeName")]
-    pub type_name: String,
+    pub type_name: NodeTypeName,
     #[serde(rename = "AttributeName")]
-    pub attribute_name: String,
+    pub attribute_name: NodeAttributeName,
     #[serde(rename = "Aggregators", default, skip_serializing_if = "Option::is_none")]
     pub aggregators: Option<Vec<NodeAggregator>>,
 }
 
 /// The `NodeFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeFilter {
     #[serde(rename = "Key")]
-    pub key: String,
+    pub key: NodeFilterKey,
     #[serde(rename = "Values")]
     pub values: Vec<String>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<NodeFilterOperatorType>,
 }
 
 /// The `NodeOwnerInfo` shape.
@@ -4602,7 +4604,7 @@ pub struct NotificationConfig {
     #[serde(rename = "NotificationArn", default, skip_serializing_if = "Option::is_none")]
     pub notification_arn: Option<String>,
     #[serde(rename = "NotificationEvents", default, skip_serializing_if = "Option::is_none")]
-    pub notification_events: Option<Vec<String>>,
+    pub notification_events: Option<Vec<NotificationEvent>>,
     #[serde(rename = "NotificationType", default, skip_serializing_if = "Option::is_none")]
     pub notification_type: Option<String>,
 }
@@ -4650,7 +4652,7 @@ pub struct OpsFilter {
     #[serde(rename = "Values")]
     pub values: Vec<String>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<OpsFilterOperatorType>,
 }
 
 /// The `OpsItem` shape.
@@ -4675,7 +4677,7 @@ pub struct OpsItem {
     #[serde(rename = "RelatedOpsItems", default, skip_serializing_if = "Option::is_none")]
     pub related_ops_items: Option<Vec<RelatedOpsItem>>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<OpsItemStatus>,
     #[serde(rename = "OpsItemId", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_id: Option<String>,
     #[serde(rename = "Version", default, skip_serializing_if = "Option::is_none")]
@@ -4708,18 +4710,18 @@ pub struct OpsItemDataValue {
     #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<OpsItemDataType>,
 }
 
 /// The `OpsItemEventFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpsItemEventFilter {
     #[serde(rename = "Key")]
-    pub key: String,
+    pub key: OpsItemEventFilterKey,
     #[serde(rename = "Values")]
     pub values: Vec<String>,
     #[serde(rename = "Operator")]
-    pub operator: String,
+    pub operator: OpsItemEventFilterOperator,
 }
 
 /// The `OpsItemEventSummary` shape.
@@ -4742,14 +4744,14 @@ pub struct OpsItemEventSummary {
 }
 
 /// The `OpsItemFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpsItemFilter {
     #[serde(rename = "Key")]
-    pub key: String,
+    pub key: OpsItemFilterKey,
     #[serde(rename = "Values")]
     pub values: Vec<String>,
     #[serde(rename = "Operator")]
-    pub operator: String,
+    pub operator: OpsItemFilterOperator,
 }
 
 /// The `OpsItemIdentity` shape.
@@ -4790,14 +4792,14 @@ pub struct OpsItemRelatedItemSummary {
 }
 
 /// The `OpsItemRelatedItemsFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpsItemRelatedItemsFilter {
     #[serde(rename = "Key")]
-    pub key: String,
+    pub key: OpsItemRelatedItemsFilterKey,
     #[serde(rename = "Values")]
     pub values: Vec<String>,
     #[serde(rename = "Operator")]
-    pub operator: String,
+    pub operator: OpsItemRelatedItemsFilterOperator,
 }
 
 /// The `OpsItemSummary` shape.
@@ -4816,7 +4818,7 @@ pub struct OpsItemSummary {
     #[serde(rename = "Source", default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<OpsItemStatus>,
     #[serde(rename = "OpsItemId", default, skip_serializing_if = "Option::is_none")]
     pub ops_item_id: Option<String>,
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
@@ -4885,7 +4887,7 @@ pub struct Parameter {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<ParameterType>,
     #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     #[serde(rename = "Version", default, skip_serializing_if = "Option::is_none")]
@@ -4908,7 +4910,7 @@ pub struct ParameterHistory {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<ParameterType>,
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     #[serde(rename = "LastModifiedDate", default, skip_serializing_if = "Option::is_none")]
@@ -4926,7 +4928,7 @@ pub struct ParameterHistory {
     #[serde(rename = "Labels", default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
     #[serde(rename = "Tier", default, skip_serializing_if = "Option::is_none")]
-    pub tier: Option<String>,
+    pub tier: Option<ParameterTier>,
     #[serde(rename = "Policies", default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Vec<ParameterInlinePolicy>>,
     #[serde(rename = "DataType", default, skip_serializing_if = "Option::is_none")]
@@ -4952,7 +4954,7 @@ pub struct ParameterMetadata {
     #[serde(rename = "ARN", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<ParameterType>,
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     #[serde(rename = "LastModifiedDate", default, skip_serializing_if = "Option::is_none")]
@@ -4966,7 +4968,7 @@ pub struct ParameterMetadata {
     #[serde(rename = "Version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
     #[serde(rename = "Tier", default, skip_serializing_if = "Option::is_none")]
-    pub tier: Option<String>,
+    pub tier: Option<ParameterTier>,
     #[serde(rename = "Policies", default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<Vec<ParameterInlinePolicy>>,
     #[serde(rename = "DataType", default, skip_serializing_if = "Option::is_none")]
@@ -4985,10 +4987,10 @@ pub struct ParameterStringFilter {
 }
 
 /// The `ParametersFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParametersFilter {
     #[serde(rename = "Key")]
-    pub key: String,
+    pub key: ParametersFilterKey,
     #[serde(rename = "Values")]
     pub values: Vec<String>,
 }
@@ -5067,7 +5069,7 @@ pub struct PatchBaselineIdentity {
     #[serde(rename = "BaselineName", default, skip_serializing_if = "Option::is_none")]
     pub baseline_name: Option<String>,
     #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
-    pub operating_system: Option<String>,
+    pub operating_system: Option<OperatingSystem>,
     #[serde(rename = "BaselineDescription", default, skip_serializing_if = "Option::is_none")]
     pub baseline_description: Option<String>,
     #[serde(rename = "DefaultBaseline", default, skip_serializing_if = "Option::is_none")]
@@ -5075,7 +5077,7 @@ pub struct PatchBaselineIdentity {
 }
 
 /// The `PatchComplianceData` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatchComplianceData {
     #[serde(rename = "Title")]
     pub title: String,
@@ -5086,7 +5088,7 @@ pub struct PatchComplianceData {
     #[serde(rename = "Severity")]
     pub severity: String,
     #[serde(rename = "State")]
-    pub state: String,
+    pub state: PatchComplianceDataState,
     #[serde(rename = "InstalledTime")]
     pub installed_time: Timestamp,
     #[serde(rename = "CVEIds", default, skip_serializing_if = "Option::is_none")]
@@ -5094,10 +5096,10 @@ pub struct PatchComplianceData {
 }
 
 /// The `PatchFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatchFilter {
     #[serde(rename = "Key")]
-    pub key: String,
+    pub key: PatchFilterKey,
     #[serde(rename = "Values")]
     pub values: Vec<String>,
 }
@@ -5133,7 +5135,7 @@ pub struct PatchRule {
     #[serde(rename = "PatchFilterGroup")]
     pub patch_filter_group: PatchFilterGroup,
     #[serde(rename = "ComplianceLevel", default, skip_serializing_if = "Option::is_none")]
-    pub compliance_level: Option<String>,
+    pub compliance_level: Option<PatchComplianceLevel>,
     #[serde(rename = "ApproveAfterDays", default, skip_serializing_if = "Option::is_none")]
     pub approve_after_days: Option<i32>,
     #[serde(rename = "ApproveUntilDate", default, skip_serializing_if = "Option::is_none")]
@@ -5164,9 +5166,9 @@ pub struct PatchSource {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PatchStatus {
     #[serde(rename = "DeploymentStatus", default, skip_serializing_if = "Option::is_none")]
-    pub deployment_status: Option<String>,
+    pub deployment_status: Option<PatchDeploymentStatus>,
     #[serde(rename = "ComplianceLevel", default, skip_serializing_if = "Option::is_none")]
-    pub compliance_level: Option<String>,
+    pub compliance_level: Option<PatchComplianceLevel>,
     #[serde(rename = "ApprovalDate", default, skip_serializing_if = "Option::is_none")]
     pub approval_date: Option<Timestamp>,
 }
@@ -5202,7 +5204,7 @@ pub struct PutComplianceItemsRequest {
     #[serde(rename = "ItemContentHash", default, skip_serializing_if = "Option::is_none")]
     pub item_content_hash: Option<String>,
     #[serde(rename = "UploadType", default, skip_serializing_if = "Option::is_none")]
-    pub upload_type: Option<String>,
+    pub upload_type: Option<ComplianceUploadType>,
 }
 
 /// The `PutComplianceItemsResult` shape.
@@ -5236,7 +5238,7 @@ pub struct PutParameterRequest {
     #[serde(rename = "Value")]
     pub value: String,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<ParameterType>,
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
     #[serde(rename = "Overwrite", default, skip_serializing_if = "Option::is_none")]
@@ -5246,7 +5248,7 @@ pub struct PutParameterRequest {
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "Tier", default, skip_serializing_if = "Option::is_none")]
-    pub tier: Option<String>,
+    pub tier: Option<ParameterTier>,
     #[serde(rename = "Policies", default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<String>,
     #[serde(rename = "DataType", default, skip_serializing_if = "Option::is_none")]
@@ -5259,7 +5261,7 @@ pub struct PutParameterResult {
     #[serde(rename = "Version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
     #[serde(rename = "Tier", default, skip_serializing_if = "Option::is_none")]
-    pub tier: Option<String>,
+    pub tier: Option<ParameterTier>,
 }
 
 /// The `PutResourcePolicyRequest` shape.
@@ -5285,10 +5287,10 @@ pub struct PutResourcePolicyResponse {
 }
 
 /// The `RegisterDefaultHostManagementConfigurationRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterDefaultHostManagementConfigurationRequest {
     #[serde(rename = "PermissionModel")]
-    pub permission_model: String,
+    pub permission_model: DHMCPermissionModel,
     #[serde(rename = "RoleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
     #[serde(rename = "Overwrite", default, skip_serializing_if = "Option::is_none")]
@@ -5335,12 +5337,12 @@ pub struct RegisterPatchBaselineForPatchGroupResult {
 }
 
 /// The `RegisterTargetWithMaintenanceWindowRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterTargetWithMaintenanceWindowRequest {
     #[serde(rename = "WindowId")]
     pub window_id: String,
     #[serde(rename = "ResourceType")]
-    pub resource_type: String,
+    pub resource_type: MaintenanceWindowResourceType,
     #[serde(rename = "Targets")]
     pub targets: Vec<Target>,
     #[serde(rename = "OwnerInformation", default, skip_serializing_if = "Option::is_none")]
@@ -5361,7 +5363,7 @@ pub struct RegisterTargetWithMaintenanceWindowResult {
 }
 
 /// The `RegisterTaskWithMaintenanceWindowRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterTaskWithMaintenanceWindowRequest {
     #[serde(rename = "WindowId")]
     pub window_id: String,
@@ -5372,7 +5374,7 @@ pub struct RegisterTaskWithMaintenanceWindowRequest {
     #[serde(rename = "ServiceRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub service_role_arn: Option<String>,
     #[serde(rename = "TaskType")]
-    pub task_type: String,
+    pub task_type: MaintenanceWindowTaskType,
     #[serde(rename = "TaskParameters", default, skip_serializing_if = "Option::is_none")]
     pub task_parameters: Option<BTreeMap<String, MaintenanceWindowTaskParameterValueExpression>>,
     #[serde(rename = "TaskInvocationParameters", default, skip_serializing_if = "Option::is_none")]
@@ -5392,7 +5394,7 @@ pub struct RegisterTaskWithMaintenanceWindowRequest {
     #[serde(rename = "ClientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
     #[serde(rename = "CutoffBehavior", default, skip_serializing_if = "Option::is_none")]
-    pub cutoff_behavior: Option<String>,
+    pub cutoff_behavior: Option<MaintenanceWindowTaskCutoffBehavior>,
     #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
@@ -5421,10 +5423,10 @@ pub struct RelatedOpsItem {
 }
 
 /// The `RemoveTagsFromResourceRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RemoveTagsFromResourceRequest {
     #[serde(rename = "ResourceType")]
-    pub resource_type: String,
+    pub resource_type: ResourceTypeForTagging,
     #[serde(rename = "ResourceId")]
     pub resource_id: String,
     #[serde(rename = "TagKeys")]
@@ -5469,9 +5471,9 @@ pub struct ResourceComplianceSummaryItem {
     #[serde(rename = "ResourceId", default, skip_serializing_if = "Option::is_none")]
     pub resource_id: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<ComplianceStatus>,
     #[serde(rename = "OverallSeverity", default, skip_serializing_if = "Option::is_none")]
-    pub overall_severity: Option<String>,
+    pub overall_severity: Option<ComplianceSeverity>,
     #[serde(rename = "ExecutionSummary", default, skip_serializing_if = "Option::is_none")]
     pub execution_summary: Option<ComplianceExecutionSummary>,
     #[serde(rename = "CompliantSummary", default, skip_serializing_if = "Option::is_none")]
@@ -5514,7 +5516,7 @@ pub struct ResourceDataSyncItem {
     #[serde(rename = "SyncLastModifiedTime", default, skip_serializing_if = "Option::is_none")]
     pub sync_last_modified_time: Option<Timestamp>,
     #[serde(rename = "LastStatus", default, skip_serializing_if = "Option::is_none")]
-    pub last_status: Option<String>,
+    pub last_status: Option<LastResourceDataSyncStatus>,
     #[serde(rename = "SyncCreatedTime", default, skip_serializing_if = "Option::is_none")]
     pub sync_created_time: Option<Timestamp>,
     #[serde(rename = "LastSyncStatusMessage", default, skip_serializing_if = "Option::is_none")]
@@ -5529,14 +5531,14 @@ pub struct ResourceDataSyncOrganizationalUnit {
 }
 
 /// The `ResourceDataSyncS3Destination` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceDataSyncS3Destination {
     #[serde(rename = "BucketName")]
     pub bucket_name: String,
     #[serde(rename = "Prefix", default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     #[serde(rename = "SyncFormat")]
-    pub sync_format: String,
+    pub sync_format: ResourceDataSyncS3Format,
     #[serde(rename = "Region")]
     pub region: String,
     #[serde(rename = "AWSKMSKeyARN", default, skip_serializing_if = "Option::is_none")]
@@ -5608,7 +5610,7 @@ pub struct ReviewInformation {
     #[serde(rename = "ReviewedTime", default, skip_serializing_if = "Option::is_none")]
     pub reviewed_time: Option<Timestamp>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<ReviewStatus>,
     #[serde(rename = "Reviewer", default, skip_serializing_if = "Option::is_none")]
     pub reviewer: Option<String>,
 }
@@ -5666,12 +5668,12 @@ pub struct ScheduledWindowExecution {
 }
 
 /// The `SendAutomationSignalRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SendAutomationSignalRequest {
     #[serde(rename = "AutomationExecutionId")]
     pub automation_execution_id: String,
     #[serde(rename = "SignalType")]
-    pub signal_type: String,
+    pub signal_type: SignalType,
     #[serde(rename = "Payload", default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<BTreeMap<String, Vec<String>>>,
 }
@@ -5695,7 +5697,7 @@ pub struct SendCommandRequest {
     #[serde(rename = "DocumentHash", default, skip_serializing_if = "Option::is_none")]
     pub document_hash: Option<String>,
     #[serde(rename = "DocumentHashType", default, skip_serializing_if = "Option::is_none")]
-    pub document_hash_type: Option<String>,
+    pub document_hash_type: Option<DocumentHashType>,
     #[serde(rename = "TimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<i32>,
     #[serde(rename = "Comment", default, skip_serializing_if = "Option::is_none")]
@@ -5754,7 +5756,7 @@ pub struct Session {
     #[serde(rename = "Target", default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<SessionStatus>,
     #[serde(rename = "StartDate", default, skip_serializing_if = "Option::is_none")]
     pub start_date: Option<Timestamp>,
     #[serde(rename = "EndDate", default, skip_serializing_if = "Option::is_none")]
@@ -5772,14 +5774,14 @@ pub struct Session {
     #[serde(rename = "MaxSessionDuration", default, skip_serializing_if = "Option::is_none")]
     pub max_session_duration: Option<String>,
     #[serde(rename = "AccessType", default, skip_serializing_if = "Option::is_none")]
-    pub access_type: Option<String>,
+    pub access_type: Option<AccessType>,
 }
 
 /// The `SessionFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionFilter {
     #[serde(rename = "key")]
-    pub key: String,
+    pub key: SessionFilterKey,
     #[serde(rename = "value")]
     pub value: String,
 }
@@ -5852,7 +5854,7 @@ pub struct StartAutomationExecutionRequest {
     #[serde(rename = "ClientToken", default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
     #[serde(rename = "Mode", default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub mode: Option<ExecutionMode>,
     #[serde(rename = "TargetParameterName", default, skip_serializing_if = "Option::is_none")]
     pub target_parameter_name: Option<String>,
     #[serde(rename = "Targets", default, skip_serializing_if = "Option::is_none")]
@@ -5974,7 +5976,7 @@ pub struct StepExecution {
     #[serde(rename = "ExecutionEndTime", default, skip_serializing_if = "Option::is_none")]
     pub execution_end_time: Option<Timestamp>,
     #[serde(rename = "StepStatus", default, skip_serializing_if = "Option::is_none")]
-    pub step_status: Option<String>,
+    pub step_status: Option<AutomationExecutionStatus>,
     #[serde(rename = "ResponseCode", default, skip_serializing_if = "Option::is_none")]
     pub response_code: Option<String>,
     #[serde(rename = "Inputs", default, skip_serializing_if = "Option::is_none")]
@@ -6012,10 +6014,10 @@ pub struct StepExecution {
 }
 
 /// The `StepExecutionFilter` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepExecutionFilter {
     #[serde(rename = "Key")]
-    pub key: String,
+    pub key: StepExecutionFilterKey,
     #[serde(rename = "Values")]
     pub values: Vec<String>,
 }
@@ -6026,7 +6028,7 @@ pub struct StopAutomationExecutionRequest {
     #[serde(rename = "AutomationExecutionId")]
     pub automation_execution_id: String,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<StopType>,
 }
 
 /// The `StopAutomationExecutionResult` shape.
@@ -6165,9 +6167,9 @@ pub struct UpdateAssociationRequest {
     #[serde(rename = "MaxConcurrency", default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<String>,
     #[serde(rename = "ComplianceSeverity", default, skip_serializing_if = "Option::is_none")]
-    pub compliance_severity: Option<String>,
+    pub compliance_severity: Option<AssociationComplianceSeverity>,
     #[serde(rename = "SyncCompliance", default, skip_serializing_if = "Option::is_none")]
-    pub sync_compliance: Option<String>,
+    pub sync_compliance: Option<AssociationSyncCompliance>,
     #[serde(rename = "ApplyOnlyAtCronInterval", default, skip_serializing_if = "Option::is_none")]
     pub apply_only_at_cron_interval: Option<bool>,
     #[serde(rename = "CalendarNames", default, skip_serializing_if = "Option::is_none")]
@@ -6194,7 +6196,7 @@ pub struct UpdateAssociationResult {
 }
 
 /// The `UpdateAssociationStatusRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdateAssociationStatusRequest {
     #[serde(rename = "Name")]
     pub name: String,
@@ -6248,7 +6250,7 @@ pub struct UpdateDocumentDefaultVersionResult {
 }
 
 /// The `UpdateDocumentMetadataRequest` shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdateDocumentMetadataRequest {
     #[serde(rename = "Name")]
     pub name: String,
@@ -6279,7 +6281,7 @@ pub struct UpdateDocumentRequest {
     #[serde(rename = "DocumentVersion", default, skip_serializing_if = "Option::is_none")]
     pub document_version: Option<String>,
     #[serde(rename = "DocumentFormat", default, skip_serializing_if = "Option::is_none")]
-    pub document_format: Option<String>,
+    pub document_format: Option<DocumentFormat>,
     #[serde(rename = "TargetType", default, skip_serializing_if = "Option::is_none")]
     pub target_type: Option<String>,
 }
@@ -6419,7 +6421,7 @@ pub struct UpdateMaintenanceWindowTaskRequest {
     #[serde(rename = "Replace", default, skip_serializing_if = "Option::is_none")]
     pub replace: Option<bool>,
     #[serde(rename = "CutoffBehavior", default, skip_serializing_if = "Option::is_none")]
-    pub cutoff_behavior: Option<String>,
+    pub cutoff_behavior: Option<MaintenanceWindowTaskCutoffBehavior>,
     #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
@@ -6454,7 +6456,7 @@ pub struct UpdateMaintenanceWindowTaskResult {
     #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "CutoffBehavior", default, skip_serializing_if = "Option::is_none")]
-    pub cutoff_behavior: Option<String>,
+    pub cutoff_behavior: Option<MaintenanceWindowTaskCutoffBehavior>,
     #[serde(rename = "AlarmConfiguration", default, skip_serializing_if = "Option::is_none")]
     pub alarm_configuration: Option<AlarmConfiguration>,
 }
@@ -6489,7 +6491,7 @@ pub struct UpdateOpsItemRequest {
     #[serde(rename = "RelatedOpsItems", default, skip_serializing_if = "Option::is_none")]
     pub related_ops_items: Option<Vec<RelatedOpsItem>>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<OpsItemStatus>,
     #[serde(rename = "OpsItemId")]
     pub ops_item_id: String,
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
@@ -6547,19 +6549,19 @@ pub struct UpdatePatchBaselineRequest {
     #[serde(rename = "ApprovedPatches", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches: Option<Vec<String>>,
     #[serde(rename = "ApprovedPatchesComplianceLevel", default, skip_serializing_if = "Option::is_none")]
-    pub approved_patches_compliance_level: Option<String>,
+    pub approved_patches_compliance_level: Option<PatchComplianceLevel>,
     #[serde(rename = "ApprovedPatchesEnableNonSecurity", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_enable_non_security: Option<bool>,
     #[serde(rename = "RejectedPatches", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches: Option<Vec<String>>,
     #[serde(rename = "RejectedPatchesAction", default, skip_serializing_if = "Option::is_none")]
-    pub rejected_patches_action: Option<String>,
+    pub rejected_patches_action: Option<PatchAction>,
     #[serde(rename = "Description", default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(rename = "Sources", default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<PatchSource>>,
     #[serde(rename = "AvailableSecurityUpdatesComplianceStatus", default, skip_serializing_if = "Option::is_none")]
-    pub available_security_updates_compliance_status: Option<String>,
+    pub available_security_updates_compliance_status: Option<PatchComplianceStatus>,
     #[serde(rename = "Replace", default, skip_serializing_if = "Option::is_none")]
     pub replace: Option<bool>,
 }
@@ -6572,7 +6574,7 @@ pub struct UpdatePatchBaselineResult {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "OperatingSystem", default, skip_serializing_if = "Option::is_none")]
-    pub operating_system: Option<String>,
+    pub operating_system: Option<OperatingSystem>,
     #[serde(rename = "GlobalFilters", default, skip_serializing_if = "Option::is_none")]
     pub global_filters: Option<PatchFilterGroup>,
     #[serde(rename = "ApprovalRules", default, skip_serializing_if = "Option::is_none")]
@@ -6580,13 +6582,13 @@ pub struct UpdatePatchBaselineResult {
     #[serde(rename = "ApprovedPatches", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches: Option<Vec<String>>,
     #[serde(rename = "ApprovedPatchesComplianceLevel", default, skip_serializing_if = "Option::is_none")]
-    pub approved_patches_compliance_level: Option<String>,
+    pub approved_patches_compliance_level: Option<PatchComplianceLevel>,
     #[serde(rename = "ApprovedPatchesEnableNonSecurity", default, skip_serializing_if = "Option::is_none")]
     pub approved_patches_enable_non_security: Option<bool>,
     #[serde(rename = "RejectedPatches", default, skip_serializing_if = "Option::is_none")]
     pub rejected_patches: Option<Vec<String>>,
     #[serde(rename = "RejectedPatchesAction", default, skip_serializing_if = "Option::is_none")]
-    pub rejected_patches_action: Option<String>,
+    pub rejected_patches_action: Option<PatchAction>,
     #[serde(rename = "CreatedDate", default, skip_serializing_if = "Option::is_none")]
     pub created_date: Option<Timestamp>,
     #[serde(rename = "ModifiedDate", default, skip_serializing_if = "Option::is_none")]
@@ -6596,7 +6598,7 @@ pub struct UpdatePatchBaselineResult {
     #[serde(rename = "Sources", default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<PatchSource>>,
     #[serde(rename = "AvailableSecurityUpdatesComplianceStatus", default, skip_serializing_if = "Option::is_none")]
-    pub available_security_updates_compliance_status: Option<String>,
+    pub available_security_updates_compliance_status: Option<PatchComplianceStatus>,
 }
 
 /// The `UpdateResourceDataSyncRequest` shape.
@@ -6653,9 +6655,9 @@ pub struct ValidateCloudConnectorResult {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ValidationFinding {
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<ValidationFindingType>,
     #[serde(rename = "Code", default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
+    pub code: Option<ValidationFindingCode>,
     #[serde(rename = "Message", default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(rename = "ProviderMessage", default, skip_serializing_if = "Option::is_none")]
@@ -6668,7 +6670,7 @@ pub struct ValidationFinding {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ValidationFindingScope {
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<String>,
+    pub r#type: Option<ValidationFindingScopeType>,
     #[serde(rename = "Id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }

@@ -3,7 +3,8 @@
 
 use super::progress::{Change, Details};
 use serde_json::Value;
-use ssmd_core::automation::execution::status;
+use ssmd_core::automation::execution::is_terminal;
+use ssmd_model::enums::AutomationExecutionStatus as Status;
 
 /// Output lines; colour and symbols only on a terminal.
 pub(super) struct Printer {
@@ -21,11 +22,11 @@ impl Printer {
         let stamp = self.paint("2", &format!("[{h:02}:{m:02}:{s:02}]"));
         let symbol = match (self.color, st) {
             (true, Some(st)) => {
-                let sym = match st {
-                    status::SUCCESS => "✔",
-                    status::FAILED | status::TIMED_OUT => "✘",
-                    status::WAITING => "⏸",
-                    status::CANCELLED | status::CANCELLING => "⊘",
+                let sym = match Status::from_wire(st) {
+                    Some(Status::Success) => "✔",
+                    Some(Status::Failed | Status::TimedOut) => "✘",
+                    Some(Status::Waiting) => "⏸",
+                    Some(Status::Cancelled | Status::Cancelling) => "⊘",
                     _ => "▶",
                 };
                 format!("{} ", self.paint(status_color(st), sym))
@@ -114,12 +115,17 @@ pub(super) fn value_line(indent: usize, key: &str, v: &Value) -> String {
 
 /// The ANSI colour of a status.
 pub(super) fn status_color(st: &str) -> &'static str {
-    match st {
-        status::SUCCESS => "32",
-        status::FAILED | status::TIMED_OUT => "31",
-        status::WAITING | status::CANCELLING | status::CANCELLED => "33",
+    match Status::from_wire(st) {
+        Some(Status::Success) => "32",
+        Some(Status::Failed | Status::TimedOut) => "31",
+        Some(Status::Waiting | Status::Cancelling | Status::Cancelled) => "33",
         _ => "36",
     }
+}
+
+/// Whether a status as the API reports it is final (an unknown one is not).
+pub(super) fn terminal(st: &str) -> bool {
+    Status::from_wire(st).is_some_and(is_terminal)
 }
 
 #[cfg(test)]

@@ -2,14 +2,14 @@
 //! aws:executeAutomation steps start), turning what changed since the last read into [`Change`]s
 //! printed in the order they happened, and the summary printed when the execution ends.
 
-use super::output::{duration, status_color, text, value_line};
+use super::output::{duration, status_color, terminal, text, value_line};
 use super::runner::Runner;
 use super::waits::{approvers_of, input_value, min_approvals};
 use super::{EXIT_FAILED, Fail, call};
 use serde_json::{Value, json};
-use ssmd_core::automation::execution::status;
 use ssmd_core::{Clock, SystemClock};
 use ssmd_model::Operation;
+use ssmd_model::enums::AutomationExecutionStatus as Status;
 use std::collections::HashMap;
 
 /// Values one `ParentExecutionId` filter may carry.
@@ -153,11 +153,11 @@ impl Runner<'_> {
         for s in &steps {
             let st = s["StepStatus"].as_str().unwrap_or_default();
             let sid = s["StepExecutionId"].as_str().unwrap_or_default();
-            if st == status::PENDING || w.steps.get(sid).is_some_and(|old| old == st) {
+            if st == Status::Pending.as_str() || w.steps.get(sid).is_some_and(|old| old == st) {
                 continue;
             }
             w.steps.insert(sid.to_string(), st.to_string());
-            let rank = match (status::is_terminal(st), s["Action"] == "aws:loop") {
+            let rank = match (terminal(st), s["Action"] == "aws:loop") {
                 (false, _) => start_rank(w.depth),
                 (true, false) => end_rank(w.depth, 0),
                 (true, true) => end_rank(w.depth, 1),
@@ -166,9 +166,9 @@ impl Runner<'_> {
         }
         let st = x["AutomationExecutionStatus"].as_str().unwrap_or_default().to_string();
         if st != w.status {
-            w.terminal = status::is_terminal(&st);
+            w.terminal = terminal(&st);
             if w.depth > 0 && w.terminal {
-                let failure = x["FailureMessage"].as_str().filter(|_| st != status::SUCCESS);
+                let failure = x["FailureMessage"].as_str().filter(|_| st != Status::Success.as_str());
                 changes.push(Change {
                     at: millis(x["ExecutionEndTime"].as_f64()),
                     rank: end_rank(w.depth, 2),
@@ -191,7 +191,7 @@ impl Runner<'_> {
         let id = x["AutomationExecutionId"].as_str().unwrap_or_default();
         println!();
         println!("{}", self.out.paint(status_color(st), &format!("Execution {id} {st}{took}")));
-        if st != status::SUCCESS
+        if st != Status::Success.as_str()
             && let Some(m) = x["FailureMessage"].as_str()
         {
             // A step's whole message (a traceback) is printed above with the step.
@@ -240,13 +240,13 @@ fn step_change(w: &Watched, s: &Value, by_id: &HashMap<&str, &Value>, rank: usiz
     let st = s["StepStatus"].as_str().unwrap_or_default();
     let action = s["Action"].as_str().unwrap_or_default();
     let start = s["ExecutionStartTime"].as_f64();
-    let end = s["ExecutionEndTime"].as_f64().filter(|_| status::is_terminal(st));
+    let end = s["ExecutionEndTime"].as_f64().filter(|_| terminal(st));
     let took = span(start, end).map_or_else(String::new, |d| format!(" ({d})"));
     let prefix = if w.depth > 0 { format!("{}: ", w.document) } else { String::new() };
     let label = step_label(s, by_id);
-    let details = match st {
-        status::SUCCESS => s["Outputs"].as_object().cloned().map_or(Details::None, Details::Outputs),
-        status::WAITING if action == "aws:approve" => {
+    let details = match Status::from_wire(st) {
+        Some(Status::Success) => s["Outputs"].as_object().cloned().map_or(Details::None, Details::Outputs),
+        Some(Status::Waiting) if action == "aws:approve" => {
             let mut t = String::new();
             if let Some(m) = input_value(s, "Message") {
                 t.push_str(&format!("Message: {}\n", text(&m)));

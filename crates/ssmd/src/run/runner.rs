@@ -12,7 +12,6 @@ use super::{
 };
 use serde_json::Value;
 use ssmd_api::Service;
-use ssmd_core::automation::execution::status;
 use ssmd_model::Caller;
 use std::collections::HashSet;
 use std::io::IsTerminal;
@@ -96,7 +95,7 @@ impl<'a> Runner<'a> {
             let snapshot = self.poll().await?;
             let root = snapshot.get(&self.root).cloned().unwrap_or(Value::Null);
             let root_status = root["AutomationExecutionStatus"].as_str().unwrap_or_default();
-            if status::is_terminal(root_status) {
+            if super::output::terminal(root_status) {
                 break root;
             }
             if stopping.is_none() && deadline.is_some_and(|d| Instant::now() >= d) {
@@ -157,7 +156,11 @@ impl<'a> Runner<'a> {
         };
         self.summary(&root);
         let st = root["AutomationExecutionStatus"].as_str().unwrap_or_default();
-        Ok(stopping.unwrap_or(if st == status::SUCCESS { EXIT_SUCCESS } else { EXIT_FAILED }))
+        Ok(stopping.unwrap_or(if st == ssmd_model::enums::AutomationExecutionStatus::Success.as_str() {
+            EXIT_SUCCESS
+        } else {
+            EXIT_FAILED
+        }))
     }
 
     /// Drops the question on screen, if any, and leaves its line.

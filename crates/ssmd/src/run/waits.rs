@@ -5,7 +5,7 @@
 use super::output::text;
 use super::runner::Runner;
 use serde_json::Value;
-use ssmd_core::automation::execution::status;
+use ssmd_model::enums::{AutomationExecutionStatus as Status, ExecutionMode};
 use std::collections::HashMap;
 
 /// Something an execution waits for from the runner.
@@ -35,7 +35,7 @@ impl Runner<'_> {
         for (id, _) in &self.watched {
             let Some(x) = snapshot.get(id) else { continue };
             for s in x["StepExecutions"].as_array().into_iter().flatten() {
-                if s["StepStatus"] != status::WAITING {
+                if s["StepStatus"] != Status::Waiting.as_str() {
                     continue;
                 }
                 let key = s["StepExecutionId"].as_str().unwrap_or_default().to_string();
@@ -57,8 +57,12 @@ impl Runner<'_> {
         }
         let root = snapshot.get(&self.root).cloned().unwrap_or(Value::Null);
         let steps = root["StepExecutions"].as_array().cloned().unwrap_or_default();
-        let busy = steps.iter().any(|s| s["StepStatus"] == status::IN_PROGRESS || s["StepStatus"] == status::WAITING);
-        let idle = root["Mode"] == "Interactive" && root["AutomationExecutionStatus"] == status::WAITING && !busy;
+        let busy = steps
+            .iter()
+            .any(|s| s["StepStatus"] == Status::InProgress.as_str() || s["StepStatus"] == Status::Waiting.as_str());
+        let idle = root["Mode"] == ExecutionMode::Interactive.as_str()
+            && root["AutomationExecutionStatus"] == Status::Waiting.as_str()
+            && !busy;
         if idle && !self.was_idle {
             self.idle += 1;
         }
@@ -78,7 +82,11 @@ impl Runner<'_> {
                 .max_by(|a, b| a["ExecutionEndTime"].as_f64().partial_cmp(&b["ExecutionEndTime"].as_f64()).unwrap());
             let valid = last.and_then(|s| s["ValidNextSteps"].as_array()).and_then(|v| v.first()?.as_str());
             let suggested = valid.map(str::to_string).or_else(|| {
-                top.iter().find(|s| s["StepStatus"] == status::PENDING)?.get("StepName")?.as_str().map(str::to_string)
+                top.iter()
+                    .find(|s| s["StepStatus"] == Status::Pending.as_str())?
+                    .get("StepName")?
+                    .as_str()
+                    .map(str::to_string)
             });
             out.push((format!("next#{}", self.idle), Wait::Next { suggested, steps: names }));
         }
