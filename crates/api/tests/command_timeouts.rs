@@ -3,79 +3,11 @@
 //! is withdrawn, and one a node is running is left to the node — the command's deadline job
 //! fires when the clock passes it, not before, and nothing sleeps.
 
+mod common;
+
+use common::*;
 use serde_json::{Value, json};
 use ssmd_api::Service;
-use ssmd_core::clock::ManualClock;
-use ssmd_model::{Caller, Operation};
-use ssmd_store::Store;
-use std::sync::Arc;
-
-const START_MS: i64 = 1_800_000_000_000;
-
-fn root() -> Caller {
-    Caller {
-        account: "111111111111".into(),
-        region: "us-east-1".into(),
-        access_key_id: "AKIATEST".into(),
-        arn: "arn:aws:iam::111111111111:root".into(),
-    }
-}
-
-async fn call(svc: &Service, caller: &Caller, op: &str, input: Value) -> Value {
-    let op = Operation::from_name(op).unwrap();
-    let out = svc.call(caller, op, input).await.unwrap_or_else(|e| panic!("{}: {e}", op.info().name));
-    serde_json::from_slice(&out).unwrap()
-}
-
-/// Registers a node and pings once; returns its id and its `Caller`.
-async fn node(svc: &Service, activation: &Value) -> (String, Caller) {
-    let keys = ssmd_nodeauth::generate_key_pair().unwrap();
-    let out = ssmd_api::nodes::register(
-        svc,
-        json!({"ActivationCode": activation["ActivationCode"], "ActivationId": activation["ActivationId"],
-               "PublicKey": keys.public_key, "PublicKeyType": "Rsa", "Fingerprint": ssmd_core::ids::uuid()}),
-    )
-    .await
-    .unwrap();
-    let id = serde_json::from_slice::<Value>(&out).unwrap()["InstanceId"].as_str().unwrap().to_string();
-    let caller = Caller {
-        arn: ssmd_api::nodes::node_arn("us-east-1", "111111111111", &id),
-        access_key_id: "ASIATEST".into(),
-        ..root()
-    };
-    ssmd_api::nodes::update_instance_information(svc, &caller, json!({"InstanceId": id, "AgentName": "t"}))
-        .await
-        .unwrap();
-    (id, caller)
-}
-
-async fn messages(svc: &Service, node: &(String, Caller)) -> Vec<Value> {
-    let body = json!({"Destination": node.0, "MessagesRequestId": "r", "VisibilityTimeoutInSeconds": 600});
-    let out = ssmd_api::commands::delivery::handle(svc, &node.1, "GetMessages", body).await.unwrap();
-    serde_json::from_slice::<Value>(&out).unwrap()["Messages"].as_array().unwrap().clone()
-}
-
-/// A service with its engine running, on a fresh SQLite file and a manual clock at `START_MS`.
-async fn service() -> (std::path::PathBuf, ManualClock, Arc<Service>, ssmd_engine::Engine) {
-    let dir = std::env::temp_dir().join(format!("ssmd-api-{}", ssmd_core::ids::uuid()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.join("db.sqlite").display())).await.unwrap();
-    let clock = ManualClock::at(START_MS);
-    let svc = Arc::new(Service::new(store, Arc::new(clock.clone())).await.unwrap());
-    let engine = svc.run_background().await.unwrap();
-    (dir, clock, svc, engine)
-}
-
-/// Waits (a few real seconds at most) until `f` holds: the engine reacts to the clock at once.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    for _ in 0..500 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("{what} did not happen");
-}
 
 /// When the command's deadline job is next due.
 async fn deadline(svc: &Service, id: &str) -> Option<i64> {
@@ -84,12 +16,12 @@ async fn deadline(svc: &Service, id: &str) -> Option<i64> {
 
 #[tokio::test]
 async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone() {
-    let (dir, clock, svc, engine) = service().await;
+    let Running { svc, clock, engine, .. } = &service().await;
     let c = root();
-    let a = call(&svc, &c, "CreateActivation", json!({"IamRole": "r", "RegistrationLimit": 3})).await;
-    let busy = node(&svc, &a).await;
-    let idle = node(&svc, &a).await;
-    let queued = node(&svc, &a).await;
+    let a = call(svc, &c, "CreateActivation", json!({"IamRole": "r", "RegistrationLimit": 3})).await;
+    let busy = node(svc, &a).await;
+    let idle = node(svc, &a).await;
+    let queued = node(svc, &a).await;
 
     // Concurrency 2: `queued` is never even sent before the deadline.
     let cmd = call(
@@ -102,17 +34,17 @@ async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone()
     )
     .await;
     let id = cmd["Command"]["CommandId"].as_str().unwrap().to_string();
-    let m = messages(&svc, &busy).await;
+    let m = messages(svc, &busy).await;
     assert_eq!(m.len(), 1);
     let reply = json!({"MessageId": m[0]["MessageId"], "ReplyId": "r1",
                        "Payload": json!({"documentStatus": "InProgress"}).to_string()});
-    ssmd_api::commands::delivery::handle(&svc, &busy.1, "SendReply", reply).await.unwrap();
+    ssmd_api::commands::delivery::handle(svc, &busy.1, "SendReply", reply).await.unwrap();
 
     // Before the deadline nothing times out: the deadline job waits for the clock.
-    assert_eq!(deadline(&svc, &id).await, Some(START_MS + 30_000));
+    assert_eq!(deadline(svc, &id).await, Some(START_MS + 30_000));
     clock.advance(29_000);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    assert_eq!(deadline(&svc, &id).await, Some(START_MS + 30_000));
+    assert_eq!(deadline(svc, &id).await, Some(START_MS + 30_000));
     let inv = |node: &str| json!({"CommandId": id, "InstanceId": node});
     let get = |v: Value| {
         let svc = &svc;
@@ -124,7 +56,7 @@ async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone()
     clock.advance(2_000);
     eventually("the delivery timeout", || async { get(inv(&queued.0)).await["Status"] == "TimedOut" }).await;
     // Then the job waits for ExpiresAfter (delivery plus the document's 3600 s).
-    eventually("the move to ExpiresAfter", || async { deadline(&svc, &id).await == Some(START_MS + 3_630_000) }).await;
+    eventually("the move to ExpiresAfter", || async { deadline(svc, &id).await == Some(START_MS + 3_630_000) }).await;
     for n in [&idle.0, &queued.0] {
         let i = get(inv(n)).await;
         assert_eq!((i["Status"].as_str(), i["StatusDetails"].as_str()), (Some("TimedOut"), Some("DeliveryTimedOut")));
@@ -132,7 +64,7 @@ async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone()
     assert_eq!(get(inv(&busy.0)).await["Status"], "InProgress");
     let withdrawn = svc.store().message(&idle.0, &ssmd_store::send_message_id(&id, &idle.0)).await.unwrap();
     assert!(withdrawn.is_none(), "the timed-out message was not withdrawn");
-    let listed = call(&svc, &c, "ListCommands", json!({"CommandId": id})).await;
+    let listed = call(svc, &c, "ListCommands", json!({"CommandId": id})).await;
     let cmd = &listed["Commands"][0];
     assert_eq!(cmd["DeliveryTimedOutCount"], 2);
     assert_eq!(cmd["CompletedCount"], 2);
@@ -142,23 +74,22 @@ async fn undelivered_invocations_time_out_once_and_running_ones_are_left_alone()
     let reply = json!({"MessageId": m[0]["MessageId"], "ReplyId": "r2",
                        "Payload": json!({"documentStatus": "Success", "runtimeStatus": {"aws:runShellScript":
                             {"status": "Success", "code": 0, "standardOutput": "ok"}}}).to_string()});
-    ssmd_api::commands::delivery::handle(&svc, &busy.1, "SendReply", reply).await.unwrap();
-    let listed = call(&svc, &c, "ListCommands", json!({"CommandId": id})).await;
+    ssmd_api::commands::delivery::handle(svc, &busy.1, "SendReply", reply).await.unwrap();
+    let listed = call(svc, &c, "ListCommands", json!({"CommandId": id})).await;
     let cmd = &listed["Commands"][0];
     assert_eq!((cmd["Status"].as_str(), cmd["StatusDetails"].as_str()), (Some("Success"), Some("Incomplete")));
     assert_eq!(cmd["CompletedCount"], 3);
     // An ended command needs no deadline any more.
-    assert_eq!(deadline(&svc, &id).await, None);
+    assert_eq!(deadline(svc, &id).await, None);
     engine.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn past_expires_after_a_silent_running_node_no_longer_keeps_the_command_open() {
-    let (dir, clock, svc, engine) = service().await;
+    let Running { svc, clock, engine, .. } = &service().await;
     let c = root();
-    let a = call(&svc, &c, "CreateActivation", json!({"IamRole": "r", "RegistrationLimit": 1})).await;
-    let silent = node(&svc, &a).await;
+    let a = call(svc, &c, "CreateActivation", json!({"IamRole": "r", "RegistrationLimit": 1})).await;
+    let silent = node(svc, &a).await;
     let cmd = call(
         &svc,
         &c,
@@ -170,30 +101,29 @@ async fn past_expires_after_a_silent_running_node_no_longer_keeps_the_command_op
     let id = cmd["Command"]["CommandId"].as_str().unwrap().to_string();
     // ExpiresAfter = RequestedDateTime + TimeoutSeconds + executionTimeout.
     assert_eq!(cmd["Command"]["ExpiresAfter"].as_f64().unwrap(), (START_MS + 130_000) as f64 / 1000.0);
-    let m = messages(&svc, &silent).await;
+    let m = messages(svc, &silent).await;
     let reply = json!({"MessageId": m[0]["MessageId"], "ReplyId": "r1",
                        "Payload": json!({"documentStatus": "InProgress"}).to_string()});
-    ssmd_api::commands::delivery::handle(&svc, &silent.1, "SendReply", reply).await.unwrap();
+    ssmd_api::commands::delivery::handle(svc, &silent.1, "SendReply", reply).await.unwrap();
 
     let get = || async {
-        let v = call(&svc, &c, "GetCommandInvocation", json!({"CommandId": id, "InstanceId": silent.0})).await;
+        let v = call(svc, &c, "GetCommandInvocation", json!({"CommandId": id, "InstanceId": silent.0})).await;
         (v["Status"].as_str().unwrap().to_string(), v["StatusDetails"].as_str().unwrap().to_string())
     };
     clock.advance(31_000);
-    eventually("the move to ExpiresAfter", || async { deadline(&svc, &id).await == Some(START_MS + 130_000) }).await;
+    eventually("the move to ExpiresAfter", || async { deadline(svc, &id).await == Some(START_MS + 130_000) }).await;
     assert_eq!(get().await, ("InProgress".to_string(), "InProgress".to_string()));
     clock.advance(99_000);
     eventually("the end at ExpiresAfter", || async { get().await.0 == "TimedOut" }).await;
     assert_eq!(get().await, ("TimedOut".to_string(), "DeliveryTimedOut".to_string()));
-    assert_eq!(deadline(&svc, &id).await, None);
-    let listed = call(&svc, &c, "ListCommands", json!({"CommandId": id})).await;
+    assert_eq!(deadline(svc, &id).await, None);
+    let listed = call(svc, &c, "ListCommands", json!({"CommandId": id})).await;
     let cmd = &listed["Commands"][0];
     assert_eq!((cmd["Status"].as_str(), cmd["StatusDetails"].as_str()), (Some("TimedOut"), Some("DeliveryTimedOut")));
     // A result that arrives after that changes nothing.
     let reply = json!({"MessageId": m[0]["MessageId"], "ReplyId": "r2",
                        "Payload": json!({"documentStatus": "Success"}).to_string()});
-    let _ = ssmd_api::commands::delivery::handle(&svc, &silent.1, "SendReply", reply).await;
+    let _ = ssmd_api::commands::delivery::handle(svc, &silent.1, "SendReply", reply).await;
     assert_eq!(get().await.0, "TimedOut");
     engine.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
