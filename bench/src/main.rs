@@ -357,7 +357,24 @@ fn http_bench(o: Opts) -> Result<()> {
             ("ListDocuments", r#"{"Filters":[{"Key":"Owner","Values":["Self"]}],"MaxResults":10}"#),
         ] {
             for (i, conns) in [1usize, 32].into_iter().enumerate() {
+                // SSMD_BENCH_PERF=DIR records a perf profile of the server under the 32-connection
+                // load of each request (for finding where the time goes; not part of the figures).
+                let perf = match std::env::var("SSMD_BENCH_PERF") {
+                    Ok(dir) if conns == 32 => Command::new("perf")
+                        .args(["record", "-g", "-p", &server.child.id().to_string(), "-o"])
+                        .arg(format!("{dir}/{}-{target}.data", label.replace(' ', "-")))
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .ok(),
+                    _ => None,
+                };
                 let r = median_run(server.port, target, body, conns, &o)?;
+                if let Some(mut p) = perf {
+                    // SIGINT makes perf write its file and exit.
+                    unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
+                    let _ = p.wait();
+                }
                 println!(
                     "| {label} | {target} | {conns} | {:.0} | {:.3} | {:.3} | {} | {:.2} |",
                     r.rps,

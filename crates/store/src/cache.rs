@@ -1,10 +1,12 @@
-//! A read-through cache of document lookups, used only when this process is the database's
-//! only writer (embedded SQLite). With PostgreSQL, other replicas write too, so every read goes
-//! to the database.
+//! A read-through cache of document lookups. Every committed write to a document names its
+//! topic (`doc:…`) and the bus drops the document here — at once for this process's writes,
+//! and on PostgreSQL for other replicas' writes as soon as their notification arrives (the
+//! cache is used only while notifications are being received; a lost listener clears it).
 //!
-//! Staleness is impossible by construction: every write to a document bumps a global
-//! generation after it commits and drops the document's entries; a reader snapshots the
-//! generation before it queries and stores its result only if no write happened meanwhile.
+//! A write bumps a global generation and drops the document's entries; a reader snapshots the
+//! generation before it queries and stores its result only if no write (here or announced
+//! from elsewhere) happened meanwhile. So this process never reads its own writes stale, and
+//! another replica's write is seen once its notification has arrived (milliseconds).
 
 use crate::{DocumentRow, VersionRow};
 use std::collections::HashMap;
@@ -47,6 +49,13 @@ impl DocCache {
             entries.clear();
         }
         entries.entry(key(account, region, name)).or_default().insert(version, entry);
+    }
+
+    /// Forgets everything (notifications may have been missed).
+    pub(crate) fn clear(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
     }
 
     /// Called after every committed write to a document.

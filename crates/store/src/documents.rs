@@ -136,22 +136,21 @@ fn joined_version(r: &Row) -> Result<VersionRow> {
 }
 
 fn version_cols(r: &Row, p: &str) -> Result<VersionRow> {
-    let c = |name: &str| format!("{p}{name}");
     Ok(VersionRow {
-        version: r.get(c("version").as_str())?,
-        version_name: opt_str(r, &c("version_name"))?,
-        content: r.get(c("content").as_str())?,
-        format: r.get(c("format").as_str())?,
-        hash: r.get(c("hash").as_str())?,
-        schema_version: opt_str(r, &c("schema_version"))?,
-        description: opt_str(r, &c("description"))?,
-        parameters: r.get(c("parameters").as_str())?,
-        platform_types: r.get(c("platform_types").as_str())?,
-        requires: opt_str(r, &c("requires"))?,
-        attachments: opt_str(r, &c("attachments"))?,
-        display_name: opt_str(r, &c("display_name"))?,
-        review_status: opt_str(r, &c("review_status"))?,
-        created_ms: r.get(c("created_ms").as_str())?,
+        version: r.get_prefixed(p, "version")?,
+        version_name: r.get_prefixed(p, "version_name")?,
+        content: r.get_prefixed(p, "content")?,
+        format: r.get_prefixed(p, "format")?,
+        hash: r.get_prefixed(p, "hash")?,
+        schema_version: r.get_prefixed(p, "schema_version")?,
+        description: r.get_prefixed(p, "description")?,
+        parameters: r.get_prefixed(p, "parameters")?,
+        platform_types: r.get_prefixed(p, "platform_types")?,
+        requires: r.get_prefixed(p, "requires")?,
+        attachments: r.get_prefixed(p, "attachments")?,
+        display_name: r.get_prefixed(p, "display_name")?,
+        review_status: r.get_prefixed(p, "review_status")?,
+        created_ms: r.get_prefixed(p, "created_ms")?,
     })
 }
 
@@ -202,9 +201,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 insert_version(tx, &doc.account, &doc.region, &doc.name, v).await?;
+                tx.notify(doc_topic(&doc.account, &doc.region, &doc.name));
                 Store::upsert_tags(tx, &doc.account, &doc.region, "Document", &doc.name, tags).await
             })?;
-            self.invalidate_document(&doc.account, &doc.region, &doc.name);
             Ok(())
         })
         .await
@@ -257,12 +256,15 @@ impl Store {
         name: &str,
         version: Option<i64>,
     ) -> Result<Option<(DocumentRow, Option<VersionRow>)>> {
-        if let Some(cache) = &self.doc_cache
+        // On PostgreSQL, other replicas' writes reach the cache through the bus: it is used only
+        // while their notifications are being received.
+        let cache = Some(&self.doc_cache).filter(|_| self.db.bus().healthy());
+        if let Some(cache) = cache
             && let Some(hit) = cache.get(account, region, name, version)
         {
             return Ok(hit);
         }
-        let seen = self.doc_cache.as_ref().map(|c| c.generation());
+        let seen = cache.map(|c| c.generation());
         let found: Option<(DocumentRow, Option<VersionRow>)> = timed("document_with_version", async {
             let row = sql::query(DOC_WITH_VERSION.as_str())
                 .bind(version)
@@ -277,7 +279,7 @@ impl Store {
             Ok(Some((doc, if has_version { Some(joined_version(&r)?) } else { None })))
         })
         .await?;
-        if let (Some(cache), Some(seen)) = (&self.doc_cache, seen) {
+        if let (Some(cache), Some(seen)) = (cache, seen) {
             cache.put(seen, account, region, name, version, found.clone());
         }
         Ok(found)
@@ -350,9 +352,9 @@ impl Store {
                 if r != 1 {
                     return Err(StoreError::Conflict);
                 }
+                tx.notify(doc_topic(account, region, name));
                 insert_version(tx, account, region, name, v).await
             })?;
-            self.invalidate_document(account, region, name);
             Ok(())
         })
         .await
@@ -366,15 +368,16 @@ impl Store {
         name: &str,
         version: i64,
     ) -> Result<bool> {
-        let r =
+        let r = transaction!(self.db, |tx| {
+            tx.notify(doc_topic(account, region, name));
             sql::query("UPDATE documents SET default_version = $1 WHERE account = $2 AND region = $3 AND name = $4")
                 .bind(version)
                 .bind(account)
                 .bind(region)
                 .bind(name)
-                .execute(&self.db)
-                .await?;
-        self.invalidate_document(account, region, name);
+                .execute(&mut *tx)
+                .await
+        })?;
         Ok(r == 1)
     }
 
@@ -455,9 +458,9 @@ impl Store {
                         .await?;
                 }
                 Store::drop_tags(tx, account, region, "Document", name).await?;
+                tx.notify(doc_topic(account, region, name));
                 Ok(r)
             })?;
-            self.invalidate_document(account, region, name);
             Ok(r > 0)
         })
         .await
@@ -497,9 +500,9 @@ impl Store {
             .bind(name)
             .execute(&mut *tx)
             .await?;
+            tx.notify(doc_topic(account, region, name));
             Ok(r)
         })?;
-        self.invalidate_document(account, region, name);
         Ok(r > 0)
     }
 
@@ -625,9 +628,9 @@ impl Store {
             .bind(review.version)
             .execute(&mut *tx)
             .await?;
+            tx.notify(doc_topic(account, region, name));
             Ok(())
         })?;
-        self.invalidate_document(account, region, name);
         Ok(())
     }
 
@@ -666,4 +669,10 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The wake-up topic of a document's writes (`doc:ACCOUNT/REGION/NAME`): it drops the document
+/// from every replica's cache.
+pub(crate) fn doc_topic(account: &str, region: &str, name: &str) -> String {
+    format!("doc:{account}/{region}/{name}")
 }

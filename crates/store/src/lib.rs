@@ -85,7 +85,9 @@ pub struct Store {
     db: sql::Db,
     backend: Backend,
     /// Present only on SQLite, where this process is the only writer.
-    doc_cache: Option<std::sync::Arc<cache::DocCache>>,
+    /// Document reads, dropped by every committed write to the document — in this process, and
+    /// (PostgreSQL) in every replica through the bus; used only while the bus is healthy.
+    doc_cache: std::sync::Arc<cache::DocCache>,
 }
 
 impl Store {
@@ -106,7 +108,20 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl(url.to_string()));
         };
-        let doc_cache = (backend == Backend::Sqlite).then(Default::default);
+        let doc_cache: std::sync::Arc<cache::DocCache> = Default::default();
+        let c = doc_cache.clone();
+        db.bus().subscribe(
+            "doc:",
+            std::sync::Arc::new(move |topic: &str| {
+                if topic == "*" {
+                    return c.clear();
+                }
+                let mut parts = topic.splitn(3, '/');
+                if let (Some(a), Some(r), Some(n)) = (parts.next(), parts.next(), parts.next()) {
+                    c.invalidate(a, r, n);
+                }
+            }),
+        );
         let store = Store { db, backend, doc_cache };
         migrations::run(&store).await?;
         Ok(store)
@@ -137,13 +152,6 @@ impl Store {
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// Drops cached reads of a document after a committed write to it.
-    fn invalidate_document(&self, account: &str, region: &str, name: &str) {
-        if let Some(c) = &self.doc_cache {
-            c.invalidate(account, region, name);
-        }
     }
 
     /// Closes the database, waiting for in-flight queries.

@@ -264,6 +264,17 @@ impl Row {
         T::from_value(&self.vals[i]).map_err(|e| StoreError::Db(format!("column {name}: {e}")))
     }
 
+    /// The value of the column `prefix` + `name` (a joined table's aliased columns), without
+    /// building the name.
+    pub fn get_prefixed<T: FromValue>(&self, prefix: &str, name: &str) -> Result<T> {
+        let i = self
+            .cols
+            .iter()
+            .position(|c| c.len() == prefix.len() + name.len() && c.starts_with(prefix) && c.ends_with(name))
+            .ok_or_else(|| StoreError::Db(format!("no column {prefix}{name}")))?;
+        T::from_value(&self.vals[i]).map_err(|e| StoreError::Db(format!("column {prefix}{name}: {e}")))
+    }
+
     /// The first column (for scalar queries).
     pub fn first<T: FromValue>(&self) -> Result<T> {
         let v = self.vals.first().ok_or_else(|| StoreError::Db("empty row".into()))?;
@@ -310,8 +321,8 @@ fn ambiguous(e: StoreError) -> StoreError {
 
 impl PgDb {
     async fn acquire(&self) -> Result<PoolConnection<Postgres>> {
-        // The pool pings an idle connection before handing it out (a dead one is replaced) and
-        // gives up after its acquire timeout.
+        // The pool hands out an idle connection as it is (no ping: a dead one fails on use and
+        // the work is repeated once) and gives up after its acquire timeout.
         self.pool.acquire().await.map_err(|e| StoreError::Db(format!("getting a database connection: {e}")))
     }
 
@@ -443,6 +454,10 @@ fn open_sqlite(path: &str) -> Result<rusqlite::Connection> {
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=10000; PRAGMA foreign_keys=ON;",
     )
     .map_err(sqlite_err)?;
+    // Without the query planner stability guarantee, SQLite marks a statement whose plan looked
+    // at a bound value (any `LIMIT $n`, for one) as expired on every rebind, and parses and
+    // plans it again on each run: a quarter of ListDocuments' time went there.
+    c.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(sqlite_err)?;
     c.set_prepared_statement_cache_capacity(256);
     Ok(c)
 }
@@ -540,12 +555,16 @@ impl Db {
     /// Connects to PostgreSQL at `url`, with `limits` on every connection.
     pub async fn postgres(url: &str, limits: &PgLimits) -> Result<Db> {
         let options: sqlx::postgres::PgConnectOptions = url.parse().map_err(|e| StoreError::BadUrl(format!("{e}")))?;
-        // Taking a connection from the pool pings it first, which a stalled link never answers:
-        // that wait is bounded like any other answer (and by 10 s, as it always was).
+        // Waiting for a connection (all in use, or a new one being opened over a stalled link) is
+        // bounded like any other answer (and by 10 s, as it always was).
         let acquire = limits.answer_wait().map_or(Duration::from_secs(10), |w| w.min(Duration::from_secs(10)));
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(acquire)
+            // No ping before each use (a round trip per statement): a connection found dead on
+            // use is a `Disconnected` error, and the statement or transaction is repeated once
+            // on a fresh connection (see `transaction!`).
+            .test_before_acquire(false)
             .connect_with(options.options(limits.server_options()))
             .await
             .map_err(|e| StoreError::Db(e.to_string()))?;

@@ -76,6 +76,65 @@ on_both!(reads_follow_writes, |s: Store, _url: String| async move {
     assert!(s.document_with_version(A, "eu-west-1", "c", None).await.unwrap().is_none());
 });
 
+/// Runs a store's listener (the engine runs it as a worker) until the test ends.
+fn listen(s: &Store) {
+    let mut l = s.listener();
+    if l.active() {
+        tokio::spawn(async move {
+            loop {
+                if l.next().await.is_err() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        });
+    }
+}
+
+/// Waits until `s`'s wake-ups from the other replicas are being received.
+async fn healthy(s: &Store) {
+    for _ in 0..200 {
+        if s.bus().healthy() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the listener did not connect");
+}
+
+/// Two replicas on one PostgreSQL database, each caching documents. (On SQLite one process owns
+/// the file, and its writes drop its cache directly.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_replicas_writes_reach_the_document_cache() {
+    let (s, url) = ssmd_store::testing::postgres().await;
+    let b = Store::open(&url).await.unwrap();
+    listen(&s);
+    listen(&b);
+    healthy(&b).await;
+    s.create_document(&doc("x"), &version(1, "one"), &[]).await.unwrap();
+    let read = |st: Store| async move { st.document_with_version(A, R, "x", None).await.unwrap().unwrap() };
+    assert_eq!(read(b.clone()).await.1.unwrap().content, "one");
+    // Cached on b now; a write through s reaches b's cache within moments.
+    s.add_document_version(A, R, "x", &version(2, "two"), 1, None).await.unwrap();
+    s.set_default_document_version(A, R, "x", 2).await.unwrap();
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = read(b.clone()).await.1.unwrap().content;
+        if seen == "two" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen, "two", "the other replica's cache kept a stale default version");
+    s.delete_document(A, R, "x").await.unwrap();
+    for _ in 0..200 {
+        if b.document_with_version(A, R, "x", None).await.unwrap().is_none() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("the other replica still reads a deleted document");
+}
+
 on_both!(limits_refuse_without_writing, |s: Store, _url: String| async move {
     let tags: Vec<Tag> = (0..3).map(|i| Tag { key: format!("k{i}"), value: "v".into() }).collect();
     assert!(s.change_tags(A, R, "Document", "x", &tags, &[], 3).await.unwrap());
