@@ -55,6 +55,10 @@ impl Engine {
         if listener.active() {
             self.workers.spawn(Listener { inner: listener, failed: None });
         }
+        let notifier = self.store.notifier();
+        if notifier.active() {
+            self.workers.spawn(Notifier { inner: notifier, failed: None });
+        }
         Ok(())
     }
 
@@ -92,6 +96,33 @@ impl Engine {
     /// Stops every worker and waits for them.
     pub async fn shutdown(&self) {
         self.workers.shutdown().await
+    }
+}
+
+/// The worker that sends this replica's committed wake-ups to the others (PostgreSQL NOTIFY).
+/// It sends while it waits for work (so a stop interrupts it at once); a failure is reported
+/// by the next unit of work, which backs off.
+struct Notifier {
+    inner: ssmd_store::bus::Notifier,
+    failed: Option<String>,
+}
+
+impl Worker for Notifier {
+    fn name(&self) -> String {
+        "notifier".into()
+    }
+
+    async fn work(&mut self) -> Result<State, String> {
+        match self.failed.take() {
+            Some(e) => Err(format!("sending wake-ups: {e}")),
+            None => Ok(State::Idle),
+        }
+    }
+
+    async fn wait_for_work(&mut self) {
+        if let Err(e) = self.inner.next().await {
+            self.failed = Some(e.to_string());
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 
 use crate::jobs::{Claim, Next};
 use crate::sql::{self, Tx, transaction};
-use crate::{Result, Store, StoreError, Tag, timed};
+use crate::{Backend, Result, Store, StoreError, Tag, timed};
 
 /// The job kind that drives executions.
 pub const AUTOMATION_JOB: &str = "automation";
@@ -67,8 +67,8 @@ pub struct StateWrite<'a> {
     pub holder: Option<(&'a Claim, Hold)>,
     /// Wake this execution (the parent of one that finished).
     pub wake: Option<&'a str>,
-    /// A top-level execution ended in this account and Region: the oldest one waiting in
-    /// Pending for a place is woken.
+    /// A top-level execution ended in this account and Region: the oldest one held back in
+    /// Pending by the running limit is woken.
     pub admit_next: Option<(&'a str, &'a str)>,
     pub now_ms: i64,
 }
@@ -113,17 +113,22 @@ impl Store {
     /// parent that starts them — all in one transaction. An execution id that already exists is
     /// skipped (a parent re-starting children after a crash).
     pub async fn insert_executions(&self, new: &[NewExecution], parent: Option<&StateWrite<'_>>) -> Result<()> {
+        // Runbooks are never deleted: one this process stored or read is there.
+        let known = |sha: &str| self.known_runbooks.lock().expect("runbooks").contains(sha);
         timed("insert_executions", async {
             transaction!(self.db, |tx| {
             if let Some(w) = parent {
                 Self::write_state(tx, w).await?;
             }
-            for n in new {
-                sql::query("INSERT INTO automation_runbooks (sha, content) VALUES ($1, $2) ON CONFLICT (sha) DO NOTHING")
-                    .bind(&n.runbook_sha)
-                    .bind(&n.runbook)
-                    .execute(&mut *tx)
-                    .await?;
+            for (i, n) in new.iter().enumerate() {
+                let stored_above = new[..i].iter().any(|m| m.runbook_sha == n.runbook_sha);
+                if !stored_above && !known(&n.runbook_sha) {
+                    sql::query("INSERT INTO automation_runbooks (sha, content) VALUES ($1, $2) ON CONFLICT (sha) DO NOTHING")
+                        .bind(&n.runbook_sha)
+                        .bind(&n.runbook)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let inserted = sql::query(
                     "INSERT INTO automation_executions (id, account, region, document_name, status, parent_id, start_ms, runbook_sha, state, version) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT (id) DO NOTHING",
@@ -147,21 +152,38 @@ impl Store {
                 }
             }
             Ok(())
-            })
+            })?;
+            self.remember_runbooks(new.iter().map(|n| n.runbook_sha.as_str()));
+            Ok(())
         })
         .await
     }
 
+    fn remember_runbooks<'a>(&self, shas: impl Iterator<Item = &'a str>) {
+        let mut known = self.known_runbooks.lock().expect("runbooks");
+        if known.len() > 10_000 {
+            known.clear();
+        }
+        known.extend(shas.map(str::to_string));
+    }
+
     async fn write_state(tx: &mut Tx<'_>, w: &StateWrite<'_>) -> Result<()> {
-        let n = sql::query(
+        // The engine's write is fenced by its claim in the same statement: the job row is
+        // share-locked until commit, so the claim can't move meanwhile (a signal's write, with no
+        // claim, locks execution then job too).
+        let lock = if tx.backend() == Backend::Postgres { " FOR SHARE" } else { "" };
+        let n = sql::query(format!(
             "UPDATE automation_executions SET state = $1, status = $2, version = version + 1, \
-             outputs = COALESCE($3, outputs) WHERE id = $4 AND version = $5",
-        )
+             outputs = COALESCE($3, outputs) WHERE id = $4 AND version = $5 AND ($6 < 0 OR EXISTS (\
+             SELECT 1 FROM jobs WHERE kind = $7 AND job_key = $4 AND token = $6 AND lease_owner IS NOT NULL{lock}))"
+        ))
         .bind(w.state)
         .bind(w.status)
         .bind(w.outputs)
         .bind(w.id)
         .bind(w.version)
+        .bind(w.holder.map_or(-1, |(c, _)| c.token))
+        .bind(AUTOMATION_JOB)
         .execute(&mut *tx)
         .await?;
         if n == 0 {
@@ -169,7 +191,6 @@ impl Store {
         }
         match w.holder {
             Some((claim, hold)) => {
-                Self::fence(tx, claim).await?;
                 if hold == Hold::Release {
                     let next = w.due_ms.map_or(Next::Done, Next::At);
                     Self::finish_job(tx, claim, next, w.now_ms).await?;
@@ -191,16 +212,24 @@ impl Store {
             Self::schedule_job(tx, AUTOMATION_JOB, p, w.now_ms, None, w.now_ms).await?;
         }
         if let Some((account, region)) = w.admit_next {
-            let next: Option<String> = sql::query(
-                "SELECT id FROM automation_executions WHERE account = $1 AND region = $2 AND status = 'Pending' \
-                 AND parent_id IS NULL ORDER BY start_ms, id LIMIT 1",
-            )
+            // The oldest execution held back by the running limit (Pending, its job parked in
+            // the future) is due now. Rows another transaction holds are skipped, not waited
+            // for: two executions ending at once wake two, and nothing waits in a cycle.
+            let skip = if tx.backend() == Backend::Postgres { " FOR UPDATE OF j SKIP LOCKED" } else { "" };
+            let woken = sql::query(format!(
+                "UPDATE jobs SET due_ms = $1, run_at_ms = $1 WHERE kind = $2 AND job_key = (\
+                 SELECT e.id FROM automation_executions e JOIN jobs j ON j.kind = $2 AND j.job_key = e.id \
+                 WHERE e.account = $3 AND e.region = $4 AND e.status = 'Pending' AND e.parent_id IS NULL \
+                 AND j.due_ms > $1 AND j.lease_owner IS NULL ORDER BY e.start_ms, e.id LIMIT 1{skip})"
+            ))
+            .bind(w.now_ms)
+            .bind(AUTOMATION_JOB)
             .bind(account)
             .bind(region)
-            .scalar_opt(&mut *tx)
+            .execute(&mut *tx)
             .await?;
-            if let Some(id) = next {
-                Self::schedule_job(tx, AUTOMATION_JOB, &id, w.now_ms, None, w.now_ms).await?;
+            if woken > 0 {
+                tx.notify(format!("job:{AUTOMATION_JOB}"));
             }
         }
         Ok(())
@@ -256,7 +285,12 @@ impl Store {
 
     /// A runbook's content by hash.
     pub async fn runbook(&self, sha: &str) -> Result<Option<String>> {
-        sql::query("SELECT content FROM automation_runbooks WHERE sha = $1").bind(sha).scalar_opt(&self.db).await
+        let found: Option<String> =
+            sql::query("SELECT content FROM automation_runbooks WHERE sha = $1").bind(sha).scalar_opt(&self.db).await?;
+        if found.is_some() {
+            self.remember_runbooks(std::iter::once(sha));
+        }
+        Ok(found)
     }
 
     /// How many Pending executions of the account and region were started before the given one
@@ -276,9 +310,16 @@ impl Store {
 
     /// The number of executions of the account and region in one of `statuses`.
     pub async fn count_executions(&self, account: &str, region: &str, statuses: &[&str]) -> Result<i64> {
+        Ok(self.count_by_status(account, region, statuses).await?.iter().map(|(_, n)| n).sum())
+    }
+
+    /// How many executions of the account and region are in each of `statuses` (those with
+    /// none are left out), in one query.
+    pub async fn count_by_status(&self, account: &str, region: &str, statuses: &[&str]) -> Result<Vec<(String, i64)>> {
         let marks: Vec<String> = (3..3 + statuses.len()).map(|i| format!("${i}")).collect();
         let mut q = sql::query(format!(
-            "SELECT COUNT(*) FROM automation_executions WHERE account = $1 AND region = $2 AND status IN ({})",
+            "SELECT status, COUNT(*) AS n FROM automation_executions WHERE account = $1 AND region = $2 \
+             AND status IN ({}) GROUP BY status",
             marks.join(", ")
         ))
         .bind(account)
@@ -286,7 +327,7 @@ impl Store {
         for s in statuses {
             q = q.bind(*s);
         }
-        q.scalar(&self.db).await
+        q.fetch_all(&self.db).await?.iter().map(|r| Ok((r.get("status")?, r.get("n")?))).collect()
     }
 
     /// Executions of the account and region, newest first (ties by id), after the execution

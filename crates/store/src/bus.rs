@@ -3,9 +3,13 @@
 //! commits every subscriber of the topic's prefix in every replica is called.
 //!
 //! * In this process, subscribers are called right after the commit returns.
-//! * On PostgreSQL the topics also go out with `pg_notify` inside the transaction (so they are
-//!   delivered only if it commits), and each replica's listener ([`Listener`], run by the
-//!   engine as a worker) hands the other replicas' topics to its bus.
+//! * On PostgreSQL the topics are also queued for the other replicas: the [`Notifier`] (run by
+//!   the engine as a worker) sends what has queued up with `pg_notify`, a batch per round trip,
+//!   and each replica's [`Listener`] hands the other replicas' topics to its bus. Sending after
+//!   the commit, from one connection, keeps data transactions clear of PostgreSQL's
+//!   cluster-wide notify lock (a `pg_notify` inside a transaction serialises every notifying
+//!   commit); a crash between a commit and its announcement costs the other replicas a
+//!   fallback poll, nothing more.
 //! * A wake-up is a hint, never the source of truth: subscribers re-read the database. When the
 //!   listener loses its connection, notifications may have been missed, so every subscriber is
 //!   called with the topic `*` ("anything may have changed"), and [`Bus::healthy`] is false until
@@ -29,6 +33,10 @@ pub struct Bus {
     subscribers: RwLock<HashMap<String, Vec<Subscriber>>>,
     /// False while cross-replica notifications may be missed (PostgreSQL listener down).
     healthy: AtomicBool,
+    /// Topics committed here and not yet sent to the other replicas (PostgreSQL only).
+    outbox: Option<std::sync::Mutex<Vec<String>>>,
+    /// Raised when the outbox gets topics.
+    outbox_filled: tokio::sync::Notify,
 }
 
 impl Bus {
@@ -38,6 +46,8 @@ impl Bus {
             subscribers: RwLock::new(HashMap::new()),
             // Without other replicas there is nothing to miss.
             healthy: AtomicBool::new(!cross_replica),
+            outbox: cross_replica.then(Default::default),
+            outbox_filled: tokio::sync::Notify::new(),
         }
     }
 
@@ -56,6 +66,16 @@ impl Bus {
         self.healthy.store(ok, Ordering::SeqCst);
     }
 
+    /// Queues committed topics for the other replicas (nothing on SQLite).
+    pub(crate) fn send_remote(&self, topics: Vec<String>) {
+        if let Some(outbox) = &self.outbox
+            && !topics.is_empty()
+        {
+            outbox.lock().expect("outbox").extend(topics);
+            self.outbox_filled.notify_one();
+        }
+    }
+
     /// Hands a topic to this process's subscribers.
     pub fn deliver(&self, topic: &str) {
         let subs = self.subscribers.read().expect("bus");
@@ -72,14 +92,24 @@ impl Bus {
         }
     }
 
-    /// The payload of one `pg_notify` carrying `topics` (one per line, after this replica's id).
-    pub(crate) fn payload(&self, topics: &[String]) -> String {
+    /// The payloads of the `pg_notify` calls carrying `topics`: one topic per line after this
+    /// replica's id, each payload under PostgreSQL's 8,000-byte limit (a command to 1,000
+    /// nodes names 1,000 topics).
+    pub(crate) fn payloads(&self, topics: &[String]) -> Vec<String> {
+        const MAX: usize = 7_000;
+        let mut out = Vec::new();
         let mut p = self.origin.clone();
-        for t in topics {
+        for t in topics.iter().filter(|t| t.len() < MAX - self.origin.len() - 1) {
+            if p.len() + 1 + t.len() > MAX {
+                out.push(std::mem::replace(&mut p, self.origin.clone()));
+            }
             p.push('\n');
             p.push_str(t);
         }
-        p
+        if p.len() > self.origin.len() {
+            out.push(p);
+        }
+        out
     }
 
     /// Delivers the topics of a notification payload, unless this replica sent it.
@@ -98,6 +128,52 @@ fn uuid_like() -> String {
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     h.write_u32(std::process::id());
     format!("r{:016x}", h.finish())
+}
+
+/// Sends this replica's committed topics to the other replicas on PostgreSQL (run it as a
+/// worker: call [`Notifier::next`] in a loop). Whatever has queued up since the last send goes
+/// out in one round trip; repeated topics once.
+pub struct Notifier {
+    bus: Arc<Bus>,
+    pool: Option<sqlx::PgPool>,
+}
+
+impl Notifier {
+    pub(crate) fn new(pool: Option<sqlx::PgPool>, bus: Arc<Bus>) -> Notifier {
+        Notifier { bus, pool }
+    }
+
+    /// Whether there is anything to send to (PostgreSQL).
+    pub fn active(&self) -> bool {
+        self.pool.is_some()
+    }
+
+    /// Waits for topics and sends them. A failed send is returned (the caller backs off); its
+    /// topics are dropped — the other replicas' fallback polls cover them.
+    pub async fn next(&mut self) -> crate::Result<()> {
+        let (Some(pool), Some(outbox)) = (&self.pool, &self.bus.outbox) else {
+            std::future::pending::<()>().await;
+            return Ok(());
+        };
+        let mut topics = loop {
+            let filled = self.bus.outbox_filled.notified();
+            let taken = std::mem::take(&mut *outbox.lock().expect("outbox"));
+            if !taken.is_empty() {
+                break taken;
+            }
+            filled.await;
+        };
+        let mut seen = std::collections::HashSet::new();
+        topics.retain(|t| seen.insert(t.clone()));
+        let sql: String = self
+            .bus
+            .payloads(&topics)
+            .iter()
+            .map(|p| format!("SELECT pg_notify('{CHANNEL}', '{}'); ", p.replace('\'', "''")))
+            .collect();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await.map_err(crate::sql::pg_err)?;
+        Ok(())
+    }
 }
 
 /// Receives the other replicas' notifications on PostgreSQL (run it as a worker: call
@@ -190,9 +266,24 @@ mod tests {
         b.subscribe("job:", Arc::new(move |t: &str| s.lock().unwrap().push(t.to_string())));
         let s = seen.clone();
         a.subscribe("job:", Arc::new(move |t: &str| s.lock().unwrap().push(format!("own {t}"))));
-        let p = a.payload(&["job:x".into(), "job:y".into()]);
-        a.deliver_payload(&p);
-        b.deliver_payload(&p);
+        let p = a.payloads(&["job:x".into(), "job:y".into()]);
+        assert_eq!(p.len(), 1);
+        a.deliver_payload(&p[0]);
+        b.deliver_payload(&p[0]);
         assert_eq!(*seen.lock().unwrap(), ["x", "y"]);
+    }
+
+    #[test]
+    fn many_topics_are_split_under_the_notification_limit() {
+        let (a, b) = (Bus::new(true), Bus::new(true));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        b.subscribe("node:", Arc::new(move |t: &str| s.lock().unwrap().push(t.to_string())));
+        let topics: Vec<String> = (0..1000).map(|i| format!("node:mi-{i:017x}")).collect();
+        let payloads = a.payloads(&topics);
+        assert!(payloads.len() > 1 && payloads.iter().all(|p| p.len() < 8000));
+        payloads.iter().for_each(|p| b.deliver_payload(p));
+        assert_eq!(seen.lock().unwrap().len(), 1000);
+        assert!(a.payloads(&[]).is_empty());
     }
 }

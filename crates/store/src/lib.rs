@@ -88,6 +88,8 @@ pub struct Store {
     /// Document reads, dropped by every committed write to the document — in this process, and
     /// (PostgreSQL) in every replica through the bus; used only while the bus is healthy.
     doc_cache: std::sync::Arc<cache::DocCache>,
+    /// Runbook hashes this process knows are stored (runbooks are never deleted).
+    known_runbooks: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Store {
@@ -122,7 +124,7 @@ impl Store {
                 }
             }),
         );
-        let store = Store { db, backend, doc_cache };
+        let store = Store { db, backend, doc_cache, known_runbooks: Default::default() };
         migrations::run(&store).await?;
         Ok(store)
     }
@@ -147,6 +149,12 @@ impl Store {
     /// inactive on SQLite). Run it as a worker.
     pub fn listener(&self) -> bus::Listener {
         bus::Listener::new(self.db.pg_pool().cloned(), self.db.bus().clone())
+    }
+
+    /// The notifier that sends this store's committed wake-ups to the other replicas
+    /// (PostgreSQL; inactive on SQLite). Run it as a worker.
+    pub fn notifier(&self) -> bus::Notifier {
+        bus::Notifier::new(self.db.pg_pool().cloned(), self.db.bus().clone())
     }
 
     /// The backend in use.

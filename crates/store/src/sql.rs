@@ -872,16 +872,11 @@ impl Tx<'_> {
                 *open = false;
                 conn.execute_batch("COMMIT").map_err(sqlite_err)?;
             }
-            TxConn::Postgres(t) => {
-                if !notes.is_empty() {
-                    // Delivered to the other replicas only if the transaction commits.
-                    let q = query("SELECT pg_notify($1, $2)").bind(crate::bus::CHANNEL).bind(self.bus.payload(&notes));
-                    t.exec(&q).await?;
-                }
-                t.commit().await?;
-            }
+            TxConn::Postgres(t) => t.commit().await?,
         }
         notes.iter().for_each(|t| self.bus.deliver(t));
+        // Announced to the other replicas after the commit, by the notifier (see `crate::bus`).
+        self.bus.send_remote(notes);
         Ok(())
     }
 

@@ -51,6 +51,21 @@ pub(crate) async fn script(
     }
 }
 
+/// Whether an effect is one quick call that only reads (`aws:executeAwsApi` or
+/// `aws:assertAwsResourceProperty` with a Describe, Get or List operation): running it again
+/// changes nothing, so it need not be persisted as dispatched before it runs.
+pub(crate) fn is_quick_read(e: &machine::Effect) -> bool {
+    match e {
+        machine::Effect::Api { service, api, check, .. } => {
+            let name = operation_name(api);
+            service.eq_ignore_ascii_case("ssm")
+                && !matches!(check, ApiCheck::Wait { .. })
+                && ["Describe", "Get", "List"].iter().any(|p| name.starts_with(p))
+        }
+        _ => false,
+    }
+}
+
 /// `describe_document` and `DescribeDocument` both name the DescribeDocument operation.
 fn operation_name(api: &str) -> String {
     if api.contains('_') || api.starts_with(|c: char| c.is_ascii_lowercase()) {

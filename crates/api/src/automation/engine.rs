@@ -13,8 +13,8 @@
 //!   holding a slot: a child's end wakes its parent, and a command's end wakes the
 //!   `aws:runCommand` step that sent it, through completion links.
 //! * Children are inserted in the same transaction as the parent's state.
-//! * Executions beyond `max_running` stay Pending; one that ends (or starts) wakes the oldest
-//!   one waiting, and a slow re-check covers the rest.
+//! * Executions beyond `max_running` stay Pending; one that ends wakes the oldest one held
+//!   back, and a slow re-check covers the rest.
 
 use super::control::{cancel_child, final_outputs};
 use super::start::{Origin, prepare};
@@ -95,10 +95,8 @@ impl Driver<'_> {
         let state = serde_json::to_string(x).map_err(|e| ApiError::internal(e.to_string()))?;
         let outputs = final_outputs(x, rb);
         let terminal = is_terminal(x.status);
-        let top_level = x.parent_id.is_none();
-        // A place frees up when a top-level execution ends; one is taken when it starts (the
-        // next in line may fit too).
-        let started = row.status == Status::Pending.as_str() && x.status != Status::Pending;
+        // A place frees up when a top-level execution ends: the next in line is woken.
+        let frees = terminal && x.parent_id.is_none();
         let w = StateWrite {
             id: &row.id,
             version: row.version,
@@ -108,7 +106,7 @@ impl Driver<'_> {
             due_ms,
             holder: Some((&self.job.claim, hold)),
             wake: if terminal { x.parent_id.as_deref() } else { None },
-            admit_next: (top_level && (terminal || started)).then_some((x.account.as_str(), x.region.as_str())),
+            admit_next: frees.then_some((x.account.as_str(), x.region.as_str())),
             now_ms: svc.now_ms(),
         };
         let r = if children.is_empty() {
@@ -144,14 +142,19 @@ impl Driver<'_> {
         let rb = svc.runbook(&row.runbook_sha).await?;
         // The result of the last effect, kept until it is written.
         let mut result: Option<(usize, u32, Outcome)> = None;
+        // State moved on in memory past the last write (a read-only call ran without one).
+        let mut carried: Option<Execution> = None;
         loop {
-            let mut x = parse_state(&row)?;
+            let mut x = match carried.take() {
+                Some(x) => x,
+                None => parse_state(&row)?,
+            };
             let now = svc.now_ms();
             if let Some((i, attempt, o)) = result.clone() {
                 machine::complete(&mut x, &rb, i, attempt, o, now);
             }
             self.collect_children(&mut x, &rb, now).await?;
-            if x.status == Status::Pending && !self.admit(&x).await? {
+            if x.status == Status::Pending && !super::admission::admit(svc, &x).await? {
                 // Over the running limit: stay Pending until an execution ending wakes it.
                 return Ok(ssmd_engine::Outcome::Next(Next::At(now + ADMIT_RECHECK_MS)));
             }
@@ -176,6 +179,23 @@ impl Driver<'_> {
                 }
                 Need::Effect(e) => (Some(now), Hold::Keep, Vec::new(), Some(e)),
             };
+            // A single read-only call changes nothing if it runs again after a crash: it is not
+            // persisted as dispatched first, and its result goes out with the next write.
+            if let Some(e) = effect.as_ref().filter(|e| actions::is_quick_read(e)) {
+                match self.run_effect(&row, &x, e.clone()).await? {
+                    Effected::Done(i, attempt, o) => {
+                        machine::complete(&mut x, &rb, i, attempt, o, svc.now_ms());
+                        carried = Some(x);
+                    }
+                    Effected::Waiting(_) | Effected::Abandoned => {
+                        row = match self.reload(&row.id).await? {
+                            Some(r) => r,
+                            None => return Ok(ssmd_engine::Outcome::Finished),
+                        };
+                    }
+                }
+                continue;
+            }
             if !self.write(&mut row, &x, &rb, due, hold, &children).await? {
                 row = match self.reload(&row.id).await? {
                     Some(r) => r,
@@ -206,32 +226,6 @@ impl Driver<'_> {
                 }
             }
         }
-    }
-
-    /// Whether a Pending execution may start under the running limit (queued executions start
-    /// in the order they were started). Children always start: their parents already hold
-    /// places, and holding children back could leave every place to parents waiting on them.
-    async fn admit(&self, x: &Execution) -> Result<bool, ApiError> {
-        if x.parent_id.is_some() {
-            return Ok(true);
-        }
-        let svc = self.svc;
-        let max = svc.automation.settings.max_running;
-        let count = |statuses: &'static [Status]| async move {
-            let statuses: Vec<&str> = statuses.iter().map(Status::as_str).collect();
-            svc.store.count_executions(&x.account, &x.region, &statuses).await.map_err(crate::store_error)
-        };
-        let running = count(&[Status::InProgress, Status::Waiting, Status::Cancelling]).await?;
-        if running >= max {
-            return Ok(false);
-        }
-        // When every queued execution fits, order does not matter (the common, cheap case).
-        if running + count(&[Status::Pending]).await? <= max {
-            return Ok(true);
-        }
-        let before =
-            svc.store.pending_before(&x.account, &x.region, x.start_ms, &x.id).await.map_err(crate::store_error)?;
-        Ok(running + before < max)
     }
 
     /// Feeds finished children's results to the machine.

@@ -7,6 +7,7 @@
 //! workers and replicas can all act on one execution without losing an update.
 
 mod actions;
+mod admission;
 pub(crate) mod control;
 mod engine;
 pub(crate) mod query;
@@ -53,6 +54,8 @@ impl Default for Settings {
 /// What the service shares with the engine.
 pub(crate) struct Shared {
     pub settings: Settings,
+    /// This replica's counts of running executions, for admission.
+    pub admissions: admission::Admissions,
     runbooks: Mutex<HashMap<String, Arc<Runbook>>>,
     /// Stored document versions already read as runbooks, by their content hash: (runbook hash,
     /// runbook JSON, runbook). Children of a fan-out all start from one version.
@@ -64,7 +67,12 @@ pub(crate) type Parsed = (String, Arc<String>, Arc<Runbook>);
 
 impl Shared {
     pub fn new(settings: Settings) -> Shared {
-        Shared { settings, runbooks: Mutex::new(HashMap::new()), parsed: Mutex::new(HashMap::new()) }
+        Shared {
+            settings,
+            admissions: Default::default(),
+            runbooks: Mutex::new(HashMap::new()),
+            parsed: Mutex::new(HashMap::new()),
+        }
     }
 }
 

@@ -48,12 +48,7 @@ pub(crate) async fn start(
 ) -> Result<StartAutomationExecutionResult, ApiError> {
     let id = ssmd_core::ids::uuid();
     let new = prepare(svc, caller, &i, Origin { id: id.clone(), parent: None, target: None }).await?;
-    let queued = svc
-        .store
-        .count_executions(&caller.account, &caller.region, &[AutomationExecutionStatus::Pending.as_str()])
-        .await
-        .map_err(store_error)?;
-    if queued >= svc.automation.settings.max_queued {
+    if let Some(queued) = super::admission::queue_full(svc, &caller.account, &caller.region).await? {
         return Err(ApiError::new(
             ErrorCode::AutomationExecutionLimitExceededException,
             format!(
