@@ -307,10 +307,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn fresh_pg(base: &str) -> Result<String> {
-    let name = format!("ssmd_bench_{}", std::process::id());
-    let _ = Command::new("psql")
-        .args([&format!("{base}/postgres"), "-q", "-c", &format!("DROP DATABASE IF EXISTS {name}")])
-        .status();
+    fresh_pg_named(base, &format!("ssmd_bench_{}", std::process::id()))
+}
+
+/// Creates the empty PostgreSQL database `name` (dropping one left by an earlier run) and
+/// returns its URL.
+pub(crate) fn fresh_pg_named(base: &str, name: &str) -> Result<String> {
+    drop_pg_named(base, name);
     let st = Command::new("psql")
         .args([&format!("{base}/postgres"), "-q", "-c", &format!("CREATE DATABASE {name}")])
         .status()?;
@@ -400,12 +403,13 @@ fn http_bench(o: Opts) -> Result<()> {
 
 /// Drops the PostgreSQL database a bench run made (`ssmd_bench_<pid>`), if it is there.
 pub(crate) fn drop_pg(base: &str) {
+    drop_pg_named(base, &format!("ssmd_bench_{}", std::process::id()));
+}
+
+/// Drops the PostgreSQL database `name` if it is there, ending any session still on it.
+pub(crate) fn drop_pg_named(base: &str, name: &str) {
     let _ = Command::new("psql")
-        .args([
-            &format!("{base}/postgres"),
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS ssmd_bench_{}", std::process::id()),
-        ])
+        .args([&format!("{base}/postgres"), "-q", "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+        .stderr(Stdio::null())
         .status();
 }
