@@ -10,9 +10,12 @@
 //!
 //! `ssmd-bench floor-server` is the floor server itself (started by `http` and `nodes`).
 //! `ssmd-bench automation`, `ssmd-bench nodes` (Run Command to N managed nodes) and
-//! `ssmd-bench schedule` (the schedule engine, in process) are described in their modules.
+//! `ssmd-bench schedule` (the schedule engine, in process) and `ssmd-bench engine` (the durable
+//! engine's timers, claims, wake-ups and Run Command settles, in process) are described in their
+//! modules.
 
 mod automation;
+mod engine;
 mod nodes;
 mod schedule;
 
@@ -91,8 +94,9 @@ fn main() -> Result<()> {
         Some("nodes") => nodes::run(&args[1..]),
         Some("agent") => nodes::agent(&args[1..]),
         Some("schedule") => schedule::run(&args[1..]),
+        Some("engine") => engine::run(&args[1..]),
         _ => bail!(
-            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] [--no-sqlite] [--perf PREFIX] [--keep] | agent [--agent PATH] [--ssmd PATH] | schedule [--batches N] | floor-server)"
+            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] [--no-sqlite] [--perf PREFIX] [--keep] | agent [--agent PATH] [--ssmd PATH] | schedule [--batches N] | engine [--parts timers,claims,wakeups,settle] [--pg URL | --no-pg] [--no-sqlite] [--timers N] [--due N] [--window S] [--idle S] [--jobs N] [--wakeups N] [--pace-ms MS] [--nodes N] [--replies N] | floor-server)"
         ),
     }
 }
