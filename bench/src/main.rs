@@ -10,9 +10,12 @@
 //!
 //! `ssmd-bench floor-server` is the floor server itself (started by `http` and `nodes`).
 //! `ssmd-bench automation`, `ssmd-bench nodes` (Run Command to N managed nodes) and
-//! `ssmd-bench schedule` (the schedule engine, in process) are described in their modules.
+//! `ssmd-bench schedule` (the schedule engine, in process) and `ssmd-bench engine` (the durable
+//! engine's timers, claims, wake-ups and Run Command settles, in process) are described in their
+//! modules.
 
 mod automation;
+mod engine;
 mod nodes;
 mod schedule;
 
@@ -91,8 +94,9 @@ fn main() -> Result<()> {
         Some("nodes") => nodes::run(&args[1..]),
         Some("agent") => nodes::agent(&args[1..]),
         Some("schedule") => schedule::run(&args[1..]),
+        Some("engine") => engine::run(&args[1..]),
         _ => bail!(
-            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] [--no-sqlite] [--perf PREFIX] [--keep] | agent [--agent PATH] [--ssmd PATH] | schedule [--batches N] | floor-server)"
+            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] [--no-sqlite] [--perf PREFIX] [--keep] | agent [--agent PATH] [--ssmd PATH] | schedule [--batches N] | engine [--parts timers,claims,wakeups,settle] [--pg URL | --no-pg] [--no-sqlite] [--timers N] [--due N] [--window S] [--idle S] [--jobs N] [--wakeups N] [--pace-ms MS] [--nodes N] [--replies N] | floor-server)"
         ),
     }
 }
@@ -307,10 +311,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn fresh_pg(base: &str) -> Result<String> {
-    let name = format!("ssmd_bench_{}", std::process::id());
-    let _ = Command::new("psql")
-        .args([&format!("{base}/postgres"), "-q", "-c", &format!("DROP DATABASE IF EXISTS {name}")])
-        .status();
+    fresh_pg_named(base, &format!("ssmd_bench_{}", std::process::id()))
+}
+
+/// Creates the empty PostgreSQL database `name` (dropping one left by an earlier run) and
+/// returns its URL.
+pub(crate) fn fresh_pg_named(base: &str, name: &str) -> Result<String> {
+    drop_pg_named(base, name);
     let st = Command::new("psql")
         .args([&format!("{base}/postgres"), "-q", "-c", &format!("CREATE DATABASE {name}")])
         .status()?;
@@ -417,12 +424,13 @@ fn http_bench(o: Opts) -> Result<()> {
 
 /// Drops the PostgreSQL database a bench run made (`ssmd_bench_<pid>`), if it is there.
 pub(crate) fn drop_pg(base: &str) {
+    drop_pg_named(base, &format!("ssmd_bench_{}", std::process::id()));
+}
+
+/// Drops the PostgreSQL database `name` if it is there, ending any session still on it.
+pub(crate) fn drop_pg_named(base: &str, name: &str) {
     let _ = Command::new("psql")
-        .args([
-            &format!("{base}/postgres"),
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS ssmd_bench_{}", std::process::id()),
-        ])
+        .args([&format!("{base}/postgres"), "-q", "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+        .stderr(Stdio::null())
         .status();
 }

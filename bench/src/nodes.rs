@@ -374,7 +374,7 @@ fn clock_ticks() -> f64 {
 }
 
 /// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: &str) -> f64 {
+pub(crate) fn cpu_seconds(pid: &str) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
     // Fields after "(comm)": state is field 3, utime 14, stime 15.
     let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
@@ -498,7 +498,7 @@ struct Round {
     profile: BTreeMap<String, (f64, f64)>,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
