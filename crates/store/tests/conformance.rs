@@ -76,13 +76,21 @@ on_both!(reads_follow_writes, |s: Store, _url: String| async move {
     assert!(s.document_with_version(A, "eu-west-1", "c", None).await.unwrap().is_none());
 });
 
-/// Runs a store's listener (the engine runs it as a worker) until the test ends.
+/// Runs a store's listener and notifier (the engine runs them as workers) until the test ends.
 fn listen(s: &Store) {
     let mut l = s.listener();
+    let mut n = s.notifier();
     if l.active() {
         tokio::spawn(async move {
             loop {
                 if l.next().await.is_err() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            loop {
+                if n.next().await.is_err() {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             }

@@ -53,7 +53,8 @@ pub(crate) async fn script(
 
 /// Whether an effect is one quick call that only reads (`aws:executeAwsApi` or
 /// `aws:assertAwsResourceProperty` with a Describe, Get or List operation): running it again
-/// changes nothing, so it need not be persisted as dispatched before it runs.
+/// changes nothing, so it need not be persisted as dispatched before it runs. Calls that read
+/// Automation executions are not: a step reading its own execution must see itself running.
 pub(crate) fn is_quick_read(e: &machine::Effect) -> bool {
     match e {
         machine::Effect::Api { service, api, check, .. } => {
@@ -61,6 +62,7 @@ pub(crate) fn is_quick_read(e: &machine::Effect) -> bool {
             service.eq_ignore_ascii_case("ssm")
                 && !matches!(check, ApiCheck::Wait { .. })
                 && ["Describe", "Get", "List"].iter().any(|p| name.starts_with(p))
+                && !name.contains("Automation")
         }
         _ => false,
     }
