@@ -822,6 +822,9 @@ async fn wakeups(o: &Opts, url: &str, backend: Backend) -> Result<Vec<WakeRow>> 
     let settings = Settings::default();
     let mut rows = Vec::new();
     let a = Store::open(url).await?;
+    // Replica A is a whole engine too: its notifier sends its commits' wake-ups to the others.
+    let engine_a = Engine::new(a.clone(), clock.clone(), "replica-a".into());
+    engine_a.start().await?;
     if backend == Backend::Postgres {
         let b = Store::open(url).await?;
         let engine_b = Engine::new(b.clone(), clock.clone(), "replica-b".into());
@@ -845,8 +848,6 @@ async fn wakeups(o: &Opts, url: &str, backend: Backend) -> Result<Vec<WakeRow>> 
         engine_b.shutdown().await;
         b.close().await;
     }
-    let engine_a = Engine::new(a.clone(), clock.clone(), "replica-a".into());
-    engine_a.start().await?;
     let on_a = Arc::new(Started::default());
     engine_a.run_jobs("bench-local", on_a.clone(), settings);
     tokio::time::sleep(Duration::from_millis(200)).await;
