@@ -6,8 +6,9 @@
 //! (`crate::jobs`), due when it next needs the engine (none: only a signal, a child or a
 //! command can wake it). Every state write is guarded by the version, so a writer that raced a
 //! signal finds out and re-reads; the engine's writes are also fenced by its claim on the job,
-//! and move the job in the same transaction. Rows are always locked execution first, job
-//! second, so PostgreSQL never deadlocks a signal against the engine.
+//! and move the job in the same transaction. Rows are always locked job first, execution
+//! second, and a child's before its parent's, so PostgreSQL never deadlocks a signal, a child
+//! ending and the engine.
 
 use crate::jobs::{Claim, Next};
 use crate::sql::{self, Tx, transaction};
@@ -32,6 +33,42 @@ pub struct NewExecution {
     /// When the engine first needs it (`None`: not until a signal).
     pub due_ms: Option<i64>,
     pub tags: Vec<Tag>,
+    /// A rate-controlled parent's targets, in dispatch order: (value, child parameters JSON).
+    pub targets: Vec<(String, String)>,
+}
+
+/// A rate-controlled parent's target, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetRow {
+    pub seq: i64,
+    /// The target value (or a TargetMaps map's `Key=value;…`).
+    pub label: String,
+    /// Its child's parameters (JSON, wire form).
+    pub parameters: String,
+    pub child_id: Option<String>,
+    pub step_id: Option<String>,
+    /// `Pending` until started; the child's status once it ends.
+    pub status: String,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    /// How it ended: the child's `outputs` column (`{"outputs":…,"failure":…}`), or a failure
+    /// of its own (`{"failure":…}`) when its child could not start.
+    pub outputs: Option<String>,
+}
+
+/// What a parent's write does to its targets.
+#[derive(Debug, Clone, Default)]
+pub struct TargetChanges {
+    /// Targets started now: (seq, child id, step execution id).
+    pub started: Vec<(i64, String, String)>,
+    /// Targets whose child could not start: (seq, step execution id, outputs JSON
+    /// `{"failure":…}`). They count as reported.
+    pub failed: Vec<(i64, String, String)>,
+    /// Ended targets the parent has now counted.
+    pub reported: Vec<i64>,
+    /// Targets moved out of a state written by an earlier version (whole rows; `reported` says
+    /// whether the parent had counted them).
+    pub moved: Vec<(TargetRow, bool)>,
 }
 
 /// A stored execution.
@@ -70,6 +107,8 @@ pub struct StateWrite<'a> {
     /// A top-level execution ended in this account and Region: the oldest one held back in
     /// Pending by the running limit is woken.
     pub admit_next: Option<(&'a str, &'a str)>,
+    /// A rate-controlled parent's changes to its targets.
+    pub targets: Option<&'a TargetChanges>,
     pub now_ms: i64,
 }
 
@@ -146,6 +185,20 @@ impl Store {
                 .await?;
                 if inserted > 0 {
                     Store::upsert_tags(tx, &n.account, &n.region, "Automation", &n.id, &n.tags).await?;
+                    for (seq, (label, parameters)) in n.targets.iter().enumerate() {
+                        let row = TargetRow {
+                            seq: seq as i64,
+                            label: label.clone(),
+                            parameters: parameters.clone(),
+                            child_id: None,
+                            step_id: None,
+                            status: "Pending".into(),
+                            start_ms: None,
+                            end_ms: None,
+                            outputs: None,
+                        };
+                        insert_target(tx, &n.id, &row, false).await?;
+                    }
                     if let Some(due) = n.due_ms {
                         Store::schedule_job(tx, AUTOMATION_JOB, &n.id, due, None, n.start_ms).await?;
                     }
@@ -168,9 +221,16 @@ impl Store {
     }
 
     async fn write_state(tx: &mut Tx<'_>, w: &StateWrite<'_>) -> Result<()> {
+        // Rows are locked in one order everywhere — an execution's job before the execution, a
+        // child's rows before its parent's — so PostgreSQL never deadlocks the engine, signals
+        // and children ending together. A write from outside the engine makes the job due first.
+        if w.holder.is_none()
+            && let Some(due) = w.due_ms
+        {
+            Self::schedule_job(tx, AUTOMATION_JOB, w.id, due, None, w.now_ms).await?;
+        }
         // The engine's write is fenced by its claim in the same statement: the job row is
-        // share-locked until commit, so the claim can't move meanwhile (a signal's write, with no
-        // claim, locks execution then job too).
+        // share-locked (before the execution's row) until commit, so the claim can't move.
         let lock = if tx.backend() == Backend::Postgres { " FOR SHARE" } else { "" };
         let n = sql::query(format!(
             "UPDATE automation_executions SET state = $1, status = $2, version = version + 1, \
@@ -189,27 +249,33 @@ impl Store {
         if n == 0 {
             return Err(StoreError::Conflict);
         }
-        match w.holder {
-            Some((claim, hold)) => {
-                if hold == Hold::Release {
-                    let next = w.due_ms.map_or(Next::Done, Next::At);
-                    Self::finish_job(tx, claim, next, w.now_ms).await?;
-                }
-            }
-            None => {
-                if let Some(due) = w.due_ms {
-                    Self::schedule_job(tx, AUTOMATION_JOB, w.id, due, None, w.now_ms).await?;
-                }
-            }
+        if let Some((claim, Hold::Release)) = w.holder {
+            let next = w.due_ms.map_or(Next::Done, Next::At);
+            Self::finish_job(tx, claim, next, w.now_ms).await?;
+        }
+        if let Some(t) = w.targets {
+            Self::write_targets(tx, w.id, t, w.now_ms).await?;
         }
         if let Some(p) = w.wake {
+            Self::schedule_job(tx, AUTOMATION_JOB, p, w.now_ms, None, w.now_ms).await?;
             // The version moves too, so an engine about to release the parent with an older view
             // of its children fails its write and looks again.
             sql::query("UPDATE automation_executions SET version = version + 1 WHERE id = $1")
                 .bind(p)
                 .execute(&mut *tx)
                 .await?;
-            Self::schedule_job(tx, AUTOMATION_JOB, p, w.now_ms, None, w.now_ms).await?;
+            // A fan-out child ends its target's row (nothing for other children).
+            sql::query(
+                "UPDATE automation_targets SET status = $1, end_ms = $2, outputs = $3 \
+                 WHERE execution_id = $4 AND child_id = $5 AND end_ms IS NULL",
+            )
+            .bind(w.status)
+            .bind(w.now_ms)
+            .bind(w.outputs)
+            .bind(p)
+            .bind(w.id)
+            .execute(&mut *tx)
+            .await?;
         }
         if let Some((account, region)) = w.admit_next {
             // The oldest execution held back by the running limit (Pending, its job parked in
@@ -233,6 +299,106 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    async fn write_targets(tx: &mut Tx<'_>, id: &str, t: &TargetChanges, now_ms: i64) -> Result<()> {
+        for (row, reported) in &t.moved {
+            insert_target(tx, id, row, *reported).await?;
+        }
+        for (seq, child, step) in &t.started {
+            sql::query(
+                "UPDATE automation_targets SET child_id = $1, step_id = $2, status = 'InProgress', start_ms = $3 \
+                 WHERE execution_id = $4 AND seq = $5",
+            )
+            .bind(child)
+            .bind(step)
+            .bind(now_ms)
+            .bind(id)
+            .bind(*seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (seq, step, outputs) in &t.failed {
+            sql::query(
+                "UPDATE automation_targets SET step_id = $1, status = 'Failed', start_ms = $2, end_ms = $2, \
+                 outputs = $3, reported = 1 WHERE execution_id = $4 AND seq = $5",
+            )
+            .bind(step)
+            .bind(now_ms)
+            .bind(outputs)
+            .bind(id)
+            .bind(*seq)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for seq in &t.reported {
+            sql::query("UPDATE automation_targets SET reported = 1 WHERE execution_id = $1 AND seq = $2")
+                .bind(id)
+                .bind(*seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The targets of a rate-controlled parent whose children have ended and that it has not
+    /// counted yet: (seq, status).
+    pub async fn ended_targets(&self, id: &str) -> Result<Vec<(i64, String)>> {
+        sql::query(
+            "SELECT seq, status FROM automation_targets WHERE execution_id = $1 AND reported = 0 \
+             AND end_ms IS NOT NULL ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.db)
+        .await?
+        .iter()
+        .map(|r| Ok((r.get("seq")?, r.get("status")?)))
+        .collect()
+    }
+
+    /// The targets `from..to` of a rate-controlled parent.
+    pub async fn targets_between(&self, id: &str, from: i64, to: i64) -> Result<Vec<TargetRow>> {
+        sql::query(format!(
+            "SELECT {TARGET_COLUMNS} FROM automation_targets WHERE execution_id = $1 AND seq >= $2 AND seq < $3 \
+             ORDER BY seq"
+        ))
+        .bind(id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.db)
+        .await?
+        .iter()
+        .map(target_row)
+        .collect()
+    }
+
+    /// Every target of a rate-controlled parent, in order (`started_only`: those whose child was
+    /// started or could not start — the parent's step executions).
+    pub async fn targets(&self, id: &str, started_only: bool) -> Result<Vec<TargetRow>> {
+        let only = if started_only { " AND step_id IS NOT NULL" } else { "" };
+        sql::query(format!(
+            "SELECT {TARGET_COLUMNS} FROM automation_targets WHERE execution_id = $1{only} ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&self.db)
+        .await?
+        .iter()
+        .map(target_row)
+        .collect()
+    }
+
+    /// The children of a rate-controlled parent's targets still running.
+    pub async fn running_target_children(&self, id: &str) -> Result<Vec<String>> {
+        sql::query(
+            "SELECT child_id FROM automation_targets WHERE execution_id = $1 AND child_id IS NOT NULL \
+             AND end_ms IS NULL ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.db)
+        .await?
+        .iter()
+        .map(|r| r.first())
+        .collect()
     }
 
     /// Writes an execution's state if its version is still `w.version` (`Conflict` otherwise).
@@ -363,4 +529,42 @@ impl Store {
         })
         .await
     }
+}
+
+const TARGET_COLUMNS: &str = "seq, label, parameters, child_id, step_id, status, start_ms, end_ms, outputs";
+
+fn target_row(r: &sql::Row) -> Result<TargetRow> {
+    Ok(TargetRow {
+        seq: r.get("seq")?,
+        label: r.get("label")?,
+        parameters: r.get("parameters")?,
+        child_id: r.get("child_id")?,
+        step_id: r.get("step_id")?,
+        status: r.get("status")?,
+        start_ms: r.get("start_ms")?,
+        end_ms: r.get("end_ms")?,
+        outputs: r.get("outputs")?,
+    })
+}
+
+async fn insert_target(tx: &mut Tx<'_>, id: &str, t: &TargetRow, reported: bool) -> Result<()> {
+    sql::query(
+        "INSERT INTO automation_targets (execution_id, seq, label, parameters, child_id, step_id, status, start_ms, \
+         end_ms, outputs, reported) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (execution_id, seq) DO NOTHING",
+    )
+    .bind(id)
+    .bind(t.seq)
+    .bind(&t.label)
+    .bind(&t.parameters)
+    .bind(&t.child_id)
+    .bind(&t.step_id)
+    .bind(&t.status)
+    .bind(t.start_ms)
+    .bind(t.end_ms)
+    .bind(&t.outputs)
+    .bind(i64::from(reported))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

@@ -29,7 +29,9 @@ mod tags;
 pub mod testing;
 
 pub use activations::{ACTIVATION_TAGS, ActivationFilter, ActivationRow, ActivationUse, NewActivation};
-pub use automation::{AUTOMATION_JOB, ExecutionFilter, ExecutionRow, Hold, NewExecution, StateWrite};
+pub use automation::{
+    AUTOMATION_JOB, ExecutionFilter, ExecutionRow, Hold, NewExecution, StateWrite, TargetChanges, TargetRow,
+};
 pub use commands::{
     COMMAND_JOB, CommandFilter, CommandRow, FINAL_STATUSES, InvocationRow, MessageRow, NewCommand, Scope, Settlement,
     cancel_topic, send_message_id, send_topic,

@@ -291,6 +291,29 @@ DROP INDEX commands_by_deliver_by;
 ALTER TABLE commands DROP COLUMN deliver_by_ms
 "#,
     ),
+    (
+        // A rate-controlled Automation parent's targets: one row each, so a child's end costs
+        // the parent the same at any number of targets.
+        9,
+        r#"
+CREATE TABLE automation_targets (
+    execution_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    label TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    child_id TEXT,
+    step_id TEXT,
+    status TEXT NOT NULL,
+    start_ms BIGINT,
+    end_ms BIGINT,
+    outputs TEXT,
+    reported BIGINT NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+);
+CREATE INDEX automation_targets_by_child ON automation_targets (child_id);
+CREATE INDEX automation_targets_unreported ON automation_targets (execution_id, reported)
+"#,
+    ),
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

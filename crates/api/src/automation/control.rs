@@ -60,6 +60,7 @@ pub(crate) async fn update(
             holder: None,
             wake: if terminal { x.parent_id.as_deref() } else { None },
             admit_next: (terminal && x.parent_id.is_none()).then_some((x.account.as_str(), x.region.as_str())),
+            targets: None,
             now_ms: now,
         };
         match svc.store.write_execution(&write).await {

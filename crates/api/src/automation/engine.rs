@@ -17,8 +17,8 @@
 //!   back, and a slow re-check covers the rest.
 
 use super::control::{cancel_child, final_outputs};
-use super::start::{Origin, prepare};
-use super::{actions, caller_of, parse_state};
+use super::start::Origin;
+use super::{actions, caller_of, fanout, parse_state};
 use crate::Service;
 use serde_json::Value;
 use ssmd_core::automation::execution::{Execution, is_terminal};
@@ -27,8 +27,7 @@ use ssmd_core::automation::runbook::Runbook;
 use ssmd_engine::{Handler, Job, Next};
 use ssmd_model::ApiError;
 use ssmd_model::enums::AutomationExecutionStatus as Status;
-use ssmd_model::shapes::StartAutomationExecutionRequest;
-use ssmd_store::{AUTOMATION_JOB, ExecutionRow, Hold, NewExecution, StateWrite, StoreError};
+use ssmd_store::{AUTOMATION_JOB, ExecutionRow, Hold, NewExecution, StateWrite, StoreError, TargetChanges};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -90,6 +89,7 @@ impl Driver<'_> {
         due_ms: Option<i64>,
         hold: Hold,
         children: &[NewExecution],
+        targets: &TargetChanges,
     ) -> Result<bool, ApiError> {
         let svc = self.svc;
         let state = serde_json::to_string(x).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -107,6 +107,7 @@ impl Driver<'_> {
             holder: Some((&self.job.claim, hold)),
             wake: if terminal { x.parent_id.as_deref() } else { None },
             admit_next: frees.then_some((x.account.as_str(), x.region.as_str())),
+            targets: Some(targets),
             now_ms: svc.now_ms(),
         };
         let r = if children.is_empty() {
@@ -144,16 +145,23 @@ impl Driver<'_> {
         let mut result: Option<(usize, u32, Outcome)> = None;
         // State moved on in memory past the last write (a read-only call ran without one).
         let mut carried: Option<Execution> = None;
+        // What the next write does to a rate-controlled parent's targets.
+        let mut targets = TargetChanges::default();
         loop {
             let mut x = match carried.take() {
                 Some(x) => x,
-                None => parse_state(&row)?,
+                None => {
+                    targets = TargetChanges::default();
+                    parse_state(&row)?
+                }
             };
             let now = svc.now_ms();
             if let Some((i, attempt, o)) = result.clone() {
                 machine::complete(&mut x, &rb, i, attempt, o, now);
             }
+            fanout::move_kept_targets(&mut x, &mut targets);
             self.collect_children(&mut x, &rb, now).await?;
+            fanout::count_ended(svc, &mut x, &mut targets).await?;
             if x.status == Status::Pending && !super::admission::admit(svc, &x).await? {
                 // Over the running limit: stay Pending until an execution ending wakes it.
                 return Ok(ssmd_engine::Outcome::Next(Next::At(now + ADMIT_RECHECK_MS)));
@@ -161,6 +169,7 @@ impl Driver<'_> {
             let need = machine::drive(&mut x, &rb, now);
             let mut cancels = Vec::new();
             let mut command_cancels = Vec::new();
+            let mut cancel_targets = false;
             let (due, hold, children, effect) = match need {
                 Need::Done => (None, Hold::Release, Vec::new(), None),
                 Need::Wait(at) => (at, Hold::Release, Vec::new(), None),
@@ -175,6 +184,14 @@ impl Driver<'_> {
                 }
                 Need::Effect(Effect::CancelCommands(ids)) => {
                     command_cancels = ids;
+                    (Some(now), Hold::Keep, Vec::new(), None)
+                }
+                Need::Effect(Effect::StartTargets(range)) => {
+                    let children = fanout::start(svc, &mut x, range, &mut targets).await?;
+                    (Some(now), Hold::Keep, children, None)
+                }
+                Need::Effect(Effect::CancelTargets) => {
+                    cancel_targets = true;
                     (Some(now), Hold::Keep, Vec::new(), None)
                 }
                 Need::Effect(e) => (Some(now), Hold::Keep, Vec::new(), Some(e)),
@@ -196,7 +213,7 @@ impl Driver<'_> {
                 }
                 continue;
             }
-            if !self.write(&mut row, &x, &rb, due, hold, &children).await? {
+            if !self.write(&mut row, &x, &rb, due, hold, &children, &targets).await? {
                 row = match self.reload(&row.id).await? {
                     Some(r) => r,
                     None => return Ok(ssmd_engine::Outcome::Finished),
@@ -204,6 +221,12 @@ impl Driver<'_> {
                 continue;
             }
             result = None;
+            targets = TargetChanges::default();
+            if cancel_targets {
+                for id in svc.store.running_target_children(&x.id).await.map_err(crate::store_error)? {
+                    cancel_child(svc, &id).await?;
+                }
+            }
             for id in &cancels {
                 cancel_child(svc, id).await?;
             }
@@ -267,16 +290,8 @@ impl Driver<'_> {
         let caller = caller_of(x);
         let mut out = Vec::new();
         for s in starts {
-            let req: Result<StartAutomationExecutionRequest, ApiError> = ssmd_model::validate::validate(
-                ssmd_model::Operation::StartAutomationExecution.info().input,
-                &s.request,
-            )
-            .and_then(|_| ssmd_model::decode(s.request.clone()));
             let origin = Origin { id: s.id.clone(), parent: Some(x.id.clone()), target: s.target.clone() };
-            let prepared = match req {
-                Ok(req) => prepare(svc, &caller, &req, origin).await,
-                Err(e) => Err(e),
-            };
+            let prepared = fanout::prepare_child(svc, &caller, &s.request, origin).await;
             match prepared {
                 Ok(n) => out.push(n),
                 Err(e) => machine::complete(

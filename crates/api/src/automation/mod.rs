@@ -10,6 +10,7 @@ mod actions;
 mod admission;
 pub(crate) mod control;
 mod engine;
+mod fanout;
 pub(crate) mod query;
 mod report;
 pub(crate) mod start;

@@ -1,7 +1,7 @@
 //! GetAutomationExecution, DescribeAutomationExecutions (every filter key, pagination) and
 //! DescribeAutomationStepExecutions (filters, ReverseOrder, pagination).
 
-use super::{RESOURCE_TYPE, parse_state, report};
+use super::{RESOURCE_TYPE, fanout, parse_state, report};
 use crate::pagination::page_size;
 use crate::{Service, store_error};
 use serde_json::json;
@@ -30,7 +30,8 @@ pub(crate) async fn get(
 ) -> Result<GetAutomationExecutionResult, ApiError> {
     let (row, x) = svc.own_execution(caller, &i.automation_execution_id).await?;
     let rb = svc.runbook(&row.runbook_sha).await?;
-    Ok(GetAutomationExecutionResult { automation_execution: Some(report::execution(&x, &rb)) })
+    let t = fanout::targets(svc, &x, true).await?;
+    Ok(GetAutomationExecutionResult { automation_execution: Some(report::execution(&x, &rb, &t)) })
 }
 
 /// Filters applied after the database ones.
@@ -122,7 +123,8 @@ pub(crate) async fn describe(
                     }
                     let rb = svc.runbook(&row.runbook_sha).await?;
                     let outputs = ssmd_core::automation::machine::document_outputs(&x, &rb);
-                    out.push(report::metadata(&x, outputs));
+                    let t = fanout::targets(svc, &x, false).await?;
+                    out.push(report::metadata(&x, outputs, &t));
                 }
                 after = Some((start, row.id));
             }
@@ -163,6 +165,7 @@ pub(crate) async fn describe_steps(
 ) -> Result<DescribeAutomationStepExecutionsResult, ApiError> {
     let op = "DescribeAutomationStepExecutions";
     let (_, x) = svc.own_execution(caller, &i.automation_execution_id).await?;
+    let t = fanout::targets(svc, &x, true).await?;
     let filters = i.filters.unwrap_or_default();
     for filter in &filters {
         if matches!(filter.key, StepExecutionFilterKey::StartTimeBefore | StepExecutionFilterKey::StartTimeAfter) {
@@ -172,7 +175,7 @@ pub(crate) async fn describe_steps(
     // Records are only ever appended, so a page resumes after the index of the last record it
     // returned, in either order, however many records were added meanwhile.
     let mut steps: Vec<(usize, &StepRecord)> = Vec::new();
-    for (index, r) in x.steps.iter().enumerate() {
+    for (index, r) in x.steps.iter().chain(&t.steps).enumerate() {
         let mut keep = true;
         for filter in &filters {
             keep &= step_matches(r, filter.key, &filter.values);

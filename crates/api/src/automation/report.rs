@@ -52,12 +52,17 @@ pub(crate) fn step(r: &StepRecord) -> StepExecution {
     }
 }
 
-fn resolved_targets(x: &Execution) -> Option<ResolvedTargets> {
-    let f = x.fanout.as_ref()?;
-    Some(ResolvedTargets {
-        parameter_values: Some(if f.from_targets { f.items.iter().map(|i| i.label.clone()).collect() } else { vec![] }),
-        truncated: Some(false),
-    })
+/// What a rate-controlled parent keeps outside its state: its started targets as steps, and
+/// every target's value (empty for other executions).
+#[derive(Debug, Default)]
+pub(crate) struct Targets {
+    pub steps: Vec<StepRecord>,
+    pub labels: Vec<String>,
+}
+
+fn resolved_targets(x: &Execution, t: &Targets) -> Option<ResolvedTargets> {
+    x.fanout.as_ref()?;
+    Some(ResolvedTargets { parameter_values: Some(t.labels.clone()), truncated: Some(false) })
 }
 
 fn targets_summary(x: &Execution) -> Option<TargetsSummary> {
@@ -71,11 +76,12 @@ fn targets_summary(x: &Execution) -> Option<TargetsSummary> {
     })
 }
 
-fn progress(x: &Execution) -> ProgressCounters {
+fn progress(x: &Execution, t: &Targets) -> ProgressCounters {
     use AutomationExecutionStatus as S;
-    let count = |s: S| x.steps.iter().filter(|r| r.status == s).count() as i32;
+    let all = || x.steps.iter().chain(&t.steps);
+    let count = |s: S| all().filter(|r| r.status == s).count() as i32;
     ProgressCounters {
-        total_steps: Some(x.steps.iter().filter(|r| r.status != S::Pending).count() as i32),
+        total_steps: Some(all().filter(|r| r.status != S::Pending).count() as i32),
         success_steps: Some(count(S::Success)),
         failed_steps: Some(count(S::Failed)),
         cancelled_steps: Some(count(S::Cancelled)),
@@ -88,7 +94,7 @@ fn parameters(x: &Execution) -> BTreeMap<String, Vec<String>> {
 }
 
 /// GetAutomationExecution's AutomationExecution.
-pub(crate) fn execution(x: &Execution, rb: &Runbook) -> AutomationExecution {
+pub(crate) fn execution(x: &Execution, rb: &Runbook, t: &Targets) -> AutomationExecution {
     let current = x.current_step();
     AutomationExecution {
         automation_execution_id: Some(x.id.clone()),
@@ -97,7 +103,7 @@ pub(crate) fn execution(x: &Execution, rb: &Runbook) -> AutomationExecution {
         execution_start_time: Some(epoch_seconds(x.start_ms)),
         execution_end_time: x.end_ms.map(epoch_seconds),
         automation_execution_status: Some(x.status),
-        step_executions: Some(x.steps.iter().map(step).collect()),
+        step_executions: Some(x.steps.iter().chain(&t.steps).map(step).collect()),
         step_executions_truncated: Some(false),
         parameters: Some(parameters(x)),
         outputs: Some(machine::document_outputs(x, rb)),
@@ -110,12 +116,12 @@ pub(crate) fn execution(x: &Execution, rb: &Runbook) -> AutomationExecution {
         target_parameter_name: x.echo.target_parameter_name.clone(),
         targets: x.echo.targets.clone(),
         target_maps: x.echo.target_maps.clone(),
-        resolved_targets: resolved_targets(x),
+        resolved_targets: resolved_targets(x, t),
         max_concurrency: x.echo.max_concurrency.clone(),
         max_errors: x.echo.max_errors.clone(),
         target: x.target.clone(),
         target_locations: x.echo.target_locations.clone(),
-        progress_counters: Some(progress(x)),
+        progress_counters: Some(progress(x, t)),
         alarm_configuration: x.echo.alarm_configuration.clone(),
         variables: (!x.variables.is_empty()).then(|| wire(&x.variables)),
         targets_summary: targets_summary(x),
@@ -124,7 +130,11 @@ pub(crate) fn execution(x: &Execution, rb: &Runbook) -> AutomationExecution {
 }
 
 /// DescribeAutomationExecutions' AutomationExecutionMetadata.
-pub(crate) fn metadata(x: &Execution, outputs: BTreeMap<String, Vec<String>>) -> AutomationExecutionMetadata {
+pub(crate) fn metadata(
+    x: &Execution,
+    outputs: BTreeMap<String, Vec<String>>,
+    t: &Targets,
+) -> AutomationExecutionMetadata {
     let current = x.current_step();
     AutomationExecutionMetadata {
         automation_execution_id: Some(x.id.clone()),
@@ -143,7 +153,7 @@ pub(crate) fn metadata(x: &Execution, outputs: BTreeMap<String, Vec<String>>) ->
         target_parameter_name: x.echo.target_parameter_name.clone(),
         targets: x.echo.targets.clone(),
         target_maps: x.echo.target_maps.clone(),
-        resolved_targets: resolved_targets(x),
+        resolved_targets: resolved_targets(x, t),
         max_concurrency: x.echo.max_concurrency.clone(),
         max_errors: x.echo.max_errors.clone(),
         target: x.target.clone(),

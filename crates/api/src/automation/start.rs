@@ -130,6 +130,7 @@ pub(crate) async fn prepare(
     })?;
     let supplied = i.parameters.clone().unwrap_or_default();
 
+    let mut targets = Vec::new();
     let (parameters, fanout, steps) = if fanned {
         let nodes = match i.targets.as_deref() {
             Some([t]) if t.key.as_deref().is_some_and(is_node_key) => {
@@ -147,7 +148,11 @@ pub(crate) async fn prepare(
             rate::parse_errors(i.max_errors.as_deref().unwrap_or("0")).map_err(|e| validation(e.to_string()))?;
         let controller = RateController::new(items.len(), concurrency, errors);
         let wire: Map<String, Value> = supplied.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect();
-        (wire, Some(machine::fanout(controller, items, from_targets)), Vec::new())
+        targets = items
+            .into_iter()
+            .map(|i| (i.label, serde_json::to_string(&i.parameters).expect("parameters serialise")))
+            .collect();
+        (wire, Some(machine::fanout(controller, from_targets)), Vec::new())
     } else {
         let typed = resolve_parameters(&rb.parameters, &supplied).map_err(param_error)?;
         (typed, None, machine::pending_records(&rb))
@@ -213,6 +218,7 @@ pub(crate) async fn prepare(
         state: serde_json::to_string(&x).map_err(|e| ApiError::internal(e.to_string()))?,
         due_ms: Some(now),
         tags,
+        targets,
     })
 }
 

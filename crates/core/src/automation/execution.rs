@@ -192,7 +192,8 @@ pub struct LoopFrame {
     pub max: u32,
 }
 
-/// One target of a rate-controlled parent.
+/// One target of a rate-controlled parent, as resolved at the start (each becomes a row of its
+/// own in the store; only states written by earlier versions hold them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FanItem {
     /// The target value (StepName of its step record).
@@ -204,13 +205,22 @@ pub struct FanItem {
     pub child: Option<String>,
 }
 
-/// A rate-controlled parent's fan-out.
+/// A rate-controlled parent's fan-out: the rate controller's counters, the same size whatever
+/// the number of targets. Each target — its value, its child's parameters, its child and how it
+/// ended — is a row of its own (`automation_targets`), written when it starts and by the
+/// transaction that ends its child, so a child's end costs the parent the same at 10 targets as
+/// at 10,000.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FanOut {
     pub controller: RateController,
+    /// Targets kept in the state by earlier versions; the engine moves them to rows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<FanItem>,
     /// Whether the targets came from Targets (ResolvedTargets lists them) or TargetMaps.
     pub from_targets: bool,
+    /// The target started last (CurrentStepName while the fan-out runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_label: Option<String>,
 }
 
 /// Request fields an execution echoes on the wire.
@@ -307,12 +317,7 @@ impl Execution {
             return Some((&r.name, &r.action));
         }
         if let Some(f) = &self.fanout {
-            return f
-                .items
-                .iter()
-                .rev()
-                .find(|i| i.child.is_some())
-                .map(|i| (i.label.as_str(), "aws:executeAutomation"));
+            return f.last_label.as_deref().map(|l| (l, "aws:executeAutomation"));
         }
         None
     }

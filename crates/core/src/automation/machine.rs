@@ -123,6 +123,10 @@ pub enum Effect {
     Start(Vec<ChildStart>),
     /// Cancel these child executions.
     Cancel(Vec<String>),
+    /// Start the children of these fan-out targets (their rows name their parameters).
+    StartTargets(std::ops::Range<usize>),
+    /// Cancel the children of every fan-out target still running.
+    CancelTargets,
     /// Cancel these Run Command commands (an `aws:runCommand` step timed out or was stopped).
     CancelCommands(Vec<String>),
 }
@@ -930,9 +934,6 @@ pub fn complete(x: &mut Execution, rb: &Runbook, i: usize, attempt: u32, outcome
     if r.attempt != attempt || is_terminal(r.status) || is_terminal(x.status) {
         return;
     }
-    if let Some(item) = r.fan_item {
-        return complete_fan_item(x, i, item, outcome, now_ms);
-    }
     let Some(def) = rb.step(&r.name).cloned() else { return };
     r.dispatched = false;
     let result: Result<Map<String, Value>, StepFailure> = match outcome {
@@ -1198,54 +1199,17 @@ fn drive_fanout(x: &mut Execution, now_ms: i64) -> Need {
     let f = x.fanout.as_mut().expect("checked by the caller");
     if cancelling && !f.controller.cancelled() {
         f.controller.cancel();
-        let running: Vec<String> = x
-            .steps
-            .iter()
-            .filter(|r| r.fan_item.is_some() && !is_terminal(r.status))
-            .filter_map(|r| r.child.clone())
-            .collect();
+        let running = f.controller.running() > 0;
         finish(x, Status::Cancelled, now_ms);
         for r in x.steps.iter_mut().filter(|r| !is_terminal(r.status)) {
             r.status = Status::Cancelled;
             r.end_ms = Some(now_ms);
         }
-        return if running.is_empty() { Need::Done } else { Need::Effect(Effect::Cancel(running)) };
+        return if running { Need::Effect(Effect::CancelTargets) } else { Need::Done };
     }
     let batch = f.controller.next_batch();
     if !batch.is_empty() {
-        let mut starts = Vec::new();
-        for idx in batch {
-            let item = &mut f.items[idx];
-            let id = crate::ids::uuid();
-            item.child = Some(id.clone());
-            let inputs: Map<String, Value> = item.parameters.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-            x.steps.push(StepRecord {
-                id: crate::ids::uuid(),
-                name: item.label.clone(),
-                action: "aws:executeAutomation".into(),
-                status: Status::InProgress,
-                start_ms: Some(now_ms),
-                inputs: Some(inputs),
-                attempt: 1,
-                dispatched: true,
-                child: Some(id.clone()),
-                fan_item: Some(idx),
-                ..Default::default()
-            });
-            let request = json!({
-                "DocumentName": x.document_name,
-                "DocumentVersion": x.document_version,
-                "Parameters": item.parameters,
-            });
-            starts.push(ChildStart {
-                id,
-                record: x.steps.len() - 1,
-                attempt: 1,
-                request,
-                target: f.from_targets.then(|| item.label.clone()),
-            });
-        }
-        return Need::Effect(Effect::Start(starts));
+        return Need::Effect(Effect::StartTargets(batch));
     }
     if f.controller.done() {
         let ok = f.controller.all_succeeded();
@@ -1266,31 +1230,52 @@ fn drive_fanout(x: &mut Execution, now_ms: i64) -> Need {
     Need::Wait(None)
 }
 
-fn complete_fan_item(x: &mut Execution, i: usize, item: usize, outcome: Outcome, now_ms: i64) {
-    let (st, outputs, message) = match outcome {
-        Outcome::Child { id, status: st, outputs, failure } => {
-            let mut out = Map::new();
-            out.insert("ExecutionId".into(), Value::String(id));
-            out.insert("Status".into(), Value::String(st.to_string()));
-            out.insert("Output".into(), Value::String(serde_json::to_string(&outputs).unwrap_or_default()));
-            (st, out, failure)
-        }
-        Outcome::Failed { message, .. } => (Status::Failed, Map::new(), Some(message)),
-        Outcome::TimedOut { message } => (Status::TimedOut, Map::new(), Some(message)),
-        _ => return,
-    };
-    let ok = st == Status::Success;
-    let r = &mut x.steps[i];
-    r.status = if is_terminal(st) { st } else { Status::Failed };
-    r.end_ms = Some(now_ms);
-    r.outputs = outputs;
-    r.dispatched = false;
-    if !ok {
-        r.failure_message = message;
-        r.failure = Some(("Invocation".into(), "Action".into()));
-    }
+/// Reports that the fan-out target `seq` (started by [`Effect::StartTargets`]) ended; each
+/// target is reported once (the engine marks its row reported in the same write).
+pub fn target_finished(x: &mut Execution, seq: usize, ok: bool) {
     if let Some(f) = x.fanout.as_mut() {
-        f.controller.finished(item, ok);
+        f.controller.finished(seq, ok);
+    }
+}
+
+/// A fan-out target as a step record (how GetAutomationExecution shows it): a step named for the
+/// target running `aws:executeAutomation`, with its child's id, status and outputs.
+#[allow(clippy::too_many_arguments)]
+pub fn target_record(
+    step_id: &str,
+    label: &str,
+    parameters: &BTreeMap<String, Vec<String>>,
+    child: Option<&str>,
+    status: Status,
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+    child_outputs: Option<&BTreeMap<String, Vec<String>>>,
+    failure: Option<String>,
+) -> StepRecord {
+    let mut outputs = Map::new();
+    if is_terminal(status)
+        && let Some(id) = child
+    {
+        outputs.insert("ExecutionId".into(), Value::String(id.to_string()));
+        outputs.insert("Status".into(), Value::String(status.to_string()));
+        let out = child_outputs.cloned().unwrap_or_default();
+        outputs.insert("Output".into(), Value::String(serde_json::to_string(&out).unwrap_or_default()));
+    }
+    let failed = is_terminal(status) && status != Status::Success;
+    StepRecord {
+        id: step_id.to_string(),
+        name: label.to_string(),
+        action: "aws:executeAutomation".into(),
+        status,
+        start_ms,
+        end_ms,
+        inputs: Some(parameters.iter().map(|(k, v)| (k.clone(), json!(v))).collect()),
+        outputs,
+        failure_message: failure.filter(|_| failed),
+        failure: failed.then(|| ("Invocation".into(), "Action".into())),
+        attempt: 1,
+        child: child.map(str::to_string),
+        ..Default::default()
     }
 }
 
@@ -1454,13 +1439,9 @@ pub fn stop(x: &mut Execution, kind: StopType, now_ms: i64) -> Result<(), Signal
     Ok(())
 }
 
-/// The fan-out of a rate-controlled parent, for `FanOut` construction by the engine.
-pub fn fanout(
-    controller: crate::rate::RateController,
-    items: Vec<super::execution::FanItem>,
-    from_targets: bool,
-) -> FanOut {
-    FanOut { controller, items, from_targets }
+/// The fan-out of a rate-controlled parent (its targets are rows of their own).
+pub fn fanout(controller: crate::rate::RateController, from_targets: bool) -> FanOut {
+    FanOut { controller, items: Vec::new(), from_targets, last_label: None }
 }
 
 /// The document outputs (`step.Output` strings) in wire form.
@@ -1486,7 +1467,7 @@ pub fn document_outputs(x: &Execution, rb: &Runbook) -> BTreeMap<String, Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::automation::execution::{Echo, FanItem};
+    use crate::automation::execution::Echo;
     use crate::rate::{parse_concurrency, parse_errors};
     use serde_json::json;
 
@@ -1797,25 +1778,16 @@ mod tests {
         let rb = rb(json!([{"name": "s", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}]));
         let mut x = exec(&rb, ExecutionMode::Auto);
         x.steps.clear();
-        let items: Vec<FanItem> =
-            (0..6).map(|i| FanItem { label: format!("t{i}"), parameters: BTreeMap::new(), child: None }).collect();
         let controller =
             crate::rate::RateController::new(6, parse_concurrency("1").unwrap(), parse_errors("1").unwrap());
-        x.fanout = Some(fanout(controller, items, true));
+        x.fanout = Some(fanout(controller, true));
         let mut failures = 0;
         loop {
             match drive(&mut x, &rb, 0) {
-                Need::Effect(Effect::Start(children)) => {
-                    assert_eq!(children.len(), 1, "MaxConcurrency 1");
-                    let c = &children[0];
+                Need::Effect(Effect::StartTargets(batch)) => {
+                    assert_eq!(batch.len(), 1, "MaxConcurrency 1");
                     failures += 1;
-                    let outcome = Outcome::Child {
-                        id: c.id.clone(),
-                        status: Status::Failed,
-                        outputs: BTreeMap::new(),
-                        failure: None,
-                    };
-                    complete(&mut x, &rb, c.record, c.attempt, outcome, 0);
+                    target_finished(&mut x, batch.start, false);
                 }
                 Need::Done => break,
                 other => panic!("{other:?}"),
@@ -1824,5 +1796,45 @@ mod tests {
         assert_eq!(failures, 2, "MaxErrors 1 stops at the second error");
         assert_eq!(x.status, Status::Failed);
         assert_eq!(x.fanout.as_ref().unwrap().controller.not_started().len(), 4);
+    }
+
+    #[test]
+    fn a_cancelled_fan_out_cancels_the_targets_still_running() {
+        let rb = rb(json!([{"name": "s", "action": "aws:sleep", "inputs": {"Duration": "PT0S"}}]));
+        let mut x = exec(&rb, ExecutionMode::Auto);
+        x.steps.clear();
+        let controller =
+            crate::rate::RateController::new(4, parse_concurrency("2").unwrap(), parse_errors("0").unwrap());
+        x.fanout = Some(fanout(controller, true));
+        assert_eq!(drive(&mut x, &rb, 0), Need::Effect(Effect::StartTargets(0..2)));
+        x.status = Status::Cancelling;
+        assert_eq!(drive(&mut x, &rb, 5), Need::Effect(Effect::CancelTargets));
+        assert_eq!(x.status, Status::Cancelled);
+        // Nothing more starts, whatever ends later.
+        target_finished(&mut x, 0, false);
+        assert_eq!(drive(&mut x, &rb, 6), Need::Done);
+    }
+
+    #[test]
+    fn a_target_shows_as_a_step_running_its_child() {
+        let params = BTreeMap::from([("Item".to_string(), vec!["a".to_string()])]);
+        let outputs = BTreeMap::from([("s.Out".to_string(), vec!["1".to_string()])]);
+        let r = target_record(
+            "st",
+            "a",
+            &params,
+            Some("child"),
+            Status::Failed,
+            Some(1),
+            Some(2),
+            Some(&outputs),
+            Some("boom".into()),
+        );
+        assert_eq!((r.name.as_str(), r.action.as_str(), r.status), ("a", "aws:executeAutomation", Status::Failed));
+        assert_eq!(r.outputs["ExecutionId"], "child");
+        assert_eq!(r.outputs["Output"], r#"{"s.Out":["1"]}"#);
+        assert_eq!(r.failure_message.as_deref(), Some("boom"));
+        let running = target_record("st", "a", &params, Some("child"), Status::InProgress, Some(1), None, None, None);
+        assert!(running.outputs.is_empty() && running.failure.is_none());
     }
 }
