@@ -53,11 +53,11 @@ impl Engine {
         }
         let listener = self.store.listener();
         if listener.active() {
-            self.workers.spawn(Listener { inner: listener, failed: None });
+            self.workers.spawn(RelayWorker { name: "listener", inner: listener, failed: None });
         }
         let notifier = self.store.notifier();
         if notifier.active() {
-            self.workers.spawn(Notifier { inner: notifier, failed: None });
+            self.workers.spawn(RelayWorker { name: "notifier", inner: notifier, failed: None });
         }
         Ok(())
     }
@@ -99,49 +99,41 @@ impl Engine {
     }
 }
 
-/// The worker that sends this replica's committed wake-ups to the others (PostgreSQL NOTIFY).
-/// It sends while it waits for work (so a stop interrupts it at once); a failure is reported
-/// by the next unit of work, which backs off.
-struct Notifier {
-    inner: ssmd_store::bus::Notifier,
+/// A loop that waits for something and passes it on: the wake-up listener and notifier.
+trait Relay: Send + 'static {
+    fn next(&mut self) -> impl std::future::Future<Output = ssmd_store::Result<()>> + Send;
+}
+
+impl Relay for ssmd_store::bus::Listener {
+    async fn next(&mut self) -> ssmd_store::Result<()> {
+        ssmd_store::bus::Listener::next(self).await
+    }
+}
+
+impl Relay for ssmd_store::bus::Notifier {
+    async fn next(&mut self) -> ssmd_store::Result<()> {
+        ssmd_store::bus::Notifier::next(self).await
+    }
+}
+
+/// The worker of a [`Relay`]: `listener` brings other replicas' wake-ups (PostgreSQL
+/// LISTEN/NOTIFY) to the bus, `notifier` sends this replica's committed ones. It relays while it
+/// waits for work (so a stop interrupts it at once); a failure is reported by the next unit of
+/// work, which backs off.
+struct RelayWorker<R: Relay> {
+    name: &'static str,
+    inner: R,
     failed: Option<String>,
 }
 
-impl Worker for Notifier {
+impl<R: Relay> Worker for RelayWorker<R> {
     fn name(&self) -> String {
-        "notifier".into()
+        self.name.into()
     }
 
     async fn work(&mut self) -> Result<State, String> {
         match self.failed.take() {
-            Some(e) => Err(format!("sending wake-ups: {e}")),
-            None => Ok(State::Idle),
-        }
-    }
-
-    async fn wait_for_work(&mut self) {
-        if let Err(e) = self.inner.next().await {
-            self.failed = Some(e.to_string());
-        }
-    }
-}
-
-/// The worker that brings other replicas' wake-ups (PostgreSQL LISTEN/NOTIFY) to the bus. It
-/// receives while it waits for work (so a stop interrupts it at once); a failure is reported by
-/// the next unit of work, which backs off.
-struct Listener {
-    inner: ssmd_store::bus::Listener,
-    failed: Option<String>,
-}
-
-impl Worker for Listener {
-    fn name(&self) -> String {
-        "listener".into()
-    }
-
-    async fn work(&mut self) -> Result<State, String> {
-        match self.failed.take() {
-            Some(e) => Err(format!("listening for wake-ups: {e}")),
+            Some(e) => Err(format!("{}: {e}", self.name)),
             None => Ok(State::Idle),
         }
     }
