@@ -119,16 +119,6 @@ pub enum ScheduleError {
         problem: String,
     },
     /// An `at(...)` whose local time is skipped by a daylight-saving change in its time zone, so
-    /// it would never run.
-    #[error(
-        "The schedule expression {expr} names a local time that does not exist in the time zone {zone}: the clocks skip it for daylight saving time, so it would never run."
-    )]
-    AtInGap {
-        /// The expression.
-        expr: String,
-        /// The time zone.
-        zone: String,
-    },
     /// A time zone that is not an IANA time zone id.
     #[error(
         "The time zone \"{zone}\" is not a known IANA time zone id (such as UTC, America/Los_Angeles or Asia/Seoul)."

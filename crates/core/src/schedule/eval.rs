@@ -112,14 +112,6 @@ fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 { Timestamp::MIN } else { Timestamp::MAX })
 }
 
-/// Where a local time falls.
-enum Resolved {
-    /// At this instant (the earlier one, when the clocks fall back and the time happens twice).
-    At(i64),
-    /// In a gap the clocks skip: no such instant.
-    Gap,
-}
-
 impl Timetable {
     /// Checks the options against the schedule: a known time zone, an offset of 1 to 6 days and
     /// only with cron, an end after the start, and an at() time that exists in its zone.
@@ -169,15 +161,10 @@ impl Timetable {
                     _ => set_at_ms.saturating_add(rate.interval_ms()),
                 };
             }
-            Expr::At(local) => match table.resolve(*local) {
-                Resolved::At(ms) => table.at_ms = ms,
-                Resolved::Gap => {
-                    return Err(ScheduleError::AtInGap {
-                        expr: schedule.as_str().to_string(),
-                        zone: table.zone.name().to_string(),
-                    });
-                }
-            },
+            Expr::At(local) => {
+                // Past the zone's range only; then it never runs.
+                table.at_ms = table.resolve(*local).unwrap_or(i64::MAX);
+            }
             Expr::Cron(_) => {}
         }
         Ok(table)
@@ -210,7 +197,7 @@ impl Timetable {
     /// The runs strictly after `after_ms`, in order, to the end date (or the end of 2199). For
     /// DescribeMaintenanceWindowSchedule and the like: take as many as a page needs.
     pub fn occurrences(&self, after_ms: i64) -> Occurrences<'_> {
-        Occurrences { table: self, state: State::Start(after_ms) }
+        Occurrences { table: self, state: State::Start(after_ms), last: i64::MIN }
     }
 
     /// The runs in `after_ms < t <= until_ms`, in order.
@@ -222,13 +209,20 @@ impl Timetable {
         self.end_ms.is_none_or(|end| ms <= end).then_some(ms)
     }
 
-    /// A local time in the zone, by the daylight-saving rule: a time the clocks skip does not
-    /// happen; a time that happens twice happens once, at the earlier instant.
-    fn resolve(&self, local: DateTime) -> Resolved {
-        let ambiguous = self.zone.tz().to_ambiguous_timestamp(local);
+    /// A local time in the zone, by the daylight-saving rule: a time the clocks skip happens at
+    /// the first instant after the gap (the moment the clocks jump); a time that happens twice
+    /// happens once, at the earlier instant.
+    fn resolve(&self, local: DateTime) -> Option<i64> {
+        let tz = self.zone.tz();
+        let ambiguous = tz.to_ambiguous_timestamp(local);
         match ambiguous.offset() {
-            AmbiguousOffset::Gap { .. } => Resolved::Gap,
-            _ => ambiguous.earlier().map_or(Resolved::Gap, |t| Resolved::At(t.as_millisecond())),
+            AmbiguousOffset::Gap { before, .. } => {
+                // Read with the offset before the jump, the time lands after it: the jump is
+                // the last transition before that.
+                let past = before.to_timestamp(local).ok()?;
+                tz.preceding(past).next().map(|t| t.timestamp().as_millisecond())
+            }
+            _ => ambiguous.earlier().ok().map(|t| t.as_millisecond()),
         }
     }
 
@@ -275,24 +269,25 @@ impl Timetable {
                 continue;
             }
             let local = if self.offset_days == 0 { base } else { base.checked_add(shift).ok()? };
+            // Several times in one gap (and the first time after it) are one run: only a run
+            // after `after_ms` is the next one.
             match self.resolve(local) {
-                Resolved::At(ms) if ms > after_ms => return self.within_end(ms).map(|ms| (ms, base)),
-                Resolved::At(_) => {}
-                Resolved::Gap => {
-                    if self.end_ms.is_some_and(|end| self.base_instant(local).is_some_and(|ms| ms > end)) {
-                        return None;
-                    }
-                }
+                Some(ms) if ms > after_ms => return self.within_end(ms).map(|ms| (ms, base)),
+                Some(_) => {}
+                None => return None,
             }
         }
     }
 }
 
-/// The runs of a [`Timetable`] after an instant, in order.
+/// The runs of a [`Timetable`] after an instant, in order (strictly increasing: the times of a
+/// daylight-saving gap and the first time after it are one run).
 #[derive(Debug, Clone)]
 pub struct Occurrences<'a> {
     table: &'a Timetable,
     state: State,
+    /// The last run given.
+    last: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -320,6 +315,19 @@ impl Iterator for Occurrences<'_> {
     type Item = i64;
 
     fn next(&mut self) -> Option<i64> {
+        loop {
+            let next = self.step()?;
+            if next > self.last {
+                self.last = next;
+                return Some(next);
+            }
+        }
+    }
+}
+
+impl Occurrences<'_> {
+    /// The next run of the enumeration, which may repeat the last (a gap's times).
+    fn step(&mut self) -> Option<i64> {
         let table = self.table;
         match &mut self.state {
             State::Done => None,
@@ -406,15 +414,7 @@ impl CronCursor {
                 None => {
                     let date = self.run_date(table)?;
                     let local = date.to_datetime(Time::new(h as i8, m as i8, s as i8, 0).ok()?);
-                    match table.resolve(local) {
-                        Resolved::At(ms) => ms,
-                        Resolved::Gap => {
-                            if table.end_ms.is_some_and(|end| table.base_instant(local).is_some_and(|ms| ms > end)) {
-                                return None;
-                            }
-                            continue;
-                        }
-                    }
+                    table.resolve(local)?
                 }
             };
             return table.within_end(ms);

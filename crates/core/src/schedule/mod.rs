@@ -51,19 +51,20 @@
 //! * Nothing after EndDate; an EndDate not after StartDate is refused. ScheduleOffset is 1-6
 //!   and cron only.
 //!
-//! # Daylight saving time (one rule, as EventBridge Scheduler documents it)
+//! # Daylight saving time (one documented rule)
 //!
-//! EventBridge Scheduler, whose cron dialect SSM shares, documents: "When the time shifts
-//! forward in Spring, your schedule invocation gets skipped if the cron expression falls on a
-//! non-existent date and time. When the time shifts back in the Fall, your schedule runs only
-//! once". SSM documents nothing of its own, so ssmd follows that, for every local time a
+//! SSM documents nothing; ssmd runs a schedule as its users expect, for every local time a
 //! schedule names:
 //! * **a time in a gap** (02:30 on a spring-forward day in America/New_York, 02:15 in
-//!   Australia/Lord_Howe's 30-minute gap) does not happen: that run is skipped. An `at(...)` in
-//!   a gap would never run, so [`Timetable::new`] refuses it ([`ScheduleError::AtInGap`]).
-//! * **a time in an overlap** (01:30 on a fall-back day) happens once, at the earlier instant
-//!   (the first pass, still on daylight time).
+//!   Australia/Lord_Howe's 30-minute gap) runs once, at the first instant after the gap — the
+//!   moment the clocks jump (03:00 in New York). Several times in one gap, and the first time
+//!   after it, are one run. An `at(...)` in a gap runs then too.
+//! * **a time in an overlap** (01:30 on a fall-back day) runs once, at the earlier instant (the
+//!   first pass, still on daylight time), never twice.
 //! * a rate is a fixed interval of elapsed time and is not affected.
+//!
+//! (EventBridge Scheduler, whose cron dialect SSM shares, skips a time in a gap instead; a
+//! maintenance window that silently does not run on one night a year is worse for its users.)
 //!
 //! The "skip this period" rule compares a cron match with the anchor as an instant: the first
 //! pass of a repeated time; a skipped time never comes before an anchor it follows in local time.

@@ -236,30 +236,48 @@ fn schedules_end_with_2199() {
 // ---- daylight saving time ----------------------------------------------------------------------
 
 #[test]
-fn a_time_the_clocks_skip_does_not_run() {
-    // New York springs forward 2026-03-08 02:00 -> 03:00: 02:30 does not exist that day.
+fn a_time_the_clocks_skip_runs_once_when_they_jump() {
+    // New York springs forward 2026-03-08 02:00 -> 03:00: 02:30 runs at 03:00 that day.
     let t = table("cron(30 2 * * ? *)", Some("America/New_York"), "2026-03-01T00:00:00Z");
     assert_eq!(
         local_runs(&t, "2026-03-06T12:00:00Z", 3),
-        ["2026-03-07T02:30:00-05:00", "2026-03-09T02:30:00-04:00", "2026-03-10T02:30:00-04:00"]
+        ["2026-03-07T02:30:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]
     );
     // next_after agrees with the iterator.
-    assert_eq!(t.next_after(ms("2026-03-07T02:30:00-05:00")), Some(ms("2026-03-09T02:30:00-04:00")));
-    // Every 15 minutes: 02:00-02:45 are skipped, 01:45 is followed by 03:00.
+    assert_eq!(t.next_after(ms("2026-03-07T02:30:00-05:00")), Some(ms("2026-03-08T03:00:00-04:00")));
+    // Every 15 minutes: 02:00-02:45 and 03:00 are one run at the jump, then 03:15.
     let t = table("cron(0/15 * * * ? *)", Some("America/New_York"), "2026-03-01T00:00:00Z");
     assert_eq!(
         local_runs(&t, "2026-03-08T01:40:00-05:00", 3),
         ["2026-03-08T01:45:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-08T03:15:00-04:00"]
     );
-    // Lord Howe Island moves its clocks by 30 minutes (2026-10-04 02:00 -> 02:30).
+    assert_eq!(t.next_after(ms("2026-03-08T03:00:00-04:00")), Some(ms("2026-03-08T03:15:00-04:00")));
+    // Los Angeles (2026-03-08), Berlin (2026-03-29 02:00 -> 03:00): a 02:30 window runs at 03:00.
+    for (zone, day, jump) in [
+        ("America/Los_Angeles", "2026-03-08", "2026-03-08T03:00:00-07:00"),
+        ("Europe/Berlin", "2026-03-29", "2026-03-29T03:00:00+02:00"),
+    ] {
+        let t = table("cron(30 2 * * ? *)", Some(zone), "2026-03-01T00:00:00Z");
+        let runs = local_runs(&t, &format!("{day}T00:00:00Z"), 2);
+        assert_eq!(runs[0], jump, "{zone}");
+        assert!(runs[1].contains("T02:30:00"), "{zone}: {runs:?}");
+    }
+    // Lord Howe Island moves its clocks by 30 minutes (2026-10-04 02:00 -> 02:30): 02:15 runs at
+    // 02:30 with 02:30 itself, once.
     let t = table("cron(0/15 * * * ? *)", Some("Australia/Lord_Howe"), "2026-09-01T00:00:00Z");
     assert_eq!(
         local_runs(&t, "2026-10-04T01:40:00+10:30", 3),
         ["2026-10-04T01:45:00+10:30", "2026-10-04T02:30:00+11:00", "2026-10-04T02:45:00+11:00"]
     );
-    // The Chatham Islands skip 02:45 -> 03:45 (2026-09-27).
+    // The Chatham Islands skip 02:45 -> 03:45 (2026-09-27): 03:00 runs at 03:45.
     let t = table("cron(0 3 * * ? *)", Some("Pacific/Chatham"), "2026-09-01T00:00:00Z");
-    assert_eq!(local_runs(&t, "2026-09-26T00:00:00Z", 2), ["2026-09-28T03:00:00+13:45", "2026-09-29T03:00:00+13:45"]);
+    assert_eq!(
+        local_runs(&t, "2026-09-26T00:00:00Z", 3),
+        ["2026-09-27T03:45:00+13:45", "2026-09-28T03:00:00+13:45", "2026-09-29T03:00:00+13:45"]
+    );
+    // Kathmandu (+05:45) has no daylight saving: every day is the same.
+    let t = table("cron(30 2 * * ? *)", Some("Asia/Kathmandu"), "2026-03-01T00:00:00Z");
+    assert_eq!(local_runs(&t, "2026-03-06T12:00:00Z", 2), ["2026-03-07T02:30:00+05:45", "2026-03-08T02:30:00+05:45"]);
 }
 
 #[test]
@@ -285,12 +303,9 @@ fn a_time_the_clocks_repeat_runs_once_at_the_first_pass() {
 }
 
 #[test]
-fn at_in_a_gap_is_refused_and_in_an_overlap_runs_at_the_first_pass() {
-    let schedule = Schedule::parse("at(2026-03-08T02:30:00)").unwrap();
-    let options = ScheduleOptions { timezone: Some("America/New_York".into()), ..Default::default() };
-    let err = Timetable::new(&schedule, &options, 0).unwrap_err();
-    assert!(matches!(err, ScheduleError::AtInGap { .. }));
-    message_has(&err, &["at(2026-03-08T02:30:00)", "America/New_York", "does not exist"]);
+fn at_in_a_gap_runs_when_the_clocks_jump_and_in_an_overlap_at_the_first_pass() {
+    let t = table("at(2026-03-08T02:30:00)", Some("America/New_York"), "2026-01-01T00:00:00Z");
+    assert_eq!(local_runs(&t, "2026-01-01T00:00:00Z", 2), ["2026-03-08T03:00:00-04:00"]);
     let t = table("at(2026-11-01T01:30:00)", Some("America/New_York"), "2026-01-01T00:00:00Z");
     assert_eq!(local_runs(&t, "2026-01-01T00:00:00Z", 2), ["2026-11-01T01:30:00-04:00"]);
 }
@@ -545,7 +560,7 @@ mod reference {
     //! A brute-force reference: it walks local dates one by one and, on days that match, every
     //! hour, minute and second in order, checking each against predicates written here
     //! independently of the engine (naive loops over jiff dates, no bit sets), and resolves
-    //! each local time through jiff by the daylight-saving rule (gap: skipped; repeated: the
+    //! each local time through jiff by the daylight-saving rule (gap: the jump; repeated: the
     //! first pass).
 
     use jiff::civil::{Date, DateTime, Weekday};
@@ -735,8 +750,14 @@ mod reference {
         }
     }
 
-    /// The rule: skipped in a gap, the first pass in a fold.
+    /// The rule: in a gap, the first local time after it that exists (the jump); the first
+    /// pass in a fold.
     pub fn resolve(tz: &TimeZone, local: DateTime) -> Option<i64> {
+        existing(tz, local).or_else(|| base_instant(tz, local))
+    }
+
+    /// A local time that exists (`None` in a gap), the first pass in a fold.
+    fn existing(tz: &TimeZone, local: DateTime) -> Option<i64> {
         let ambiguous = tz.to_ambiguous_timestamp(local);
         match ambiguous.offset() {
             AmbiguousOffset::Gap { .. } => None,
@@ -754,7 +775,7 @@ mod reference {
     pub fn base_instant(tz: &TimeZone, local: DateTime) -> Option<i64> {
         let mut probe = local;
         for _ in 0..(48 * 60) {
-            if let Some(ms) = resolve(tz, probe) {
+            if let Some(ms) = existing(tz, probe) {
                 return Some(ms);
             }
             probe = probe.checked_add(Span::new().minutes(1)).ok()?.with().second(0).build().ok()?;
