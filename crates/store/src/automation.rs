@@ -17,6 +17,24 @@ use crate::{Backend, Result, Store, StoreError, Tag, timed};
 /// The job kind that drives executions.
 pub const AUTOMATION_JOB: &str = "automation";
 
+/// The statuses an execution ends in (the model's terminal `AutomationExecutionStatus` values).
+pub const FINAL_EXECUTION_STATUSES: &[&str] = &[
+    "Success",
+    "TimedOut",
+    "Cancelled",
+    "Failed",
+    "Rejected",
+    "CompletedWithSuccess",
+    "CompletedWithFailure",
+    "Exited",
+    "ChangeCalendarOverrideRejected",
+];
+
+/// The job-link name of an execution's end (`Store::await_execution`).
+fn ended(id: &str) -> String {
+    format!("automation:{id}")
+}
+
 /// A new execution to insert.
 #[derive(Debug, Clone)]
 pub struct NewExecution {
@@ -253,6 +271,10 @@ impl Store {
             let next = w.due_ms.map_or(Next::Done, Next::At);
             Self::finish_job(tx, claim, next, w.now_ms).await?;
         }
+        if FINAL_EXECUTION_STATUSES.contains(&w.status) {
+            // Whoever waits for it (a maintenance-window task) carries on.
+            Self::complete_awaited(tx, &ended(w.id), w.now_ms).await?;
+        }
         if let Some(t) = w.targets {
             Self::write_targets(tx, w.id, t, w.now_ms).await?;
         }
@@ -404,6 +426,28 @@ impl Store {
     /// Writes an execution's state if its version is still `w.version` (`Conflict` otherwise).
     pub async fn write_execution(&self, w: &StateWrite<'_>) -> Result<()> {
         timed("write_execution", async { transaction!(self.db, |tx| { Self::write_state(tx, w).await }) }).await
+    }
+
+    /// Links job `(owner_kind, owner_key)` to execution `id`'s end: returns its status if it
+    /// has ended already (no link then), else links and returns `None` — and the job becomes
+    /// due when the execution ends. The execution's row is locked while this looks, so an end
+    /// at the same moment can't slip between the look and the link. The outer `None`: there is
+    /// no such execution.
+    pub async fn await_execution(&self, id: &str, owner_kind: &str, owner_key: &str) -> Result<Option<Option<String>>> {
+        let lock = if self.backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+        transaction!(self.db, |tx| {
+            let status: Option<String> =
+                sql::query(format!("SELECT status FROM automation_executions WHERE id = $1{lock}"))
+                    .bind(id)
+                    .scalar_opt(&mut *tx)
+                    .await?;
+            let Some(status) = status else { return Ok(None) };
+            if FINAL_EXECUTION_STATUSES.contains(&status.as_str()) {
+                return Ok(Some(Some(status)));
+            }
+            Self::await_completion(tx, &ended(id), owner_kind, owner_key).await?;
+            Ok(Some(None))
+        })
     }
 
     /// One execution of the account and region.

@@ -47,7 +47,19 @@ pub(crate) async fn start(
     i: StartAutomationExecutionRequest,
 ) -> Result<StartAutomationExecutionResult, ApiError> {
     let id = ssmd_core::ids::uuid();
-    let new = prepare(svc, caller, &i, Origin { id: id.clone(), parent: None, target: None }).await?;
+    start_with_id(svc, caller, &i, id.clone()).await?;
+    Ok(StartAutomationExecutionResult { automation_execution_id: Some(id) })
+}
+
+/// Starts an execution with a chosen id (a maintenance-window task picks it before it acts, so
+/// a run resumed after a restart finds its execution instead of starting another).
+pub(crate) async fn start_with_id(
+    svc: &Service,
+    caller: &Caller,
+    i: &StartAutomationExecutionRequest,
+    id: String,
+) -> Result<(), ApiError> {
+    let new = prepare(svc, caller, i, Origin { id, parent: None, target: None }).await?;
     if let Some(queued) = super::admission::queue_full(svc, &caller.account, &caller.region).await? {
         return Err(ApiError::new(
             ErrorCode::AutomationExecutionLimitExceededException,
@@ -57,8 +69,7 @@ pub(crate) async fn start(
             ),
         ));
     }
-    svc.store.insert_executions(&[new], None).await.map_err(store_error)?;
-    Ok(StartAutomationExecutionResult { automation_execution_id: Some(id) })
+    svc.store.insert_executions(&[new], None).await.map_err(store_error)
 }
 
 /// Builds a new execution from a StartAutomationExecution request, checking everything a start

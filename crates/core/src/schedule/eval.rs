@@ -398,26 +398,24 @@ impl CronCursor {
     }
 
     fn advance(&mut self, table: &Timetable, cron: &Cron) -> Option<i64> {
-        loop {
-            let (h, m, s) = self.time;
-            match cron.next_time(h, m, s + 1) {
-                Some(time) => self.time = time,
-                None => {
-                    self.base_date = cron.next_day_after(self.base_date)?;
-                    self.time = cron.first_time();
-                    self.enter_day(table);
-                }
+        let (h, m, s) = self.time;
+        match cron.next_time(h, m, s + 1) {
+            Some(time) => self.time = time,
+            None => {
+                self.base_date = cron.next_day_after(self.base_date)?;
+                self.time = cron.first_time();
+                self.enter_day(table);
             }
-            let (h, m, s) = self.time;
-            let ms = match self.day_start_ms {
-                Some(start) => start + i64::from(h * 3600 + m * 60 + s) * 1000,
-                None => {
-                    let date = self.run_date(table)?;
-                    let local = date.to_datetime(Time::new(h as i8, m as i8, s as i8, 0).ok()?);
-                    table.resolve(local)?
-                }
-            };
-            return table.within_end(ms);
         }
+        let (h, m, s) = self.time;
+        let ms = match self.day_start_ms {
+            Some(start) => start + i64::from(h * 3600 + m * 60 + s) * 1000,
+            None => {
+                let date = self.run_date(table)?;
+                let local = date.to_datetime(Time::new(h as i8, m as i8, s as i8, 0).ok()?);
+                table.resolve(local)?
+            }
+        };
+        table.within_end(ms)
     }
 }

@@ -51,7 +51,12 @@ pub fn format_in_zone(ms: i64, zone: &Zone, precision: Precision) -> String {
     if zone.is_utc() {
         return format_utc(ms, precision);
     }
-    let seconds = zone.offset_seconds_at(ms);
+    format_at_offset(ms, zone.offset_seconds_at(ms), precision)
+}
+
+/// An instant as local time at a fixed offset from UTC (seconds east):
+/// `2019-10-20T05:34:56-07:00`; offset zero is written `+00:00`.
+pub fn format_at_offset(ms: i64, seconds: i32, precision: Precision) -> String {
     let offset = Offset::from_seconds(seconds).unwrap_or(Offset::UTC);
     let (sign, magnitude) = if seconds < 0 { ('-', -seconds) } else { ('+', seconds) };
     let mut suffix = format!("{sign}{:02}:{:02}", magnitude / 3600, magnitude / 60 % 60);
@@ -68,6 +73,16 @@ pub fn format_in_zone(ms: i64, zone: &Zone, precision: Precision) -> String {
 /// second are kept to the millisecond). Without an offset the time is read as UTC. Returns
 /// epoch milliseconds.
 pub fn parse_date_time(text: &str) -> Result<i64, ScheduleError> {
+    parse_with_offset(text).map(|(ms, _)| ms)
+}
+
+/// The offset a StartDate or EndDate was written with (seconds east of UTC; `None` for `Z` or
+/// none, and for text [`parse_date_time`] refuses).
+pub fn date_time_offset(text: &str) -> Option<i32> {
+    parse_with_offset(text).ok().and_then(|(_, offset)| offset)
+}
+
+fn parse_with_offset(text: &str) -> Result<(i64, Option<i32>), ScheduleError> {
     let bad = |problem: String| ScheduleError::DateTime { value: text.to_string(), problem };
     let pieces = Pieces::parse(text).map_err(|e| bad(e.to_string()))?;
     if pieces.time_zone_annotation().is_some() {
@@ -76,14 +91,14 @@ pub fn parse_date_time(text: &str) -> Result<i64, ScheduleError> {
     let Some(time) = pieces.time() else {
         return Err(bad("it has a date but no time".into()));
     };
-    let offset = match pieces.offset() {
-        None | Some(PiecesOffset::Zulu) => Offset::UTC,
-        Some(PiecesOffset::Numeric(numeric)) => numeric.offset(),
+    let (offset, written) = match pieces.offset() {
+        None | Some(PiecesOffset::Zulu) => (Offset::UTC, None),
+        Some(PiecesOffset::Numeric(numeric)) => (numeric.offset(), Some(numeric.offset().seconds())),
         Some(_) => return Err(bad("its offset is not supported; give one such as -08:00, +05:30 or Z".into())),
     };
     let local = pieces.date().to_datetime(time);
     offset
         .to_timestamp(local)
-        .map(|t| t.as_millisecond())
+        .map(|t| (t.as_millisecond(), written))
         .map_err(|_| bad("it is outside the range of supported instants".into()))
 }

@@ -98,7 +98,7 @@ mod restrict;
 
 pub use error::{CronField, MAX_EXPRESSION_CHARS, ScheduleError};
 pub use eval::{Occurrences, ScheduleOptions, Timetable, Zone};
-pub use format::{Precision, format_in_zone, format_utc, parse_date_time};
+pub use format::{Precision, date_time_offset, format_at_offset, format_in_zone, format_utc, parse_date_time};
 pub use parse::{Rate, RateUnit, Schedule, ScheduleKind};
 pub use restrict::{
     ASSOCIATION_MIN_RATE_MINUTES, ASSOCIATION_RATE_LIMIT_DAYS, WINDOW_MIN_INTERVAL_SECONDS, check_association,
