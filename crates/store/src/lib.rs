@@ -23,14 +23,17 @@ pub mod jobs;
 mod keys;
 mod migrations;
 mod nodes;
+mod quotas;
 pub mod sql;
 mod tags;
 #[doc(hidden)]
 pub mod testing;
+mod windows;
 
 pub use activations::{ACTIVATION_TAGS, ActivationFilter, ActivationRow, ActivationUse, NewActivation};
 pub use automation::{
-    AUTOMATION_JOB, ExecutionFilter, ExecutionRow, Hold, NewExecution, StateWrite, TargetChanges, TargetRow,
+    AUTOMATION_JOB, ExecutionFilter, ExecutionRow, FINAL_EXECUTION_STATUSES, Hold, NewExecution, StateWrite,
+    TargetChanges, TargetRow,
 };
 pub use commands::{
     COMMAND_JOB, CommandFilter, CommandRow, FINAL_STATUSES, InvocationRow, MessageRow, NewCommand, Scope, Settlement,
@@ -42,6 +45,10 @@ pub use keys::AccessKey;
 pub use nodes::{NODE_TAGS, NewNode, NodeInfo, NodeRegistration, NodeRow};
 pub use sql::PgLimits;
 pub use tags::Tag;
+pub use windows::{
+    Fire, InvocationRunRow, Part, RunWrite, TaskRunRow, WINDOW_FIRE_JOB, WINDOW_RUN_JOB, WINDOW_TAGS, WindowPartRow,
+    WindowRow, WindowRunRow, fire_key,
+};
 
 use std::time::Instant;
 

@@ -314,6 +314,96 @@ CREATE INDEX automation_targets_by_child ON automation_targets (child_id);
 CREATE INDEX automation_targets_unreported ON automation_targets (execution_id, reported)
 "#,
     ),
+    (
+        // Maintenance windows: windows, their targets and tasks, and their executions with one
+        // row per task execution and per invocation. An occurrence fires once: (window,
+        // scheduled_ms) is unique.
+        10,
+        r#"
+CREATE TABLE maintenance_windows (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    enabled BIGINT NOT NULL,
+    spec TEXT NOT NULL,
+    revision BIGINT NOT NULL,
+    anchor_ms BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    modified_ms BIGINT NOT NULL
+);
+CREATE INDEX maintenance_windows_by_name ON maintenance_windows (account, region, name, id);
+CREATE TABLE resource_counts (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    used BIGINT NOT NULL,
+    PRIMARY KEY (account, region, kind)
+);
+CREATE TABLE window_targets (
+    id TEXT PRIMARY KEY,
+    window_id TEXT NOT NULL,
+    priority BIGINT NOT NULL,
+    spec TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX window_targets_by_window ON window_targets (window_id, priority, created_ms);
+CREATE TABLE window_tasks (
+    id TEXT PRIMARY KEY,
+    window_id TEXT NOT NULL,
+    priority BIGINT NOT NULL,
+    spec TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX window_tasks_by_window ON window_tasks (window_id, priority, created_ms);
+CREATE TABLE window_executions (
+    id TEXT PRIMARY KEY,
+    window_id TEXT NOT NULL,
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    scheduled_ms BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    status_details TEXT NOT NULL,
+    start_ms BIGINT,
+    end_ms BIGINT,
+    state TEXT NOT NULL,
+    version BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX window_executions_by_occurrence ON window_executions (window_id, scheduled_ms);
+CREATE INDEX window_executions_by_start ON window_executions (window_id, start_ms);
+CREATE INDEX window_executions_by_end ON window_executions (end_ms);
+CREATE TABLE window_task_executions (
+    id TEXT PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    status_details TEXT NOT NULL,
+    start_ms BIGINT,
+    end_ms BIGINT,
+    spec TEXT NOT NULL,
+    progress TEXT NOT NULL
+);
+CREATE INDEX window_task_executions_by_execution ON window_task_executions (execution_id, seq);
+CREATE TABLE window_invocations (
+    id TEXT PRIMARY KEY,
+    task_execution_id TEXT NOT NULL,
+    execution_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    run_id TEXT,
+    parameters TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_details TEXT NOT NULL,
+    start_ms BIGINT,
+    end_ms BIGINT,
+    owner_information TEXT,
+    window_target_id TEXT,
+    target TEXT
+);
+CREATE UNIQUE INDEX window_invocations_by_task ON window_invocations (task_execution_id, seq);
+CREATE INDEX window_invocations_by_execution ON window_invocations (execution_id)
+"#,
+    ),
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {
