@@ -15,6 +15,7 @@ pub mod nodes;
 mod pagination;
 mod tags;
 mod targets;
+pub mod windows;
 
 pub use amazon::amazon_documents;
 pub use errors::store_error;
@@ -34,6 +35,7 @@ pub struct Service {
     automation: automation::Shared,
     commands: Arc<commands::Hub>,
     pickups: commands::pickup::Pickups,
+    windows: windows::Settings,
 }
 
 impl Service {
@@ -66,8 +68,15 @@ impl Service {
             automation: automation::Shared::new(settings),
             commands: hub,
             pickups: commands::pickup::Pickups::new(),
+            windows: windows::Settings::default(),
             store,
         })
+    }
+
+    /// Replaces the maintenance-window settings (before the service is shared).
+    pub fn with_window_settings(mut self, settings: windows::Settings) -> Service {
+        self.windows = settings;
+        self
     }
 
     /// Creates this replica's engine over the service's store and clock, and starts the
@@ -98,11 +107,20 @@ impl Service {
             Arc::new(commands::worker::Maintenance::new(self.clone())),
             ssmd_engine::Settings { slots: 1, lease_ms: settings.lease_ms, ..Default::default() },
         );
+        engine.run_jobs(
+            ssmd_store::WINDOW_FIRE_JOB,
+            Arc::new(windows::fire::Fires::new(self.clone())),
+            ssmd_engine::Settings { lease_ms: settings.lease_ms, ..Default::default() },
+        );
+        engine.run_jobs(
+            ssmd_store::WINDOW_RUN_JOB,
+            Arc::new(windows::drive::Drivers::new(self.clone())),
+            ssmd_engine::Settings { lease_ms: settings.lease_ms, ..Default::default() },
+        );
         let now = self.now_ms();
-        self.store
-            .add_job(commands::worker::MAINTENANCE_JOB, commands::worker::PURGE_REPLIES, now, None, now)
-            .await
-            .map_err(store_error)?;
+        for key in [commands::worker::PURGE_REPLIES, commands::worker::PURGE_WINDOW_HISTORY] {
+            self.store.add_job(commands::worker::MAINTENANCE_JOB, key, now, None, now).await.map_err(store_error)?;
+        }
         if let Some(w) = self.pickups.worker(self.store.clone()) {
             engine.spawn(w);
         }
@@ -316,5 +334,166 @@ impl Ssm for Service {
     }
     async fn cancel_command(&self, c: &Caller, i: CancelCommandRequest) -> Result<CancelCommandResult, ApiError> {
         commands::cancel::cancel(self, c, i).await
+    }
+    async fn create_maintenance_window(
+        &self,
+        c: &Caller,
+        i: CreateMaintenanceWindowRequest,
+    ) -> Result<CreateMaintenanceWindowResult, ApiError> {
+        windows::create(self, c, i).await
+    }
+    async fn update_maintenance_window(
+        &self,
+        c: &Caller,
+        i: UpdateMaintenanceWindowRequest,
+    ) -> Result<UpdateMaintenanceWindowResult, ApiError> {
+        windows::update(self, c, i).await
+    }
+    async fn get_maintenance_window(
+        &self,
+        c: &Caller,
+        i: GetMaintenanceWindowRequest,
+    ) -> Result<GetMaintenanceWindowResult, ApiError> {
+        windows::get(self, c, i).await
+    }
+    async fn describe_maintenance_windows(
+        &self,
+        c: &Caller,
+        i: DescribeMaintenanceWindowsRequest,
+    ) -> Result<DescribeMaintenanceWindowsResult, ApiError> {
+        windows::describe(self, c, i).await
+    }
+    async fn delete_maintenance_window(
+        &self,
+        c: &Caller,
+        i: DeleteMaintenanceWindowRequest,
+    ) -> Result<DeleteMaintenanceWindowResult, ApiError> {
+        windows::delete(self, c, i).await
+    }
+    async fn register_target_with_maintenance_window(
+        &self,
+        c: &Caller,
+        i: RegisterTargetWithMaintenanceWindowRequest,
+    ) -> Result<RegisterTargetWithMaintenanceWindowResult, ApiError> {
+        windows::register_target(self, c, i).await
+    }
+    async fn update_maintenance_window_target(
+        &self,
+        c: &Caller,
+        i: UpdateMaintenanceWindowTargetRequest,
+    ) -> Result<UpdateMaintenanceWindowTargetResult, ApiError> {
+        windows::update_target(self, c, i).await
+    }
+    async fn deregister_target_from_maintenance_window(
+        &self,
+        c: &Caller,
+        i: DeregisterTargetFromMaintenanceWindowRequest,
+    ) -> Result<DeregisterTargetFromMaintenanceWindowResult, ApiError> {
+        windows::deregister_target(self, c, i).await
+    }
+    async fn describe_maintenance_window_targets(
+        &self,
+        c: &Caller,
+        i: DescribeMaintenanceWindowTargetsRequest,
+    ) -> Result<DescribeMaintenanceWindowTargetsResult, ApiError> {
+        windows::describe_targets(self, c, i).await
+    }
+    async fn register_task_with_maintenance_window(
+        &self,
+        c: &Caller,
+        i: RegisterTaskWithMaintenanceWindowRequest,
+    ) -> Result<RegisterTaskWithMaintenanceWindowResult, ApiError> {
+        windows::register_task(self, c, i).await
+    }
+    async fn update_maintenance_window_task(
+        &self,
+        c: &Caller,
+        i: UpdateMaintenanceWindowTaskRequest,
+    ) -> Result<UpdateMaintenanceWindowTaskResult, ApiError> {
+        windows::update_task(self, c, i).await
+    }
+    async fn get_maintenance_window_task(
+        &self,
+        c: &Caller,
+        i: GetMaintenanceWindowTaskRequest,
+    ) -> Result<GetMaintenanceWindowTaskResult, ApiError> {
+        windows::get_task(self, c, i).await
+    }
+    async fn deregister_task_from_maintenance_window(
+        &self,
+        c: &Caller,
+        i: DeregisterTaskFromMaintenanceWindowRequest,
+    ) -> Result<DeregisterTaskFromMaintenanceWindowResult, ApiError> {
+        windows::deregister_task(self, c, i).await
+    }
+    async fn describe_maintenance_window_tasks(
+        &self,
+        c: &Caller,
+        i: DescribeMaintenanceWindowTasksRequest,
+    ) -> Result<DescribeMaintenanceWindowTasksResult, ApiError> {
+        windows::describe_tasks(self, c, i).await
+    }
+    async fn describe_maintenance_window_executions(
+        &self,
+        c: &Caller,
+        i: DescribeMaintenanceWindowExecutionsRequest,
+    ) -> Result<DescribeMaintenanceWindowExecutionsResult, ApiError> {
+        windows::describe_executions(self, c, i).await
+    }
+    async fn get_maintenance_window_execution(
+        &self,
+        c: &Caller,
+        i: GetMaintenanceWindowExecutionRequest,
+    ) -> Result<GetMaintenanceWindowExecutionResult, ApiError> {
+        windows::get_execution(self, c, i).await
+    }
+    async fn describe_maintenance_window_execution_tasks(
+        &self,
+        c: &Caller,
+        i: DescribeMaintenanceWindowExecutionTasksRequest,
+    ) -> Result<DescribeMaintenanceWindowExecutionTasksResult, ApiError> {
+        windows::describe_task_executions(self, c, i).await
+    }
+    async fn get_maintenance_window_execution_task(
+        &self,
+        c: &Caller,
+        i: GetMaintenanceWindowExecutionTaskRequest,
+    ) -> Result<GetMaintenanceWindowExecutionTaskResult, ApiError> {
+        windows::get_task_execution(self, c, i).await
+    }
+    async fn describe_maintenance_window_execution_task_invocations(
+        &self,
+        c: &Caller,
+        i: DescribeMaintenanceWindowExecutionTaskInvocationsRequest,
+    ) -> Result<DescribeMaintenanceWindowExecutionTaskInvocationsResult, ApiError> {
+        windows::describe_invocations(self, c, i).await
+    }
+    async fn get_maintenance_window_execution_task_invocation(
+        &self,
+        c: &Caller,
+        i: GetMaintenanceWindowExecutionTaskInvocationRequest,
+    ) -> Result<GetMaintenanceWindowExecutionTaskInvocationResult, ApiError> {
+        windows::get_invocation(self, c, i).await
+    }
+    async fn describe_maintenance_window_schedule(
+        &self,
+        c: &Caller,
+        i: DescribeMaintenanceWindowScheduleRequest,
+    ) -> Result<DescribeMaintenanceWindowScheduleResult, ApiError> {
+        windows::schedule(self, c, i).await
+    }
+    async fn describe_maintenance_windows_for_target(
+        &self,
+        c: &Caller,
+        i: DescribeMaintenanceWindowsForTargetRequest,
+    ) -> Result<DescribeMaintenanceWindowsForTargetResult, ApiError> {
+        windows::for_target(self, c, i).await
+    }
+    async fn cancel_maintenance_window_execution(
+        &self,
+        c: &Caller,
+        i: CancelMaintenanceWindowExecutionRequest,
+    ) -> Result<CancelMaintenanceWindowExecutionResult, ApiError> {
+        windows::cancel(self, c, i).await
     }
 }

@@ -28,11 +28,14 @@ async fn check_resource(
                 n.account == caller.account && n.region == caller.region && n.deregistered_ms.is_none()
             })
         }
+        ResourceTypeForTagging::MaintenanceWindow => {
+            svc.store.window(&caller.account, &caller.region, rid).await.map_err(store_error)?.is_some()
+        }
         other => {
             return Err(ApiError::new(
                 ErrorCode::InvalidResourceType,
                 format!(
-                    "ssmd does not hold resources of type {other} yet; tags can be set on: Document, Automation, ManagedInstance."
+                    "ssmd does not hold resources of type {other} yet; tags can be set on: Document, Automation, ManagedInstance, MaintenanceWindow."
                 ),
             ));
         }
@@ -128,5 +131,6 @@ mod tests {
         assert_eq!(ResourceTypeForTagging::ManagedInstance.as_str(), ssmd_store::NODE_TAGS);
         assert_eq!(crate::documents::RESOURCE_TYPE, "Document");
         assert_eq!(crate::automation::RESOURCE_TYPE, "Automation");
+        assert_eq!(ResourceTypeForTagging::MaintenanceWindow.as_str(), ssmd_store::WINDOW_TAGS);
     }
 }

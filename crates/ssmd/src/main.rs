@@ -129,6 +129,27 @@ impl AutomationArgs {
     }
 }
 
+/// Maintenance Windows settings.
+#[derive(clap::Args, Clone)]
+struct WindowArgs {
+    /// Maintenance windows one account and Region may hold.
+    #[arg(long, env = "SSMD_MAX_WINDOWS", default_value_t = 100_000)]
+    max_windows: i64,
+    /// Days an ended maintenance window execution stays in the history (AWS keeps 30).
+    #[arg(long, env = "SSMD_WINDOW_HISTORY_DAYS", default_value_t = 30)]
+    window_history_days: i64,
+}
+
+impl WindowArgs {
+    fn settings(&self) -> ssmd_api::windows::Settings {
+        ssmd_api::windows::Settings {
+            max_windows: self.max_windows.max(1),
+            history_days: self.window_history_days.max(1),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -162,6 +183,8 @@ enum Command {
         header_timeout: f64,
         #[command(flatten)]
         automation: AutomationArgs,
+        #[command(flatten)]
+        windows: WindowArgs,
     },
     /// Manage access keys and the accounts they belong to.
     Keys {
@@ -225,6 +248,7 @@ async fn serve(
     default_account: String,
     header_timeout: std::time::Duration,
     automation: AutomationArgs,
+    windows: WindowArgs,
 ) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = db.open_with(&pg).await?;
@@ -237,7 +261,8 @@ async fn serve(
     let service = Arc::new(
         ssmd_api::Service::with_settings(store.clone(), clock.clone(), automation.settings())
             .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_window_settings(windows.settings()),
     );
     let engine = service.run_background().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let auth = Authenticator::new(store.clone(), accept_any.then_some(default_account));
@@ -281,11 +306,12 @@ async fn main() -> Result<()> {
             default_account,
             header_timeout,
             automation,
+            windows,
         } => {
             init_logging(log_format);
             let header_timeout = std::time::Duration::try_from_secs_f64(header_timeout).context("--header-timeout")?;
             let pg = pg.limits()?;
-            serve(listen, db, pg, accept_any_credentials, default_account, header_timeout, automation).await
+            serve(listen, db, pg, accept_any_credentials, default_account, header_timeout, automation, windows).await
         }
         Command::Keys { command, db } => {
             init_logging(LogFormat::Text);

@@ -7,7 +7,8 @@
 //! timeout count once, whichever replica runs the job.
 //!
 //! Retention is a job too (`maintenance/purge-replies`, every minute on one replica): reply ids
-//! are forgotten after three hours.
+//! are forgotten after three hours; `maintenance/purge-window-history` forgets maintenance-window
+//! executions that ended more than the configured days ago (30 by default, as AWS).
 
 use super::*;
 use ssmd_core::command::End;
@@ -20,7 +21,9 @@ const REPLY_MEMORY_MS: i64 = 3 * 60 * 60 * 1000;
 pub const MAINTENANCE_JOB: &str = "maintenance";
 /// The key of the reply-id clean-up.
 pub const PURGE_REPLIES: &str = "purge-replies";
-/// How often the clean-up runs.
+/// The key of the maintenance-window history clean-up.
+pub const PURGE_WINDOW_HISTORY: &str = "purge-window-history";
+/// How often the clean-ups run.
 const PURGE_EVERY_MS: i64 = 60_000;
 
 /// The handler of command deadline jobs.
@@ -62,6 +65,13 @@ impl Handler for Maintenance {
                 Ok(_) => Outcome::Next(Next::At(now + PURGE_EVERY_MS)),
                 Err(e) => Outcome::Failed(format!("forgetting old reply ids: {e}")),
             },
+            PURGE_WINDOW_HISTORY => {
+                let keep_ms = self.svc.windows.history_days.max(1) * 86_400_000;
+                match self.svc.store.purge_window_runs(now - keep_ms).await {
+                    Ok(_) => Outcome::Next(Next::At(now + PURGE_EVERY_MS)),
+                    Err(e) => Outcome::Failed(format!("forgetting old window executions: {e}")),
+                }
+            }
             other => {
                 tracing::warn!(job = other, "unknown maintenance job dropped");
                 Outcome::Next(Next::Done)
