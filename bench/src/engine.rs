@@ -116,14 +116,18 @@ fn parse(args: &[String]) -> Result<Opts> {
 
 /// A fresh database for one part: an SQLite file in a directory of its own, or a PostgreSQL
 /// database `ssmd_bench_<pid>_<tag>`; removed when dropped.
-struct Fresh {
-    url: String,
+pub(crate) struct Fresh {
+    pub(crate) url: String,
     dir: Option<std::path::PathBuf>,
     pg: Option<(String, String)>,
 }
 
 impl Fresh {
     fn new(o: &Opts, backend: Backend, tag: &str) -> Result<Fresh> {
+        Fresh::with(o.pg.as_deref(), backend, tag)
+    }
+
+    pub(crate) fn with(pg: Option<&str>, backend: Backend, tag: &str) -> Result<Fresh> {
         match backend {
             Backend::Sqlite => {
                 let dir = std::env::temp_dir().join(format!("ssmd-bench-engine-{}-{tag}", std::process::id()));
@@ -132,7 +136,7 @@ impl Fresh {
                 Ok(Fresh { url: format!("sqlite://{}", dir.join("db.sqlite").display()), dir: Some(dir), pg: None })
             }
             Backend::Postgres => {
-                let base = o.pg.clone().context("no PostgreSQL")?;
+                let base = pg.context("no PostgreSQL")?.to_string();
                 let name = format!("ssmd_bench_{}_{tag}", std::process::id());
                 let url = fresh_pg_named(&base, &name)?;
                 Ok(Fresh { url, dir: None, pg: Some((base, name)) })
@@ -152,7 +156,7 @@ impl Drop for Fresh {
     }
 }
 
-fn label(b: Backend) -> &'static str {
+pub(crate) fn label(b: Backend) -> &'static str {
     match b {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
@@ -160,12 +164,12 @@ fn label(b: Backend) -> &'static str {
 }
 
 /// Microseconds since the epoch, on the wall clock the engine's `SystemClock` reads.
-fn wall_us() -> i64 {
+pub(crate) fn wall_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
 /// This process's CPU so far (user + system, every thread), in seconds.
-fn self_cpu_s() -> f64 {
+pub(crate) fn self_cpu_s() -> f64 {
     // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: RUSAGE_SELF with a valid pointer.
@@ -176,14 +180,14 @@ fn self_cpu_s() -> f64 {
 
 /// p50 / p99 / max of a sample.
 #[derive(Clone, Copy, Default)]
-struct Dist {
-    n: usize,
-    p50: f64,
-    p99: f64,
-    max: f64,
+pub(crate) struct Dist {
+    pub(crate) n: usize,
+    pub(crate) p50: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
 }
 
-fn dist(mut v: Vec<f64>) -> Dist {
+pub(crate) fn dist(mut v: Vec<f64>) -> Dist {
     v.sort_by(|a, b| a.total_cmp(b));
     Dist { n: v.len(), p50: percentile(&v, 0.50), p99: percentile(&v, 0.99), max: v.last().copied().unwrap_or(0.0) }
 }
@@ -409,7 +413,7 @@ impl Lcg {
 }
 
 /// Sleeps until the wall clock reads `at_ms`.
-async fn sleep_until_wall(at_ms: i64) {
+pub(crate) async fn sleep_until_wall(at_ms: i64) {
     let wait = at_ms * 1000 - wall_us();
     if wait > 0 {
         tokio::time::sleep(Duration::from_micros(wait as u64)).await;
@@ -864,7 +868,7 @@ async fn wakeups(o: &Opts, url: &str, backend: Backend) -> Result<Vec<WakeRow>> 
 const ACCOUNT: &str = "999999999999";
 const REGION: &str = "us-east-1";
 
-fn root() -> Caller {
+pub(crate) fn root() -> Caller {
     Caller {
         account: ACCOUNT.into(),
         region: REGION.into(),
@@ -881,7 +885,7 @@ fn node_caller(id: &str) -> Caller {
     }
 }
 
-async fn call(svc: &ssmd_api::Service, op: &str, input: Value) -> Result<Value> {
+pub(crate) async fn call(svc: &ssmd_api::Service, op: &str, input: Value) -> Result<Value> {
     let operation = Operation::from_name(op).with_context(|| format!("no operation {op}"))?;
     let out = svc.call(&root(), operation, input).await.map_err(|e| anyhow!("{op}: {e}"))?;
     Ok(serde_json::from_slice(&out)?)

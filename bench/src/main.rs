@@ -18,6 +18,7 @@ mod automation;
 mod engine;
 mod nodes;
 mod schedule;
+mod windows;
 
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
@@ -95,8 +96,9 @@ fn main() -> Result<()> {
         Some("agent") => nodes::agent(&args[1..]),
         Some("schedule") => schedule::run(&args[1..]),
         Some("engine") => engine::run(&args[1..]),
+        Some("windows") => windows::run(&args[1..]),
         _ => bail!(
-            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] [--no-sqlite] [--perf PREFIX] [--keep] | agent [--agent PATH] [--ssmd PATH] | schedule [--batches N] | engine [--parts timers,claims,wakeups,settle] [--pg URL | --no-pg] [--no-sqlite] [--timers N] [--due N] [--window S] [--idle S] [--jobs N] [--wakeups N] [--pace-ms MS] [--nodes N] [--replies N] | floor-server)"
+            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] [--no-sqlite] [--perf PREFIX] [--keep] | agent [--agent PATH] [--ssmd PATH] | schedule [--batches N] | engine [--parts timers,claims,wakeups,settle] [--pg URL | --no-pg] [--no-sqlite] [--timers N] [--due N] [--window S] [--idle S] [--jobs N] [--wakeups N] [--pace-ms MS] [--nodes N] [--replies N] | windows [--windows N] [--burst N] [--idle S] [--calls N] [--pg URL | --no-pg] [--no-sqlite] | floor-server)"
         ),
     }
 }
