@@ -5,10 +5,11 @@
 //! `max_parallel` workers running commands. The service being unreachable never stops the agent:
 //! every loop backs off (1 s doubling to 30 s, with jitter), logs, and carries on.
 //!
-//! Per `aws.ssm.sendCommand` message: in-progress reply, `AcknowledgeMessage`, queue, run, final
-//! reply. A message already handled (a redelivery after a lost acknowledgement) is only
-//! acknowledged again. `aws.ssm.cancelCommand` messages are acknowledged and cancel their command
-//! here; other topics get `FailMessage NoHandlerExists`, unreadable payloads
+//! Per `aws.ssm.sendCommand` message, the AWS agent's sequence: in-progress reply,
+//! `AcknowledgeMessage`, queue, run — a reply as each step ends — then the final reply. A message
+//! already handled (a redelivery after a lost acknowledgement) is only acknowledged again.
+//! `aws.ssm.cancelCommand` messages get the in-progress reply too, are acknowledged and cancel
+//! their command here; other topics get `FailMessage NoHandlerExists`, unreadable payloads
 //! `FailMessage InternalHandlerException`.
 //!
 //! On a stop signal the agent takes no more messages (messages received after it are left
@@ -140,6 +141,8 @@ impl Node {
             }
         };
         self.seen.lock().unwrap().insert(&id, crate::clock::now_ms());
+        // As the AWS agent does for every message it takes: the document-level reply first.
+        self.outbox.send_now(&id, &reply::in_progress(&self.info));
         self.ack(&id);
         let target = &cancel.cancel_message_id;
         if self.pool.cancel(target) {
@@ -160,16 +163,20 @@ impl Node {
             match (crate::document::interpret(&job.payload.document_content, &job.payload.parameters), work_dir) {
                 (Err(e), _) => (Vec::new(), e),
                 (Ok(steps), Err(e)) => (
-                    runner::not_run(&steps, Status::Failed, 1, &format!("cannot create the work directory: {e}")),
+                    self.report_steps(
+                        id,
+                        runner::not_run(&steps, Status::Failed, 1, &format!("cannot create the work directory: {e}")),
+                    ),
                     String::new(),
                 ),
                 (Ok(steps), Ok(dir)) => {
                     if job.interrupt.state() == Interruption::Cancelled {
-                        (runner::not_run(&steps, Status::Cancelled, 1, ""), String::new())
+                        (self.report_steps(id, runner::not_run(&steps, Status::Cancelled, 1, "")), String::new())
                     } else {
                         crate::info!("{id}: running {} step(s)", steps.len());
                         let ctx = runner::Context { work_dir: &dir, env: &self.env, interrupt: &job.interrupt };
-                        (runner::run_document(&steps, &ctx), String::new())
+                        let mut step_done = |so_far: &[runner::PluginResult]| self.report_step(id, so_far);
+                        (runner::run_document(&steps, &ctx, &mut step_done), String::new())
                     }
                 }
             };
@@ -185,6 +192,21 @@ impl Node {
         self.outbox.send_final(id, &payload);
         self.inbox.remove(id);
         let _ = self.session.state().remove(&work_rel);
+    }
+
+    /// The reply for a step that has ended (`so_far`: the steps so far, that one last). The AWS
+    /// agent sends it for a one-step document too, whose final reply repeats the step.
+    fn report_step(&self, id: &str, so_far: &[runner::PluginResult]) {
+        self.outbox.send_now(id, &reply::step_reply(&self.info, so_far));
+    }
+
+    /// Step replies for `results` that did not run through the runner (never started, or the
+    /// agent stopped while they ran), so the final reply needs no step list.
+    fn report_steps(&self, id: &str, results: Vec<runner::PluginResult>) -> Vec<runner::PluginResult> {
+        for n in 1..=results.len() {
+            self.report_step(id, &results[..n]);
+        }
+        results
     }
 
     fn ping(&self) -> Result<(), crate::http::CallError> {
@@ -374,6 +396,7 @@ fn recover_inbox(node: &Node) {
                 );
                 let trace = if steps.is_empty() { "ssmd-agent stopped while the command was running" } else { "" };
                 crate::info!("{id}: was running when the agent stopped; reporting it Failed");
+                let results = node.report_steps(&id, results);
                 node.outbox.send_final(&id, &reply::final_reply(&node.info, &results, trace));
                 node.inbox.remove(&id);
             }

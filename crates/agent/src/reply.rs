@@ -1,7 +1,10 @@
-//! `SendReply` payloads (spec §A.7): the agent's identity, the document status aggregated from
-//! the steps, the counts per status, and each step's result under `runtimeStatus`, listed in the
-//! document's step order (as the AWS agent lists them; `serde_json` maps would sort them, so
-//! that object is written out by hand). Payloads are JSON text, as `SendReply` carries them.
+//! `SendReply` payloads (spec §A.7), in the AWS agent's sequence (`agent/contracts/aggregator.go`,
+//! `agent/messageservice/utils/messageutil.go`): a document-level InProgress reply for every
+//! message taken (cancel messages too), one reply per step as it ends (that step alone under
+//! `runtimeStatus`), and a final reply with the aggregated document status and the counts per
+//! status — which lists the step only for a one-step document. Payloads are JSON text, as
+//! `SendReply` carries them (`runtimeStatus` is written out by hand: `serde_json` maps would
+//! sort it).
 
 use crate::runner::{self, PluginResult, Status};
 use serde_json::{Map, Value, json};
@@ -40,26 +43,49 @@ fn ordered_object(members: &[(String, String)]) -> String {
     format!("{{{}}}", parts.join(","))
 }
 
-/// The final reply for `results`; `trace` explains a document that could not run at all.
-pub fn final_reply(info: &AgentInfo, results: &[PluginResult], trace: &str) -> String {
+fn counts(results: &[PluginResult]) -> Map<String, Value> {
     let mut counts = Map::new();
-    let mut runtime = Vec::new();
     for r in results {
         let n = counts.get(r.status.as_str()).and_then(Value::as_u64).unwrap_or(0);
         counts.insert(r.status.as_str().to_string(), json!(n + 1));
-        runtime.push((r.key.clone(), r.to_json().to_string()));
     }
+    counts
+}
+
+fn payload(
+    info: &AgentInfo,
+    counts: Map<String, Value>,
+    status: &str,
+    trace: &str,
+    runtime: &[&PluginResult],
+) -> String {
+    let runtime: Vec<(String, String)> = runtime.iter().map(|r| (r.key.clone(), r.to_json().to_string())).collect();
+    ordered_object(&[
+        ("additionalInfo".into(), additional_info(info, counts).to_string()),
+        ("documentStatus".into(), json!(status).to_string()),
+        ("documentTraceOutput".into(), json!(trace).to_string()),
+        ("runtimeStatus".into(), ordered_object(&runtime)),
+    ])
+}
+
+/// The reply sent when a step ends (`results`: the steps so far, that one last): the document is
+/// still in progress and `runtimeStatus` holds that step alone; the counts are over every step so
+/// far — as the AWS agent's `DocumentResultAggregator` builds it for a plugin update.
+pub fn step_reply(info: &AgentInfo, results: &[PluginResult]) -> String {
+    payload(info, counts(results), "InProgress", "", &results.iter().last().into_iter().collect::<Vec<_>>())
+}
+
+/// The final reply for `results`; `trace` explains a document that could not run at all. As the
+/// AWS agent's, it lists the step itself only for a one-step document: the steps of a longer one
+/// went out one by one ([`step_reply`]).
+pub fn final_reply(info: &AgentInfo, results: &[PluginResult], trace: &str) -> String {
     let status = if results.is_empty() && !trace.is_empty() {
         Status::Failed
     } else {
         runner::aggregate(results.iter().map(|r| r.status))
     };
-    ordered_object(&[
-        ("additionalInfo".into(), additional_info(info, counts).to_string()),
-        ("documentStatus".into(), json!(status.as_str()).to_string()),
-        ("documentTraceOutput".into(), json!(trace).to_string()),
-        ("runtimeStatus".into(), ordered_object(&runtime)),
-    ])
+    let runtime: Vec<&PluginResult> = if results.len() <= 1 { results.iter().collect() } else { Vec::new() };
+    payload(info, counts(results), status.as_str(), trace, &runtime)
 }
 
 #[cfg(test)]
@@ -107,10 +133,18 @@ mod tests {
             ],
             "",
         );
-        let at = |k: &str| text.find(&format!(r#""{k}":{{""#)).unwrap();
-        assert!(at("z") < at("b") && at("b") < at("c"), "steps keep their order: {text}");
         let two = parse(text.clone());
+        assert_eq!(two["runtimeStatus"], json!({}), "the steps went out one by one: {text}");
         assert_eq!(two["documentStatus"], "Failed");
+        let steps = [result("z", Status::Success, 0, "1"), result("b", Status::Failed, 2, "")];
+        let step = parse(step_reply(&info, &steps));
+        assert_eq!(step["documentStatus"], "InProgress");
+        assert_eq!(
+            step["runtimeStatus"].as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()),
+            Some(vec!["b".to_string()])
+        );
+        assert_eq!(step["runtimeStatus"]["b"]["code"], 2);
+        assert_eq!(step["additionalInfo"]["runtimeStatusCounts"], json!({"Success": 1, "Failed": 1}));
         assert_eq!(two["additionalInfo"]["runtimeStatusCounts"], json!({"Success": 1, "Failed": 1, "Skipped": 1}));
         let broken = parse(final_reply(&info, &[], "the document is not valid JSON"));
         assert_eq!((broken["documentStatus"].as_str(), broken["runtimeStatus"].clone()), (Some("Failed"), json!({})));

@@ -324,8 +324,9 @@ fn run_shell_script(props: &Value, dir: &Path, ctx: &Context<'_>) -> Run {
     run
 }
 
-/// Runs `steps` in order.
-pub fn run_document(steps: &[Step], ctx: &Context<'_>) -> Vec<PluginResult> {
+/// Runs `steps` in order; `on_step` gets the results so far after each step (its own last),
+/// as the AWS agent reports each step when it ends.
+pub fn run_document(steps: &[Step], ctx: &Context<'_>, on_step: &mut dyn FnMut(&[PluginResult])) -> Vec<PluginResult> {
     let mut results: Vec<PluginResult> = Vec::with_capacity(steps.len());
     let mut rebooted = false;
     for (i, step) in steps.iter().enumerate() {
@@ -374,6 +375,7 @@ pub fn run_document(steps: &[Step], ctx: &Context<'_>) -> Vec<PluginResult> {
             }
         };
         results.push(result);
+        on_step(&results);
     }
     results
 }

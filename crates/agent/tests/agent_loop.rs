@@ -193,8 +193,17 @@ fn full_loop() {
     assert_eq!((ip["documentStatus"].as_str(), ip["runtimeStatus"].is_null()), (Some("InProgress"), true));
     let ids: Vec<String> =
         server.calls("SendReply").iter().map(|r| r.json()["ReplyId"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids.len(), 2);
-    assert_ne!(ids[0], ids[1], "a new ReplyId per reply");
+    // In-progress, the step as it ended, the document's end (the AWS agent's sequence).
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0] != ids[1] && ids[1] != ids[2], "a new ReplyId per reply");
+    let step = pos(&|r| {
+        r.op() == "SendReply"
+            && reply_payload(r)["runtimeStatus"].is_object()
+            && reply_payload(r)["documentStatus"] == "InProgress"
+    });
+    assert!(ack < step && step < last_reply, "{ack} {step} {last_reply}");
+    let sp = reply_payload(&reqs[step]);
+    assert_eq!(sp["runtimeStatus"]["aws:runShellScript"]["status"], "Failed");
     let gm = server.calls("GetMessages")[0].json();
     assert_eq!((gm["Destination"].as_str(), gm["VisibilityTimeoutInSeconds"].as_u64()), (Some(INSTANCE_ID), Some(10)));
 
@@ -207,7 +216,7 @@ fn full_loop() {
         .expect("a second acknowledgement");
     std::thread::sleep(Duration::from_millis(500));
     let replies = server.calls("SendReply").iter().filter(|r| r.json()["MessageId"] == mid.as_str()).count();
-    assert_eq!(replies, 2, "no new replies for a redelivery");
+    assert_eq!(replies, 3, "no new replies for a redelivery");
 
     // A cancel of a running command.
     let long = send_command("cmd-2", run_shell_script(), json!({"commands": ["echo started", "sleep 60"]}));
@@ -227,12 +236,21 @@ fn full_loop() {
     let rs = &fin["runtimeStatus"]["aws:runShellScript"];
     assert_eq!((rs["status"].as_str(), rs["code"].as_i64()), (Some("Cancelled"), Some(137)));
     assert_eq!(rs["standardOutput"], "started\n");
-    assert!(
-        server
-            .wait_for(Duration::from_secs(5), |r| r.op() == "AcknowledgeMessage"
-                && r.json()["MessageId"] == format!("aws.ssm.cancel-1.{INSTANCE_ID}"))
-            .is_some()
-    );
+    let cancel_id = format!("aws.ssm.cancel-1.{INSTANCE_ID}");
+    let cancel_ack = server
+        .wait_for(Duration::from_secs(5), |r| {
+            r.op() == "AcknowledgeMessage" && r.json()["MessageId"] == cancel_id.as_str()
+        })
+        .expect("the cancel message acknowledged");
+    // As the AWS agent does for every message: a document-level reply before the acknowledgement.
+    let cancel_reply = server
+        .calls("SendReply")
+        .into_iter()
+        .find(|r| r.json()["MessageId"] == cancel_id.as_str())
+        .expect("a reply to the cancel message");
+    assert!(cancel_reply.at <= cancel_ack.at);
+    let p = reply_payload(&cancel_reply);
+    assert_eq!((p["documentStatus"].as_str(), p["runtimeStatus"].is_null()), (Some("InProgress"), true));
 
     // Unknown topics and unreadable payloads.
     let mut odd = send_command("cmd-3", run_shell_script(), json!({}));

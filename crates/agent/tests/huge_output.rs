@@ -25,7 +25,7 @@ fn fifty_megabytes_of_output_in_bounded_memory() {
     let before = peak_rss_kb();
     let interrupt = Interrupt::new();
     let ctx = Context { work_dir: &work, env: &[], interrupt: &interrupt };
-    let r = runner::run_document(&steps, &ctx);
+    let r = runner::run_document(&steps, &ctx, &mut |_| {});
     let grew_mb = (peak_rss_kb() - before) / 1024;
     assert!(grew_mb < 20, "peak memory grew by {grew_mb} MB");
     assert_eq!((r[0].status, r[0].code), (Status::Success, 0));

@@ -17,7 +17,7 @@ fn run_doc(doc: Value, params: Value, interrupt: &Interrupt) -> (Vec<PluginResul
     let steps = document::interpret(&doc, params.as_object().unwrap()).unwrap();
     let env = vec![("AWS_SSM_INSTANCE_ID".to_string(), "mi-0123456789abcdef0".to_string())];
     let ctx = Context { work_dir: &work, env: &env, interrupt };
-    let results = runner::run_document(&steps, &ctx);
+    let results = runner::run_document(&steps, &ctx, &mut |_| {});
     let json = results.iter().map(PluginResult::to_json).collect();
     std::fs::remove_dir_all(work).unwrap();
     (results, json)

@@ -9,6 +9,8 @@
 //!   verified with the node's registered public key. The date is checked against the clock as
 //!   for any SigV4 request.
 //! * `UpdateInstanceInformation` is ordinary SigV4 with the node's temporary credentials.
+//! * The other private operations of the agent's SDK ([`UNSUPPORTED`]) are authenticated like
+//!   any call and answer `UnsupportedOperationException` naming the operation.
 //! * The message service (`EC2WindowsMessageDeliveryService.*`: GetMessages, AcknowledgeMessage,
 //!   SendReply, FailMessage, DeleteMessage) is SigV4 with the node's credentials scoped to the
 //!   signing name `ec2messages`.
@@ -30,6 +32,46 @@ pub const OPERATIONS: &[&str] = &[
     "UpdateInstanceInformation",
 ];
 
+/// The operations of the AWS agent's own SSM SDK (`extra/aws-sdk-go/service/ssm` in
+/// aws/amazon-ssm-agent, `ssmiface.SSMAPI`) that the public model does not have and ssmd does not
+/// implement: signed requests for them answer `UnsupportedOperationException` naming the
+/// operation, never `UnknownOperationException` (the agent's association, inventory, package and
+/// calendar plugins call some of them and log the answer).
+pub const UNSUPPORTED: &[&str] = &[
+    "DeleteCommands",
+    "DescribeAutomationActions",
+    "DescribeAutomationExecutionParameters",
+    "DescribeDocumentInternal",
+    "DescribeDocumentParameters",
+    "DescribeDocumentSchema",
+    "DescribeDocumentStepSchema",
+    "DescribeDocumentSteps",
+    "ExecuteApi",
+    "GetAutomationAction",
+    "GetCalendar",
+    "GetCommandInteractiveToken",
+    "GetDocumentInternal",
+    "GetManifest",
+    "GetResourcePolicyInternal",
+    "GetServiceSettingInternal",
+    "ListCalendarEvents",
+    "ListConsumerAccounts",
+    "ListInstanceAssociations",
+    "ListResourcesSupportPolicy",
+    "ListServiceSettingsInternal",
+    "ListSharedResources",
+    "LockServiceLinkedRole",
+    "PutCalendar",
+    "PutConfigurePackageResult",
+    "RequestAccess",
+    "UnlockServiceLinkedRole",
+    "UpdateInstanceAssociationStatus",
+    "UpdateParameterDataInternal",
+    "UpdateResourceSharingStateV2",
+    "UpdateServiceSettingInternal",
+    "ValidateResourceSharing",
+];
+
 /// The `X-Amz-Target` prefix of the message service.
 pub const MESSAGE_PREFIX: &str = "EC2WindowsMessageDeliveryService";
 
@@ -42,7 +84,7 @@ pub fn operation(target: &str) -> Option<&'static str> {
         return ssmd_api::commands::delivery::OPERATIONS.iter().copied().find(|o| *o == op);
     }
     let op = target.strip_prefix(ssmd_model::generated::schema::TARGET_PREFIX)?.strip_prefix('.')?;
-    OPERATIONS.iter().copied().find(|o| *o == op)
+    OPERATIONS.iter().chain(UNSUPPORTED).copied().find(|o| *o == op)
 }
 
 /// Whether a target names the message service.
@@ -108,6 +150,10 @@ pub async fn handle(state: &crate::AppState, op: &'static str, req: &RequestPart
         "UpdateInstanceInformation" => {
             let caller = state.auth.authenticate(req, state.clock.now_ms()).await?;
             nodes::update_instance_information(svc, &caller, crate::parse_input(req.body)?).await
+        }
+        other if UNSUPPORTED.contains(&other) => {
+            state.auth.authenticate(req, state.clock.now_ms()).await?;
+            Err(ApiError::not_implemented(other))
         }
         other => Err(ApiError::new(ErrorCode::UnknownOperationException, format!("Unknown operation {other}."))),
     }

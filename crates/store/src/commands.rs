@@ -55,6 +55,9 @@ pub struct NewCommand {
     pub targets: Vec<(String, String)>,
     /// How many of the first targets are dispatched at once.
     pub dispatch: usize,
+    /// Every invocation's `plugins` to begin with (JSON; the caller's placeholders for the
+    /// document's steps, so replies can keep the document's order).
+    pub plugins: String,
 }
 
 /// A stored command.
@@ -240,7 +243,7 @@ impl Store {
                     sql::query(
                         "INSERT INTO command_invocations (command_id, instance_id, account, region, seq, requested_ms, \
                      instance_name, status, status_details, dispatched_ms, response_code, stdout, stderr, plugins) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'Pending', 'Pending', $8, -1, '', '', '[]')",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'Pending', 'Pending', $8, -1, '', '', $9)",
                     )
                     .bind(&c.id)
                     .bind(instance)
@@ -250,6 +253,7 @@ impl Store {
                     .bind(c.requested_ms)
                     .bind(name)
                     .bind(dispatched)
+                    .bind(&c.plugins)
                     .execute(&mut *tx)
                     .await?;
                     if dispatched.is_some() {

@@ -26,6 +26,7 @@ fn command(id: &str, nodes: &[String]) -> NewCommand {
         progress: "{}".into(),
         targets: nodes.iter().map(|n| (n.clone(), n.clone())).collect(),
         dispatch: nodes.len(),
+        plugins: "[]".into(),
     }
 }
 

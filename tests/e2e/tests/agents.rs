@@ -173,6 +173,95 @@ async fn execution_timeout_and_cancel_kill_the_process_group() {
     let _ = std::fs::remove_dir_all(&marks);
 }
 
+/// A 2.2 document whose first step fails and second succeeds: ssmd-agent replies as each step
+/// ends and then with the document's status alone (the AWS agent's sequence), and every step
+/// survives — in the document's order, each by its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_step_documents_keep_every_step() {
+    let server = Server::start(Backend::Sqlite);
+    let c = server.client();
+    let agent = one_node(&server, &c).await;
+    let node = agent.id.clone();
+    let content = serde_json::json!({"schemaVersion": "2.2", "description": "two steps", "mainSteps": [
+        {"action": "aws:runShellScript", "name": "first", "inputs": {"runCommand": ["echo one", "exit 2"]}},
+        {"action": "aws:runShellScript", "name": "second", "inputs": {"runCommand": ["echo two"]}},
+        {"action": "aws:runShellScript", "name": "third", "inputs": {"runCommand": ["echo three >&2"]}}]});
+    c.create_document()
+        .name("TwoSteps")
+        .content(content.to_string())
+        .document_type(aws_sdk_ssm::types::DocumentType::Command)
+        .send()
+        .await
+        .unwrap();
+    let id = c
+        .send_command()
+        .document_name("TwoSteps")
+        .instance_ids(&node)
+        .send()
+        .await
+        .unwrap()
+        .command
+        .unwrap()
+        .command_id
+        .unwrap();
+    let cmd = wait_command(&c, &id, 30).await;
+    assert_eq!((cmd.status().unwrap().as_str(), cmd.error_count()), ("Failed", 1));
+    let listed = c.list_command_invocations().command_id(&id).details(true).send().await.unwrap();
+    let inv = &listed.command_invocations()[0];
+    let plugins: Vec<(&str, &str, i32, &str)> = inv
+        .command_plugins()
+        .iter()
+        .map(|p| (p.name().unwrap(), p.status().unwrap().as_str(), p.response_code(), p.output().unwrap()))
+        .collect();
+    assert_eq!(
+        plugins,
+        [
+            ("first", "Failed", 2, "one\n\n----------ERROR-------\nfailed to run commands: exit status 2"),
+            ("second", "Success", 0, "two\n"),
+            ("third", "Success", 0, "\n----------ERROR-------\nthree\n")
+        ]
+    );
+    let get = |plugin: Option<&str>| {
+        let c = c.clone();
+        let (id, node, plugin) = (id.clone(), node.clone(), plugin.map(str::to_string));
+        async move {
+            c.get_command_invocation().command_id(id).instance_id(node).set_plugin_name(plugin).send().await.unwrap()
+        }
+    };
+    let first = get(Some("first")).await;
+    assert_eq!(
+        (status(first.status()), first.response_code(), first.standard_output_content()),
+        ("Failed", 2, Some("one\n"))
+    );
+    assert_eq!(first.standard_error_content(), Some("failed to run commands: exit status 2"));
+    let second = get(Some("second")).await;
+    assert_eq!(
+        (status(second.status()), second.response_code(), second.standard_output_content()),
+        ("Success", 0, Some("two\n"))
+    );
+    let whole = get(None).await;
+    assert_eq!((whole.plugin_name(), status(whole.status()), whole.response_code()), (Some(""), "Failed", 2));
+    assert_eq!(whole.standard_output_content(), Some("one\n\ntwo\n"));
+    // Step start times are the steps' own.
+    let starts: Vec<_> = inv.command_plugins().iter().map(|p| p.response_start_date_time().cloned()).collect();
+    assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
+}
+
+/// The agent's reply to a cancel message is answered like any other, and not counted an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_replies_are_answered() {
+    let server = Server::start(Backend::Sqlite);
+    let c = server.client();
+    let agent = one_node(&server, &c).await;
+    let node = agent.id.clone();
+    let id = send(&c, std::slice::from_ref(&node), &["sleep 30"], &[]).await;
+    wait_invocation(&c, &id, &node, "InProgress", 15).await;
+    c.cancel_command().command_id(&id).send().await.unwrap();
+    wait_command(&c, &id, 15).await;
+    let refused = server.counter("ssmd_requests_total", r#"operation="SendReply",code="ValidationException""#);
+    assert_eq!(refused, 0.0, "{}", server.metrics());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_over_the_limits_is_truncated_as_ssm_does() {
     let server = Server::start(Backend::Sqlite);

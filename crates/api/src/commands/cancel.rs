@@ -81,7 +81,10 @@ pub(crate) async fn cancel(
             } else if status == InvStatus::InProgress {
                 inv.status = InvStatus::Cancelling.to_string();
                 inv.status_details = InvStatus::Cancelling.to_string();
-                cancels.push((ssmd_core::ids::uuid(), inv.instance_id.clone()));
+                cancels.push((
+                    super::delivery::cancel_message_id(&i.command_id, &inv.instance_id),
+                    inv.instance_id.clone(),
+                ));
                 cancelling.push(inv);
             }
         }

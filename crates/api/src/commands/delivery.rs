@@ -13,7 +13,9 @@ use ssmd_model::Caller;
 use std::time::Duration;
 
 /// The operations of `EC2WindowsMessageDeliveryService`.
-pub const OPERATIONS: &[&str] = &["GetMessages", "AcknowledgeMessage", "SendReply", "FailMessage", "DeleteMessage"];
+/// `GetEndpoint` is in the agent's SDK too (`ssmmds`); ssmd has no endpoint discovery and says so.
+pub const OPERATIONS: &[&str] =
+    &["GetMessages", "AcknowledgeMessage", "SendReply", "FailMessage", "DeleteMessage", "GetEndpoint"];
 
 /// The longest a GetMessages call is held when there is nothing for the node (the AWS agent's
 /// HTTP timeout is 20 s).
@@ -54,6 +56,22 @@ fn parse_message_id(id: &str) -> Option<(&str, &str)> {
     (!command.is_empty() && !node.is_empty() && !node.contains('.')).then_some((command, node))
 }
 
+/// What a cancel message id starts its command part with.
+const CANCEL_PREFIX: &str = "cancel-";
+
+/// The id of the cancel message of command `command_id` for `node`:
+/// `aws.ssm.cancel-<CommandId>.<InstanceId>` — the AWS agent takes the part before the node as
+/// a command id, and a reply to it names the command it cancels.
+pub(crate) fn cancel_message_id(command_id: &str, node: &str) -> String {
+    format!("aws.ssm.{CANCEL_PREFIX}{command_id}.{node}")
+}
+
+/// (command id, node) of a cancel message id.
+fn parse_cancel_id(id: &str) -> Option<(&str, &str)> {
+    let (command, node) = parse_message_id(id)?;
+    Some((command.strip_prefix(CANCEL_PREFIX).filter(|c| !c.is_empty())?, node))
+}
+
 /// Runs operation `op` of the message service for `caller`.
 pub async fn handle(svc: &Service, caller: &Caller, op: &str, input: Value) -> Result<Vec<u8>, ApiError> {
     if !input.is_object() {
@@ -67,7 +85,7 @@ pub async fn handle(svc: &Service, caller: &Caller, op: &str, input: Value) -> R
             if !svc.store.ack_message(&node, id).await.map_err(store_error)? {
                 return Err(invalid_message(id));
             }
-            if let Some((command_id, _)) = parse_message_id(id) {
+            if let Some((command_id, _)) = parse_message_id(id).filter(|_| parse_cancel_id(id).is_none()) {
                 picked_up(svc, caller, command_id, &node).await?;
             }
             json!({})
@@ -81,6 +99,7 @@ pub async fn handle(svc: &Service, caller: &Caller, op: &str, input: Value) -> R
             }
             json!({})
         }
+        "GetEndpoint" => return Err(ApiError::not_implemented(op)),
         other => {
             return Err(ApiError::new(ErrorCode::UnknownOperationException, format!("Unknown operation {other}.")));
         }
@@ -187,36 +206,6 @@ async fn fail_message(svc: &Service, node: &str, input: &Value) -> Result<Value,
     Ok(json!({}))
 }
 
-/// What an agent reply says about one plugin.
-fn reply_plugin(name: &str, v: &Value, now: i64) -> Plugin {
-    // NUL can't be stored in PostgreSQL text (a script printing binary output would make every
-    // reply fail); it is dropped, like other output the agent could not have shown as text.
-    let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().replace('\0', "");
-    let status = text("status");
-    let end = End::from_agent(&status);
-    let code = v.get("code").and_then(Value::as_i64).unwrap_or(if end.is_some() { 0 } else { -1 });
-    // `NotStarted` is the agent's word (its protocol, not the SSM model) for a plugin it has
-    // not begun; any other non-final status means the plugin runs. StatusDetails (free text)
-    // says the same as Status in both cases.
-    let (status, details) = match end {
-        Some(e) => (e.plugin_status(), e.details().to_string()),
-        None if status == "NotStarted" => (CommandPluginStatus::Pending, CommandPluginStatus::Pending.to_string()),
-        None => (CommandPluginStatus::InProgress, CommandPluginStatus::InProgress.to_string()),
-    };
-    Plugin {
-        name: v.get("stepName").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(name).replace('\0', ""),
-        status,
-        status_details: details,
-        // The AWS agent reports a Failed plugin with code 0 as code 1.
-        response_code: if end == Some(End::Failed) && code == 0 { 1 } else { code },
-        start_ms: Some(now),
-        end_ms: end.map(|_| now),
-        output: cut(&text("output"), MAX_OUTPUT_CHARS),
-        stdout: cut(&text("standardOutput"), MAX_STDOUT_CHARS),
-        stderr: cut(&text("standardError"), MAX_STDERR_CHARS),
-    }
-}
-
 async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -> Result<Value, ApiError> {
     let id = required(input, "MessageId")?;
     let reply_id = required(input, "ReplyId")?;
@@ -228,77 +217,37 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
         ));
     }
     let payload_text = required(input, "Payload")?;
-    let Some((command_id, msg_node)) = parse_message_id(id) else {
-        return Err(invalid_message(id));
+    let payload: Value = serde_json::from_str(payload_text).map_err(|e| {
+        ApiError::new(ErrorCode::ValidationException, format!("The reply Payload is not valid JSON: {e}"))
+    })?;
+    let (command_id, msg_node, cancel) = match parse_cancel_id(id) {
+        Some((command, n)) => (command, n, true),
+        None => match parse_message_id(id) {
+            Some((command, n)) => (command, n, false),
+            None => return Err(invalid_message(id)),
+        },
     };
     if msg_node != node {
         return Err(access_denied(format!("Node {node} may not reply for {msg_node}.")));
     }
-    let payload: Value = serde_json::from_str(payload_text).map_err(|e| {
-        ApiError::new(ErrorCode::ValidationException, format!("The reply Payload is not valid JSON: {e}"))
-    })?;
-    let document_status = payload.get("documentStatus").and_then(Value::as_str).unwrap_or_default().to_string();
+    if cancel {
+        // The AWS agent answers every message it takes with a document-level reply before it
+        // acknowledges it, cancel messages included, and re-sends one that failed for two hours
+        // (the first failure stops its queue). The cancel's effect is the command's own reply.
+        return ignored(svc, caller, command_id, node, id).await;
+    }
+    let reply = reply::Reply::read(&payload, svc.now_ms());
     let now = svc.now_ms();
-    // Plugins in the order the agent lists them (serde_json keeps object order).
-    let reported: Vec<Plugin> = payload
-        .get("runtimeStatus")
-        .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| reply_plugin(k, v, now)).collect())
-        .unwrap_or_default();
     let mut unsent = false;
     let settled = settle(svc, command_id, Scope::One(node), Some((reply_id, id)), |row, invocations| {
         unsent = false; // a retried transaction decides afresh
         // A reply for a command this node was never sent (or not sent yet: rate control has not
         // reached it) names no message of its own.
-        let Some(mut inv) = invocations.into_iter().next().filter(|i| i.dispatched_ms.is_some()) else {
+        let Some(inv) = invocations.into_iter().next().filter(|i| i.dispatched_ms.is_some()) else {
             unsent = true;
             return None;
         };
-        let status = or_log(invocation_status(&inv))?;
-        if is_final(status) {
-            return None; // a late or repeated reply never rewrites a final result
-        }
-        inv.started_ms = inv.started_ms.or(Some(now));
-        // Merge: a plugin keeps its first start time; one first seen finished started with the
-        // invocation (the agent's first reply carries no plugins).
-        let before = or_log(plugins(&inv))?;
-        let mut list = reported.clone();
-        for pl in &mut list {
-            let old = before.iter().find(|o| o.name == pl.name).and_then(|o| o.start_ms);
-            pl.start_ms = old.or(if pl.end_ms.is_some() { inv.started_ms } else { pl.start_ms });
-        }
-        if list.is_empty() {
-            list = before;
-        }
-        let joined =
-            |f: fn(&Plugin) -> &str| list.iter().map(f).filter(|t| !t.is_empty()).collect::<Vec<_>>().join("\n");
-        inv.stdout = cut(&joined(|p| &p.stdout), MAX_STDOUT_CHARS);
-        inv.stderr = cut(&joined(|p| &p.stderr), MAX_STDERR_CHARS);
-        inv.plugins = serde_json::to_string(&list).expect("plugins serialise");
-        let s = match End::from_agent(&document_status) {
-            Some(end) => {
-                let mut p = progress(row).ok()?;
-                inv.response_code = list
-                    .iter()
-                    .map(|pl| pl.response_code)
-                    .find(|c| *c != 0)
-                    .unwrap_or(if end == End::Success { 0 } else { 1 });
-                let mut ends = Ends::default();
-                ends.end(&mut p, inv, end, now);
-                ends.into_settlement(settlement(row, &mut p, true)?)
-            }
-            None => {
-                if not_started(status) {
-                    mark_in_progress(&mut inv);
-                }
-                // Progress is untouched: the command only moves from Pending to InProgress.
-                let mut s = started(row)?;
-                s.acked = vec![inv.instance_id.clone()];
-                s.invocations = vec![inv];
-                s
-            }
-        };
-        Some(s)
+        fold(row, inv, &reply, now)
     })
     .await?;
     // Not settled: a repeated ReplyId (fine), or no such command — read only on this rare path.
@@ -312,6 +261,79 @@ async fn send_reply(svc: &Service, caller: &Caller, node: &str, input: &Value) -
     Ok(json!({}))
 }
 
+/// A reply to a cancel message: accepted with the service's empty answer and otherwise ignored,
+/// as long as the message named a command of this node (else `InvalidMessageId`, as for any
+/// message the node was never sent).
+async fn ignored(svc: &Service, caller: &Caller, command_id: &str, node: &str, id: &str) -> Result<Value, ApiError> {
+    let inv = svc.store.invocation(&caller.account, &caller.region, command_id, node).await.map_err(store_error)?;
+    if inv.is_none_or(|i| i.dispatched_ms.is_none()) {
+        return Err(invalid_message(id));
+    }
+    tracing::debug!(message_id = id, "reply to a cancel message accepted and ignored");
+    Ok(json!({}))
+}
+
+/// How `reply` changes invocation `inv` of command `row`: its steps merge (see `reply`), the
+/// first final document status ends it, an earlier one marks it started. `None`: nothing
+/// changes (a reply that repeats what is stored, or a late one about an ended step).
+fn fold(row: &CommandRow, mut inv: InvocationRow, reply: &reply::Reply, now: i64) -> Option<Settlement> {
+    let status = or_log(invocation_status(&inv))?;
+    let mut steps = or_log(super::steps(&inv))?;
+    if !reply.trace.is_empty() && steps.trace.is_empty() {
+        steps.trace = reply.trace.clone();
+    }
+    if is_final(status) {
+        // The end is decided and never rewritten; a step reply that was spooled by the agent and
+        // comes after the document's end still fills its step — if the agent ended the
+        // invocation (not a deadline or a refused message).
+        let by_agent = inv.started_ms.is_some()
+            && [End::Success, End::Failed, End::ExecutionTimedOut, End::Cancelled]
+                .iter()
+                .any(|e| e.details() == inv.status_details && e.status() == status);
+        if !by_agent || !reply::merge(&mut steps.plugins, &reply.steps, true) {
+            return None;
+        }
+        let end = [End::Success, End::Failed, End::ExecutionTimedOut, End::Cancelled]
+            .into_iter()
+            .find(|e| e.details() == inv.status_details);
+        reply::derive(&mut inv, &steps.plugins, &steps.trace, end);
+        inv.plugins = steps.to_json();
+        let mut s = started(row)?;
+        s.invocations = vec![inv];
+        return Some(s);
+    }
+    inv.started_ms = inv.started_ms.or(Some(now));
+    reply::merge(&mut steps.plugins, &reply.steps, false);
+    let end = reply.document.and_then(reply::AgentStatus::end);
+    if let Some(end) = end
+        && !steps.trace.is_empty()
+        && steps.plugins.iter().all(|p| p.placeholder)
+    {
+        // The agent failed the document before running any step: its reason is every step's.
+        reply::fail_unreported(&mut steps.plugins, end, &steps.trace, now);
+    }
+    reply::derive(&mut inv, &steps.plugins, &steps.trace, end);
+    inv.plugins = steps.to_json();
+    Some(match end {
+        Some(end) => {
+            let mut p = progress(row).ok()?;
+            let mut ends = Ends::default();
+            ends.end(&mut p, inv, end, now);
+            ends.into_settlement(settlement(row, &mut p, true)?)
+        }
+        None => {
+            if not_started(status) {
+                mark_in_progress(&mut inv);
+            }
+            // Progress is untouched: the command only moves from Pending to InProgress.
+            let mut s = started(row)?;
+            s.acked = vec![inv.instance_id.clone()];
+            s.invocations = vec![inv];
+            s
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +344,8 @@ mod tests {
         assert_eq!(parse_message_id("aws.ssm.abc"), None);
         assert_eq!(parse_message_id("aws.ssm.a.b.c"), None);
         assert_eq!(parse_message_id("other.abc.mi-1"), None);
+        let cancel = cancel_message_id("abc-1", "mi-0123");
+        assert_eq!(parse_cancel_id(&cancel), Some(("abc-1", "mi-0123")));
+        assert_eq!(parse_cancel_id("aws.ssm.abc-1.mi-0123"), None);
     }
 }

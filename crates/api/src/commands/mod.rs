@@ -13,6 +13,7 @@ pub(crate) mod cancel;
 pub mod delivery;
 pub(crate) mod pickup;
 pub(crate) mod query;
+pub(crate) mod reply;
 pub(crate) mod send;
 pub mod worker;
 
@@ -91,6 +92,30 @@ pub(crate) struct Plugin {
     pub output: String,
     pub stdout: String,
     pub stderr: String,
+    /// A step of the document the node has not reported yet (see `reply::placeholders`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub placeholder: bool,
+}
+
+/// What an invocation keeps of its node's replies: its steps and the agent's reason for
+/// failing the document as a whole (`documentTraceOutput`). Stored as JSON in the invocation's
+/// `plugins` column: a bare array of steps when there is no reason (as before there was one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Steps {
+    pub plugins: Vec<Plugin>,
+    #[serde(default)]
+    pub trace: String,
+}
+
+impl Steps {
+    /// The stored form.
+    pub(crate) fn to_json(&self) -> String {
+        if self.trace.is_empty() {
+            serde_json::to_string(&self.plugins).expect("plugins serialise")
+        } else {
+            serde_json::to_string(self).expect("plugins serialise")
+        }
+    }
 }
 
 impl Plugin {
@@ -112,11 +137,21 @@ impl Plugin {
     }
 }
 
-/// The plugins stored with an invocation.
-pub(crate) fn plugins(i: &InvocationRow) -> Result<Vec<Plugin>, ApiError> {
-    serde_json::from_str(&i.plugins).map_err(|e| {
+/// The steps and trace stored with an invocation.
+pub(crate) fn steps(i: &InvocationRow) -> Result<Steps, ApiError> {
+    let bad = |e: serde_json::Error| {
         ApiError::internal(format!("the plugins of {} on {} do not read back: {e}", i.command_id, i.instance_id))
-    })
+    };
+    if i.plugins.trim_start().starts_with('{') {
+        serde_json::from_str(&i.plugins).map_err(bad)
+    } else {
+        Ok(Steps { plugins: serde_json::from_str(&i.plugins).map_err(bad)?, trace: String::new() })
+    }
+}
+
+/// The plugins stored with an invocation (placeholders included).
+pub(crate) fn plugins(i: &InvocationRow) -> Result<Vec<Plugin>, ApiError> {
+    Ok(steps(i)?.plugins)
 }
 
 /// A stored command's `Status`.
@@ -186,6 +221,7 @@ pub(crate) fn invocation_shape(
     i: &InvocationRow,
     details: bool,
 ) -> Result<CommandInvocation, ApiError> {
+    let steps = steps(i)?;
     Ok(CommandInvocation {
         command_id: Some(i.command_id.clone()),
         instance_id: Some(i.instance_id.clone()),
@@ -196,10 +232,14 @@ pub(crate) fn invocation_shape(
         requested_date_time: Some(ssmd_core::clock::epoch_seconds(i.requested_ms)),
         status: Some(invocation_status(i)?),
         status_details: Some(i.status_details.clone()),
-        trace_output: Some(String::new()),
+        command_plugins: Some(if details {
+            reply::reported(&steps.plugins).into_iter().map(|p| p.shape(spec)).collect()
+        } else {
+            vec![]
+        }),
+        trace_output: Some(steps.trace),
         standard_output_url: Some(String::new()),
         standard_error_url: Some(String::new()),
-        command_plugins: Some(if details { plugins(i)?.iter().map(|p| p.shape(spec)).collect() } else { vec![] }),
         service_role: Some(spec.service_role.clone().unwrap_or_default()),
         notification_config: Some(spec.notification_config.clone().unwrap_or_else(|| NotificationConfig {
             notification_arn: Some(String::new()),

@@ -155,7 +155,12 @@ pub(crate) async fn get_invocation(
                 format!("The plugin name {name} is not valid for this command."),
             )
         })?),
-        None => (list.len() == 1).then(|| list[0].clone()),
+        // A one-step document's step is the invocation's view; with several, the invocation's
+        // own (derived from them) is.
+        None => match &list[..] {
+            [only] if !only.placeholder => Some(only.clone()),
+            _ => None,
+        },
     };
     let (status, details, code, start, end, stdout, stderr) = match &plugin {
         Some(p) => (
@@ -227,7 +232,7 @@ pub(crate) async fn first_result(svc: &Service, c: &CommandRow) -> ssmd_core::au
             id: c.id.clone(),
             status,
             response_code,
-            output: plugins.iter().map(|p| p.output.as_str()).collect::<Vec<_>>().join("\n"),
+            output: reply::reported(&plugins).iter().map(|p| p.output.as_str()).collect::<Vec<_>>().join("\n"),
         },
         (Err(e), _) | (_, Err(e)) => {
             or_log::<()>(Err(e));

@@ -163,6 +163,7 @@ pub(crate) async fn send_with_id(
         alarm_configuration: i.alarm_configuration.clone(),
         ..Default::default()
     };
+    let steps = Steps { plugins: super::reply::placeholders(&content), trace: String::new() };
     let payload = json!({
         "Parameters": Value::Object(values),
         "DocumentContent": content,
@@ -189,6 +190,7 @@ pub(crate) async fn send_with_id(
         progress: serde_json::to_string(&p).expect("progress serialises"),
         targets: nodes.iter().map(|n| (n.id.clone(), n.name.clone())).collect(),
         dispatch: first.len(),
+        plugins: steps.to_json(),
     };
     svc.store.insert_command(&new).await.map_err(store_error)?;
     // The answer is what was just stored: no need to read it back.
