@@ -361,28 +361,34 @@ impl Store {
 
     /// One window of the account and region.
     pub async fn window(&self, account: &str, region: &str, id: &str) -> Result<Option<WindowRow>> {
-        sql::query(format!(
-            "SELECT {WINDOW_COLUMNS} FROM maintenance_windows WHERE id = $1 AND account = $2 AND region = $3"
-        ))
-        .bind(id)
-        .bind(account)
-        .bind(region)
-        .fetch_optional(&self.db)
-        .await?
-        .as_ref()
-        .map(window_row)
-        .transpose()
+        self.row_by_id("maintenance_windows", WINDOW_COLUMNS, id, Some((account, region)), window_row).await
     }
 
     /// One window by id alone (the engine).
     pub async fn window_by_id(&self, id: &str) -> Result<Option<WindowRow>> {
-        sql::query(format!("SELECT {WINDOW_COLUMNS} FROM maintenance_windows WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.db)
-            .await?
-            .as_ref()
-            .map(window_row)
-            .transpose()
+        self.row_by_id("maintenance_windows", WINDOW_COLUMNS, id, None, window_row).await
+    }
+
+    /// One row of `table` by id, within the account and Region when `scope` names them.
+    async fn row_by_id<T>(
+        &self,
+        table: &str,
+        columns: &str,
+        id: &str,
+        scope: Option<(&str, &str)>,
+        read: fn(&sql::Row) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let mut q = match scope {
+            Some(_) => {
+                sql::query(format!("SELECT {columns} FROM {table} WHERE id = $1 AND account = $2 AND region = $3"))
+            }
+            None => sql::query(format!("SELECT {columns} FROM {table} WHERE id = $1")),
+        }
+        .bind(id);
+        if let Some((account, region)) = scope {
+            q = q.bind(account).bind(region);
+        }
+        q.fetch_optional(&self.db).await?.as_ref().map(read).transpose()
     }
 
     /// Windows of the account and region in name order after `after` = (name, id), those
@@ -629,28 +635,12 @@ impl Store {
 
     /// One window execution of the account and region.
     pub async fn window_run(&self, account: &str, region: &str, id: &str) -> Result<Option<WindowRunRow>> {
-        sql::query(format!(
-            "SELECT {RUN_COLUMNS} FROM window_executions WHERE id = $1 AND account = $2 AND region = $3"
-        ))
-        .bind(id)
-        .bind(account)
-        .bind(region)
-        .fetch_optional(&self.db)
-        .await?
-        .as_ref()
-        .map(run_row)
-        .transpose()
+        self.row_by_id("window_executions", RUN_COLUMNS, id, Some((account, region)), run_row).await
     }
 
     /// One window execution by id alone (the engine).
     pub async fn window_run_by_id(&self, id: &str) -> Result<Option<WindowRunRow>> {
-        sql::query(format!("SELECT {RUN_COLUMNS} FROM window_executions WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.db)
-            .await?
-            .as_ref()
-            .map(run_row)
-            .transpose()
+        self.row_by_id("window_executions", RUN_COLUMNS, id, None, run_row).await
     }
 
     /// A window's executions, newest first (by start time), after `after` = (start, id), those
