@@ -129,7 +129,13 @@ async fn one(o: &Opts, backend: Backend) -> Result<Row> {
     let db = Fresh::with(o.pg.as_deref(), backend, "windows")?;
     let store = Store::open(&db.url).await?;
     let svc = Arc::new(
-        ssmd_api::Service::new(store.clone(), Arc::new(SystemClock)).await.map_err(|e| anyhow::anyhow!("{e}"))?,
+        ssmd_api::Service::new(store.clone(), Arc::new(SystemClock))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_window_settings(ssmd_api::windows::Settings {
+                max_windows: (o.windows + o.burst + 10) as i64,
+                ..Default::default()
+            }),
     );
 
     // Idle: a daily run 12 hours from now.

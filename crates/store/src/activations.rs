@@ -182,7 +182,7 @@ impl Store {
                 .any_of("default_instance_name", &f.default_instance_names)
                 .any_of("iam_role", &f.iam_roles);
             if let Some((t, id)) = after {
-                w.and("(created_ms > ?1 OR (created_ms = ?1 AND id > ?2))", [t.into(), id.into()]);
+                w.and("created_ms >= ?1 AND (created_ms > ?1 OR id > ?2)", [t.into(), id.into()]);
             }
             let q = w.query(&format!("SELECT {COLUMNS} FROM activations"), "ORDER BY created_ms, id", limit);
             q.fetch_all(&self.db).await?.iter().map(row).collect()

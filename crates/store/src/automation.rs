@@ -562,7 +562,7 @@ impl Store {
                 w.and("start_ms > ?1", [t.into()]);
             }
             if let Some((t, id)) = after {
-                w.and("(start_ms < ?1 OR (start_ms = ?1 AND id > ?2))", [t.into(), id.into()]);
+                w.and("start_ms <= ?1 AND (start_ms < ?1 OR id > ?2)", [t.into(), id.into()]);
             }
             let q = w.query(
                 &format!("SELECT start_ms, {COLUMNS} FROM automation_executions"),

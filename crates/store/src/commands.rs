@@ -736,7 +736,7 @@ impl Store {
             }
             w.any_of("c.status", &f.statuses);
             if let Some((t, id)) = after {
-                w.and("(c.requested_ms < ?1 OR (c.requested_ms = ?1 AND c.id > ?2))", [t.into(), id.into()]);
+                w.and("c.requested_ms <= ?1 AND (c.requested_ms < ?1 OR c.id > ?2)", [t.into(), id.into()]);
             }
             let cols: Vec<String> = COMMAND_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
             let q = w.query(
@@ -785,7 +785,7 @@ impl Store {
             };
             if let Some((t, id, seq)) = after {
                 w.and(
-                    "(i.requested_ms < ?1 OR (i.requested_ms = ?1 AND (i.command_id > ?2 OR (i.command_id = ?2 AND i.seq > ?3))))",
+                    "i.requested_ms <= ?1 AND (i.requested_ms < ?1 OR i.command_id > ?2 OR (i.command_id = ?2 AND i.seq > ?3))",
                     [t.into(), id.into(), seq.into()],
                 );
             }

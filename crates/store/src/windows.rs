@@ -411,7 +411,7 @@ impl Store {
                 w.and("enabled = ?1", [i64::from(e).into()]);
             }
             if let Some((name, id)) = after {
-                w.and("(name > ?1 OR (name = ?1 AND id > ?2))", [name.into(), id.into()]);
+                w.and("name >= ?1 AND (name > ?1 OR id > ?2)", [name.into(), id.into()]);
             }
             w.query(&format!("SELECT {WINDOW_COLUMNS} FROM maintenance_windows"), "ORDER BY name, id", limit)
                 .fetch_all(&self.db)
@@ -662,7 +662,7 @@ impl Store {
             w.and("start_ms > ?1", [t.into()]);
         }
         if let Some((t, id)) = after {
-            w.and("(start_ms < ?1 OR (start_ms = ?1 AND id > ?2))", [t.into(), id.into()]);
+            w.and("start_ms <= ?1 AND (start_ms < ?1 OR id > ?2)", [t.into(), id.into()]);
         }
         w.query(&format!("SELECT {RUN_COLUMNS} FROM window_executions"), "ORDER BY start_ms DESC, id", limit)
             .fetch_all(&self.db)
