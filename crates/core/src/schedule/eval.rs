@@ -217,9 +217,10 @@ impl Timetable {
         let ambiguous = tz.to_ambiguous_timestamp(local);
         match ambiguous.offset() {
             AmbiguousOffset::Gap { before, .. } => {
-                // Read with the offset before the jump, the time lands after it: the jump is
-                // the last transition before that.
-                let past = before.to_timestamp(local).ok()?;
+                // Read with the offset before the jump, the time lands at or after it: the jump
+                // is the last transition up to that instant (`preceding` is strictly before, so
+                // look from a millisecond later: the first time of the gap is the jump itself).
+                let past = before.to_timestamp(local).ok()?.checked_add(jiff::SignedDuration::from_millis(1)).ok()?;
                 tz.preceding(past).next().map(|t| t.timestamp().as_millisecond())
             }
             _ => ambiguous.earlier().ok().map(|t| t.as_millisecond()),

@@ -303,6 +303,19 @@ fn a_time_the_clocks_repeat_runs_once_at_the_first_pass() {
 }
 
 #[test]
+fn a_run_at_the_first_instant_of_a_gap_runs_when_the_clocks_jump() {
+    // 02:00 itself is the first time New York skips on 2026-03-08 (the property test found
+    // this: the jump was looked up strictly before 02:00 EST, which is the jump itself).
+    let t = table("cron(0 2 * * ? *)", Some("America/New_York"), "2026-03-01T00:00:00Z");
+    assert_eq!(
+        local_runs(&t, "2026-03-08T06:59:59.999Z", 2),
+        ["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"]
+    );
+    let t = table("at(2026-03-08T02:00:00)", Some("America/New_York"), "2026-01-01T00:00:00Z");
+    assert_eq!(local_runs(&t, "2026-01-01T00:00:00Z", 2), ["2026-03-08T03:00:00-04:00"]);
+}
+
+#[test]
 fn at_in_a_gap_runs_when_the_clocks_jump_and_in_an_overlap_at_the_first_pass() {
     let t = table("at(2026-03-08T02:30:00)", Some("America/New_York"), "2026-01-01T00:00:00Z");
     assert_eq!(local_runs(&t, "2026-01-01T00:00:00Z", 2), ["2026-03-08T03:00:00-04:00"]);
