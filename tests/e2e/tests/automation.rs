@@ -264,14 +264,15 @@ both_backends!(
         tokio::time::sleep(Duration::from_millis(700)).await;
         assert_eq!((status(&get(&c, &second).await), status(&get(&c, &third).await)), ("Pending", "Pending"));
         for id in [&first, &second, &third] {
-            wait_until(&c, id, 10, "its turn", |x| status(x) == "Waiting").await;
+            // Generous: the whole suite shares two cores; alone this takes under a second.
+            wait_until(&c, id, 30, "its turn", |x| status(x) == "Waiting").await;
             c.send_automation_signal()
                 .automation_execution_id(id)
                 .signal_type(SignalType::Approve)
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(status(&finished(&c, id, 10).await), "Success");
+            assert_eq!(status(&finished(&c, id, 30).await), "Success");
         }
     }
 );

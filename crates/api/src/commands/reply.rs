@@ -149,7 +149,10 @@ pub(crate) fn placeholders(content: &Value) -> Vec<Plugin> {
     if let Some(steps) = content.get("mainSteps").and_then(Value::as_array) {
         keys.extend(steps.iter().filter_map(|s| s.get("name").and_then(Value::as_str)).map(clean));
     } else if let Some(plugins) = content.get("runtimeConfig").and_then(Value::as_object) {
+        // Plugin-name order, whatever order the map keeps (serde_json's depends on features
+        // other crates of a build turn on).
         keys.extend(plugins.keys().map(|k| clean(k)));
+        keys.sort();
     }
     keys.dedup();
     keys.into_iter()
