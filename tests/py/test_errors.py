@@ -233,9 +233,9 @@ def test_unknown_key_is_unrecognized_client(server):
         ("get_parameter", {"Name": "p"}, "GetParameter"),
         ("put_parameter", {"Name": "p", "Value": "v", "Type": "String"}, "PutParameter"),
         ("create_association", {"Name": "AWS-RunShellScript"}, "CreateAssociation"),
-        ("describe_maintenance_windows", {}, "DescribeMaintenanceWindows"),
+        ("describe_patch_baselines", {}, "DescribePatchBaselines"),
     ],
-    ids=["GetParameter", "PutParameter", "CreateAssociation", "DescribeMaintenanceWindows"],
+    ids=["GetParameter", "PutParameter", "CreateAssociation", "DescribePatchBaselines"],
 )
 def test_unsupported_operations(ssm, call, kwargs, operation):
     err = expect_error("UnsupportedOperationException", getattr(ssm, call), **kwargs)
