@@ -1,7 +1,7 @@
 //! Maintenance windows running on the real engine with a manual clock: a rate window fires at
 //! its occurrences (not before, once), runs its tasks in priority order over registered
 //! targets with MaxConcurrency and MaxErrors, starts automations, honours the cutoff, cancels,
-//! records overlapping and missed runs, and substitutes pseudo-parameters. Nodes are registered
+//! records overlapping and missed runs, substitutes pseudo-parameters, and forgets ended executions after the history days. Nodes are registered
 //! and answer in-process.
 
 mod common;
@@ -339,4 +339,25 @@ async fn a_run_missed_while_down_is_recorded_and_the_schedule_resumes_after_now(
     let next = call(svc, &c, "GetMaintenanceWindow", json!({"WindowId": w})).await["NextExecutionTime"].clone();
     assert_eq!(next, "2027-01-15T09:10:00.000Z");
     engine2.shutdown().await;
+}
+
+#[tokio::test]
+async fn ended_executions_are_forgotten_after_the_history_days() {
+    let Running { svc, clock, .. } = &service().await;
+    let c = root();
+    let w = window(svc, &c, json!({"Schedule": "rate(5 minutes)", "Duration": 1, "Cutoff": 0})).await;
+    clock.advance(5 * MINUTE);
+    eventually("the run", || async { executions(svc, &c, &w).await.first().is_some_and(|x| x["Status"] == "SUCCESS") })
+        .await;
+    let x = executions(svc, &c, &w).await[0]["WindowExecutionId"].as_str().unwrap().to_string();
+    call(svc, &c, "UpdateMaintenanceWindow", json!({"WindowId": w, "Enabled": false})).await;
+    // 29 days on it is still there; past 30 days (AWS's retention, the default) it is gone.
+    clock.advance(29 * 24 * 60 * MINUTE);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    call(svc, &c, "GetMaintenanceWindowExecution", json!({"WindowExecutionId": x})).await;
+    clock.advance(2 * 24 * 60 * MINUTE);
+    eventually("the purge", || async { executions(svc, &c, &w).await.is_empty() }).await;
+    let op = ssmd_model::Operation::from_name("GetMaintenanceWindowExecution").unwrap();
+    let err = svc.call(&c, op, json!({"WindowExecutionId": x})).await.unwrap_err();
+    assert_eq!(err.code(), ssmd_model::ErrorCode::DoesNotExistException);
 }
