@@ -1,8 +1,8 @@
 //! Maintenance windows running on the real engine with a manual clock: a rate window fires at
 //! its occurrences (not before, once), runs its tasks in priority order over registered
 //! targets with MaxConcurrency and MaxErrors, starts automations, honours the cutoff, cancels,
-//! records overlapping and missed runs, substitutes pseudo-parameters, and forgets ended executions after the history days. Nodes are registered
-//! and answer in-process.
+//! records overlapping and missed runs, substitutes pseudo-parameters, and forgets ended
+//! executions after the history days. Nodes are registered and answer in-process.
 
 mod common;
 
