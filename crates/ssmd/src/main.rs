@@ -95,7 +95,9 @@ impl DbArgs {
 
     async fn open_with(&self, limits: &ssmd_store::PgLimits) -> Result<Store> {
         let url = self.url()?;
-        Store::open_with(&url, limits).await.with_context(|| format!("opening the database at {url}"))
+        Store::open_with(&url, limits)
+            .await
+            .with_context(|| format!("opening the database at {}", ssmd_store::redacted_url(&url)))
     }
 }
 

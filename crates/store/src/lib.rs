@@ -44,6 +44,19 @@ pub use idempotency::IdempotencyRecord;
 pub use keys::AccessKey;
 pub use nodes::{NODE_TAGS, NewNode, NodeInfo, NodeRegistration, NodeRow};
 pub use sql::PgLimits;
+
+/// A database URL fit to print: a password in it is replaced by `***`
+/// (`postgres://postgres:***@db/ssmd`).
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else { return url.to_string() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_string(),
+    }
+}
 pub use tags::Tag;
 pub use windows::{
     Fire, InvocationRunRow, Part, RunWrite, TaskRunRow, WINDOW_FIRE_JOB, WINDOW_RUN_JOB, WINDOW_TAGS, WindowPartRow,
@@ -187,4 +200,17 @@ async fn timed<T>(op: &'static str, fut: impl std::future::Future<Output = T>) -
 
 fn opt_str(row: &sql::Row, col: &str) -> Result<Option<String>> {
     row.get::<Option<String>>(col)
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn passwords_never_print() {
+        use super::redacted_url as r;
+        assert_eq!(r("postgres://postgres:S3cretPass@db:5432/ssmd"), "postgres://postgres:***@db:5432/ssmd");
+        assert_eq!(r("postgres://u:p%40ss@h/d?sslmode=disable"), "postgres://u:***@h/d?sslmode=disable");
+        assert_eq!(r("postgres://postgres@127.0.0.1:5432/x"), "postgres://postgres@127.0.0.1:5432/x");
+        assert_eq!(r("sqlite:///tmp/ssmd.db"), "sqlite:///tmp/ssmd.db");
+        assert_eq!(r("not a url"), "not a url");
+    }
 }

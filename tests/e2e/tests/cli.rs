@@ -67,3 +67,16 @@ fn bad_configuration_is_refused_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--listen"));
 }
+
+#[test]
+fn a_database_password_never_prints() {
+    // Nothing listens on port 1: the connection fails and the error names the database.
+    let out = Command::new(ssmd_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", "postgres://postgres:S3cretPass@127.0.0.1:1/ssmd"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("postgres://postgres:***@127.0.0.1:1/ssmd"), "{err}");
+    assert!(!err.contains("S3cretPass") && !String::from_utf8_lossy(&out.stdout).contains("S3cretPass"), "{err}");
+}
