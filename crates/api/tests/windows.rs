@@ -361,3 +361,26 @@ async fn ended_executions_are_forgotten_after_the_history_days() {
     let err = svc.call(&c, op, json!({"WindowExecutionId": x})).await.unwrap_err();
     assert_eq!(err.code(), ssmd_model::ErrorCode::DoesNotExistException);
 }
+
+#[tokio::test]
+async fn a_schedule_change_replans_the_next_fire_at_once() {
+    let Running { svc, clock, .. } = &service().await;
+    let c = root();
+    let w = window(svc, &c, json!({"Schedule": "rate(5 minutes)", "Duration": 1, "Cutoff": 0})).await;
+    clock.advance(2 * MINUTE);
+    call(svc, &c, "UpdateMaintenanceWindow", json!({"WindowId": w, "Schedule": "rate(10 minutes)"})).await;
+    // The old occurrence (5 minutes after creation) never fires; the new one counts from the update.
+    clock.advance(3 * MINUTE);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(executions(svc, &c, &w).await.is_empty());
+    clock.advance(7 * MINUTE - 1);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(executions(svc, &c, &w).await.is_empty());
+    clock.advance(1);
+    eventually("the replanned fire", || async { executions(svc, &c, &w).await.len() == 1 }).await;
+    // Disabled: nothing more fires.
+    call(svc, &c, "UpdateMaintenanceWindow", json!({"WindowId": w, "Enabled": false})).await;
+    clock.advance(30 * MINUTE);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(executions(svc, &c, &w).await.len(), 1);
+}
