@@ -349,3 +349,85 @@ def test_accounts_do_not_see_each_others_parameters(ssm, second_account):
     other = second_account.client
     expect_error("ParameterNotFound", other.get_parameter, Name=f"{r}/mine")
     assert other.get_parameters_by_path(Path=r)["Parameters"] == []
+
+
+# --------------------------------------------------------------------------- references
+
+
+def test_run_command_resolves_references_when_sent(new_account, server):
+    from fake_node import FakeNode
+
+    acct = new_account()
+    ssm = acct.client
+    act = ssm.create_activation(IamRole="SSMServiceRole", RegistrationLimit=1)
+    node = FakeNode.register(server.endpoint, REGION, act["ActivationId"], act["ActivationCode"], ping=True,
+                             computer_name="pnode.local")
+    r = root()
+    ssm.put_parameter(Name=f"{r}/greeting", Value="hello", Type="String")
+    ssm.put_parameter(Name=f"{r}/greeting", Value="hello2", Type="String", Overwrite=True)
+    ssm.label_parameter_version(Name=f"{r}/greeting", ParameterVersion=1, Labels=["first"])
+    secret = f"s-{uuid.uuid4().hex}"
+    ssm.put_parameter(Name=f"{r}/pw", Value=secret, Type="SecureString")
+    sent = [f"echo {{{{ssm:{r}/greeting}}}} {{{{ ssm:{r}/greeting:1 }}}} {{{{ssm:{r}/greeting:first}}}}",
+            f"login {{{{ssm-secure:{r}/pw}}}}"]
+    c = ssm.send_command(InstanceIds=[node.instance_id], DocumentName="AWS-RunShellScript",
+                         Parameters={"commands": sent})["Command"]
+    # The command keeps what was sent; the node gets the values (the secret stays a reference,
+    # for the node's agent to read).
+    assert c["Parameters"]["commands"] == sent
+    msgs = node.messages()
+    assert len(msgs) == 1
+    import json
+    payload = json.loads(msgs[0]["Payload"])
+    assert payload["Parameters"]["commands"] == ["echo hello2 hello hello", f"login {{{{ssm-secure:{r}/pw}}}}"]
+    assert secret not in msgs[0]["Payload"]
+
+    for bad in [f"{{{{ssm:{r}/missing}}}}", f"{{{{ssm:{r}/greeting:7}}}}", f"{{{{ssm:{r}/pw}}}}",
+                f"{{{{ssm-secure:{r}/greeting}}}}"]:
+        err = expect_error("InvalidParameters", ssm.send_command, InstanceIds=[node.instance_id],
+                           DocumentName="AWS-RunShellScript", Parameters={"commands": [bad]})
+        assert secret not in err["Message"]
+
+
+RUNBOOK = """
+schemaVersion: '0.3'
+parameters:
+  Greeting:
+    type: String
+    default: '{{ssm:NAME}}'
+  Other:
+    type: String
+mainSteps:
+  - name: wait
+    action: aws:sleep
+    inputs:
+      Duration: PT0S
+"""
+
+
+def test_automation_resolves_references_in_values_and_defaults(ssm):
+    r = root()
+    ssm.put_parameter(Name=f"{r}/g", Value="one", Type="String")
+    ssm.put_parameter(Name=f"{r}/g", Value="two", Type="String", Overwrite=True)
+    ssm.put_parameter(Name=f"{r}/pw", Value="secret", Type="SecureString")
+    doc = f"rb-{uuid.uuid4().hex[:12]}"
+    ssm.create_document(Name=doc, DocumentType="Automation", DocumentFormat="YAML",
+                        Content=RUNBOOK.replace("NAME", f"{r}/g"))
+    eid = ssm.start_automation_execution(DocumentName=doc, Parameters={"Other": [f"{{{{ssm:{r}/g:1}}}}"]})[
+        "AutomationExecutionId"]
+    import time
+    deadline = time.monotonic() + 20
+    while True:
+        x = ssm.get_automation_execution(AutomationExecutionId=eid)["AutomationExecution"]
+        if x["AutomationExecutionStatus"] in ("Success", "Failed", "Cancelled", "TimedOut"):
+            break
+        assert time.monotonic() < deadline, x
+        time.sleep(0.2)
+    assert x["AutomationExecutionStatus"] == "Success"
+    assert x["Parameters"]["Greeting"] == ["two"] and x["Parameters"]["Other"] == ["one"]
+    for bad in [f"{{{{ssm:{r}/none}}}}", f"{{{{ssm-secure:{r}/pw}}}}", f"{{{{ssm:{r}/pw}}}}"]:
+        expect_error("InvalidAutomationExecutionParametersException", ssm.start_automation_execution,
+                     DocumentName=doc, Parameters={"Other": [bad]})
+    ssm.delete_parameter(Name=f"{r}/g")
+    expect_error("InvalidAutomationExecutionParametersException", ssm.start_automation_execution,
+                 DocumentName=doc, Parameters={"Other": ["x"]})

@@ -12,6 +12,7 @@
 //!   one carries a label (ParameterMaxVersionLimitExceeded).
 
 pub mod crypto;
+pub(crate) mod refs;
 
 use crate::errors::validation;
 use crate::pagination::page_size;
