@@ -431,3 +431,69 @@ def test_automation_resolves_references_in_values_and_defaults(ssm):
     ssm.delete_parameter(Name=f"{r}/g")
     expect_error("InvalidAutomationExecutionParametersException", ssm.start_automation_execution,
                  DocumentName=doc, Parameters={"Other": ["x"]})
+
+
+# --------------------------------------------------------------------------- durability
+
+
+def test_kill_9_during_a_burst_loses_no_acknowledged_version(server, tmp_path):
+    import threading
+    import time
+
+    from conftest import Server
+
+    srv = Server(server.backend, tmp_path)
+    srv.start()
+    try:
+        ssm = srv.client()
+        name = f"{root()}/burst"
+        secret_name = f"{root()}/burst-secret"
+        ssm.put_parameter(Name=name, Value="0", Type="String")
+        ssm.put_parameter(Name=secret_name, Value="s0", Type="SecureString")
+        acked: list[int] = []
+        secret_acked: list[int] = []
+
+        def burst():
+            i = 0
+            while True:
+                i += 1
+                try:
+                    v = ssm.put_parameter(Name=name, Value=str(i), Overwrite=True)["Version"]
+                    acked.append(v)
+                    if i % 5 == 0:
+                        secret_acked.append(ssm.put_parameter(Name=secret_name, Value=f"s{i}",
+                                                              Overwrite=True)["Version"])
+                except Exception:
+                    return
+
+        t = threading.Thread(target=burst, daemon=True)
+        t.start()
+        deadline = time.monotonic() + 10
+        while len(acked) < 30 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        srv.proc.kill()  # SIGKILL: no shutdown of any kind
+        srv.proc.wait(timeout=10)
+        t.join(timeout=30)
+        assert len(acked) >= 30, acked
+        srv.backend = "restarted"  # same database and data directory, no new database
+        srv.start()
+        ssm = srv.client()
+        history = []
+        token = None
+        while True:
+            extra = {"NextToken": token} if token else {}
+            page = ssm.get_parameter_history(Name=name, **extra)
+            history += [h["Version"] for h in page["Parameters"]]
+            token = page.get("NextToken")
+            if not token:
+                break
+        kept = set(history)
+        # 100 versions are kept: every acknowledged one among the newest 100 is there.
+        newest = max(kept)
+        assert newest >= max(acked)
+        assert all(v in kept for v in acked if v > newest - 100)
+        latest = ssm.get_parameter(Name=secret_name, WithDecryption=True)["Parameter"]
+        assert latest["Version"] >= max(secret_acked, default=1)
+        assert latest["Value"].startswith("s")  # the master key survived the restart
+    finally:
+        srv.stop()
