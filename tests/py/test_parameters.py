@@ -109,9 +109,6 @@ def test_allowed_pattern_data_type_and_tiers(ssm):
                              Tier="Intelligent-Tiering")["Tier"] == "Standard"
     expect_error("ValidationException", ssm.put_parameter, Name=f"{r}/big", Value="s", Overwrite=True,
                  Tier="Standard")
-    expect_error("InvalidPolicyTypeException", ssm.put_parameter, Name=f"{r}/pol", Value="v", Type="String",
-                 Tier="Advanced",
-                 Policies='[{"Type":"Expiration","Version":"1.0","Attributes":{"Timestamp":"2030-01-01T00:00:00Z"}}]')
 
 
 def test_delete_and_delete_many(ssm):
@@ -497,3 +494,53 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_version(server, tmp_path):
         assert latest["Value"].startswith("s")  # the master key survived the restart
     finally:
         srv.stop()
+
+
+# --------------------------------------------------------------------------- policies
+
+
+def test_policies_are_checked_shown_and_expiration_deletes(ssm):
+    import json
+    import time
+    from datetime import timedelta, timezone
+
+    r = root()
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    later = "2035-01-01T00:00:00.000Z"
+    exp = lambda ts: {"Type": "Expiration", "Version": "1.0", "Attributes": {"Timestamp": ts}}
+    note = {"Type": "NoChangeNotification", "Version": "1.0", "Attributes": {"After": "20", "Unit": "Days"}}
+
+    def put(name, policies, **kw):
+        kw.setdefault("Type", "String")
+        return ssm.put_parameter(Name=name, Value="v", Policies=json.dumps(policies), **kw)
+
+    def refused(code, name, policies, **kw):
+        kw.setdefault("Type", "String")
+        expect_error(code, ssm.put_parameter, Name=name, Value="v", Policies=json.dumps(policies), **kw)
+
+    refused("InvalidPolicyTypeException", f"{r}/x", [{"Type": "Nope", "Version": "1.0"}],
+                 Tier="Advanced")
+    refused("InvalidPolicyAttributeException", f"{r}/x", [exp("tomorrow")], Tier="Advanced")
+    refused("InvalidPolicyAttributeException", f"{r}/x", [exp("2001-01-01T00:00:00Z")],
+                 Tier="Advanced")
+    refused("IncompatiblePolicyException", f"{r}/x", [exp(later), exp(later)], Tier="Advanced")
+    refused("PoliciesLimitExceededException", f"{r}/x", [note] * 11, Tier="Advanced")
+    refused("ValidationException", f"{r}/x", [exp(later)], Tier="Standard")
+    refused("ValidationException", f"{r}/x", [exp(later)])
+
+    assert put(f"{r}/kept", [exp(later), note], Tier="Intelligent-Tiering")["Tier"] == "Advanced"
+    meta = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [f"{r}/kept"]}])["Parameters"][0]
+    assert sorted(p["PolicyType"] for p in meta["Policies"]) == ["Expiration", "NoChangeNotification"]
+    assert all(p["PolicyStatus"] == "Pending" and json.loads(p["PolicyText"]) for p in meta["Policies"])
+
+    put(f"{r}/gone", [exp(soon)], Tier="Advanced")
+    assert ssm.get_parameter(Name=f"{r}/gone")["Parameter"]["Value"] == "v"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            ssm.get_parameter(Name=f"{r}/gone")
+        except ssm.exceptions.ParameterNotFound:
+            break
+        assert time.monotonic() < deadline, "the parameter did not expire"
+        time.sleep(0.3)
+    assert ssm.get_parameter(Name=f"{r}/kept")["Parameter"]["Value"] == "v"

@@ -128,6 +128,11 @@ impl Service {
             Arc::new(windows::drive::Drivers::new(self.clone())),
             ssmd_engine::Settings { lease_ms: settings.lease_ms, ..Default::default() },
         );
+        engine.run_jobs(
+            ssmd_store::PARAMETER_EXPIRE_JOB,
+            Arc::new(parameters::policies::Expirer::new(self.clone())),
+            ssmd_engine::Settings { slots: 4, lease_ms: settings.lease_ms, ..Default::default() },
+        );
         let now = self.now_ms();
         for key in [commands::worker::PURGE_REPLIES, commands::worker::PURGE_WINDOW_HISTORY] {
             self.store.add_job(commands::worker::MAINTENANCE_JOB, key, now, None, now).await.map_err(store_error)?;

@@ -17,6 +17,9 @@ use crate::{Backend, Result, Store, Tag, timed};
 
 /// The tag resource type of parameters.
 pub const PARAMETER_TAGS: &str = "Parameter";
+/// The job kind that deletes parameters at their Expiration policy's time (key
+/// `account/region/name`).
+pub const PARAMETER_EXPIRE_JOB: &str = "parameter-expire";
 
 /// One version of a parameter (or the latest, from `parameters`).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -154,7 +157,9 @@ impl Store {
     /// Writes `p` as the next version of its parameter. `expect`: the version the caller read
     /// (`None`: the parameter must not exist; it is created as version 1 with `tags`).
     /// `p.version` is ignored. `quota`: the most parameters of `p.tier` an account and region may
-    /// hold; `max_versions`: the most versions kept.
+    /// hold; `max_versions`: the most versions kept. `expire_ms`: when an Expiration policy
+    /// deletes it (its expire job is planned in the same transaction).
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_parameter(
         &self,
         p: &ParameterRow,
@@ -162,6 +167,7 @@ impl Store {
         tags: &[Tag],
         quota: i64,
         max_versions: i64,
+        expire_ms: Option<i64>,
     ) -> Result<PutOutcome> {
         timed("put_parameter", async {
             transaction!(self.db, |tx| {
@@ -272,6 +278,10 @@ impl Store {
                 )
                 .execute(&mut *tx)
                 .await?;
+                if let Some(at) = expire_ms {
+                    let key = format!("{}/{}/{}", p.account, p.region, p.name);
+                    Store::schedule_job(tx, PARAMETER_EXPIRE_JOB, &key, at, None, p.modified_ms).await?;
+                }
                 Ok(PutOutcome::Written(p.version))
             })
         })
@@ -385,23 +395,44 @@ impl Store {
 
     /// Deletes a parameter with its versions, labels and tags; false if there is none.
     pub async fn delete_parameter(&self, account: &str, region: &str, name: &str) -> Result<bool> {
+        self.delete_parameter_at(account, region, name, None).await
+    }
+
+    /// [`Store::delete_parameter`], only while its latest version is `version` (if given).
+    pub async fn delete_parameter_at(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<bool> {
         timed("delete_parameter", async {
-            transaction!(self.db, |tx| { Store::drop_parameter(tx, account, region, name).await })
+            transaction!(self.db, |tx| { Store::drop_parameter(tx, account, region, name, version).await })
         })
         .await
     }
 
-    async fn drop_parameter(tx: &mut Tx<'_>, account: &str, region: &str, name: &str) -> Result<bool> {
-        let Some(tier) =
-            sql::query("DELETE FROM parameters WHERE account = $1 AND region = $2 AND name = $3 RETURNING tier")
-                .bind(account)
-                .bind(region)
-                .bind(name)
-                .scalar_opt::<String>(&mut *tx)
-                .await?
+    async fn drop_parameter(
+        tx: &mut Tx<'_>,
+        account: &str,
+        region: &str,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<bool> {
+        let Some(tier) = sql::query(
+            "DELETE FROM parameters WHERE account = $1 AND region = $2 AND name = $3 AND ($4 < 0 OR version = $4) \
+             RETURNING tier",
+        )
+        .bind(account)
+        .bind(region)
+        .bind(name)
+        .bind(version.unwrap_or(-1))
+        .scalar_opt::<String>(&mut *tx)
+        .await?
         else {
             return Ok(false);
         };
+        Store::cancel_job(tx, PARAMETER_EXPIRE_JOB, &format!("{account}/{region}/{name}")).await?;
         for table in ["parameter_versions", "parameter_labels"] {
             sql::query(format!("DELETE FROM {table} WHERE account = $1 AND region = $2 AND name = $3"))
                 .bind(account)

@@ -12,6 +12,7 @@
 //!   one carries a label (ParameterMaxVersionLimitExceeded).
 
 pub mod crypto;
+pub mod policies;
 pub(crate) mod refs;
 
 use crate::errors::validation;
@@ -232,8 +233,8 @@ fn to_parameter(
     })
 }
 
-fn policies(row: &ParameterRow) -> Option<Vec<ParameterInlinePolicy>> {
-    row.policies.as_ref().map(|_| Vec::new())
+fn shown_policies(row: &ParameterRow) -> Vec<ParameterInlinePolicy> {
+    policies::shown(row.policies.as_deref())
 }
 
 fn to_metadata(row: &ParameterRow) -> Result<ParameterMetadata, ApiError> {
@@ -248,7 +249,7 @@ fn to_metadata(row: &ParameterRow) -> Result<ParameterMetadata, ApiError> {
         allowed_pattern: row.allowed_pattern.clone(),
         version: Some(row.version),
         tier: Some(tier(row)?),
-        policies: Some(policies(row).unwrap_or_default()),
+        policies: Some(shown_policies(row)),
         data_type: Some(row.data_type.clone()),
     })
 }
@@ -324,12 +325,7 @@ pub(crate) async fn put(
     if let Some(tags) = &i.tags {
         crate::tags::check_new(tags)?;
     }
-    if i.policies.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidPolicyTypeException,
-            "ssmd does not support parameter policies (Expiration, ExpirationNotification, NoChangeNotification) yet.",
-        ));
-    }
+    let new_policies = i.policies.as_deref().map(|p| policies::parse(p, svc.now_ms())).transpose()?;
     if let Some(p) = &i.allowed_pattern {
         compile_pattern(p)?;
     }
@@ -369,11 +365,16 @@ pub(crate) async fn put(
             .unwrap_or_else(|| "text".to_string());
         check_data_type(&data_type, t, &i.value)?;
         let prev_tier = prev.map(tier).transpose()?;
+        // Policies given replace the previous ones; left out, the previous ones stay.
+        let policy_text = match &new_policies {
+            Some(p) => Some(p.text.clone()),
+            None => prev.and_then(|p| p.policies.clone()),
+        };
         let len = i.value.chars().count();
         let want = i.tier.or(prev_tier).unwrap_or(ParameterTier::Standard);
         let chosen = match want {
             ParameterTier::IntelligentTiering => {
-                if len > STANDARD_VALUE || prev_tier == Some(ParameterTier::Advanced) {
+                if len > STANDARD_VALUE || prev_tier == Some(ParameterTier::Advanced) || policy_text.is_some() {
                     ParameterTier::Advanced
                 } else {
                     ParameterTier::Standard
@@ -387,6 +388,13 @@ pub(crate) async fn put(
                 "This parameter uses the advanced-parameter tier. You can't downgrade a parameter from the \
                  advanced-parameter tier to the standard-parameter tier. If necessary, you can delete the advanced \
                  parameter and recreate it as a standard parameter.",
+            ));
+        }
+        if chosen == ParameterTier::Standard && policy_text.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::ValidationException,
+                "Parameter policies are supported only for parameters in the Advanced tier; set Tier to Advanced or \
+                 Intelligent-Tiering.",
             ));
         }
         let limit = if chosen == ParameterTier::Advanced { ADVANCED_VALUE } else { STANDARD_VALUE };
@@ -419,7 +427,7 @@ pub(crate) async fn put(
             allowed_pattern,
             tier: chosen.as_str().to_string(),
             data_type,
-            policies: None,
+            policies: policy_text.clone(),
             modified_ms: svc.now_ms(),
             modified_user: caller.arn.clone(),
             labels: Vec::new(),
@@ -434,7 +442,8 @@ pub(crate) async fn put(
         let tags: Vec<ssmd_store::Tag> =
             i.tags.iter().flatten().map(|t| ssmd_store::Tag { key: t.key.clone(), value: t.value.clone() }).collect();
         let expect = prev.map(|p| (p.version, p.tier.as_str()));
-        match svc.store.put_parameter(&row, expect, &tags, quota, MAX_VERSIONS).await.map_err(store_error)? {
+        let expire_ms = new_policies.as_ref().and_then(|p| p.expire_ms);
+        match svc.store.put_parameter(&row, expect, &tags, quota, MAX_VERSIONS, expire_ms).await.map_err(store_error)? {
             PutOutcome::Written(v) => return Ok(PutParameterResult { version: Some(v), tier: Some(chosen) }),
             PutOutcome::Moved if prev.is_none() && !overwrite => return Err(already_exists()),
             PutOutcome::Moved if attempts < 5 => continue,
@@ -591,7 +600,7 @@ pub(crate) async fn history(
                 version: Some(r.version),
                 labels: Some(r.labels.clone()),
                 tier: Some(tier(r)?),
-                policies: Some(policies(r).unwrap_or_default()),
+                policies: Some(shown_policies(r)),
                 data_type: Some(r.data_type.clone()),
             })
         })

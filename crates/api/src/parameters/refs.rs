@@ -14,8 +14,8 @@
 //! * Replacement is one pass: a value that itself contains `{{…}}` is not expanded again.
 
 use super::{Service, lookup};
-use ssmd_model::shapes::ParameterType;
 use ssmd_model::Caller;
+use ssmd_model::shapes::ParameterType;
 use std::collections::BTreeMap;
 
 /// Which operation the references are resolved for.
