@@ -544,3 +544,59 @@ def test_policies_are_checked_shown_and_expiration_deletes(ssm):
         assert time.monotonic() < deadline, "the parameter did not expire"
         time.sleep(0.3)
     assert ssm.get_parameter(Name=f"{r}/kept")["Parameter"]["Value"] == "v"
+
+
+def test_window_tasks_resolve_references_when_they_run(server, new_account):
+    import json
+    import time
+    from datetime import timedelta, timezone
+
+    from fake_node import FakeNode, final, in_progress
+
+    acct = new_account()
+    ssm = acct.client
+    act = ssm.create_activation(IamRole="SSMServiceRole", RegistrationLimit=1)
+    node = FakeNode.register(server.endpoint, REGION, act["ActivationId"], act["ActivationCode"], ping=True,
+                             computer_name="pw-node.local")
+    r = root()
+    ssm.put_parameter(Name=f"{r}/greeting", Value="at-registration", Type="String")
+    ssm.put_parameter(Name=f"{r}/duration", Value="PT0S", Type="String")
+    at = (datetime.now(timezone.utc) + timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%S")
+    wid = ssm.create_maintenance_window(Name=f"pw-{uuid.uuid4().hex[:8]}", Schedule=f"at({at})", Duration=1,
+                                        Cutoff=0, AllowUnassociatedTargets=False)["WindowId"]
+    tid = ssm.register_target_with_maintenance_window(
+        WindowId=wid, ResourceType="INSTANCE", Targets=[{"Key": "InstanceIds", "Values": [node.instance_id]}],
+    )["WindowTargetId"]
+    ssm.register_task_with_maintenance_window(
+        WindowId=wid, TaskType="RUN_COMMAND", TaskArn="AWS-RunShellScript", Priority=1, MaxConcurrency="1",
+        MaxErrors="0", Targets=[{"Key": "WindowTargetIds", "Values": [tid]}],
+        TaskInvocationParameters={"RunCommand": {"Parameters": {"commands": [f"echo {{{{ssm:{r}/greeting}}}}"]}}},
+    )
+    ssm.register_task_with_maintenance_window(
+        WindowId=wid, TaskType="AUTOMATION", TaskArn="AWS-Sleep", Priority=2,
+        TaskInvocationParameters={"Automation": {"Parameters": {"Duration": [f"{{{{ssm:{r}/duration}}}}"]}}},
+    )
+    # Changed after registration: the task reads the value as it is when it runs.
+    ssm.put_parameter(Name=f"{r}/greeting", Value="at-run", Type="String", Overwrite=True)
+
+    deadline = time.monotonic() + 30
+    msgs = []
+    while not msgs:
+        assert time.monotonic() < deadline, "the window's command never arrived"
+        msgs = node.messages(timeout=20)
+    payload = json.loads(msgs[0]["Payload"])
+    assert payload["Parameters"]["commands"] == ["echo at-run"], payload
+    node.reply(msgs[0]["MessageId"], in_progress())
+    node.ack(msgs[0]["MessageId"])
+    node.reply(msgs[0]["MessageId"], final("Success", 0, "at-run\n"))
+    deadline = time.monotonic() + 30
+    while True:
+        execs = ssm.describe_maintenance_window_executions(WindowId=wid)["WindowExecutions"]
+        if execs and execs[0]["Status"] not in ("PENDING", "IN_PROGRESS"):
+            break
+        assert time.monotonic() < deadline, execs
+        time.sleep(0.3)
+    assert execs[0]["Status"] == "SUCCESS", execs
+    autos = ssm.describe_automation_executions(
+        Filters=[{"Key": "DocumentNamePrefix", "Values": ["AWS-Sleep"]}])["AutomationExecutionMetadataList"]
+    assert autos, "the automation task did not start"
