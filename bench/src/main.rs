@@ -17,6 +17,7 @@
 mod automation;
 mod engine;
 mod nodes;
+mod parameters;
 mod schedule;
 mod windows;
 
@@ -97,8 +98,20 @@ fn main() -> Result<()> {
         Some("schedule") => schedule::run(&args[1..]),
         Some("engine") => engine::run(&args[1..]),
         Some("windows") => windows::run(&args[1..]),
+        Some("parameters") => {
+            let mut rest: Vec<String> = args[1..].to_vec();
+            let count = match rest.iter().position(|a| a == "--count") {
+                Some(i) => {
+                    let v = rest.get(i + 1).context("missing value")?.parse()?;
+                    rest.drain(i..i + 2);
+                    v
+                }
+                None => 9_990, // with the two others, inside the 10,000 Standard parameters an account may hold
+            };
+            parameters::run(&parse_opts(&rest)?, count)
+        }
         _ => bail!(
-            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] [--no-sqlite] [--perf PREFIX] [--keep] | agent [--agent PATH] [--ssmd PATH] | schedule [--batches N] | engine [--parts timers,claims,wakeups,settle] [--pg URL | --no-pg] [--no-sqlite] [--timers N] [--due N] [--window S] [--idle S] [--jobs N] [--wakeups N] [--pace-ms MS] [--nodes N] [--replies N] | windows [--windows N] [--burst N] [--idle S] [--calls N] [--pg URL | --no-pg] [--no-sqlite] | floor-server)"
+            "usage: ssmd-bench (http [--seconds N] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | automation [--executions N] [--waiting N] [--parts throughput,approvals,fanout] [--rounds N] [--ssmd PATH] [--pg URL | --no-pg] | nodes [--nodes N] [--rounds N] [--ssmd PATH] [--agent PATH | --no-agent] [--pg URL | --no-pg] [--no-sqlite] [--perf PREFIX] [--keep] | agent [--agent PATH] [--ssmd PATH] | schedule [--batches N] | engine [--parts timers,claims,wakeups,settle] [--pg URL | --no-pg] [--no-sqlite] [--timers N] [--due N] [--window S] [--idle S] [--jobs N] [--wakeups N] [--pace-ms MS] [--nodes N] [--replies N] | parameters [--count N] [--seconds N] [--rounds N] [--pg URL | --no-pg] | windows [--windows N] [--burst N] [--idle S] [--calls N] [--pg URL | --no-pg] [--no-sqlite] | floor-server)"
         ),
     }
 }

@@ -230,12 +230,12 @@ def test_unknown_key_is_unrecognized_client(server):
 @pytest.mark.parametrize(
     "call,kwargs,operation",
     [
-        ("get_parameter", {"Name": "p"}, "GetParameter"),
-        ("put_parameter", {"Name": "p", "Value": "v", "Type": "String"}, "PutParameter"),
+        ("describe_ops_items", {}, "DescribeOpsItems"),
+        ("get_inventory", {}, "GetInventory"),
         ("create_association", {"Name": "AWS-RunShellScript"}, "CreateAssociation"),
         ("describe_patch_baselines", {}, "DescribePatchBaselines"),
     ],
-    ids=["GetParameter", "PutParameter", "CreateAssociation", "DescribePatchBaselines"],
+    ids=["DescribeOpsItems", "GetInventory", "CreateAssociation", "DescribePatchBaselines"],
 )
 def test_unsupported_operations(ssm, call, kwargs, operation):
     err = expect_error("UnsupportedOperationException", getattr(ssm, call), **kwargs)

@@ -95,7 +95,7 @@ def test_create_refused_for_reserved_tag_key_leaves_nothing_behind(ssm):
     expect_error("InvalidDocument", ssm.get_document, Name=name)
 
 
-@pytest.mark.parametrize("resource_type", ["Parameter", "PatchBaseline", "OpsItem"])
+@pytest.mark.parametrize("resource_type", ["PatchBaseline", "OpsItem"])
 def test_other_resource_types(ssm, resource_type):
     expect_error("InvalidResourceType", ssm.list_tags_for_resource, ResourceType=resource_type,
                  ResourceId="whatever")

@@ -29,6 +29,7 @@ pub mod pool;
 pub mod register;
 pub mod reply;
 pub mod runner;
+pub mod secure;
 pub mod seen;
 pub mod session;
 pub mod spool;

@@ -152,6 +152,14 @@ impl Node {
         }
     }
 
+    /// The command's steps, with its `{{ssm-secure:…}}` references read from the service.
+    fn interpret(&self, job: &Job) -> Result<Vec<crate::document::Step>, String> {
+        let params = crate::secure::resolve(&job.payload.parameters, |body| {
+            self.session.call("AmazonSSM.GetParameters", body).map_err(|e| e.to_string())
+        })?;
+        crate::document::interpret(&job.payload.document_content, &params)
+    }
+
     /// Runs one command and queues its final reply.
     fn execute(&self, job: &Job) {
         let id = &job.message.message_id;
@@ -159,27 +167,26 @@ impl Node {
         let work_rel = format!("{}/{}", state::WORK, safe(&job.payload.command_id, id));
         let work_dir = self.session.state().dir(&work_rel);
         let started = Instant::now();
-        let (results, trace) =
-            match (crate::document::interpret(&job.payload.document_content, &job.payload.parameters), work_dir) {
-                (Err(e), _) => (Vec::new(), e),
-                (Ok(steps), Err(e)) => (
-                    self.report_steps(
-                        id,
-                        runner::not_run(&steps, Status::Failed, 1, &format!("cannot create the work directory: {e}")),
-                    ),
-                    String::new(),
+        let (results, trace) = match (self.interpret(job), work_dir) {
+            (Err(e), _) => (Vec::new(), e),
+            (Ok(steps), Err(e)) => (
+                self.report_steps(
+                    id,
+                    runner::not_run(&steps, Status::Failed, 1, &format!("cannot create the work directory: {e}")),
                 ),
-                (Ok(steps), Ok(dir)) => {
-                    if job.interrupt.state() == Interruption::Cancelled {
-                        (self.report_steps(id, runner::not_run(&steps, Status::Cancelled, 1, "")), String::new())
-                    } else {
-                        crate::info!("{id}: running {} step(s)", steps.len());
-                        let ctx = runner::Context { work_dir: &dir, env: &self.env, interrupt: &job.interrupt };
-                        let mut step_done = |so_far: &[runner::PluginResult]| self.report_step(id, so_far);
-                        (runner::run_document(&steps, &ctx, &mut step_done), String::new())
-                    }
+                String::new(),
+            ),
+            (Ok(steps), Ok(dir)) => {
+                if job.interrupt.state() == Interruption::Cancelled {
+                    (self.report_steps(id, runner::not_run(&steps, Status::Cancelled, 1, "")), String::new())
+                } else {
+                    crate::info!("{id}: running {} step(s)", steps.len());
+                    let ctx = runner::Context { work_dir: &dir, env: &self.env, interrupt: &job.interrupt };
+                    let mut step_done = |so_far: &[runner::PluginResult]| self.report_step(id, so_far);
+                    (runner::run_document(&steps, &ctx, &mut step_done), String::new())
                 }
-            };
+            }
+        };
         let payload = reply::final_reply(&self.info, &results, &trace);
         let status =
             if results.is_empty() { Status::Failed } else { runner::aggregate(results.iter().map(|r| r.status)) };

@@ -331,3 +331,34 @@ fn shutdown_reports_killed_commands_and_keeps_queued_ones_for_the_next_run() {
     assert_eq!(std::fs::read_dir(state.join("replies")).unwrap().count(), 0);
     std::fs::remove_dir_all(state).unwrap();
 }
+
+#[test]
+fn ssm_secure_references_are_read_by_the_node_with_its_credentials() {
+    let ssm = Ssm::new();
+    let server = Server::start(ssm.handler());
+    let base = temp_dir("secure");
+    let state = base.join("state");
+    let out = register(&server, &state, CODE, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _running = Running::start(&state);
+
+    let msg = send_command("cmd-s1", run_shell_script(), json!({"commands": ["echo pw={{ssm-secure:/db/pw}}"]}));
+    let mid = msg["MessageId"].as_str().unwrap().to_string();
+    ssm.deliver(msg);
+    let fin = final_reply(&server, &mid);
+    assert_eq!(fin["documentStatus"], "Success", "{fin}");
+    assert_eq!(fin["runtimeStatus"]["aws:runShellScript"]["standardOutput"], "pw=s3cret-value\n");
+    let asked = server.calls("GetParameters");
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].json(), json!({"Names": ["/db/pw"], "WithDecryption": true}));
+
+    let msg = send_command("cmd-s2", run_shell_script(), json!({"commands": ["echo {{ssm-secure:/missing}}"]}));
+    let mid = msg["MessageId"].as_str().unwrap().to_string();
+    ssm.deliver(msg);
+    let fin = final_reply(&server, &mid);
+    assert_eq!(fin["documentStatus"], "Failed", "{fin}");
+    let text = fin.to_string();
+    assert!(text.contains("{{ssm-secure:/missing}}") && text.contains("ParameterNotFound"), "{text}");
+    let log = std::fs::read_to_string(state.join("agent.log")).unwrap_or_default();
+    assert!(!log.contains("s3cret-value"), "the value was logged");
+}

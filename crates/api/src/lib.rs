@@ -13,6 +13,7 @@ mod idempotency;
 mod instances;
 pub mod nodes;
 mod pagination;
+pub mod parameters;
 mod tags;
 mod targets;
 pub mod windows;
@@ -36,6 +37,8 @@ pub struct Service {
     commands: Arc<commands::Hub>,
     pickups: commands::pickup::Pickups,
     windows: windows::Settings,
+    /// The master keys that seal SecureString values (`None`: SecureString is refused).
+    parameter_keys: Option<Arc<parameters::crypto::MasterKeys>>,
 }
 
 impl Service {
@@ -69,6 +72,7 @@ impl Service {
             commands: hub,
             pickups: commands::pickup::Pickups::new(),
             windows: windows::Settings::default(),
+            parameter_keys: None,
             store,
         })
     }
@@ -76,6 +80,13 @@ impl Service {
     /// Replaces the maintenance-window settings (before the service is shared).
     pub fn with_window_settings(mut self, settings: windows::Settings) -> Service {
         self.windows = settings;
+        self
+    }
+
+    /// Gives the service the master keys that seal SecureString parameter values (before the
+    /// service is shared).
+    pub fn with_parameter_keys(mut self, keys: parameters::crypto::MasterKeys) -> Service {
+        self.parameter_keys = Some(Arc::new(keys));
         self
     }
 
@@ -116,6 +127,11 @@ impl Service {
             ssmd_store::WINDOW_RUN_JOB,
             Arc::new(windows::drive::Drivers::new(self.clone())),
             ssmd_engine::Settings { lease_ms: settings.lease_ms, ..Default::default() },
+        );
+        engine.run_jobs(
+            ssmd_store::PARAMETER_EXPIRE_JOB,
+            Arc::new(parameters::policies::Expirer::new(self.clone())),
+            ssmd_engine::Settings { slots: 4, lease_ms: settings.lease_ms, ..Default::default() },
         );
         let now = self.now_ms();
         for key in [commands::worker::PURGE_REPLIES, commands::worker::PURGE_WINDOW_HISTORY] {
@@ -495,5 +511,59 @@ impl Ssm for Service {
         i: CancelMaintenanceWindowExecutionRequest,
     ) -> Result<CancelMaintenanceWindowExecutionResult, ApiError> {
         windows::cancel(self, c, i).await
+    }
+    async fn put_parameter(&self, c: &Caller, i: PutParameterRequest) -> Result<PutParameterResult, ApiError> {
+        parameters::put(self, c, i).await
+    }
+    async fn get_parameter(&self, c: &Caller, i: GetParameterRequest) -> Result<GetParameterResult, ApiError> {
+        parameters::get(self, c, i).await
+    }
+    async fn get_parameters(&self, c: &Caller, i: GetParametersRequest) -> Result<GetParametersResult, ApiError> {
+        parameters::get_many(self, c, i).await
+    }
+    async fn get_parameters_by_path(
+        &self,
+        c: &Caller,
+        i: GetParametersByPathRequest,
+    ) -> Result<GetParametersByPathResult, ApiError> {
+        parameters::by_path(self, c, i).await
+    }
+    async fn describe_parameters(
+        &self,
+        c: &Caller,
+        i: DescribeParametersRequest,
+    ) -> Result<DescribeParametersResult, ApiError> {
+        parameters::describe(self, c, i).await
+    }
+    async fn get_parameter_history(
+        &self,
+        c: &Caller,
+        i: GetParameterHistoryRequest,
+    ) -> Result<GetParameterHistoryResult, ApiError> {
+        parameters::history(self, c, i).await
+    }
+    async fn delete_parameter(&self, c: &Caller, i: DeleteParameterRequest) -> Result<DeleteParameterResult, ApiError> {
+        parameters::delete(self, c, i).await
+    }
+    async fn delete_parameters(
+        &self,
+        c: &Caller,
+        i: DeleteParametersRequest,
+    ) -> Result<DeleteParametersResult, ApiError> {
+        parameters::delete_many(self, c, i).await
+    }
+    async fn label_parameter_version(
+        &self,
+        c: &Caller,
+        i: LabelParameterVersionRequest,
+    ) -> Result<LabelParameterVersionResult, ApiError> {
+        parameters::label(self, c, i).await
+    }
+    async fn unlabel_parameter_version(
+        &self,
+        c: &Caller,
+        i: UnlabelParameterVersionRequest,
+    ) -> Result<UnlabelParameterVersionResult, ApiError> {
+        parameters::unlabel(self, c, i).await
     }
 }

@@ -31,11 +31,12 @@ async fn check_resource(
         ResourceTypeForTagging::MaintenanceWindow => {
             svc.store.window(&caller.account, &caller.region, rid).await.map_err(store_error)?.is_some()
         }
+        ResourceTypeForTagging::Parameter => crate::parameters::exists(svc, caller, rid).await?,
         other => {
             return Err(ApiError::new(
                 ErrorCode::InvalidResourceType,
                 format!(
-                    "ssmd does not hold resources of type {other} yet; tags can be set on: Document, Automation, ManagedInstance, MaintenanceWindow."
+                    "ssmd does not hold resources of type {other} yet; tags can be set on: Document, Automation, ManagedInstance, MaintenanceWindow, Parameter."
                 ),
             ));
         }

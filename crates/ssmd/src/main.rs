@@ -4,6 +4,7 @@
 
 mod keys;
 mod run;
+mod secrets;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -187,6 +188,8 @@ enum Command {
         automation: AutomationArgs,
         #[command(flatten)]
         windows: WindowArgs,
+        #[command(flatten)]
+        secrets: secrets::SecretArgs,
     },
     /// Manage access keys and the accounts they belong to.
     Keys {
@@ -242,6 +245,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     listen: SocketAddr,
     db: DbArgs,
@@ -251,6 +255,7 @@ async fn serve(
     header_timeout: std::time::Duration,
     automation: AutomationArgs,
     windows: WindowArgs,
+    secrets: secrets::SecretArgs,
 ) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = db.open_with(&pg).await?;
@@ -264,7 +269,8 @@ async fn serve(
         ssmd_api::Service::with_settings(store.clone(), clock.clone(), automation.settings())
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?
-            .with_window_settings(windows.settings()),
+            .with_window_settings(windows.settings())
+            .with_parameter_keys(secrets.load(&db.data_dir)?),
     );
     let engine = service.run_background().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let auth = Authenticator::new(store.clone(), accept_any.then_some(default_account));
@@ -309,11 +315,13 @@ async fn main() -> Result<()> {
             header_timeout,
             automation,
             windows,
+            secrets,
         } => {
             init_logging(log_format);
             let header_timeout = std::time::Duration::try_from_secs_f64(header_timeout).context("--header-timeout")?;
             let pg = pg.limits()?;
-            serve(listen, db, pg, accept_any_credentials, default_account, header_timeout, automation, windows).await
+            serve(listen, db, pg, accept_any_credentials, default_account, header_timeout, automation, windows, secrets)
+                .await
         }
         Command::Keys { command, db } => {
             init_logging(LogFormat::Text);

@@ -23,6 +23,7 @@ pub mod jobs;
 mod keys;
 mod migrations;
 mod nodes;
+mod parameters;
 mod quotas;
 pub mod sql;
 mod tags;
@@ -43,6 +44,9 @@ pub use documents::{DocumentRow, ReviewRow, ShareRow, VersionRow};
 pub use idempotency::IdempotencyRecord;
 pub use keys::AccessKey;
 pub use nodes::{NODE_TAGS, NewNode, NodeInfo, NodeRegistration, NodeRow};
+pub use parameters::{
+    LabelOutcome, NameOp, PARAMETER_EXPIRE_JOB, PARAMETER_TAGS, ParamCond, ParameterRow, PutOutcome, parent_path,
+};
 pub use sql::PgLimits;
 
 /// A database URL fit to print: a password in it is replaced by `***`

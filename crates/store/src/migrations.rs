@@ -404,6 +404,55 @@ CREATE UNIQUE INDEX window_invocations_by_task ON window_invocations (task_execu
 CREATE INDEX window_invocations_by_execution ON window_invocations (execution_id)
 "#,
     ),
+    (
+        11,
+        r#"
+CREATE TABLE parameters (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    ptype TEXT NOT NULL,
+    value TEXT NOT NULL,
+    key_id TEXT,
+    description TEXT,
+    allowed_pattern TEXT,
+    tier TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    policies TEXT,
+    modified_ms BIGINT NOT NULL,
+    modified_user TEXT NOT NULL,
+    PRIMARY KEY (account, region, name)
+);
+CREATE INDEX parameters_by_parent ON parameters (account, region, parent, name);
+CREATE TABLE parameter_versions (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    ptype TEXT NOT NULL,
+    value TEXT NOT NULL,
+    key_id TEXT,
+    description TEXT,
+    allowed_pattern TEXT,
+    tier TEXT NOT NULL,
+    data_type TEXT NOT NULL,
+    policies TEXT,
+    modified_ms BIGINT NOT NULL,
+    modified_user TEXT NOT NULL,
+    PRIMARY KEY (account, region, name, version)
+);
+CREATE TABLE parameter_labels (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    label TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    PRIMARY KEY (account, region, name, label)
+)
+"#,
+    ),
 ];
 
 pub(crate) async fn run(store: &Store) -> Result<()> {

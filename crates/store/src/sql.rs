@@ -925,6 +925,18 @@ impl Where {
         self
     }
 
+    /// [`Where::and`] with a number of values known only at run time.
+    pub fn and_dyn(&mut self, expr: &str, values: Vec<Value>) -> &mut Where {
+        let base = self.binds.len();
+        let mut out = expr.to_string();
+        for k in (1..=values.len()).rev() {
+            out = out.replace(&format!("?{k}"), &format!("${}", base + k));
+        }
+        self.binds.extend(values);
+        self.cond.push(out);
+        self
+    }
+
     /// Adds `column = v1 OR column = v2 …` (nothing for no values).
     pub fn any_of(&mut self, column: &str, values: &[String]) -> &mut Where {
         self.any_matching(values, |n, _| format!("{column} = ${n}"))

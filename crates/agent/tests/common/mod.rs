@@ -386,6 +386,20 @@ impl Ssm {
                             std::thread::sleep(Duration::from_millis(20));
                         }
                     }
+                    // One SecureString, `/db/pw`, for `{{ssm-secure:…}}` references.
+                    "GetParameters" => {
+                        let decrypt = b["WithDecryption"] == true;
+                        let (mut found, mut invalid) = (Vec::new(), Vec::new());
+                        for n in b["Names"].as_array().into_iter().flatten() {
+                            if n == "/db/pw" {
+                                let value = if decrypt { "s3cret-value" } else { "AQICAHsealed" };
+                                found.push(json!({"Name": "/db/pw", "Type": "SecureString", "Value": value}));
+                            } else {
+                                invalid.push(n.clone());
+                            }
+                        }
+                        (200, json!({"Parameters": found, "InvalidParameters": invalid}))
+                    }
                     "SendReply" if self.replies_down.load(Ordering::SeqCst) => {
                         error(503, "InternalServerError", "down")
                     }

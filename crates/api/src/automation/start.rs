@@ -25,12 +25,7 @@ fn validation(message: impl Into<String>) -> ApiError {
 }
 
 fn param_error(e: ParamError) -> ApiError {
-    match e {
-        ParamError::ParameterStoreReference { .. } => {
-            bad_params(format!("{e} ssmd has no Parameter Store yet; pass the value explicitly."))
-        }
-        other => bad_params(other.to_string()),
-    }
+    bad_params(e.to_string())
 }
 
 /// Where a new execution comes from.
@@ -139,7 +134,15 @@ pub(crate) async fn prepare(
             .map(|p| p.value)
             .map_err(|e| ApiError::internal(format!("stored runbook does not parse: {e:?}")))
     })?;
-    let supplied = i.parameters.clone().unwrap_or_default();
+    // Parameter Store references in the supplied values and the runbook's defaults are resolved
+    // when the execution starts, as SSM does.
+    let use_ = crate::parameters::refs::Use::Automation;
+    let supplied =
+        crate::parameters::refs::resolve_supplied(svc, caller, &i.parameters.clone().unwrap_or_default(), use_)
+            .await
+            .map_err(bad_params)?;
+    let definitions =
+        crate::parameters::refs::resolve_defaults(svc, caller, &rb.parameters, use_).await.map_err(bad_params)?;
 
     let mut targets = Vec::new();
     let (parameters, fanout, steps) = if fanned {
@@ -151,7 +154,7 @@ pub(crate) async fn prepare(
         };
         let (items, from_targets) = fan_items(&rb, i, &supplied, nodes)?;
         for item in &items {
-            resolve_parameters(&rb.parameters, &item.parameters).map_err(param_error)?;
+            resolve_parameters(&definitions, &item.parameters).map_err(param_error)?;
         }
         let concurrency = rate::parse_concurrency(i.max_concurrency.as_deref().unwrap_or("10"))
             .map_err(|e| validation(e.to_string()))?;
@@ -165,7 +168,7 @@ pub(crate) async fn prepare(
             .collect();
         (wire, Some(machine::fanout(controller, from_targets)), Vec::new())
     } else {
-        let typed = resolve_parameters(&rb.parameters, &supplied).map_err(param_error)?;
+        let typed = resolve_parameters(&definitions, &supplied).map_err(param_error)?;
         (typed, None, machine::pending_records(&rb))
     };
     let variables: Map<String, Value> =

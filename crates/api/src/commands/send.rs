@@ -18,12 +18,7 @@ fn invalid_parameters(msg: impl Into<String>) -> ApiError {
 }
 
 fn param_error(e: ParamError) -> ApiError {
-    match e {
-        ParamError::ParameterStoreReference { .. } => {
-            invalid_parameters(format!("{e} (ssmd has no Parameter Store: {{{{ssm:…}}}} references can't be resolved)"))
-        }
-        other => invalid_parameters(other.to_string()),
-    }
+    invalid_parameters(e.to_string())
 }
 
 /// How long the command may run on a node (seconds): the sum of its steps' time limits, as the
@@ -121,7 +116,14 @@ pub(crate) async fn send_with_id(
         .value;
     let supplied = i.parameters.clone().unwrap_or_default();
     let definitions = content.get("parameters").cloned().unwrap_or(json!({}));
-    let values = resolve_parameters(&definitions, &supplied).map_err(param_error)?;
+    // Parameter Store references are resolved now, as SSM does when it takes the command; the
+    // command keeps the parameters as they were sent.
+    let use_ = crate::parameters::refs::Use::RunCommand;
+    let definitions =
+        crate::parameters::refs::resolve_defaults(svc, caller, &definitions, use_).await.map_err(invalid_parameters)?;
+    let resolved_supplied =
+        crate::parameters::refs::resolve_supplied(svc, caller, &supplied, use_).await.map_err(invalid_parameters)?;
+    let values = resolve_parameters(&definitions, &resolved_supplied).map_err(param_error)?;
     let concurrency_text = i.max_concurrency.clone().unwrap_or_else(|| "50".into());
     let errors_text = i.max_errors.clone().unwrap_or_else(|| "0".into());
     let concurrency = ssmd_core::rate::parse_concurrency(&concurrency_text)
