@@ -75,9 +75,9 @@ fn routing_envelopes_and_serialization() {
         serde_json::json!({"__type": "InvalidDocument", "Message": "The specified document does not exist."})
     );
 
-    let r = call(port, "AmazonSSM.GetParameter", br#"{"Name":"x"}"#);
+    let r = call(port, "AmazonSSM.GetInventory", br#"{}"#);
     assert_eq!(r.error_type(), "UnsupportedOperationException");
-    assert!(r.json()["Message"].as_str().unwrap().contains("GetParameter"));
+    assert!(r.json()["Message"].as_str().unwrap().contains("GetInventory"));
 }
 
 #[test]
@@ -254,9 +254,9 @@ fn accept_any_credentials_maps_unknown_keys_to_one_account() {
 #[tokio::test]
 async fn unimplemented_operations_say_so_through_the_sdk() {
     let server = Server::start(Backend::Sqlite);
-    let e = server.client().get_parameter().name("x").send().await.unwrap_err();
+    let e = server.client().get_inventory().send().await.unwrap_err();
     assert_eq!(code(&e), "UnsupportedOperationException");
-    assert!(message(&e).contains("GetParameter"));
+    assert!(message(&e).contains("GetInventory"));
 }
 
 #[test]

@@ -64,7 +64,7 @@ both_backends!(add_list_remove, |server: Server| async move {
     assert_eq!(code(&e), "InvalidResourceId");
     let e = c
         .list_tags_for_resource()
-        .resource_type(ResourceTypeForTagging::Parameter)
+        .resource_type(ResourceTypeForTagging::PatchBaseline)
         .resource_id("x")
         .send()
         .await
