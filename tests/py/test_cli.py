@@ -80,7 +80,7 @@ def test_cli_errors_exit_nonzero_and_name_the_code(aws_cli):
         "ValidationException": (("create-document", "--name", "aws-reserved-" + unique_name("x"),
                                  "--content", command_doc()), None),
         "UnrecognizedClientException": (("list-documents",), unknown),
-        "UnsupportedOperationException": (("get-parameter", "--name", "anything"), None),
+        "UnsupportedOperationException": (("get-inventory",), None),
     }
     with cf.ThreadPoolExecutor(len(cases)) as pool:
         futures = {code: pool.submit(aws_cli, *args, account=acct, check=False)
