@@ -756,9 +756,25 @@ pub(crate) async fn by_path(
     conds.push(ParamCond::Path { path, recursive: i.recursive.unwrap_or(false) });
     let after = page_after(svc, caller, op, i.next_token.as_deref())?;
     let size = page_size(i.max_results, 10);
+    let (rows, next) = parameters_page(svc, caller, op, &conds, after.as_deref(), size).await?;
+    let decrypt = i.with_decryption.unwrap_or(false);
+    let parameters = rows.iter().map(|r| to_parameter(svc, r, decrypt, None)).collect::<Result<Vec<_>, _>>()?;
+    Ok(GetParametersByPathResult { parameters: Some(parameters), next_token: next })
+}
+
+/// One page of the caller's parameters matching `conds` after `after`, and the token of the
+/// next page.
+async fn parameters_page(
+    svc: &Service,
+    caller: &Caller,
+    op: &str,
+    conds: &[ParamCond],
+    after: Option<&str>,
+    size: i64,
+) -> Result<(Vec<ParameterRow>, Option<String>), ApiError> {
     let mut rows = svc
         .store
-        .parameters_page(&caller.account, &caller.region, &conds, after.as_deref(), size + 1)
+        .parameters_page(&caller.account, &caller.region, conds, after, size + 1)
         .await
         .map_err(store_error)?;
     let next = if rows.len() as i64 > size {
@@ -767,9 +783,7 @@ pub(crate) async fn by_path(
     } else {
         None
     };
-    let decrypt = i.with_decryption.unwrap_or(false);
-    let parameters = rows.iter().map(|r| to_parameter(svc, r, decrypt, None)).collect::<Result<Vec<_>, _>>()?;
-    Ok(GetParametersByPathResult { parameters: Some(parameters), next_token: next })
+    Ok((rows, next))
 }
 
 pub(crate) async fn describe(
@@ -802,17 +816,7 @@ pub(crate) async fn describe(
     }
     let after = page_after(svc, caller, op, i.next_token.as_deref())?;
     let size = page_size(i.max_results, 50);
-    let mut rows = svc
-        .store
-        .parameters_page(&caller.account, &caller.region, &conds, after.as_deref(), size + 1)
-        .await
-        .map_err(store_error)?;
-    let next = if rows.len() as i64 > size {
-        rows.truncate(size as usize);
-        rows.last().map(|r| svc.issue_token(caller, op, json!({"n": r.name})))
-    } else {
-        None
-    };
+    let (rows, next) = parameters_page(svc, caller, op, &conds, after.as_deref(), size).await?;
     let parameters = rows.iter().map(to_metadata).collect::<Result<Vec<_>, _>>()?;
     Ok(DescribeParametersResult { parameters: Some(parameters), next_token: next })
 }
