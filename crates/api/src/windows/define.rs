@@ -235,7 +235,7 @@ pub(crate) async fn describe(
     let mut prefixes = Vec::new();
     let mut enabled = None;
     for f in i.filters.iter().flatten() {
-        let (key, values) = filter_values(f)?;
+        let (key, values) = filter_values(f);
         match key {
             "Name" => prefixes.extend(values.iter().cloned()),
             "Enabled" => {

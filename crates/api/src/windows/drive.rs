@@ -584,6 +584,77 @@ fn document_parameters(task: &GetMaintenanceWindowTaskResult) -> BTreeMap<String
     })
 }
 
+/// What an invocation runs: built once from the task and the invocation's pseudo-parameters,
+/// recorded as the invocation's `Parameters` and then sent.
+enum Request {
+    Command(SendCommandRequest),
+    Automation(StartAutomationExecutionRequest),
+}
+
+impl Request {
+    /// The invocation's `Parameters` as SSM records them (camelCase, the request's chosen fields).
+    fn record(&self) -> Value {
+        let mut v = match self {
+            Request::Command(r) => json!({"documentName": r.document_name, "instanceIds": r.instance_ids,
+                "maxConcurrency": r.max_concurrency, "maxErrors": r.max_errors, "parameters": r.parameters,
+                "timeoutSeconds": r.timeout_seconds, "comment": r.comment, "documentVersion": r.document_version}),
+            Request::Automation(r) => json!({"documentName": r.document_name, "parameters": r.parameters,
+                "documentVersion": r.document_version}),
+        };
+        v.as_object_mut().expect("an object").retain(|_, x| !x.is_null());
+        v
+    }
+}
+
+/// The request invocation `inv` of `task` runs; `Err` names what ssmd cannot invoke (Lambda
+/// functions, Step Functions state machines).
+fn request(
+    run: &Run<'_>,
+    task: &GetMaintenanceWindowTaskResult,
+    inv: &InvocationRunRow,
+) -> Result<Request, &'static str> {
+    let values = pseudo(run, task, inv);
+    let params = substitute_map(&document_parameters(task), &values);
+    let arn = task.task_arn.clone().unwrap_or_default();
+    let given = task.task_invocation_parameters.as_ref();
+    match task.task_type.unwrap_or(MaintenanceWindowTaskType::RunCommand) {
+        MaintenanceWindowTaskType::RunCommand => {
+            let rc = given.and_then(|p| p.run_command.clone()).unwrap_or_default();
+            Ok(Request::Command(SendCommandRequest {
+                instance_ids: Some(vec![inv.target.clone().unwrap_or_default()]),
+                document_name: arn,
+                document_version: rc.document_version,
+                document_hash: rc.document_hash,
+                document_hash_type: rc.document_hash_type,
+                timeout_seconds: rc.timeout_seconds,
+                comment: rc.comment.map(|c| substitute(&c, &values)),
+                parameters: Some(params),
+                output_s3_bucket_name: rc.output_s3_bucket_name,
+                output_s3_key_prefix: rc.output_s3_key_prefix,
+                // One node per command, and MaxErrors 0: the command ends as its one invocation
+                // does (with 1 it would end Success/Incomplete after a failure).
+                max_concurrency: Some("1".into()),
+                max_errors: Some("0".into()),
+                service_role_arn: rc.service_role_arn,
+                notification_config: rc.notification_config,
+                cloud_watch_output_config: rc.cloud_watch_output_config,
+                ..Default::default()
+            }))
+        }
+        MaintenanceWindowTaskType::Automation => {
+            let a = given.and_then(|p| p.automation.clone()).unwrap_or_default();
+            Ok(Request::Automation(StartAutomationExecutionRequest {
+                document_name: arn,
+                document_version: a.document_version,
+                parameters: Some(params),
+                ..Default::default()
+            }))
+        }
+        MaintenanceWindowTaskType::Lambda => Err("AWS Lambda functions"),
+        MaintenanceWindowTaskType::StepFunctions => Err("AWS Step Functions state machines"),
+    }
+}
+
 /// Starts invocation `n` of task execution `id`: writes it IN_PROGRESS with the id of what it
 /// runs, then sends or starts that. Returns its end when it ended at once (it could not start).
 async fn start_invocation(
@@ -595,45 +666,11 @@ async fn start_invocation(
     progress: &Progress,
 ) -> Result<Option<(S, String)>, Pass> {
     let inv = run.invocations[id][n].clone();
-    let values = pseudo(run, task, &inv);
-    let params = substitute_map(&document_parameters(task), &values);
     let arn = task.task_arn.clone().unwrap_or_default();
-    let task_type = task.task_type.unwrap_or(MaintenanceWindowTaskType::RunCommand);
-    let record: Value = match task_type {
-        MaintenanceWindowTaskType::RunCommand => {
-            let rc = task.task_invocation_parameters.as_ref().and_then(|p| p.run_command.clone()).unwrap_or_default();
-            let mut v = json!({
-                "documentName": arn,
-                "instanceIds": [inv.target.clone().unwrap_or_default()],
-                "maxConcurrency": "1",
-                "maxErrors": "0",
-                "parameters": params,
-            });
-            if let Some(t) = rc.timeout_seconds {
-                v["timeoutSeconds"] = json!(t);
-            }
-            if let Some(c) = &rc.comment {
-                v["comment"] = json!(substitute(c, &values));
-            }
-            if let Some(d) = &rc.document_version {
-                v["documentVersion"] = json!(d);
-            }
-            v
-        }
-        MaintenanceWindowTaskType::Automation => {
-            let a = task.task_invocation_parameters.as_ref().and_then(|p| p.automation.clone()).unwrap_or_default();
-            let mut v = json!({"documentName": arn, "parameters": params});
-            if let Some(d) = &a.document_version {
-                v["documentVersion"] = json!(d);
-            }
-            v
-        }
-        MaintenanceWindowTaskType::Lambda | MaintenanceWindowTaskType::StepFunctions => {
-            let kind = if task_type == MaintenanceWindowTaskType::Lambda {
-                "AWS Lambda functions"
-            } else {
-                "AWS Step Functions state machines"
-            };
+    let record = match request(run, task, &inv) {
+        Ok(r) => r.record(),
+        Err(kind) => {
+            let task_type = task.task_type.unwrap_or(MaintenanceWindowTaskType::RunCommand);
             let inv = &mut run.invocations.get_mut(id).expect("invocations read")[n];
             inv.parameters = json!({"taskArn": arn}).to_string();
             return Ok(Some((
@@ -669,46 +706,12 @@ async fn launch(
 ) -> Result<Option<(S, String)>, Pass> {
     let inv = run.invocations[id][n].clone();
     let run_id = inv.run_id.clone().unwrap_or_default();
-    let values = pseudo(run, task, &inv);
-    let params = substitute_map(&document_parameters(task), &values);
-    let arn = task.task_arn.clone().unwrap_or_default();
     let mut caller = run.caller.clone();
     caller.arn = service_role(&caller.account, task);
-    let started = match task.task_type.unwrap_or(MaintenanceWindowTaskType::RunCommand) {
-        MaintenanceWindowTaskType::RunCommand => {
-            let rc = task.task_invocation_parameters.as_ref().and_then(|p| p.run_command.clone()).unwrap_or_default();
-            let request = SendCommandRequest {
-                instance_ids: Some(vec![inv.target.clone().unwrap_or_default()]),
-                document_name: arn,
-                document_version: rc.document_version,
-                document_hash: rc.document_hash,
-                document_hash_type: rc.document_hash_type,
-                timeout_seconds: rc.timeout_seconds,
-                comment: rc.comment.map(|c| substitute(&c, &values)),
-                parameters: Some(params),
-                output_s3_bucket_name: rc.output_s3_bucket_name,
-                output_s3_key_prefix: rc.output_s3_key_prefix,
-                // One node per command, and MaxErrors 0: the command ends as its one invocation
-                // does (with 1 it would end Success/Incomplete after a failure).
-                max_concurrency: Some("1".into()),
-                max_errors: Some("0".into()),
-                service_role_arn: rc.service_role_arn,
-                notification_config: rc.notification_config,
-                cloud_watch_output_config: rc.cloud_watch_output_config,
-                ..Default::default()
-            };
-            crate::commands::send::send_with_id(run.svc, &caller, request, run_id.clone()).await.map(|_| ())
-        }
-        _ => {
-            let a = task.task_invocation_parameters.as_ref().and_then(|p| p.automation.clone()).unwrap_or_default();
-            let request = StartAutomationExecutionRequest {
-                document_name: arn,
-                document_version: a.document_version,
-                parameters: Some(params),
-                ..Default::default()
-            };
-            crate::automation::start::start_with_id(run.svc, &caller, &request, run_id.clone()).await
-        }
+    let started = match request(run, task, &inv) {
+        Ok(Request::Command(r)) => crate::commands::send::send_with_id(run.svc, &caller, r, run_id).await.map(|_| ()),
+        Ok(Request::Automation(r)) => crate::automation::start::start_with_id(run.svc, &caller, &r, run_id).await,
+        Err(kind) => Err(ApiError::internal(format!("an invocation of {kind} was started"))),
     };
     match started {
         Ok(()) => follow(run, task, id, n, false).await,

@@ -40,7 +40,7 @@ pub(crate) async fn describe_executions(
     let op = "DescribeMaintenanceWindowExecutions";
     let (mut before, mut after_ms) = (None, None);
     for f in i.filters.iter().flatten() {
-        let (key, values) = filter_values(f)?;
+        let (key, values) = filter_values(f);
         match key {
             "ExecutedBefore" => before = Some(filter_time(key, values)?),
             "ExecutedAfter" => after_ms = Some(filter_time(key, values)?),

@@ -191,11 +191,9 @@ impl Service {
     }
 }
 
-/// One filter's values, checked to be there.
-pub(crate) fn filter_values(f: &MaintenanceWindowFilter) -> Result<(&str, &[String]), ApiError> {
-    let key = f.key.as_deref().unwrap_or_default();
-    let values = f.values.as_deref().unwrap_or_default();
-    Ok((key, values))
+/// One filter's key and values (absent ones empty).
+pub(crate) fn filter_values(f: &MaintenanceWindowFilter) -> (&str, &[String]) {
+    (f.key.as_deref().unwrap_or_default(), f.values.as_deref().unwrap_or_default())
 }
 
 /// An unsupported filter key: a `ValidationException` naming the keys the operation takes.
@@ -209,7 +207,7 @@ pub(crate) fn status_filter(
 ) -> Result<Vec<MaintenanceWindowExecutionStatus>, ApiError> {
     let mut out = Vec::new();
     for f in filters {
-        let (key, values) = filter_values(f)?;
+        let (key, values) = filter_values(f);
         if !key.eq_ignore_ascii_case("Status") {
             return Err(bad_filter_key(key, &["Status"]));
         }

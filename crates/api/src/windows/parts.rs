@@ -196,7 +196,7 @@ pub(crate) async fn describe_targets(
     svc.own_window(caller, &i.window_id).await?;
     let mut targets = targets_of(svc, &i.window_id).await?;
     for f in i.filters.iter().flatten() {
-        let (key, values) = filter_values(f)?;
+        let (key, values) = filter_values(f);
         let field = |t: &MaintenanceWindowTarget| -> Option<String> {
             match key {
                 "Type" => t.resource_type.map(|r| r.as_str().to_string()),
@@ -448,7 +448,7 @@ pub(crate) async fn describe_tasks(
     svc.own_window(caller, &i.window_id).await?;
     let mut tasks = tasks_of(svc, &i.window_id).await?;
     for f in i.filters.iter().flatten() {
-        let (key, values) = filter_values(f)?;
+        let (key, values) = filter_values(f);
         let field = |t: &GetMaintenanceWindowTaskResult| -> Option<String> {
             match key {
                 "WindowTaskId" => t.window_task_id.clone(),

@@ -10,7 +10,7 @@ use crate::pagination::page_size;
 use serde_json::json;
 use ssmd_store::{NODE_TAGS, Part};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
 
 /// A node or tag the caller asks about.
 struct Query {
@@ -61,8 +61,8 @@ impl Query {
     }
 }
 
-/// The windows (ids) of the account and Region whose targets select what `query` names.
-async fn windows_naming(svc: &Service, caller: &Caller, query: &Query) -> Result<HashSet<String>, ApiError> {
+/// The windows of the account and Region whose targets select what `query` names.
+async fn windows_naming(svc: &Service, caller: &Caller, query: &Query) -> Result<Vec<Window>, ApiError> {
     let mut found = HashSet::new();
     let targets =
         svc.store.window_parts_in(&caller.account, &caller.region, Part::Target).await.map_err(store_error)?;
@@ -81,7 +81,11 @@ async fn windows_naming(svc: &Service, caller: &Caller, query: &Query) -> Result
             found.insert(row.window_id);
         }
     }
-    Ok(found)
+    if found.is_empty() {
+        return Ok(vec![]);
+    }
+    let rows = svc.store.windows_all(&caller.account, &caller.region).await.map_err(store_error)?;
+    rows.into_iter().filter(|r| found.contains(&r.id)).map(Window::read).collect()
 }
 
 pub(crate) async fn schedule(
@@ -112,9 +116,7 @@ pub(crate) async fn schedule(
                 vec![]
             } else {
                 let query = Query::new(svc, caller, targets).await?;
-                let ids = windows_naming(svc, caller, &query).await?;
-                let rows = svc.store.windows_all(&caller.account, &caller.region).await.map_err(store_error)?;
-                rows.into_iter().filter(|r| ids.contains(&r.id)).map(Window::read).collect::<Result<_, _>>()?
+                windows_naming(svc, caller, &query).await?
             }
         }
         _ => return Err(validation("Specify either WindowId or Targets with ResourceType, not both.")),
@@ -184,33 +186,24 @@ pub(crate) async fn for_target(
     let op = "DescribeMaintenanceWindowsForTarget";
     let after = svc.window_token(caller, op, i.next_token.as_deref())?;
     let after = after.as_ref().and_then(|p| p.get("i")?.as_str().map(str::to_string));
-    let mut ids: Vec<String> = if i.resource_type == MaintenanceWindowResourceType::ResourceGroup {
+    let mut found: Vec<(String, String)> = if i.resource_type == MaintenanceWindowResourceType::ResourceGroup {
         vec![]
     } else {
         let query = Query::new(svc, caller, &i.targets).await?;
-        windows_naming(svc, caller, &query).await?.into_iter().collect()
+        windows_naming(svc, caller, &query).await?.into_iter().map(|w| (w.row.id, w.row.name)).collect()
     };
-    ids.sort();
-    ids.retain(|id| after.as_ref().is_none_or(|a| id > a));
+    found.sort();
+    found.retain(|(id, _)| after.as_ref().is_none_or(|a| id > a));
     let size = page_size(i.max_results, 50) as usize;
-    let more = ids.len() > size;
-    ids.truncate(size);
-    let next_token = match ids.last() {
-        Some(last) if more => Some(svc.issue_token(caller, op, json!({"i": last}))),
+    let more = found.len() > size;
+    found.truncate(size);
+    let next_token = match found.last() {
+        Some((last, _)) if more => Some(svc.issue_token(caller, op, json!({"i": last}))),
         _ => None,
     };
-    let mut names: HashMap<String, String> = HashMap::new();
-    for id in &ids {
-        if let Some(row) = svc.store.window(&caller.account, &caller.region, id).await.map_err(store_error)? {
-            names.insert(row.id, row.name);
-        }
-    }
-    let windows = ids
+    let windows = found
         .into_iter()
-        .filter_map(|id| {
-            let name = names.remove(&id)?;
-            Some(MaintenanceWindowIdentityForTarget { window_id: Some(id), name: Some(name) })
-        })
+        .map(|(id, name)| MaintenanceWindowIdentityForTarget { window_id: Some(id), name: Some(name) })
         .collect();
     Ok(DescribeMaintenanceWindowsForTargetResult { window_identities: Some(windows), next_token })
 }
