@@ -60,8 +60,7 @@ impl Service {
                     format!("The target with key {key} must have at least one value."),
                 ));
             }
-            let ok = key == "InstanceIds" || key == "tag-key" || (key.starts_with("tag:") && key.len() > 4);
-            if !ok {
+            if !node_key(key) {
                 return Err(ApiError::new(
                     ErrorCode::InvalidParameters,
                     format!(
@@ -87,13 +86,23 @@ impl Service {
             HashMap::new()
         };
         let matches = |n: &NodeRow, key: &str, values: &[String]| -> bool {
-            let node_tags: &[Tag] = tags.get(&n.id).map(Vec::as_slice).unwrap_or_default();
-            match key {
-                "InstanceIds" => values.iter().any(|v| v == "*" || *v == n.id),
-                "tag-key" => node_tags.iter().any(|t| values.contains(&t.key)),
-                k => node_tags.iter().any(|t| t.key == k[4..] && values.contains(&t.value)),
-            }
+            selects(&n.id, tags.get(&n.id).map(Vec::as_slice).unwrap_or_default(), key, values)
         };
         Ok(nodes.iter().filter(|n| rules.iter().all(|(k, v)| matches(n, k, v))).map(node).collect())
+    }
+}
+
+/// Whether `key` is a target key that names nodes: `InstanceIds`, `tag:<key>` or `tag-key`.
+pub(crate) fn node_key(key: &str) -> bool {
+    key == "InstanceIds" || key == "tag-key" || (key.starts_with("tag:") && key.len() > 4)
+}
+
+/// Whether one target entry (`key` with `values`, a [`node_key`]) selects the node `id` with
+/// `tags`.
+pub(crate) fn selects(id: &str, tags: &[Tag], key: &str, values: &[String]) -> bool {
+    match key {
+        "InstanceIds" => values.iter().any(|v| v == "*" || v == id),
+        "tag-key" => tags.iter().any(|t| values.contains(&t.key)),
+        k => k.strip_prefix("tag:").is_some_and(|k| tags.iter().any(|t| t.key == k && values.contains(&t.value))),
     }
 }

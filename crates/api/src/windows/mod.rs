@@ -233,10 +233,7 @@ pub(crate) fn check_target_keys(targets: &[Target], window_target_ids: bool) -> 
         if values.is_empty() {
             return Err(validation(format!("The target with key {key} must have at least one value.")));
         }
-        let ok = key == "InstanceIds"
-            || key == "tag-key"
-            || (key.starts_with("tag:") && key.len() > 4)
-            || (window_target_ids && key == "WindowTargetIds");
+        let ok = crate::targets::node_key(key) || (window_target_ids && key == "WindowTargetIds");
         if !ok {
             let keys = if window_target_ids {
                 "WindowTargetIds, InstanceIds, tag:<key> or tag-key"

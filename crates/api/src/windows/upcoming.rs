@@ -47,12 +47,7 @@ impl Query {
             (t.key.as_deref().unwrap_or_default(), t.values.as_deref().unwrap_or_default())
         }
         let selects = |(id, tags): &(String, Vec<ssmd_store::Tag>)| {
-            targets.iter().map(entry).all(|(key, values)| match key {
-                "InstanceIds" => values.iter().any(|v| v == "*" || v == id),
-                "tag-key" => tags.iter().any(|t| values.contains(&t.key)),
-                k if k.starts_with("tag:") => tags.iter().any(|t| t.key == k[4..] && values.contains(&t.value)),
-                _ => false,
-            })
+            targets.iter().map(entry).all(|(key, values)| crate::targets::selects(id, tags, key, values))
         };
         let names = |(key, values): &(String, Vec<String>)| {
             targets.iter().map(entry).any(|(k, vs)| k == key && vs.iter().any(|v| values.contains(v)))
